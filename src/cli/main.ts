@@ -1,0 +1,29 @@
+/**
+ * The `reclaim` command: a thin layer that parses flags and calls into the
+ * factory (and, later, the operator). Exit codes: 0 success, 1 failure,
+ * 2 bad usage or configuration.
+ */
+import { Command } from "commander";
+import { demoCommand } from "./demo.js";
+import { factoryCommand } from "./factory.js";
+import { tokenCommand } from "./token.js";
+
+/** Builds the command tree (exported for tests of the help text). */
+export function program(): Command {
+  const root = new Command("reclaim")
+    .description("Keeps a WebSocket chat backend usable when users run out of connection slots.")
+    .version("0.1.0")
+    .addCommand(demoCommand())
+    .addCommand(factoryCommand())
+    .addCommand(tokenCommand());
+  for (const command of [root, ...root.commands]) {
+    // Bad usage exits 2 (help and --version exit 0), with the help hint after the error.
+    command.showHelpAfterError().exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  }
+  return root;
+}
+
+/** Runs the CLI with `argv` (as in `process.argv`). */
+export async function main(argv: string[]): Promise<void> {
+  await program().parseAsync(argv);
+}

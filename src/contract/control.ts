@@ -1,0 +1,174 @@
+/**
+ * The factory's control API: HTTP+JSON under `/v1/`, bearer-token auth.
+ * Request parameters and responses are zod schemas; the factory validates what
+ * it receives with them and the operator validates what it gets back.
+ */
+import { z } from "zod";
+import { UserId } from "./ids.js";
+import { FactoryRung, RemovalReason } from "./events.js";
+
+/** API version prefix of every control route. */
+export const CONTROL_API_PREFIX = "/v1";
+
+/** Largest request body the control API reads, in bytes. */
+export const CONTROL_MAX_BODY_BYTES = 64 * 1024;
+
+const ms = (max: number) => z.number().int().min(0).max(max);
+const HOUR_MS = 3_600_000;
+
+/**
+ * `conservative`: remove managers whose inactive flag is set, that have had no
+ * connection for `connectionlessMs`, or that received nothing for `idleMs`.
+ * Defaults: `connectionlessMs` 10 s; `idleMs` the factory's idle cutoff
+ * (3 heartbeat intervals, at least 2 min), so a live idle tab is never removed.
+ */
+export const ConservativeParams = z
+  .object({
+    idleMs: ms(24 * HOUR_MS).min(1000).optional(),
+    connectionlessMs: ms(24 * HOUR_MS).optional(),
+  })
+  .strict();
+export type ConservativeParams = z.infer<typeof ConservativeParams>;
+
+/**
+ * `probe`: ping every connection of the user at once and wait up to
+ * `timeoutMs` (default: the factory's `--probe-timeout`, 1000). A connection
+ * that does not pong, whose socket is not OPEN, or whose send buffer stays
+ * above `bufferThresholdBytes` (default 1 MiB) without draining is evicted.
+ */
+export const ProbeParams = z
+  .object({
+    timeoutMs: ms(60_000).min(1).optional(),
+    bufferThresholdBytes: z.number().int().min(1).max(1 << 30).optional(),
+  })
+  .strict();
+export type ProbeParams = z.infer<typeof ProbeParams>;
+
+/**
+ * `force`: evict the managers with the oldest inbound activity, sending close
+ * 1013, until `freeSlots` slots are free (default 1), evicting at most `max`
+ * (default 1). Idempotent: once the slots are free, running it again evicts
+ * nothing.
+ */
+export const ForceParams = z
+  .object({
+    max: z.number().int().min(1).max(1000).default(1),
+    freeSlots: z.number().int().min(1).max(1000).default(1),
+  })
+  .strict();
+export type ForceParams = z.infer<typeof ForceParams>;
+
+/**
+ * `degrade`: raise this user's limit to `limit` (default: the normal limit + 5)
+ * for `ttlMs` (default 10 min) and queue new connections beyond it for up to
+ * `queueTimeoutMs` (default 10 s) instead of refusing them. Idempotent: a
+ * second call replaces the raise. Managers above the normal limit are not
+ * evicted when the raise ends.
+ */
+export const DegradeParams = z
+  .object({
+    limit: z.number().int().min(1).max(10_000).optional(),
+    ttlMs: ms(24 * HOUR_MS).min(1).default(600_000),
+    queueTimeoutMs: ms(10 * 60_000).default(10_000),
+  })
+  .strict();
+export type DegradeParams = z.infer<typeof DegradeParams>;
+
+/** The parameter schema of each rung. */
+export const RungParams = {
+  conservative: ConservativeParams,
+  probe: ProbeParams,
+  force: ForceParams,
+  degrade: DegradeParams,
+} as const satisfies Record<FactoryRung, z.ZodType>;
+
+/** The state of a manager's socket, as `ws` names it. */
+export const SocketState = z.enum(["CONNECTING", "OPEN", "CLOSING", "CLOSED"]);
+export type SocketState = z.infer<typeof SocketState>;
+
+/** One manager as the control API shows it. Times are ISO 8601. */
+export const ManagerInfo = z.object({
+  id: z.string(),
+  createdAt: z.string(),
+  lastReceivedAt: z.string().nullable(),
+  socketState: SocketState,
+  bufferedBytes: z.number().int().nonnegative(),
+  messagesReceived: z.number().int().nonnegative(),
+  messagesSent: z.number().int().nonnegative(),
+  sendFailures: z.number().int().nonnegative(),
+});
+export type ManagerInfo = z.infer<typeof ManagerInfo>;
+
+/** `GET /v1/users/{userId}`. */
+export const UserState = z.object({
+  userId: UserId,
+  limit: z.number().int(),
+  effectiveLimit: z.number().int(),
+  degradedUntil: z.string().nullable(),
+  active: z.number().int(),
+  queued: z.number().int(),
+  managers: z.array(ManagerInfo),
+});
+export type UserState = z.infer<typeof UserState>;
+
+/** One entry of `GET /v1/users?atLimit=true`. */
+export const UserSummary = z.object({
+  userId: UserId,
+  active: z.number().int(),
+  limit: z.number().int(),
+  effectiveLimit: z.number().int(),
+  queued: z.number().int(),
+});
+export type UserSummary = z.infer<typeof UserSummary>;
+
+export const UserList = z.object({ users: z.array(UserSummary) });
+export type UserList = z.infer<typeof UserList>;
+
+/** `GET /v1/users/{userId}/admission`: would a new connection be admitted now? Consumes nothing. */
+export const Admission = z.object({
+  userId: UserId,
+  admit: z.boolean(),
+  active: z.number().int(),
+  effectiveLimit: z.number().int(),
+  queued: z.number().int(),
+});
+export type Admission = z.infer<typeof Admission>;
+
+/** A manager a rung removed, and why. */
+export const Removal = z.object({ managerId: z.string(), reason: RemovalReason });
+export type Removal = z.infer<typeof Removal>;
+
+/** `POST /v1/users/{userId}/rungs/{rung}`: what the rung did. */
+export const RungResult = z.object({
+  rung: FactoryRung,
+  userId: UserId,
+  removed: z.array(Removal),
+  remaining: z.number().int(),
+  limit: z.number().int(),
+  effectiveLimit: z.number().int(),
+  degradedUntil: z.string().nullable(),
+  admit: z.boolean(),
+  durationMs: z.number().nonnegative(),
+});
+export type RungResult = z.infer<typeof RungResult>;
+
+/** Stable error codes of the control API. Tests assert on these, not on wording. */
+export const ControlErrorCode = z.enum([
+  "unauthorized",
+  "invalid_user_id",
+  "invalid_params",
+  "invalid_json",
+  "unsupported_media_type",
+  "payload_too_large",
+  "not_found",
+  "method_not_allowed",
+  "shutting_down",
+  "internal",
+]);
+export type ControlErrorCode = z.infer<typeof ControlErrorCode>;
+
+/** Every error body: `{"error":{"code","message"}}`. */
+export const ControlError = z.object({
+  error: z.object({ code: ControlErrorCode, message: z.string(), issues: z.array(z.string()).optional() }),
+});
+export type ControlError = z.infer<typeof ControlError>;

@@ -1,0 +1,126 @@
+/**
+ * Admission: may this user open one more connection? Below the normal limit,
+ * yes. At it: log the original "Resource limit exceeded" line and run the
+ * in-process cleanup; admit if a slot freed. Otherwise admit under an active
+ * `degrade` raise; otherwise wait in the user's queue if queueing is on;
+ * otherwise refuse, logging the original HARD LIMIT and UNEXPECTED FACTORY
+ * ERROR lines word for word.
+ */
+import type { Clock } from "../contract/clock.js";
+import { FactoryEvent, OutageMessage, type RefusalReason } from "../contract/events.js";
+import type { InProcessCleanup } from "./cleanup.js";
+import type { EventLog } from "./log.js";
+import type { AdmissionOutcome, FactoryMetrics } from "./metrics.js";
+import type { AdmissionQueue } from "./queue.js";
+import type { Registry } from "./registry.js";
+
+/** What the client is told after being admitted in a constrained state. */
+export interface Notice {
+  mode: "degraded" | "queued";
+  retryAfterMs: number;
+}
+
+/** The answer for one upgrade. An admitted decision holds a reserved slot. */
+export type Decision =
+  | { admitted: true; outcome: Exclude<AdmissionOutcome, "refused">; notice: Notice | null }
+  | { admitted: false; reason: RefusalReason | "aborted"; retryAfterSeconds: number };
+
+export interface AdmissionOptions {
+  /** How long an upgrade may wait for a slot; 0 turns queueing off (default 0). */
+  queueTimeoutMs: number;
+  /** Most upgrades waiting per user (default 10). */
+  queueMax: number;
+  /** `Retry-After` on a refusal, in seconds (default 5). */
+  retryAfterSeconds: number;
+}
+
+export class AdmissionControl {
+  constructor(
+    private readonly registry: Registry,
+    private readonly queue: AdmissionQueue,
+    private readonly cleanup: InProcessCleanup,
+    private readonly clock: Clock,
+    private readonly log: EventLog,
+    private readonly metrics: FactoryMetrics,
+    private readonly options: AdmissionOptions,
+  ) {}
+
+  /** Would a new connection for this user be admitted now, without waiting? Consumes nothing. */
+  wouldAdmit(userId: string): boolean {
+    return this.queue.length(userId) === 0 && this.registry.hasRoom(userId);
+  }
+
+  /** Decides one upgrade. `signal` aborts a queued wait when the client goes away. */
+  async decide(userId: string, signal?: AbortSignal): Promise<Decision> {
+    const { registry, queue } = this;
+    const base = registry.limit;
+    const freeUnder = (limit: number): boolean => queue.length(userId) === 0 && registry.hasRoom(userId, limit);
+    if (freeUnder(base)) return this.admit(userId, "admitted", null);
+
+    this.log.warn(
+      FactoryEvent.resourceLimit,
+      { userId, managers: registry.occupied(userId), limit: base },
+      OutageMessage.resourceLimit(userId, registry.occupied(userId), base),
+    );
+    await this.cleanup.run(userId);
+    if (signal?.aborted === true) return this.refuse(userId, "aborted");
+    if (freeUnder(base)) return this.admit(userId, "after_cleanup", null);
+
+    const raise = registry.raiseOf(userId);
+    if (raise !== null && freeUnder(raise.limit)) {
+      this.log.info(
+        FactoryEvent.degraded,
+        { userId, managers: registry.occupied(userId) + 1, limit: base, effectiveLimit: raise.limit },
+        `User ${userId} admitted above the normal limit under a temporary raise (${registry.occupied(userId) + 1}/${raise.limit})`,
+      );
+      return this.admit(userId, "degraded", { mode: "degraded", retryAfterMs: raise.until - this.clock.now() });
+    }
+
+    const queueTimeoutMs = raise !== null ? Math.max(raise.queueTimeoutMs, this.options.queueTimeoutMs) : this.options.queueTimeoutMs;
+    if (queueTimeoutMs > 0) {
+      this.log.info(
+        FactoryEvent.queued,
+        { userId, managers: registry.occupied(userId), limit: base, effectiveLimit: registry.effectiveLimit(userId) },
+        `User ${userId} at the limit: connection queued for up to ${queueTimeoutMs} ms`,
+      );
+      const waited = this.clock.now();
+      const outcome = await queue.wait(userId, queueTimeoutMs, this.options.queueMax, signal);
+      if (outcome === "admitted") {
+        this.metrics.admissions.inc({ outcome: "queued" });
+        this.log.info(
+          FactoryEvent.dequeued,
+          { userId, managers: registry.occupied(userId), limit: base },
+          `User ${userId} admitted from the queue after ${this.clock.now() - waited} ms`,
+        );
+        return { admitted: true, outcome: "queued", notice: { mode: "queued", retryAfterMs: 0 } };
+      }
+      return this.refuse(userId, outcome === "full" ? "queue_full" : outcome === "timeout" ? "queue_timeout" : "aborted");
+    }
+    return this.refuse(userId, "limit");
+  }
+
+  private admit(userId: string, outcome: Exclude<AdmissionOutcome, "refused" | "queued">, notice: Notice | null): Decision {
+    this.registry.reserve(userId);
+    this.metrics.admissions.inc({ outcome });
+    return { admitted: true, outcome, notice };
+  }
+
+  private refuse(userId: string, reason: RefusalReason | "aborted"): Decision {
+    const retryAfterSeconds = this.options.retryAfterSeconds;
+    if (reason === "aborted") return { admitted: false, reason, retryAfterSeconds };
+    this.metrics.admissions.inc({ outcome: "refused" });
+    if (reason !== "shutting_down") {
+      const managers = this.registry.occupied(userId);
+      const limit = this.registry.effectiveLimit(userId);
+      const fields = { userId, managers, limit: this.registry.limit, effectiveLimit: limit };
+      this.log.error(FactoryEvent.hardLimit, fields, OutageMessage.hardLimit(userId, managers, limit));
+      this.log.error(FactoryEvent.error, fields, OutageMessage.factoryError(userId, limit));
+    }
+    this.log.warn(
+      FactoryEvent.refused,
+      { userId, reason, managers: this.registry.occupied(userId), limit: this.registry.limit },
+      `Connection for user ${userId} refused (${reason}), retry after ${retryAfterSeconds} s`,
+    );
+    return { admitted: false, reason, retryAfterSeconds };
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Who is connecting: an HS256 JWT whose `sub` is the user id, presented as
+ * `Authorization: Bearer …` or `?token=…` (browsers cannot set headers on a
+ * WebSocket). The user id is the token's subject and nothing else: never a
+ * header, a query parameter or anything the client typed.
+ */
+import type { IncomingMessage } from "node:http";
+import { SignJWT, jwtVerify, errors } from "jose";
+import { isUserId } from "../contract/ids.js";
+
+/** Shortest secret accepted: HS256 wants at least 256 bits. */
+export const MIN_SECRET_LENGTH = 32;
+
+/** Why a token was refused (label of `auth_failures_total`). */
+export type AuthFailure = "missing" | "invalid" | "expired" | "bad_subject";
+
+export type AuthResult = { ok: true; userId: string } | { ok: false; reason: AuthFailure };
+
+export class TokenAuth {
+  private readonly key: Uint8Array;
+
+  constructor(secret: string) {
+    if (secret.length < MIN_SECRET_LENGTH) {
+      throw new TypeError(`the auth secret must be at least ${MIN_SECRET_LENGTH} characters, got ${secret.length}`);
+    }
+    this.key = new TextEncoder().encode(secret);
+  }
+
+  /** Signs a token for `userId`, valid for `ttlSeconds`. */
+  async sign(userId: string, ttlSeconds: number): Promise<string> {
+    if (!isUserId(userId)) throw new TypeError(`invalid user id: ${JSON.stringify(userId)}`);
+    return new SignJWT({})
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setSubject(userId)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + ttlSeconds)
+      .sign(this.key);
+  }
+
+  /** Verifies a token and returns its subject. */
+  async verify(token: string | null): Promise<AuthResult> {
+    if (token === null || token === "") return { ok: false, reason: "missing" };
+    try {
+      const { payload } = await jwtVerify(token, this.key, { algorithms: ["HS256"] });
+      if (typeof payload.sub !== "string" || !isUserId(payload.sub)) return { ok: false, reason: "bad_subject" };
+      return { ok: true, userId: payload.sub };
+    } catch (err) {
+      return { ok: false, reason: err instanceof errors.JWTExpired ? "expired" : "invalid" };
+    }
+  }
+}
+
+/** The token of an upgrade request: the bearer header first, then `?token=`. */
+export function tokenOf(req: IncomingMessage): string | null {
+  const header = req.headers.authorization;
+  if (header !== undefined) {
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    return match?.[1] ?? null;
+  }
+  const url = new URL(req.url ?? "/", "http://localhost");
+  return url.searchParams.get("token");
+}

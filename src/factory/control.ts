@@ -1,0 +1,302 @@
+/**
+ * The control API: what the operator (or a person with the token) uses to look
+ * at a user's managers and to run a rung of the ladder from outside.
+ *
+ * Routes (all JSON; `/v1/*` needs `Authorization: Bearer $RECLAIM_CONTROL_TOKEN`):
+ *   GET  /v1/users[?atLimit=true]          users (at or over their limit)
+ *   GET  /v1/users/{userId}                limit, effective limit, managers
+ *   GET  /v1/users/{userId}/admission      would a new connection be admitted now?
+ *   POST /v1/users/{userId}/rungs/{rung}   run conservative | probe | force | degrade
+ *   GET  /metrics, /healthz, /readyz       unauthenticated: no user data, no actions
+ * Errors: `{"error":{"code","message"}}` with 400, 401, 404, 405, 413, 415, 503.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { ZodError } from "zod";
+import {
+  CONTROL_API_PREFIX,
+  CONTROL_MAX_BODY_BYTES,
+  type Admission,
+  type ControlErrorCode,
+  type UserList,
+  type UserState,
+} from "../contract/control.js";
+import { FactoryRung } from "../contract/events.js";
+import { isUserId } from "../contract/ids.js";
+import type { AdmissionControl } from "./admission.js";
+import { sendJson } from "./http-util.js";
+import type { FactoryMetrics } from "./metrics.js";
+import type { AdmissionQueue } from "./queue.js";
+import type { Registry } from "./registry.js";
+import { RungParamError } from "./rungs/degrade.js";
+import type { RungRunner } from "./rungs/runner.js";
+
+/** Most users one `GET /v1/users` returns. */
+export const USER_LIST_MAX = 1000;
+
+export interface ControlDeps {
+  token: string;
+  registry: Registry;
+  queue: AdmissionQueue;
+  admission: AdmissionControl;
+  runner: RungRunner;
+  metrics: FactoryMetrics;
+  /** Ready to serve traffic (listening, not shutting down)? */
+  ready(): boolean;
+}
+
+/** An expected failure of a request, answered as a JSON error. */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ControlErrorCode,
+    message: string,
+    readonly issues?: string[],
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void> | void;
+interface Route {
+  method: "GET" | "POST";
+  /** Path segments after `/v1`; `:user` and `:rung` are parameters. */
+  pattern: string[];
+  name: string;
+  handler: Handler;
+}
+
+export class ControlApi {
+  readonly http: Server;
+  private readonly tokenDigest: Buffer;
+  private readonly routes: Route[];
+
+  constructor(private readonly deps: ControlDeps) {
+    this.tokenDigest = digest(deps.token);
+    this.routes = [
+      { method: "GET", pattern: ["users"], name: "users", handler: (req, res) => this.listUsers(req, res) },
+      { method: "GET", pattern: ["users", ":user"], name: "user", handler: (_q, res, [u]) => this.getUser(res, u!) },
+      { method: "GET", pattern: ["users", ":user", "admission"], name: "admission", handler: (_q, res, [u]) => this.getAdmission(res, u!) },
+      {
+        method: "POST",
+        pattern: ["users", ":user", "rungs", ":rung"],
+        name: "rung",
+        handler: (req, res, [u, r]) => this.runRung(req, res, u!, r!),
+      },
+    ];
+    this.http = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => this.fail(res, "internal", err));
+    });
+  }
+
+  /** Starts listening; resolves with the bound port. */
+  listen(port: number, host: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.http.once("error", reject);
+      this.http.listen(port, host, () => {
+        this.http.off("error", reject);
+        resolve((this.http.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.http.close(() => resolve());
+      this.http.closeAllConnections();
+    });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://control");
+    let route = "unknown";
+    try {
+      if (url.pathname === "/healthz") return this.ok(res, (route = "healthz"), 200, { status: "ok" });
+      if (url.pathname === "/readyz") {
+        route = "readyz";
+        const ready = this.deps.ready();
+        return this.ok(res, route, ready ? 200 : 503, { status: ready ? "ready" : "not_ready" });
+      }
+      if (url.pathname === "/metrics") {
+        route = "metrics";
+        const body = await this.deps.metrics.registry.metrics();
+        res.writeHead(200, { "Content-Type": this.deps.metrics.registry.contentType });
+        res.end(body);
+        return this.count(route, 200);
+      }
+      const segments = splitPath(url.pathname);
+      if (segments === null) throw new HttpError(404, "not_found", `no route ${url.pathname}`);
+      const matched = this.match(segments);
+      if (matched === null) throw new HttpError(404, "not_found", `no route ${url.pathname}`);
+      route = matched.routes[0]!.name;
+      const byMethod = matched.routes.find((r) => r.method === req.method);
+      if (byMethod === undefined) {
+        const allow = matched.routes.map((r) => r.method).join(", ");
+        throw new HttpError(405, "method_not_allowed", `use ${allow}`, undefined, { Allow: allow });
+      }
+      this.authorize(req);
+      await byMethod.handler(req, res, matched.params);
+      this.count(route, res.statusCode);
+    } catch (err) {
+      if (err instanceof HttpError) {
+        sendJson(
+          res,
+          err.status,
+          { error: { code: err.code, message: err.message, ...(err.issues ? { issues: err.issues } : {}) } },
+          err.status === 401 ? { "WWW-Authenticate": "Bearer", ...err.headers } : err.headers,
+        );
+        // A request body we refused to read must not be left half-sent on a keep-alive connection.
+        if (!req.complete) res.once("finish", () => req.destroy());
+        this.count(route, err.status);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private match(segments: string[]): { routes: Route[]; params: string[] } | null {
+    let params: string[] = [];
+    const routes = this.routes.filter((route) => {
+      if (route.pattern.length !== segments.length) return false;
+      const found: string[] = [];
+      const ok = route.pattern.every((part, i) => {
+        if (part.startsWith(":")) return found.push(segments[i]!) > 0;
+        return part === segments[i];
+      });
+      if (ok) params = found;
+      return ok;
+    });
+    return routes.length === 0 ? null : { routes, params };
+  }
+
+  private authorize(req: IncomingMessage): void {
+    const header = req.headers.authorization ?? "";
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    // Compare digests so the comparison takes the same time whatever the length of the guess.
+    if (match === null || !timingSafeEqual(digest(match[1]!), this.tokenDigest)) {
+      throw new HttpError(401, "unauthorized", "a valid bearer token is required");
+    }
+  }
+
+  private listUsers(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? "/", "http://control");
+    const atLimit = url.searchParams.get("atLimit");
+    if (atLimit !== null && atLimit !== "true" && atLimit !== "false") {
+      throw new HttpError(400, "invalid_params", "atLimit must be true or false");
+    }
+    const users = this.deps.registry.summaries({
+      atLimit: atLimit === "true",
+      queued: (u) => this.deps.queue.length(u),
+      max: USER_LIST_MAX,
+    });
+    const body: UserList = { users };
+    sendJson(res, 200, body);
+  }
+
+  private getUser(res: ServerResponse, rawUser: string): void {
+    const userId = checkUserId(rawUser);
+    const { registry, queue } = this.deps;
+    const raise = registry.raiseOf(userId);
+    const body: UserState = {
+      userId,
+      limit: registry.limit,
+      effectiveLimit: registry.effectiveLimit(userId),
+      degradedUntil: raise === null ? null : new Date(raise.until).toISOString(),
+      active: registry.active(userId),
+      queued: queue.length(userId),
+      managers: registry.managersOf(userId).map((m) => m.snapshot()),
+    };
+    sendJson(res, 200, body);
+  }
+
+  private getAdmission(res: ServerResponse, rawUser: string): void {
+    const userId = checkUserId(rawUser);
+    const { registry, queue, admission } = this.deps;
+    const body: Admission = {
+      userId,
+      admit: admission.wouldAdmit(userId),
+      active: registry.active(userId),
+      effectiveLimit: registry.effectiveLimit(userId),
+      queued: queue.length(userId),
+    };
+    sendJson(res, 200, body);
+  }
+
+  private async runRung(req: IncomingMessage, res: ServerResponse, rawUser: string, rawRung: string): Promise<void> {
+    const rung = FactoryRung.safeParse(rawRung);
+    if (!rung.success) throw new HttpError(404, "not_found", `no rung ${JSON.stringify(rawRung)}: use ${FactoryRung.options.join(", ")}`);
+    const userId = checkUserId(rawUser);
+    const params = await readJsonBody(req);
+    try {
+      const result = await this.deps.runner.run(rung.data, userId, params, "control");
+      sendJson(res, 200, result);
+    } catch (err) {
+      if (err instanceof ZodError) {
+        const issues = err.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`);
+        throw new HttpError(400, "invalid_params", `invalid ${rung.data} parameters`, issues);
+      }
+      if (err instanceof RungParamError) throw new HttpError(400, "invalid_params", err.message);
+      throw err;
+    }
+  }
+
+  private ok(res: ServerResponse, route: string, status: number, body: unknown): void {
+    sendJson(res, status, body);
+    this.count(route, status);
+  }
+
+  private count(route: string, status: number): void {
+    this.deps.metrics.controlRequests.inc({ route, status: String(status) });
+  }
+
+  private fail(res: ServerResponse, code: ControlErrorCode, err: unknown): void {
+    if (!res.headersSent) sendJson(res, 500, { error: { code, message: err instanceof Error ? err.message : "internal error" } });
+    else res.destroy();
+  }
+}
+
+function digest(value: string): Buffer {
+  return createHash("sha256").update(value).digest();
+}
+
+/** `/v1/a/b` → `["a","b"]`; null when not under `/v1` or a segment does not decode. */
+function splitPath(pathname: string): string[] | null {
+  if (!pathname.startsWith(`${CONTROL_API_PREFIX}/`)) return null;
+  try {
+    return pathname
+      .slice(CONTROL_API_PREFIX.length + 1)
+      .split("/")
+      .map((s) => decodeURIComponent(s));
+  } catch {
+    return null;
+  }
+}
+
+function checkUserId(raw: string): string {
+  if (!isUserId(raw)) throw new HttpError(400, "invalid_user_id", "user id must match ^[A-Za-z0-9._:@-]{1,128}$ and not be . or ..");
+  return raw;
+}
+
+/** Reads a JSON body of at most `CONTROL_MAX_BODY_BYTES`; an empty body is `{}`. */
+async function readJsonBody(req: IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers["content-length"] ?? "0");
+  if (declared > CONTROL_MAX_BODY_BYTES) throw new HttpError(413, "payload_too_large", `body over ${CONTROL_MAX_BODY_BYTES} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const buf = chunk as Buffer;
+    size += buf.length;
+    if (size > CONTROL_MAX_BODY_BYTES) throw new HttpError(413, "payload_too_large", `body over ${CONTROL_MAX_BODY_BYTES} bytes`);
+    chunks.push(buf);
+  }
+  if (size === 0) return {};
+  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json") throw new HttpError(415, "unsupported_media_type", "send application/json");
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
+  } catch {
+    throw new HttpError(400, "invalid_json", "the body is not valid JSON");
+  }
+}

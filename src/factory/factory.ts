@@ -1,0 +1,172 @@
+/**
+ * Builds and starts a factory: the one place where its parts are created and
+ * joined (registry → admission → chat server; rungs → control API; heartbeat;
+ * metrics; log). Read it next to the ladder table in DESIGN.md.
+ */
+import type { Clock } from "../contract/clock.js";
+import { systemClock } from "../contract/clock.js";
+import { FactoryEvent } from "../contract/events.js";
+import { AdmissionControl } from "./admission.js";
+import { TokenAuth } from "./auth.js";
+import { InProcessCleanup } from "./cleanup.js";
+import { resolveFactoryConfig, type FactoryConfigInput, type ResolvedFactoryConfig } from "./config.js";
+import { ControlApi } from "./control.js";
+import { Evictor } from "./evict.js";
+import { Heartbeat } from "./heartbeat.js";
+import { createEventLog, type EventLog } from "./log.js";
+import { FactoryMetrics } from "./metrics.js";
+import { AdmissionQueue } from "./queue.js";
+import { Registry } from "./registry.js";
+import type { RungContext } from "./rungs/context.js";
+import { RungRunner } from "./rungs/runner.js";
+import { ChatServer } from "./server.js";
+
+/** Parts a caller may supply instead of the defaults (tests swap the clock and the log). */
+export interface FactoryDeps {
+  clock?: Clock;
+  log?: EventLog;
+  /** Collect Node's default process metrics (default true). */
+  defaultMetrics?: boolean;
+}
+
+/** A running factory. */
+export interface Factory {
+  readonly config: ResolvedFactoryConfig;
+  /** The bound WebSocket port. */
+  readonly port: number;
+  /** The bound control API port. */
+  readonly controlPort: number;
+  /** `ws://host:port/ws`. */
+  readonly wsUrl: string;
+  /** `http://controlHost:controlPort`. */
+  readonly controlUrl: string;
+  readonly registry: Registry;
+  readonly heartbeat: Heartbeat;
+  readonly metrics: FactoryMetrics;
+  readonly auth: TokenAuth;
+  readonly log: EventLog;
+  /** Stops accepting, closes every connection with 1001, stops the control API. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Starts a factory with `input` over the defaults. Throws a `ConfigError` on a bad configuration. */
+export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps = {}): Promise<Factory> {
+  const config = resolveFactoryConfig(input);
+  const clock = deps.clock ?? systemClock;
+  const log = deps.log ?? createEventLog({ level: config.logLevel, ...(config.logFile ? { file: config.logFile } : {}) });
+
+  // The hooks and gauges below close over parts built after them; they only run once everything exists.
+  const registry = new Registry(config.limit, clock, {
+    slotFreed: (userId): void => queue.wake(userId),
+    raiseEnded: (userId, raise) =>
+      log.info(
+        FactoryEvent.degradeExpired,
+        { userId, managers: registry.active(userId), limit: config.limit, effectiveLimit: config.limit },
+        `User ${userId} temporary limit ${raise.limit} ended; back to ${config.limit}`,
+      ),
+  });
+  const queue = new AdmissionQueue((userId) => {
+    if (!registry.hasRoom(userId)) return false;
+    registry.reserve(userId);
+    return true;
+  });
+  const metrics = new FactoryMetrics(
+    {
+      managers: () => registry.size,
+      connections: (): number => chat.connections,
+      usersAtLimit: () => registry.countAtLimit(),
+      queueLength: (): number => queue.size,
+    },
+    { defaultMetrics: deps.defaultMetrics ?? true },
+  );
+  const evictor = new Evictor(registry, log, metrics, config.closeGraceMs);
+  const rungContext: RungContext = {
+    registry,
+    evictor,
+    clock,
+    metrics,
+    defaults: {
+      idleMs: Math.max(120_000, 3 * config.heartbeatIntervalMs),
+      connectionlessMs: 10_000,
+      probeTimeoutMs: config.probeTimeoutMs,
+      bufferThresholdBytes: config.probeBufferThresholdBytes,
+      degradeLimit: Math.min(config.limit + 5, config.maxDegradeLimit),
+      maxDegradeLimit: config.maxDegradeLimit,
+    },
+  };
+  const runner = new RungRunner(rungContext, log, (userId): boolean => admission.wouldAdmit(userId));
+  const cleanup = new InProcessCleanup(config.cleanup, config.ladder, { registry, evictor, runner, clock, metrics, log });
+  const admission = new AdmissionControl(registry, queue, cleanup, clock, log, metrics, {
+    queueTimeoutMs: config.queueTimeoutMs,
+    queueMax: config.queueMax,
+    retryAfterSeconds: config.retryAfterSeconds,
+  });
+  const auth = new TokenAuth(config.authSecret);
+  const chat = new ChatServer({
+    auth,
+    admission,
+    registry,
+    queue,
+    clock,
+    log,
+    metrics,
+    leakOnClose: config.faults.includes("leak-on-close"),
+    maxPayloadBytes: config.maxPayloadBytes,
+  });
+  let ready = false;
+  const control = new ControlApi({ token: config.controlToken, registry, queue, admission, runner, metrics, ready: () => ready });
+  const heartbeat = new Heartbeat(config.cleanup, config.heartbeatIntervalMs, registry, evictor, metrics);
+
+  if (config.dev) {
+    log.warn(
+      FactoryEvent.devMode,
+      {},
+      `DEV MODE: ${config.authSecret === input.authSecret ? "" : "built-in auth secret, "}${config.controlToken === input.controlToken ? "" : "built-in control token, "}not for production`,
+    );
+  }
+  for (const fault of config.faults) log.warn(FactoryEvent.faultEnabled, { reason: fault }, `FAULT INJECTION ENABLED: ${fault} (test only)`);
+
+  const port = await chat.listen(config.port, config.host);
+  let controlPort: number;
+  try {
+    controlPort = await control.listen(config.controlPort, config.controlHost);
+  } catch (err) {
+    await chat.close(0);
+    throw new Error(`could not start the control API on ${config.controlHost}:${config.controlPort}`, { cause: err });
+  }
+  heartbeat.start();
+  ready = true;
+  log.info(
+    FactoryEvent.started,
+    { limit: config.limit },
+    `Factory listening on ws://${config.host}:${port}/ws, control on http://${config.controlHost}:${controlPort} (cleanup ${config.cleanup}${config.cleanup === "ladder" ? `: ${config.ladder.join(",")}` : ""})`,
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      ready = false;
+      log.info(FactoryEvent.stopping, {}, "Factory stopping: closing connections with 1001");
+      heartbeat.stop();
+      registry.clearTimers();
+      await chat.close(config.shutdownGraceMs);
+      await control.close();
+      log.info(FactoryEvent.stopped, {}, "Factory stopped");
+      await log.close();
+    })());
+
+  const hostFor = (h: string): string => (h === "0.0.0.0" || h === "::" ? "127.0.0.1" : h);
+  return {
+    config,
+    port,
+    controlPort,
+    wsUrl: `ws://${hostFor(config.host)}:${port}/ws`,
+    controlUrl: `http://${hostFor(config.controlHost)}:${controlPort}`,
+    registry,
+    heartbeat,
+    metrics,
+    auth,
+    log,
+    close,
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * Small HTTP helpers shared by the chat endpoint and the control API.
+ */
+import { STATUS_CODES, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+
+/** Answers an upgrade request with a plain HTTP response instead of a WebSocket, then closes the socket. */
+export function rejectUpgrade(socket: Duplex, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const json = JSON.stringify(body);
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`,
+    "Connection: close",
+    "Content-Type: application/json",
+    `Content-Length: ${Buffer.byteLength(json)}`,
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
+  socket.once("finish", () => socket.destroy());
+  socket.end(`${head.join("\r\n")}\r\n\r\n${json}`);
+}
+
+/** Writes a JSON response. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const json = JSON.stringify(body);
+  res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(json), ...headers });
+  res.end(json);
+}
+
+/** The path of a request URL, without its query. */
+export function pathOf(url: string | undefined): string {
+  const raw = url ?? "/";
+  const q = raw.indexOf("?");
+  return q < 0 ? raw : raw.slice(0, q);
+}

@@ -1,0 +1,100 @@
+/**
+ * The factory's Prometheus metrics, on a Registry of its own (no global
+ * state, so tests start clean). No metric carries a user id as a label:
+ * label values come from closed sets only.
+ */
+import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics } from "prom-client";
+
+/** Admission outcomes (`reclaim_factory_admissions_total{outcome}`). */
+export type AdmissionOutcome = "admitted" | "after_cleanup" | "degraded" | "queued" | "refused";
+
+/** Gauges that are read from live state when scraped. */
+export interface GaugeSources {
+  managers(): number;
+  connections(): number;
+  usersAtLimit(): number;
+  queueLength(): number;
+}
+
+export class FactoryMetrics {
+  readonly registry = new PromRegistry();
+  readonly admissions: Counter<"outcome">;
+  readonly cleanupRuns: Counter<"rung" | "trigger">;
+  readonly managersRemoved: Counter<"rung" | "reason">;
+  readonly zombiesDetected: Counter<"kind">;
+  readonly probeDuration: Histogram;
+  readonly heartbeatSweep: Histogram;
+  readonly authFailures: Counter<"reason">;
+  readonly controlRequests: Counter<"route" | "status">;
+
+  constructor(sources: GaugeSources, options: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: "reclaim_factory_" });
+    const gauge = (name: string, help: string, read: () => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    };
+    gauge("reclaim_factory_managers", "Managers registered, across all users.", () => sources.managers());
+    gauge("reclaim_factory_connections", "WebSocket connections whose socket is open.", () => sources.connections());
+    gauge("reclaim_factory_users_at_limit", "Users holding as many managers as their effective limit, or more.", () =>
+      sources.usersAtLimit(),
+    );
+    gauge("reclaim_factory_queue_length", "Upgrades waiting in the admission queue.", () => sources.queueLength());
+    this.admissions = new Counter({
+      name: "reclaim_factory_admissions_total",
+      help: "Upgrade requests by admission outcome.",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.cleanupRuns = new Counter({
+      name: "reclaim_factory_cleanup_runs_total",
+      help: "Cleanup rung runs by rung and trigger (in_process or control).",
+      labelNames: ["rung", "trigger"],
+      registers,
+    });
+    this.managersRemoved = new Counter({
+      name: "reclaim_factory_managers_removed_total",
+      help: "Managers removed by cleanup, by rung and reason.",
+      labelNames: ["rung", "reason"],
+      registers,
+    });
+    this.zombiesDetected = new Counter({
+      name: "reclaim_factory_zombies_detected_total",
+      help: "Zombie connections found by the probe, by kind.",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.probeDuration = new Histogram({
+      name: "reclaim_factory_probe_duration_seconds",
+      help: "Time one probe rung took.",
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+      registers,
+    });
+    this.heartbeatSweep = new Histogram({
+      name: "reclaim_factory_heartbeat_sweep_seconds",
+      help: "CPU-bound time of one heartbeat sweep over every connection.",
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5],
+      registers,
+    });
+    this.authFailures = new Counter({
+      name: "reclaim_factory_auth_failures_total",
+      help: "Upgrades refused with 401, by reason.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.controlRequests = new Counter({
+      name: "reclaim_factory_control_requests_total",
+      help: "Control API requests by route and status code.",
+      labelNames: ["route", "status"],
+      registers,
+    });
+    // Start every closed-set series at zero so dashboards and rate() see them from the first scrape.
+    for (const outcome of ["admitted", "after_cleanup", "degraded", "queued", "refused"]) this.admissions.inc({ outcome }, 0);
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * The per-user registry of managers: who holds how many slots, each user's
+ * limit (and any temporary `degrade` raise), and the slots reserved for
+ * upgrades that were admitted but have not finished their handshake.
+ *
+ * Admission is decided synchronously against `active + pending`, so two
+ * upgrades racing for the last slot can never both win it.
+ */
+import type { Clock } from "../contract/clock.js";
+import type { UserSummary } from "../contract/control.js";
+import type { Manager } from "./manager.js";
+
+/** A temporary limit raise set by the `degrade` rung. */
+export interface Raise {
+  limit: number;
+  until: number;
+  queueTimeoutMs: number;
+}
+
+interface UserEntry {
+  managers: Map<string, Manager>;
+  pending: number;
+  raise: Raise | null;
+  raiseTimer: NodeJS.Timeout | null;
+}
+
+/** What the registry tells the rest of the factory. */
+export interface RegistryHooks {
+  /** A slot of this user may have become free (a manager left, a reservation was released, a raise began). */
+  slotFreed?(userId: string): void;
+  /** This user's raise ended. */
+  raiseEnded?(userId: string, raise: Raise): void;
+}
+
+export class Registry {
+  private readonly users = new Map<string, UserEntry>();
+  private managerTotal = 0;
+
+  /**
+   * @param limit the normal per-user limit (default in the factory config: 20)
+   */
+  constructor(
+    readonly limit: number,
+    private readonly clock: Clock,
+    private readonly hooks: RegistryHooks = {},
+  ) {}
+
+  /** Managers across all users. */
+  get size(): number {
+    return this.managerTotal;
+  }
+
+  /** Users the registry holds anything for. */
+  get userCount(): number {
+    return this.users.size;
+  }
+
+  /** This user's raise, if one is in force now. */
+  raiseOf(userId: string): Raise | null {
+    const raise = this.users.get(userId)?.raise ?? null;
+    return raise !== null && raise.until > this.clock.now() ? raise : null;
+  }
+
+  /** The limit in force for this user now: the raise if any, else the normal limit. */
+  effectiveLimit(userId: string): number {
+    return this.raiseOf(userId)?.limit ?? this.limit;
+  }
+
+  /** Managers this user holds. */
+  active(userId: string): number {
+    return this.users.get(userId)?.managers.size ?? 0;
+  }
+
+  /** Managers plus reservations. */
+  occupied(userId: string): number {
+    const entry = this.users.get(userId);
+    return entry === undefined ? 0 : entry.managers.size + entry.pending;
+  }
+
+  /** Whether one more connection fits under `limit` (default: the effective limit). */
+  hasRoom(userId: string, limit: number = this.effectiveLimit(userId)): boolean {
+    return this.occupied(userId) < limit;
+  }
+
+  /** Holds a slot for an upgrade in progress; `commit` or `release` it. */
+  reserve(userId: string): void {
+    this.entry(userId).pending++;
+  }
+
+  /** Turns a reservation into a registered manager. */
+  commit(manager: Manager): void {
+    const entry = this.entry(manager.userId);
+    if (entry.pending > 0) entry.pending--;
+    entry.managers.set(manager.id, manager);
+    this.managerTotal++;
+  }
+
+  /** Gives back a reservation whose upgrade did not complete. */
+  release(userId: string): void {
+    const entry = this.users.get(userId);
+    if (entry === undefined || entry.pending === 0) return;
+    entry.pending--;
+    this.forgetIfEmpty(userId, entry);
+    this.hooks.slotFreed?.(userId);
+  }
+
+  /** Unregisters a manager. Returns false if it was not registered. */
+  remove(manager: Manager): boolean {
+    const entry = this.users.get(manager.userId);
+    if (entry === undefined || !entry.managers.delete(manager.id)) return false;
+    manager.removed = true;
+    this.managerTotal--;
+    this.forgetIfEmpty(manager.userId, entry);
+    this.hooks.slotFreed?.(manager.userId);
+    return true;
+  }
+
+  /** This user's managers, in registration order. */
+  managersOf(userId: string): Manager[] {
+    const entry = this.users.get(userId);
+    return entry === undefined ? [] : [...entry.managers.values()];
+  }
+
+  /** Every manager of every user. */
+  *allManagers(): IterableIterator<Manager> {
+    for (const entry of this.users.values()) yield* entry.managers.values();
+  }
+
+  /** One summary per user, optionally only those at or over their limit. */
+  summaries(options: { atLimit?: boolean; queued?: (userId: string) => number; max?: number } = {}): UserSummary[] {
+    const out: UserSummary[] = [];
+    const max = options.max ?? Number.POSITIVE_INFINITY;
+    for (const [userId, entry] of this.users) {
+      if (out.length >= max) break;
+      const effectiveLimit = this.effectiveLimit(userId);
+      const active = entry.managers.size;
+      if (options.atLimit === true && active < effectiveLimit) continue;
+      out.push({ userId, active, limit: this.limit, effectiveLimit, queued: options.queued?.(userId) ?? 0 });
+    }
+    return out;
+  }
+
+  /** Users at or over their effective limit. */
+  countAtLimit(): number {
+    let n = 0;
+    for (const [userId, entry] of this.users) if (entry.managers.size >= this.effectiveLimit(userId)) n++;
+    return n;
+  }
+
+  /**
+   * Raises this user's limit to `raise.limit` until `raise.until`. Replaces
+   * any earlier raise (so `degrade` is idempotent).
+   */
+  setRaise(userId: string, raise: Raise): void {
+    const entry = this.entry(userId);
+    if (entry.raiseTimer !== null) clearTimeout(entry.raiseTimer);
+    entry.raise = raise;
+    entry.raiseTimer = setTimeout(() => this.endRaise(userId), Math.max(0, raise.until - this.clock.now()));
+    entry.raiseTimer.unref();
+    this.hooks.slotFreed?.(userId);
+  }
+
+  /** Drops every raise timer (shutdown). */
+  clearTimers(): void {
+    for (const entry of this.users.values()) {
+      if (entry.raiseTimer !== null) clearTimeout(entry.raiseTimer);
+      entry.raiseTimer = null;
+    }
+  }
+
+  private endRaise(userId: string): void {
+    const entry = this.users.get(userId);
+    if (entry === undefined || entry.raise === null) return;
+    const raise = entry.raise;
+    entry.raise = null;
+    entry.raiseTimer = null;
+    this.forgetIfEmpty(userId, entry);
+    this.hooks.raiseEnded?.(userId, raise);
+  }
+
+  private entry(userId: string): UserEntry {
+    let entry = this.users.get(userId);
+    if (entry === undefined) {
+      entry = { managers: new Map(), pending: 0, raise: null, raiseTimer: null };
+      this.users.set(userId, entry);
+    }
+    return entry;
+  }
+
+  private forgetIfEmpty(userId: string, entry: UserEntry): void {
+    if (entry.managers.size === 0 && entry.pending === 0 && entry.raise === null) this.users.delete(userId);
+  }
+}

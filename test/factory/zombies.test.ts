@@ -1,0 +1,94 @@
+/**
+ * The outage and its fix, with real zombie clients: for each kind of zombie,
+ * legacy cleanup locks the user out at 20/20 and keeps them out; ladder
+ * cleanup admits the 21st connection.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { FactoryEvent } from "../../src/contract/events.js";
+import type { Clock } from "../../src/contract/clock.js";
+import { isRefusal, type ChatClient } from "../../src/demo/clients.js";
+import { LEGACY_CUTOFF_MS } from "../../src/factory/legacy.js";
+import { startTestFactory, type TestFactory } from "../support/factory.js";
+
+const USER = "105945141827451681156";
+
+/** A clock the test moves by hand: it makes "10 s later" instant and exact. */
+class ManualClock implements Clock {
+  constructor(private t = Date.parse("2026-11-26T12:00:00Z")) {}
+  now(): number {
+    return this.t;
+  }
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
+type ZombieKind = "no-pong" | "paused" | "leaked";
+
+/** Fills the user's 20 slots with zombies of one kind. */
+async function fillWithZombies(factory: TestFactory, kind: ZombieKind): Promise<void> {
+  if (kind === "leaked") {
+    const tabs: ChatClient[] = [];
+    for (let i = 0; i < 20; i++) tabs.push(await factory.open(USER, "live"));
+    await Promise.all(tabs.map((t) => t.close()));
+  } else {
+    for (let i = 0; i < 20; i++) await factory.open(USER, kind);
+  }
+  expect(factory.registry.active(USER)).toBe(20);
+}
+
+let factory: TestFactory | undefined;
+afterEach(async () => {
+  await factory?.close();
+  factory = undefined;
+});
+
+describe.each<ZombieKind>(["no-pong", "paused", "leaked"])("zombies of kind %s", (kind) => {
+  const faults = kind === "leaked" ? (["leak-on-close"] as const) : ([] as const);
+
+  it("legacy cleanup locks the user out at 20/20, and they stay locked out", async () => {
+    const clock = new ManualClock();
+    factory = await startTestFactory({ cleanup: "legacy", faults: [...faults] }, { clock });
+    await fillWithZombies(factory, kind);
+
+    const first = await factory.attempt(USER);
+    expect(isRefusal(first) && first.status).toBe(503);
+
+    // Past the original cutoffs: the periodic stats read refreshes "activity",
+    // exactly as in the original, so nothing looks dead.
+    clock.advance(LEGACY_CUTOFF_MS + 5_000);
+    factory.heartbeat.sweep();
+    const second = await factory.attempt(USER);
+    expect(isRefusal(second) && second.status).toBe(503);
+    expect(factory.registry.active(USER)).toBe(20);
+    expect(factory.events(FactoryEvent.hardLimit, USER)).toHaveLength(2);
+    expect(factory.events(FactoryEvent.zombie, USER)).toHaveLength(0);
+  });
+
+  it("ladder cleanup finds the zombies and admits the 21st connection", async () => {
+    factory = await startTestFactory({ cleanup: "ladder", probeTimeoutMs: 300, faults: [...faults] });
+    await fillWithZombies(factory, kind);
+
+    const client = await factory.open(USER);
+    expect(await client.chat("back in?")).toBe("echo: back in?");
+    const zombies = factory.events(FactoryEvent.zombie, USER);
+    expect(zombies).toHaveLength(20);
+    expect(new Set(zombies.map((z) => z.kind))).toEqual(new Set([kind === "leaked" ? "socket_not_open" : "no_pong"]));
+    expect(factory.events(FactoryEvent.hardLimit, USER)).toHaveLength(0);
+    expect(factory.registry.active(USER)).toBe(1);
+  });
+});
+
+describe("legacy cleanup is a faithful reproduction, not a no-op", () => {
+  it("still frees a manager that is clearly dead (its active flag cleared by a socket error)", async () => {
+    factory = await startTestFactory({ cleanup: "legacy" });
+    for (let i = 0; i < 20; i++) await factory.open(USER, "no-pong");
+    // What the original's error handler did: clear the flag. The socket stays open.
+    factory.registry.managersOf(USER)[0]!.active = false;
+
+    const client = await factory.attempt(USER);
+    expect(isRefusal(client)).toBe(false);
+    expect(factory.events(FactoryEvent.cleanup, USER).at(-1)).toMatchObject({ removed: 1 });
+    expect(factory.events(FactoryEvent.hardLimit, USER)).toHaveLength(0);
+  });
+});
