@@ -45,8 +45,9 @@ export const ProbeParams = z
 export type ProbeParams = z.infer<typeof ProbeParams>;
 
 /**
- * `force`: evict the managers with the oldest inbound activity, sending close
- * 1013, until `freeSlots` slots are free (default 1), evicting at most `max`
+ * `force`: evict the managers with the oldest inbound activity — the last
+ * message the client sent (a pong proves a tab alive, not in use; a tab that
+ * never sent one counts from its creation) — sending close 1013, until `freeSlots` slots are free (default 1), evicting at most `max`
  * (default 1). Idempotent: once the slots are free, running it again evicts
  * nothing.
  */
@@ -90,7 +91,10 @@ export type SocketState = z.infer<typeof SocketState>;
 export const ManagerInfo = z.object({
   id: z.string(),
   createdAt: z.string(),
+  /** Last inbound frame of any kind (message or pong): the connection is alive. */
   lastReceivedAt: z.string().nullable(),
+  /** Last message the client sent: the tab is in use. `force` evicts the oldest first. */
+  lastMessageAt: z.string().nullable(),
   socketState: SocketState,
   bufferedBytes: z.number().int().nonnegative(),
   messagesReceived: z.number().int().nonnegative(),

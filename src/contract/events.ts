@@ -100,6 +100,9 @@ export const FactoryLogFields = z.object({
   managerId: z.string().optional(),
   reason: z.string().optional(),
   kind: ZombieKind.optional(),
+  /** `factory.started`: the bound ports. */
+  port: z.number().int().optional(),
+  controlPort: z.number().int().optional(),
 });
 export type FactoryLogFields = z.infer<typeof FactoryLogFields>;
 

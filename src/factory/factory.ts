@@ -138,7 +138,7 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
   ready = true;
   log.info(
     FactoryEvent.started,
-    { limit: config.limit },
+    { limit: config.limit, port, controlPort },
     `Factory listening on ws://${config.host}:${port}/ws, control on http://${config.controlHost}:${controlPort} (cleanup ${config.cleanup}${config.cleanup === "ladder" ? `: ${config.ladder.join(",")}` : ""})`,
   );
 

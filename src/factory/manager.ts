@@ -19,8 +19,10 @@ const SOCKET_STATES: readonly SocketState[] = ["CONNECTING", "OPEN", "CLOSING", 
 export class Manager {
   readonly id: string = randomUUID();
   readonly createdAt: number;
-  /** Last time anything arrived from the client; null until something does. */
+  /** Last time anything arrived from the client (a message or a pong): liveness. Null until something does. */
   lastReceivedAt: number | null = null;
+  /** Last time the client sent a message (not a pong): use. `force` evicts the least recently used first. */
+  lastMessageAt: number | null = null;
   /** The original factory's "last activity": bumped by receives, sends and stats reads. */
   lastActivityAt: number;
   /** The original factory's "active" flag: cleared on socket error or close. */
@@ -45,12 +47,19 @@ export class Manager {
     this.lastActivityAt = this.createdAt;
   }
 
-  /** Records inbound traffic (a message or a pong). */
-  markReceived(): void {
+  /** Records a pong: the client is alive. */
+  markPong(): void {
     const now = this.clock.now();
     this.lastReceivedAt = now;
     this.lastActivityAt = now;
     this.awaitingPong = false;
+  }
+
+  /** Records a message from the client: it is alive and in use. */
+  markMessage(): void {
+    this.markPong();
+    this.lastMessageAt = this.lastReceivedAt;
+    this.messagesReceived++;
   }
 
   /** Records that the socket closed (the original's close handler). */
@@ -92,7 +101,8 @@ export class Manager {
     return {
       id: this.id,
       createdAt: new Date(this.createdAt).toISOString(),
-      lastReceivedAt: this.lastReceivedAt === null ? null : new Date(this.lastReceivedAt).toISOString(),
+      lastReceivedAt: iso(this.lastReceivedAt),
+      lastMessageAt: iso(this.lastMessageAt),
       socketState: this.socketState,
       bufferedBytes: this.socket.bufferedAmount,
       messagesReceived: this.messagesReceived,
@@ -109,4 +119,8 @@ export class Manager {
     this.lastActivityAt = this.clock.now();
     return this.snapshot();
   }
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
 }

@@ -131,16 +131,22 @@ export class ChatServer {
     deps.registry.commit(manager);
     this.sockets.add(ws);
     ws.on("message", (data, isBinary) => {
-      manager.markReceived();
-      manager.messagesReceived++;
+      manager.markMessage();
       this.onMessage(manager, data, isBinary);
     });
-    ws.on("pong", () => manager.markReceived());
+    ws.on("pong", () => manager.markPong());
     ws.on("error", () => {
       manager.active = false;
     });
-    ws.on("close", () => {
+    ws.on("close", (code) => {
       this.sockets.delete(ws);
+      if (deps.log.debugEnabled) {
+        deps.log.debug(
+          FactoryEvent.connectionClosed,
+          { userId, managerId: manager.id, reason: String(code) },
+          `Connection closed for user ${userId} (code ${code})`,
+        );
+      }
       if (deps.leakOnClose) return; // the injected fault: the manager outlives its socket
       manager.markClosed();
       deps.registry.remove(manager);

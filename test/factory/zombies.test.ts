@@ -79,6 +79,37 @@ describe.each<ZombieKind>(["no-pong", "paused", "leaked"])("zombies of kind %s",
   });
 });
 
+describe("the probe", () => {
+  it("reports a reader whose send buffer is stuck as send_buffer_stuck", async () => {
+    factory = await startTestFactory({ probeTimeoutMs: 300, probeBufferThresholdBytes: 64 * 1024 });
+    await factory.open(USER, "paused");
+    const live = await factory.open(USER, "live");
+    const [stuck] = factory.registry.managersOf(USER);
+    // Chat-sized traffic is absorbed by kernel buffers; push enough that ws itself has to buffer.
+    const chunk = JSON.stringify({ type: "reply", text: "x".repeat(64 * 1024) });
+    for (let i = 0; i < 200 && stuck!.socket.bufferedAmount < 256 * 1024; i++) stuck!.send(chunk);
+    expect(stuck!.socket.bufferedAmount).toBeGreaterThanOrEqual(64 * 1024);
+
+    const result = await factory.control("POST", `/v1/users/${USER}/rungs/probe`, {});
+    expect(result.body.removed).toEqual([{ managerId: stuck!.id, reason: "send_buffer_stuck" }]);
+    expect(await live.chat("unaffected")).toBe("echo: unaffected");
+  });
+
+  it("moves the zombie, removal, cleanup and duration metrics", async () => {
+    factory = await startTestFactory({ probeTimeoutMs: 200 });
+    for (let i = 0; i < 3; i++) await factory.open(USER, "no-pong");
+    await factory.open(USER, "live");
+    await factory.control("POST", `/v1/users/${USER}/rungs/probe`, {});
+    const text = await factory.metrics.registry.metrics();
+    expect(text).toContain('reclaim_factory_zombies_detected_total{kind="no_pong"} 3');
+    expect(text).toContain('reclaim_factory_managers_removed_total{rung="probe",reason="no_pong"} 3');
+    expect(text).toContain('reclaim_factory_cleanup_runs_total{rung="probe",trigger="control"} 1');
+    expect(text).toContain("reclaim_factory_probe_duration_seconds_count 1");
+    expect(text).toContain("reclaim_factory_managers 1");
+    expect(text).not.toContain(USER);
+  });
+});
+
 describe("legacy cleanup is a faithful reproduction, not a no-op", () => {
   it("still frees a manager that is clearly dead (its active flag cleared by a socket error)", async () => {
     factory = await startTestFactory({ cleanup: "legacy" });

@@ -29,11 +29,9 @@ export async function probe(ctx: RungContext, userId: string, params: ProbeParam
   live.forEach((manager, i) => {
     if (manager.removed) return;
     const buffered = manager.socket.bufferedAmount;
-    const reason = !answered.has(manager)
-      ? "no_pong"
-      : buffered >= threshold && buffered >= (bufferedBefore[i] ?? 0)
-        ? "send_buffer_stuck"
-        : null;
+    // A reader that stopped reading also cannot pong; "stuck buffer" is the more telling of the two.
+    const reason =
+      buffered >= threshold && buffered >= (bufferedBefore[i] ?? 0) ? "send_buffer_stuck" : !answered.has(manager) ? "no_pong" : null;
     if (reason !== null && ctx.evictor.evict(manager, reason, "probe")) removed.push({ managerId: manager.id, reason });
   });
   return removed;
