@@ -32,6 +32,12 @@ const userIds = fc.oneof(
 );
 
 describe("control API under arbitrary input", () => {
+  it.each(["null", "[]", "3", '"probe"'])("a rung body that is not an object (%s) is invalid_params", async (body) => {
+    const { status, json } = await call("POST", "/v1/users/bob/rungs/probe", body);
+    expect(status).toBe(400);
+    expect((json as ControlError).error.code).toBe("invalid_params");
+  });
+
   it("GET /v1/users/{id}: 200 exactly for valid ids, else a 4xx JSON error", async () => {
     await fc.assert(
       fc.asyncProperty(userIds, async (id) => {

@@ -279,9 +279,11 @@ describe("GET /v1/users/{userId}", () => {
     expect(chatter.lastReceivedAt).not.toBeNull();
     expect(new Date(chatter.lastReceivedAt!).toISOString()).toBe(chatter.lastReceivedAt);
     expect(Date.parse(chatter.lastReceivedAt!)).toBeGreaterThanOrEqual(Date.parse(chatter.createdAt));
+    expect(chatter.lastMessageAt).toBe(chatter.lastReceivedAt); // a message is both liveness and use
     for (const m of silent) {
       expect(m.messagesReceived).toBe(0);
       expect(m.lastReceivedAt).toBeNull();
+      expect(m.lastMessageAt).toBeNull();
     }
   });
 
@@ -542,6 +544,30 @@ describe("POST /v1/users/{userId}/rungs/{rung}", () => {
       const again = expectOk(await postRung(f, FULL, "force", { max: 1 }), RungResult);
       expect(again).toMatchObject({ removed: [], remaining: LIMIT - 1, admit: true });
       expect(clients.filter((_, i) => i !== target).every(isOpen)).toBe(true);
+    });
+
+    it("a probe's pongs do not make a tab look recently used: force still evicts the least recently chatting one", async () => {
+      const clock = new ManualClock();
+      const f = await start({}, clock);
+      const clients: ChatClient[] = [];
+      for (let i = 0; i < LIMIT; i++) {
+        clients.push(await f.open(FULL));
+        clock.advance(1000);
+      }
+      const target = LIMIT - 1;
+      for (const i of [target, ...Array.from({ length: LIMIT - 1 }, (_, k) => k)]) {
+        clock.advance(1000);
+        await clients[i]!.chat(`x${i}`);
+      }
+      clock.advance(1000);
+      // Every live tab pongs: lastReceivedAt is now the same for all, lastMessageAt is unchanged.
+      expect(expectOk(await postRung(f, FULL, "probe"), RungResult).removed).toEqual([]);
+      const state = expectOk(await send(f, "GET", `/v1/users/${FULL}`), UserState);
+      expect(new Set(state.managers.map((m) => m.lastReceivedAt)).size).toBe(1);
+
+      const result = expectOk(await postRung(f, FULL, "force", { max: 1 }), RungResult);
+      expect(result.removed).toEqual([{ managerId: await managerIdOf(clients[target]!), reason: "evicted" }]);
+      expect((await clients[target]!.closed).code).toBe(CLOSE_EVICTED);
     });
 
     it("removes nothing when the user already has a free slot (19/20)", async () => {
@@ -869,6 +895,10 @@ describe("validation", () => {
       const headers = { "Content-Type": "application/json" };
       expectOk(await send(f, "POST", `/v1/users/${FULL}/rungs/probe`, { body: exact, headers }), RungResult);
       expectError(await send(f, "POST", `/v1/users/${FULL}/rungs/probe`, { body: `${exact} `, headers }), 413, "payload_too_large");
+      // The same without a declared length: the limit is enforced on the bytes actually read.
+      expectOk(await send(f, "POST", `/v1/users/${FULL}/rungs/probe`, { body: exact, headers, chunked: true }), RungResult);
+      const chunkedOver = await send(f, "POST", `/v1/users/${FULL}/rungs/probe`, { body: `${exact} `, headers, chunked: true });
+      expectError(chunkedOver, 413, "payload_too_large");
     });
 
     it("the API keeps answering after refusing a large body", async () => {

@@ -26,7 +26,7 @@ export class RungRunner {
    */
   async run(rung: FactoryRung, userId: string, params: unknown, trigger: CleanupTrigger): Promise<RungResult> {
     const started = performance.now();
-    const removed = await this.dispatch(rung, userId, params ?? {});
+    const removed = await this.dispatch(rung, userId, params);
     const durationMs = performance.now() - started;
     const { registry, metrics } = this.ctx;
     metrics.cleanupRuns.inc({ rung, trigger });
