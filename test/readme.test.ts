@@ -45,16 +45,29 @@ describe("README", () => {
       .replace("bin/reclaim factory --dev", `bin/reclaim factory --dev --port ${ws} --control-port ${control}`);
     const logDir = await mkdtemp(join(tmpdir(), "reclaim-readme-"));
     const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      // Its own process group, so that on a failure the background factory goes too.
       const child = spawn("bash", ["-c", script.replace("> factory.log", `> ${join(logDir, "factory.log")}`)], {
         cwd: ROOT,
         env: cleanEnv(),
-        timeout: 25_000,
+        detached: true,
       });
+      const killGroup = (): void => {
+        try {
+          process.kill(-child.pid!, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      };
+      const timer = setTimeout(killGroup, 20_000);
       let out = "";
       let err = "";
       child.stdout.on("data", (d: Buffer) => (out += d.toString()));
       child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-      child.on("close", (c) => resolve({ code: c, stdout: out, stderr: err }));
+      child.on("close", (c) => {
+        clearTimeout(timer);
+        killGroup();
+        resolve({ code: c, stdout: out, stderr: err });
+      });
     });
     expect({ code, stderr }).toMatchObject({ code: 0 });
     expect(stdout).toContain('"type":"welcome"');
