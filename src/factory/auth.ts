@@ -5,8 +5,9 @@
  * header, a query parameter or anything the client typed.
  */
 import type { IncomingMessage } from "node:http";
-import { SignJWT, jwtVerify, errors } from "jose";
+import { SignJWT } from "jose";
 import { isUserId } from "../contract/ids.js";
+import { verifyHs256 } from "./jwt.js";
 
 /** Shortest secret accepted: HS256 wants at least 256 bits. */
 export const MIN_SECRET_LENGTH = 32;
@@ -17,13 +18,13 @@ export type AuthFailure = "missing" | "invalid" | "expired" | "bad_subject";
 export type AuthResult = { ok: true; userId: string } | { ok: false; reason: AuthFailure };
 
 export class TokenAuth {
-  private readonly key: Uint8Array;
+  private readonly key: Buffer;
 
   constructor(secret: string) {
     if (secret.length < MIN_SECRET_LENGTH) {
       throw new TypeError(`the auth secret must be at least ${MIN_SECRET_LENGTH} characters, got ${secret.length}`);
     }
-    this.key = new TextEncoder().encode(secret);
+    this.key = Buffer.from(secret, "utf8");
   }
 
   /** Signs a token for `userId`, valid for `ttlSeconds`. */
@@ -37,16 +38,14 @@ export class TokenAuth {
       .sign(this.key);
   }
 
-  /** Verifies a token and returns its subject. */
-  async verify(token: string | null): Promise<AuthResult> {
+  /** Verifies a token (synchronously: see jwt.ts) and returns its subject. */
+  verify(token: string | null, nowSeconds: number = Math.floor(Date.now() / 1000)): AuthResult {
     if (token === null || token === "") return { ok: false, reason: "missing" };
-    try {
-      const { payload } = await jwtVerify(token, this.key, { algorithms: ["HS256"] });
-      if (typeof payload.sub !== "string" || !isUserId(payload.sub)) return { ok: false, reason: "bad_subject" };
-      return { ok: true, userId: payload.sub };
-    } catch (err) {
-      return { ok: false, reason: err instanceof errors.JWTExpired ? "expired" : "invalid" };
-    }
+    const checked = verifyHs256(token, this.key, nowSeconds);
+    if (!checked.ok) return checked;
+    const sub = checked.payload.sub;
+    if (typeof sub !== "string" || !isUserId(sub)) return { ok: false, reason: "bad_subject" };
+    return { ok: true, userId: sub };
   }
 }
 

@@ -80,12 +80,13 @@ export class ChatServer {
 
   private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const { deps } = this;
-    socket.on("error", () => socket.destroy());
+    // Closure-free, so it pins nothing of this upgrade for the life of the connection (ws adds its own later).
+    socket.on("error", destroyOnError);
     if (pathOf(req.url) !== WS_PATH) {
       return rejectUpgrade(socket, 404, { error: { code: "not_found", message: `WebSocket path is ${WS_PATH}` } });
     }
     if (this.shuttingDown) return this.refuseShuttingDown(socket);
-    const auth = await deps.auth.verify(tokenOf(req));
+    const auth = deps.auth.verify(tokenOf(req));
     if (!auth.ok) {
       deps.metrics.authFailures.inc({ reason: auth.reason });
       // No user id here: an unverified token names nobody.
@@ -117,6 +118,7 @@ export class ChatServer {
       completed = true;
       this.onConnection(ws, userId, decision);
     });
+    socket.off("error", destroyOnError);
     // ws answers a malformed handshake itself (400) without calling back: give the slot back.
     if (!completed) deps.registry.release(userId);
   }
@@ -212,6 +214,10 @@ export class ChatServer {
     this.http.closeAllConnections();
     await closed;
   }
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
 
 function rawToString(data: RawData): string {

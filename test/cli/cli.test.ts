@@ -64,8 +64,8 @@ describe("reclaim token", () => {
   it("prints a token for the user, signed with RECLAIM_AUTH_SECRET", async () => {
     const { code, stdout } = await runCli(["token", "105945141827451681156", "--ttl", "15m"], { RECLAIM_AUTH_SECRET: SECRET });
     expect(code).toBe(0);
-    expect(await new TokenAuth(SECRET).verify(stdout.trim())).toEqual({ ok: true, userId: "105945141827451681156" });
-    expect((await new TokenAuth(DEV_AUTH_SECRET).verify(stdout.trim())).ok).toBe(false);
+    expect(new TokenAuth(SECRET).verify(stdout.trim())).toEqual({ ok: true, userId: "105945141827451681156" });
+    expect(new TokenAuth(DEV_AUTH_SECRET).verify(stdout.trim()).ok).toBe(false);
   });
 
   it.each([
