@@ -12,7 +12,6 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { ZodError } from "zod";
 import {
   CONTROL_API_PREFIX,
@@ -25,7 +24,7 @@ import {
 import { FactoryRung } from "../contract/events.js";
 import { isUserId } from "../contract/ids.js";
 import type { AdmissionControl } from "./admission.js";
-import { sendJson } from "./http-util.js";
+import { listen, sendJson } from "./http-util.js";
 import type { FactoryMetrics } from "./metrics.js";
 import type { AdmissionQueue } from "./queue.js";
 import type { Registry } from "./registry.js";
@@ -93,13 +92,7 @@ export class ControlApi {
 
   /** Starts listening; resolves with the bound port. */
   listen(port: number, host: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.http.once("error", reject);
-      this.http.listen(port, host, () => {
-        this.http.off("error", reject);
-        resolve((this.http.address() as AddressInfo).port);
-      });
-    });
+    return listen(this.http, port, host);
   }
 
   close(): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * Small HTTP helpers shared by the chat endpoint and the control API.
  */
-import { STATUS_CODES, type ServerResponse } from "node:http";
+import { STATUS_CODES, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 
 /** Answers an upgrade request with a plain HTTP response instead of a WebSocket, then closes the socket. */
@@ -34,4 +35,15 @@ export function pathOf(url: string | undefined): string {
   const raw = url ?? "/";
   const q = raw.indexOf("?");
   return q < 0 ? raw : raw.slice(0, q);
+}
+
+/** Starts `server` listening; resolves with the bound port (useful with port 0). */
+export function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
 }

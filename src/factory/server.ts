@@ -4,7 +4,6 @@
  * get a stand-in reply. Chat text is never logged.
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { CLOSE_GOING_AWAY, ClientMessage, type ServerMessage } from "../contract/client.js";
@@ -12,7 +11,7 @@ import type { Clock } from "../contract/clock.js";
 import { FactoryEvent } from "../contract/events.js";
 import type { AdmissionControl, Decision } from "./admission.js";
 import { tokenOf, type TokenAuth } from "./auth.js";
-import { pathOf, rejectUpgrade, sendJson } from "./http-util.js";
+import { listen, pathOf, rejectUpgrade, sendJson } from "./http-util.js";
 import type { EventLog } from "./log.js";
 import { Manager } from "./manager.js";
 import type { FactoryMetrics } from "./metrics.js";
@@ -69,13 +68,7 @@ export class ChatServer {
 
   /** Starts listening; resolves with the bound port. */
   listen(port: number, host: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.http.once("error", reject);
-      this.http.listen(port, host, () => {
-        this.http.off("error", reject);
-        resolve((this.http.address() as AddressInfo).port);
-      });
-    });
+    return listen(this.http, port, host);
   }
 
   private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {

@@ -24,6 +24,7 @@ import {
 import { FactoryEvent, type FactoryRung } from "../../src/contract/events.js";
 import type { ChatClient, ClientKind } from "../../src/demo/clients.js";
 import type { FactoryConfigInput } from "../../src/factory/config.js";
+import { ManualClock } from "../support/clock.js";
 import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type Json, type TestFactory } from "../support/factory.js";
 
 /** Test users. Distinctive, so that "never appears in /metrics" means something. */
@@ -33,16 +34,6 @@ const LIMIT = 20;
 const RUNGS: readonly FactoryRung[] = ["conservative", "probe", "force", "degrade"];
 const BEARER = `Bearer ${TEST_CONTROL_TOKEN}`;
 
-/** A clock the test moves by hand, so "oldest inbound activity" is exact rather than a race between milliseconds. */
-class ManualClock implements Clock {
-  constructor(private t = Date.parse("2026-11-26T12:00:00Z")) {}
-  now(): number {
-    return this.t;
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
 
 let factory: TestFactory | undefined;
 afterEach(async () => {
@@ -135,6 +126,16 @@ function expectOk<T>(reply: Reply, schema: { parse(v: unknown): T }): T {
 async function openMany(f: TestFactory, userId: string, n: number, kind: ClientKind = "live"): Promise<ChatClient[]> {
   const clients: ChatClient[] = [];
   for (let i = 0; i < n; i++) clients.push(await f.open(userId, kind));
+  return clients;
+}
+
+/** Opens `n` live clients one clock second apart, so their creation order is exact. */
+async function openSpaced(f: TestFactory, userId: string, n: number, clock: ManualClock): Promise<ChatClient[]> {
+  const clients: ChatClient[] = [];
+  for (let i = 0; i < n; i++) {
+    clients.push(await f.open(userId));
+    clock.advance(1000);
+  }
   return clients;
 }
 
@@ -518,11 +519,7 @@ describe("POST /v1/users/{userId}/rungs/{rung}", () => {
     it.each(scenarios)("{max:1} at 20/20 removes exactly the oldest inbound activity ($name) with close 1013", async ({ chatOrder, target }) => {
       const clock = new ManualClock();
       const f = await start({}, clock);
-      const clients: ChatClient[] = [];
-      for (let i = 0; i < LIMIT; i++) {
-        clients.push(await f.open(FULL));
-        clock.advance(1000);
-      }
+      const clients = await openSpaced(f, FULL, LIMIT, clock);
       for (const i of chatOrder(LIMIT)) {
         clock.advance(1000);
         expect(await clients[i]!.chat(`x${i}`)).toBe(`echo: x${i}`);
@@ -549,11 +546,7 @@ describe("POST /v1/users/{userId}/rungs/{rung}", () => {
     it("a probe's pongs do not make a tab look recently used: force still evicts the least recently chatting one", async () => {
       const clock = new ManualClock();
       const f = await start({}, clock);
-      const clients: ChatClient[] = [];
-      for (let i = 0; i < LIMIT; i++) {
-        clients.push(await f.open(FULL));
-        clock.advance(1000);
-      }
+      const clients = await openSpaced(f, FULL, LIMIT, clock);
       const target = LIMIT - 1;
       for (const i of [target, ...Array.from({ length: LIMIT - 1 }, (_, k) => k)]) {
         clock.advance(1000);
@@ -581,11 +574,7 @@ describe("POST /v1/users/{userId}/rungs/{rung}", () => {
     it("{max:3,freeSlots:3} at 20/20 removes the three oldest, each with close 1013", async () => {
       const clock = new ManualClock();
       const f = await start({}, clock);
-      const clients: ChatClient[] = [];
-      for (let i = 0; i < LIMIT; i++) {
-        clients.push(await f.open(FULL));
-        clock.advance(1000);
-      }
+      const clients = await openSpaced(f, FULL, LIMIT, clock);
       const ids = await managerIdsOf(clients);
       const result = expectOk(await postRung(f, FULL, "force", { max: 3, freeSlots: 3 }), RungResult);
       expect(result.removed).toEqual(ids.slice(0, 3).map((managerId) => ({ managerId, reason: "evicted" })));

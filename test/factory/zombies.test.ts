@@ -5,23 +5,13 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { FactoryEvent } from "../../src/contract/events.js";
-import type { Clock } from "../../src/contract/clock.js";
 import { isRefusal, type ChatClient } from "../../src/demo/clients.js";
 import { LEGACY_CUTOFF_MS } from "../../src/factory/legacy.js";
+import { ManualClock } from "../support/clock.js";
 import { startTestFactory, type TestFactory } from "../support/factory.js";
 
 const USER = "105945141827451681156";
 
-/** A clock the test moves by hand: it makes "10 s later" instant and exact. */
-class ManualClock implements Clock {
-  constructor(private t = Date.parse("2026-11-26T12:00:00Z")) {}
-  now(): number {
-    return this.t;
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
 
 type ZombieKind = "no-pong" | "paused" | "leaked";
 
