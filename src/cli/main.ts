@@ -6,6 +6,9 @@
 import { Command } from "commander";
 import { demoCommand } from "./demo.js";
 import { factoryCommand } from "./factory.js";
+import { incidentsCommand } from "./incidents.js";
+import { operatorCommand } from "./operator.js";
+import { rulesCommand } from "./rules.js";
 import { tokenCommand } from "./token.js";
 
 /** Builds the command tree (exported for tests of the help text). */
@@ -15,8 +18,12 @@ export function program(): Command {
     .version("0.1.0")
     .addCommand(demoCommand())
     .addCommand(factoryCommand())
+    .addCommand(operatorCommand())
+    .addCommand(rulesCommand())
+    .addCommand(incidentsCommand())
     .addCommand(tokenCommand());
-  for (const command of [root, ...root.commands]) {
+  const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
+  for (const command of all(root)) {
     // Bad usage exits 2 (help and --version exit 0), with the help hint after the error.
     command.showHelpAfterError().exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
   }

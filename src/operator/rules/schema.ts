@@ -1,0 +1,220 @@
+/**
+ * The RemediationRule: a Kubernetes-style YAML document that on-call owns.
+ * This zod schema is the only definition — it validates rule files, gives the
+ * TypeScript type, and produces `rules/schema.json` (`reclaim rules schema`)
+ * for editors.
+ *
+ * ```yaml
+ * apiVersion: reclaim.dev/v1
+ * kind: RemediationRule
+ * metadata: { name: factory-hard-limit }
+ * spec:
+ *   trigger: { log: { event: [factory.hard_limit, factory.error], minSeverity: ERROR } }
+ *   threshold: { count: 1, window: 1m }
+ *   key: [userId, pod]
+ *   ladder:
+ *     - { rung: probe, timeout: 5s }
+ *     - { rung: force, params: { max: 2 } }
+ *     - { rung: degrade, params: { limit: 25, ttlMs: 600000 } }
+ * ```
+ */
+import { z } from "zod";
+import { ConservativeParams, DegradeParams, ForceParams, ProbeParams } from "../../contract/control.js";
+import { parseDuration } from "../../contract/duration.js";
+import { SEVERITY_ORDER } from "../event.js";
+
+export const API_VERSION = "reclaim.dev/v1";
+export const KIND = "RemediationRule";
+
+/** `250ms`, `30s`, `5m`, `1h`, `7d`, or milliseconds; parsed to milliseconds. */
+export const Duration = z
+  .union([z.string().regex(/^\d+(\.\d+)?(ms|s|m|h|d)?$/, "a duration such as 30s, 5m or 1h"), z.number().int().positive()])
+  .transform((value) => (typeof value === "number" ? value : parseDuration(value)))
+  .refine((ms) => ms > 0, "must be positive");
+
+/** A field of the entry: a name in its structured payload, or `resource.NAME` for a resource label. */
+export const FieldName = z
+  .string()
+  .regex(/^(resource\.)?[A-Za-z_][A-Za-z0-9_]*$/, "a field name (letters, digits, _), or resource.LABEL");
+
+const Scalar = z.union([z.string(), z.number(), z.boolean()]);
+
+/** A condition on one field: a scalar means equality. */
+export const FieldCondition = z.union([
+  Scalar,
+  z
+    .object({
+      eq: Scalar.optional(),
+      ne: Scalar.optional(),
+      in: z.array(Scalar).min(1).optional(),
+      notIn: z.array(Scalar).min(1).optional(),
+      gt: z.number().optional(),
+      gte: z.number().optional(),
+      lt: z.number().optional(),
+      lte: z.number().optional(),
+      exists: z.boolean().optional(),
+    })
+    .strict()
+    .refine((c) => Object.keys(c).length > 0, "give at least one of eq, ne, in, notIn, gt, gte, lt, lte, exists"),
+]);
+export type FieldCondition = z.infer<typeof FieldCondition>;
+
+export const LogTrigger = z
+  .object({
+    /** The entry's `event`: one name or a list (any of). */
+    event: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+    /** Lowest severity that matches (default: any). */
+    minSeverity: z.enum(SEVERITY_ORDER).optional(),
+    /** Conditions on structured fields, all of which must hold. */
+    where: z.record(FieldName, FieldCondition).optional(),
+    /**
+     * An RE2 pattern searched in `message` (linear time: log text is
+     * attacker-influenced). Named groups `(?P<name>…)` can be used in the
+     * incident title as `{{match.name}}`, never to choose whom to act on.
+     */
+    pattern: z.string().min(1).max(1000).optional(),
+  })
+  .strict()
+  .refine((t) => t.event !== undefined || t.where !== undefined || t.pattern !== undefined, "a log trigger needs event, where or pattern");
+
+export const Trigger = z.object({ log: LogTrigger }).strict();
+
+const timeout = Duration.default(10_000);
+
+const RungNames = ["conservative", "probe", "force", "degrade"] as const;
+/** One step of the ladder: a factory rung, its parameters, and how long the call may take. */
+export const LadderRung = z.discriminatedUnion(
+  "rung",
+  [
+    z.object({ rung: z.literal("conservative"), params: ConservativeParams.default({}), timeout }).strict(),
+    z.object({ rung: z.literal("probe"), params: ProbeParams.default({}), timeout }).strict(),
+    z.object({ rung: z.literal("force"), params: ForceParams.default({ max: 1, freeSlots: 1 }), timeout }).strict(),
+    z
+      .object({ rung: z.literal("degrade"), params: DegradeParams.default({ ttlMs: 600_000, queueTimeoutMs: 10_000 }), timeout })
+      .strict(),
+  ],
+  {
+    error: (issue) => {
+      const rung = (issue.input as { rung?: unknown } | undefined)?.rung;
+      if (rung === "restartPod") return "rung restartPod is reserved for Kubernetes mode, which is not available yet";
+      return `rung must be one of ${RungNames.join(", ")}`;
+    },
+  },
+);
+export type LadderRung = z.infer<typeof LadderRung>;
+
+export const Verify = z
+  .object({
+    /** Verified means the control API says the user would be admitted (default true; the only check for now besides the canary). */
+    admission: z.literal(true).default(true),
+    /** Admission must hold this long (default 2s). */
+    settle: Duration.default(2000),
+    /** How long after a rung admission may take to come true (default 10s). */
+    timeout: Duration.default(10_000),
+    /** Also open a real WebSocket as the canary identity, send a chat message and wait for the reply. */
+    canary: z.object({ message: z.string().min(1).max(200).default("reclaim canary") }).strict().optional(),
+  })
+  .strict();
+
+export const CircuitBreaker = z
+  .object({
+    /** Failed verifications in a row that open the circuit (default 3). */
+    failures: z.number().int().min(1).max(100).default(3),
+    /** How long the rule then stops acting (default 30m). */
+    openFor: Duration.default(1_800_000),
+  })
+  .strict();
+
+export const Guards = z
+  .object({
+    /** After an incident for a key ends, ignore triggers for that key this long (default 10m). */
+    cooldown: Duration.default(600_000),
+    /** Most incidents acted on per key per day (default 5). */
+    maxAttemptsPerDay: z.number().int().min(1).max(1000).default(5),
+    /** Most incidents acted on per hour across all keys of the rule: the blast radius (default 20). */
+    maxPerHour: z.number().int().min(1).max(100_000).default(20),
+    /** Record incidents but never call the control API (default false). */
+    dryRun: z.boolean().default(false),
+    circuitBreaker: CircuitBreaker.default({ failures: 3, openFor: 1_800_000 }),
+  })
+  .strict();
+
+const TEMPLATE_PART = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*\}\}/g;
+/** A title with `{{field}}` placeholders only: no expressions, no code. */
+export const TitleTemplate = z
+  .string()
+  .min(1)
+  .max(200)
+  .refine((t) => !t.replace(TEMPLATE_PART, "").includes("{{") && !t.replace(TEMPLATE_PART, "").includes("}}"), {
+    message: "placeholders are {{field}} or {{match.group}} only",
+  });
+
+export const IncidentSpec = z
+  .object({
+    severity: z.enum(["critical", "high", "warning", "info"]).default("high"),
+    title: TitleTemplate.default("{{rule}}: user {{userId}}"),
+  })
+  .strict();
+
+export const RuleSpec = z
+  .object({
+    description: z.string().max(2000).optional(),
+    trigger: Trigger,
+    /** `count` matching entries within `window`, in event time (default 1 within 1m). */
+    threshold: z
+      .object({ count: z.number().int().min(1).max(100_000).default(1), window: Duration.default(60_000) })
+      .strict()
+      .default({ count: 1, window: 60_000 }),
+    /** Fields that make one incident; must include userId, the user the ladder acts on (default [userId]). */
+    key: z
+      .array(FieldName)
+      .min(1)
+      .max(8)
+      .default(["userId"])
+      .refine((k) => k.includes("userId"), "key must include userId: the ladder acts on one user")
+      .refine((k) => new Set(k).size === k.length, "key fields must be distinct"),
+    /** Entries older than this (against the newest time seen) are recorded but not acted on (default 15m). */
+    maxAge: Duration.default(900_000),
+    ladder: z.array(LadderRung).min(1).max(10),
+    verify: Verify.default({ admission: true, settle: 2000, timeout: 10_000 }),
+    guards: Guards.default({
+      cooldown: 600_000,
+      maxAttemptsPerDay: 5,
+      maxPerHour: 20,
+      dryRun: false,
+      circuitBreaker: { failures: 3, openFor: 1_800_000 },
+    }),
+    incident: IncidentSpec.default({ severity: "high", title: "{{rule}}: user {{userId}}" }),
+  })
+  .strict();
+
+export const RuleMetadata = z
+  .object({
+    name: z
+      .string()
+      .max(63)
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a DNS label: lower-case letters, digits and -, at most 63"),
+    labels: z.record(z.string(), z.string()).optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+  })
+  .loose();
+
+export const RemediationRule = z
+  .object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal(KIND),
+    metadata: RuleMetadata,
+    spec: RuleSpec,
+  })
+  .strict();
+export type RemediationRule = z.infer<typeof RemediationRule>;
+export type RemediationRuleInput = z.input<typeof RemediationRule>;
+
+/** The JSON Schema of a rule document, as editors read it (input form: durations as strings). */
+export function ruleJsonSchema(): Record<string, unknown> {
+  return {
+    ...z.toJSONSchema(RemediationRule, { io: "input", unrepresentable: "any" }),
+    $id: "https://reclaim.dev/schemas/remediation-rule.v1.json",
+    title: "Reclaim RemediationRule",
+  };
+}

@@ -1,0 +1,44 @@
+/**
+ * Where log lines come from. A source hands over raw lines in batches and is
+ * told when a batch has been fully processed, so that it can persist its
+ * position: a restart then neither misses nor repeats lines (beyond the batch
+ * in flight, which de-duplication absorbs).
+ *
+ * Implementations: `file:PATH` (file.ts), `stdin` (stdin.ts); Cloud Logging
+ * and Kubernetes pod logs come later through the same interface.
+ */
+
+/**
+ * A batch of complete lines as one buffer, so that candidate lines can be
+ * found in the raw bytes (scan.ts) before anything is sliced, decoded or
+ * parsed — a JS object per line would cost more than the whole scan.
+ */
+export interface LineBatch {
+  /** Complete lines, each ending in "\n" (a "\r" before it is tolerated). */
+  data: Buffer;
+  /** How many lines `data` holds. */
+  lines: number;
+  /** Persist the position after this batch (call once it has been processed). */
+  commit(): Promise<void>;
+}
+
+/** Counters every source keeps (exported as metrics by the operator). */
+export interface SourceStats {
+  linesRead: number;
+  bytesRead: number;
+  /** Times the file was found rotated (a new inode) or truncated. */
+  rotations: number;
+  truncations: number;
+}
+
+export interface LogSource {
+  /** `file:/var/log/factory.log`, `stdin`, … (a metric label: bounded by configuration). */
+  readonly name: string;
+  readonly stats: SourceStats;
+  /**
+   * Delivers batches until `signal` aborts (or the input ends, for finite
+   * sources such as stdin or a file read with `follow: false`). The next
+   * batch is read only after `onBatch` resolves: backpressure.
+   */
+  run(onBatch: (batch: LineBatch) => Promise<void>, signal: AbortSignal): Promise<void>;
+}
