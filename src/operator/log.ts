@@ -1,0 +1,45 @@
+/**
+ * The operator's own structured log (the same format as the factory's, from
+ * `src/contract/structured-log.ts`), with its own event names. Nothing reads
+ * these lines to act: they are for people and for Cloud Logging.
+ */
+import { createStructuredLogger, type LogLevel, type StructuredLogOptions } from "../contract/structured-log.js";
+
+/** Every `event` value the operator writes. */
+export const OperatorEvent = {
+  started: "operator.started",
+  stopping: "operator.stopping",
+  stopped: "operator.stopped",
+  rulesLoaded: "operator.rules_loaded",
+  rulesInvalid: "operator.rules_invalid",
+  incidentOpened: "operator.incident_opened",
+  suppressed: "operator.suppressed",
+  rung: "operator.rung",
+  verification: "operator.verification",
+  incidentClosed: "operator.incident_closed",
+  resumed: "operator.resumed",
+  storeError: "operator.store_error",
+  sourceError: "operator.source_error",
+} as const;
+export type OperatorEvent = (typeof OperatorEvent)[keyof typeof OperatorEvent];
+
+export type OperatorFields = Record<string, string | number | boolean | null | undefined>;
+
+export interface OperatorLog {
+  debug(event: OperatorEvent, fields: OperatorFields, message: string): void;
+  info(event: OperatorEvent, fields: OperatorFields, message: string): void;
+  warn(event: OperatorEvent, fields: OperatorFields, message: string): void;
+  error(event: OperatorEvent, fields: OperatorFields, message: string): void;
+  close(): Promise<void>;
+}
+
+/** Builds the operator's log. */
+export function createOperatorLog(options: StructuredLogOptions = {}): OperatorLog {
+  const { logger, close } = createStructuredLogger(options);
+  const write =
+    (lvl: LogLevel) =>
+    (event: OperatorEvent, fields: OperatorFields, message: string): void => {
+      logger[lvl]({ event, ...fields }, message);
+    };
+  return { debug: write("debug"), info: write("info"), warn: write("warn"), error: write("error"), close };
+}
