@@ -1,0 +1,145 @@
+/**
+ * The operator's client for a factory's control API: every call has a
+ * timeout, every answer is validated against the contract's schema, and every
+ * failure says whether retrying could help.
+ */
+import type { z } from "zod";
+import { Admission, ControlError, RungResult, UserList, UserState } from "../contract/control.js";
+import type { FactoryRung } from "../contract/events.js";
+import { isUserId } from "../contract/ids.js";
+
+/** Why a call failed: network and timeout and 5xx/429 are worth retrying; other answers are not. */
+export type CallFailureKind = "network" | "timeout" | "http" | "invalid_response";
+
+export class ControlCallError extends Error {
+  readonly code = "ERR_RECLAIM_CONTROL_CALL";
+  constructor(
+    message: string,
+    readonly kind: CallFailureKind,
+    readonly status: number | null,
+    readonly body: unknown,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** Could the same call succeed if tried again? */
+  get recoverable(): boolean {
+    if (this.kind === "network" || this.kind === "timeout") return true;
+    if (this.kind === "http") return this.status !== null && (this.status >= 500 || this.status === 429);
+    return false;
+  }
+}
+
+/** A request as recorded in an incident. */
+export interface RecordedRequest {
+  method: string;
+  url: string;
+  body: unknown;
+}
+
+/** A call's outcome together with what was sent and received, for the record. */
+export interface CallRecord<T> {
+  request: RecordedRequest;
+  status: number;
+  body: unknown;
+  value: T;
+}
+
+export class ControlClient {
+  /**
+   * @param baseUrl the factory's control API, e.g. `http://10.0.0.12:8081`
+   * @param token `RECLAIM_CONTROL_TOKEN`
+   */
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  /** `GET /v1/users/{id}/admission`. */
+  admission(userId: string, timeoutMs: number): Promise<CallRecord<Admission>> {
+    return this.call("GET", `/v1/users/${path(userId)}/admission`, undefined, Admission, timeoutMs);
+  }
+
+  /** `GET /v1/users/{id}`. */
+  user(userId: string, timeoutMs: number): Promise<CallRecord<UserState>> {
+    return this.call("GET", `/v1/users/${path(userId)}`, undefined, UserState, timeoutMs);
+  }
+
+  /** `GET /v1/users?atLimit=true`. */
+  usersAtLimit(timeoutMs: number): Promise<CallRecord<UserList>> {
+    return this.call("GET", "/v1/users?atLimit=true", undefined, UserList, timeoutMs);
+  }
+
+  /** `POST /v1/users/{id}/rungs/{rung}` with the rung's parameters. */
+  runRung(userId: string, rung: FactoryRung, params: unknown, timeoutMs: number): Promise<CallRecord<RungResult>> {
+    return this.call("POST", `/v1/users/${path(userId)}/rungs/${rung}`, params ?? {}, RungResult, timeoutMs);
+  }
+
+  /** The request a call would send, for recording before it is sent. */
+  describe(method: string, pathname: string, body: unknown): RecordedRequest {
+    return { method, url: `${this.baseUrl}${pathname}`, body: body ?? null };
+  }
+
+  private async call<T>(method: string, pathname: string, body: unknown, schema: z.ZodType<T>, timeoutMs: number): Promise<CallRecord<T>> {
+    const request = this.describe(method, pathname, body);
+    let res: Response;
+    try {
+      res = await fetch(request.url, {
+        method,
+        headers: {
+          Authorization: `Bearer ${this.token}`,
+          ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
+      throw new ControlCallError(
+        timedOut ? `${method} ${request.url} timed out after ${timeoutMs} ms` : `${method} ${request.url} failed: ${causeText(err)}`,
+        timedOut ? "timeout" : "network",
+        null,
+        null,
+        { cause: err },
+      );
+    }
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      throw new ControlCallError(`${method} ${request.url}: the answer was cut off (${causeText(err)})`, "network", res.status, null, { cause: err });
+    }
+    let parsed: unknown = null;
+    try {
+      parsed = text === "" ? null : (JSON.parse(text) as unknown);
+    } catch {
+      if (res.ok) throw new ControlCallError(`${method} ${request.url} answered ${res.status} with malformed JSON`, "invalid_response", res.status, text.slice(0, 500));
+      parsed = text.slice(0, 500);
+    }
+    if (!res.ok) {
+      const error = ControlError.safeParse(parsed);
+      const detail = error.success ? `${error.data.error.code}: ${error.data.error.message}` : `HTTP ${res.status}`;
+      throw new ControlCallError(`${method} ${request.url} answered ${res.status} (${detail})`, "http", res.status, parsed);
+    }
+    const value = schema.safeParse(parsed);
+    if (!value.success) {
+      throw new ControlCallError(`${method} ${request.url} answered 200 with an unexpected body`, "invalid_response", res.status, parsed);
+    }
+    return { request, status: res.status, body: parsed, value: value.data };
+  }
+}
+
+function path(userId: string): string {
+  // The id comes from the factory's own log fields, but a path is built from it: validate anyway.
+  if (!isUserId(userId)) throw new TypeError(`refusing to call the control API for an invalid user id ${JSON.stringify(userId)}`);
+  return encodeURIComponent(userId);
+}
+
+function causeText(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as Error & { cause?: unknown }).cause;
+    return cause instanceof Error ? `${err.message}: ${cause.message}` : err.message;
+  }
+  return String(err);
+}

@@ -1,0 +1,190 @@
+/**
+ * The detector: counts matching entries per (rule, key) in sliding windows
+ * of *event* time, and fires a trigger when a rule's threshold is reached.
+ * Event time means replaying a recorded log gives the same triggers as
+ * watching it live.
+ *
+ * Bounded: at most `maxKeys` windows (the least recently used is evicted and
+ * counted), at most `count` timestamps and `MAX_EVIDENCE` entries per window,
+ * and a bounded memory of recently seen entries for de-duplication.
+ */
+import { createHash } from "node:crypto";
+import { isUserId } from "../contract/ids.js";
+import type { LogEvent } from "./event.js";
+import { MAX_EVIDENCE } from "./incidents/model.js";
+import { fieldValue, type CompiledRule, type Match } from "./rules/compile.js";
+
+/** A threshold reached: the detector's output. */
+export interface Trigger {
+  rule: CompiledRule;
+  /** Key field → value. */
+  key: Record<string, string>;
+  /** `userId=…,pod=…`, in the rule's key order. */
+  keyString: string;
+  /** Whom to act on: the entry's structured `userId` (validated), never text. */
+  userId: string;
+  pod: string | null;
+  /** The entries that reached the threshold, oldest first (at most MAX_EVIDENCE). */
+  entries: LogEvent[];
+  /** Matching entries seen for this key in the window (may exceed `entries`). */
+  total: number;
+  /** Event time of the first and the last entry. */
+  firstAt: number;
+  at: number;
+  /** The last entry's pattern groups, for the title. */
+  groups: Record<string, string>;
+}
+
+/** Why an entry that matched a rule did not count. */
+export type Dropped = "duplicate" | "unkeyed" | "stale";
+
+export interface DetectorStats {
+  matched: number;
+  duplicates: number;
+  unkeyed: number;
+  stale: number;
+  evictions: number;
+  triggers: number;
+}
+
+interface Window {
+  times: number[];
+  entries: LogEvent[];
+  total: number;
+}
+
+export interface DetectorOptions {
+  /** Most (rule, key) windows kept (default 10,000). */
+  maxKeys?: number;
+  /** Most entry identities remembered for de-duplication (default 50,000). */
+  dedupeSize?: number;
+  /** "Now" for the max-age check: the wall clock live, the newest event time in replay. */
+  now: () => number;
+}
+
+export class Detector {
+  readonly stats: DetectorStats = { matched: 0, duplicates: 0, unkeyed: 0, stale: 0, evictions: 0, triggers: 0 };
+  private readonly windows = new Map<string, Window>();
+  private readonly seen = new Map<string, true>();
+  private readonly maxKeys: number;
+  private readonly dedupeSize: number;
+
+  constructor(private readonly options: DetectorOptions) {
+    this.maxKeys = options.maxKeys ?? 10_000;
+    this.dedupeSize = options.dedupeSize ?? 50_000;
+  }
+
+  /** Windows currently held. */
+  get size(): number {
+    return this.windows.size;
+  }
+
+  /**
+   * Feeds one entry that `rule` matched. Returns a trigger when the threshold
+   * is reached (the window then starts over), the reason it was dropped, or null.
+   */
+  observe(rule: CompiledRule, event: LogEvent, match: Match): Trigger | Dropped | null {
+    this.stats.matched++;
+    if (this.isDuplicate(rule.name, event)) {
+      this.stats.duplicates++;
+      return "duplicate";
+    }
+    const keyed = keyOf(rule, event);
+    if (keyed === null) {
+      this.stats.unkeyed++;
+      return "unkeyed";
+    }
+    if (event.time < this.options.now() - rule.rule.spec.maxAge) {
+      this.stats.stale++;
+      return "stale";
+    }
+    const { count, window: windowMs } = rule.rule.spec.threshold;
+    const id = `${rule.name}\u0000${keyed.keyString}`;
+    let window = this.windows.get(id);
+    if (window === undefined) {
+      window = { times: [], entries: [], total: 0 };
+      if (this.windows.size >= this.maxKeys) this.evictOldest();
+    } else {
+      this.windows.delete(id); // re-insert below: Map order is the LRU order
+    }
+    this.windows.set(id, window);
+
+    // Insert in time order (entries may arrive out of order), then drop what fell out of the window.
+    insertSorted(window.times, event.time);
+    const newest = window.times[window.times.length - 1]!;
+    while (window.times.length > 0 && window.times[0]! <= newest - windowMs) window.times.shift();
+    if (window.times.length > count) window.times.splice(0, window.times.length - count);
+    window.total++;
+    window.entries.push(event);
+    if (window.entries.length > MAX_EVIDENCE) window.entries.shift();
+
+    if (window.times.length < count) return null;
+    this.windows.delete(id);
+    this.stats.triggers++;
+    const entries = [...window.entries].sort((a, b) => a.time - b.time);
+    return {
+      rule,
+      ...keyed,
+      entries,
+      total: window.total,
+      firstAt: entries[0]!.time,
+      at: event.time,
+      groups: match.groups,
+    };
+  }
+
+  /** Forgets the windows of rules that are no longer loaded (after a reload). */
+  retain(ruleNames: ReadonlySet<string>): void {
+    for (const id of [...this.windows.keys()]) if (!ruleNames.has(id.slice(0, id.indexOf("\u0000")))) this.windows.delete(id);
+  }
+
+  private evictOldest(): void {
+    const oldest = this.windows.keys().next();
+    if (oldest.done !== true) {
+      this.windows.delete(oldest.value);
+      this.stats.evictions++;
+    }
+  }
+
+  private isDuplicate(ruleName: string, event: LogEvent): boolean {
+    const identity = `${ruleName}\u0000${event.insertId ?? digest(event)}`;
+    if (this.seen.has(identity)) return true;
+    this.seen.set(identity, true);
+    if (this.seen.size > this.dedupeSize) this.seen.delete(this.seen.keys().next().value!);
+    return false;
+  }
+}
+
+/** The key of an entry for a rule, or null when a key field is missing or the user id is not valid. */
+export function keyOf(rule: CompiledRule, event: LogEvent): Pick<Trigger, "key" | "keyString" | "userId" | "pod"> | null {
+  const key: Record<string, string> = {};
+  for (const name of rule.rule.spec.key) {
+    const value = fieldValue(event, name);
+    if (typeof value !== "string" && typeof value !== "number") return null;
+    key[name] = String(value);
+  }
+  const userId = key.userId;
+  if (userId === undefined || !isUserId(userId)) return null;
+  const pod = fieldValue(event, "pod");
+  return {
+    key,
+    keyString: Object.entries(key)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(","),
+    userId,
+    pod: typeof pod === "string" ? pod : null,
+  };
+}
+
+/** An identity for an entry without an insertId: the same entry delivered twice has the same digest. */
+function digest(event: LogEvent): string {
+  return createHash("sha1")
+    .update(JSON.stringify([event.time, event.severity, event.event, event.message, event.fields, event.resource]))
+    .digest("base64");
+}
+
+function insertSorted(times: number[], t: number): void {
+  let i = times.length;
+  while (i > 0 && times[i - 1]! > t) i--;
+  times.splice(i, 0, t);
+}

@@ -1,0 +1,157 @@
+/**
+ * The incident record: what on-call reads the next morning. JSON is the
+ * record (this schema); Markdown is rendered from it (markdown.ts). Every
+ * list in it is bounded, so a flood costs bounded space.
+ */
+import { z } from "zod";
+import { Admission, RungResult } from "../../contract/control.js";
+import { FactoryRung } from "../../contract/events.js";
+import { SEVERITY_ORDER } from "../event.js";
+
+/** Most log entries kept as evidence; the rest are counted. */
+export const MAX_EVIDENCE = 20;
+/** Most decisions kept; the oldest are dropped beyond it (and counted). */
+export const MAX_DECISIONS = 200;
+/** Longest message kept per evidence entry. */
+export const MAX_EVIDENCE_MESSAGE = 500;
+
+/** Incident ids are safe file names: they are built by the operator, and checked before any path is made from one. */
+export const INCIDENT_ID_PATTERN = /^[0-9]{8}T[0-9]{6}Z-[a-z0-9-]{1,63}-[0-9a-f]{8}$/;
+export const IncidentId = z.string().regex(INCIDENT_ID_PATTERN, "an incident id such as 20261126T120000Z-factory-hard-limit-1a2b3c4d");
+
+export const IncidentStatus = z.enum(["open", "remediating", "resolved", "escalated", "failed", "suppressed", "interrupted"]);
+export type IncidentStatus = z.infer<typeof IncidentStatus>;
+
+/** Statuses after which nothing more happens to an incident. */
+export const FINAL_STATUSES: ReadonlySet<IncidentStatus> = new Set(["resolved", "escalated", "failed", "suppressed", "interrupted"]);
+
+/** Why a trigger was not acted on. A closed set: metric labels stay bounded. */
+export const SuppressReason = z.enum([
+  "dry_run",
+  "cooldown",
+  "in_flight",
+  "max_attempts",
+  "rate_limit",
+  "circuit_open",
+  "not_leader",
+  "stale",
+  "no_target",
+  "store_unavailable",
+]);
+export type SuppressReason = z.infer<typeof SuppressReason>;
+
+const Iso = z.string();
+
+/** One log entry kept as evidence. */
+export const EvidenceEntry = z.object({
+  time: Iso,
+  severity: z.enum(SEVERITY_ORDER),
+  event: z.string().nullable(),
+  message: z.string(),
+  fields: z.record(z.string(), z.unknown()),
+  insertId: z.string().nullable(),
+});
+export type EvidenceEntry = z.infer<typeof EvidenceEntry>;
+
+/** What the factory said about the user at one moment (metrics before and after). */
+export const UserSnapshot = Admission.extend({ at: Iso });
+export type UserSnapshot = z.infer<typeof UserSnapshot>;
+
+/** One verification after a rung. */
+export const Verification = z.object({
+  at: Iso,
+  verified: z.boolean(),
+  /** The last admission answer seen. */
+  admission: Admission.nullable(),
+  /** How long admission held true (it must hold for the rule's settle time). */
+  heldMs: z.number().nonnegative(),
+  durationMs: z.number().nonnegative(),
+  canary: z.object({ ok: z.boolean(), detail: z.string() }).nullable(),
+  detail: z.string(),
+});
+export type Verification = z.infer<typeof Verification>;
+
+/** One rung as run (or being run). */
+export const RungRun = z.object({
+  index: z.number().int().nonnegative(),
+  rung: FactoryRung,
+  params: z.record(z.string(), z.unknown()),
+  timeoutMs: z.number().int().positive(),
+  startedAt: Iso,
+  finishedAt: Iso.nullable(),
+  durationMs: z.number().nonnegative().nullable(),
+  attempts: z.number().int().nonnegative(),
+  /** `pending` while in flight: a record left `pending` by a crash is how a restart knows the rung may have run. */
+  outcome: z.enum(["pending", "ok", "error", "timeout", "skipped"]),
+  request: z.object({ method: z.string(), url: z.string(), body: z.unknown() }),
+  response: z.object({ status: z.number().int(), body: z.unknown() }).nullable(),
+  /** The factory's answer, when it was a valid RungResult. */
+  result: RungResult.nullable(),
+  error: z.string().nullable(),
+  verification: Verification.nullable(),
+});
+export type RungRun = z.infer<typeof RungRun>;
+
+/** Why something happened, in order: which rule, which entries, which guards passed, each rung and check. */
+export const Decision = z.object({
+  at: Iso,
+  kind: z.enum([
+    "triggered",
+    "guards_passed",
+    "suppressed",
+    "rung_started",
+    "rung_finished",
+    "retry",
+    "verified",
+    "not_verified",
+    "resolved",
+    "escalated",
+    "failed",
+    "interrupted",
+    "resumed",
+  ]),
+  detail: z.string(),
+});
+export type Decision = z.infer<typeof Decision>;
+
+export const Incident = z.object({
+  schemaVersion: z.literal(1),
+  id: IncidentId,
+  rule: z.string(),
+  /** The key fields and their values: what makes this one incident. */
+  key: z.record(z.string(), z.string()),
+  /** `userId=…,pod=…`: the key as one string. */
+  keyString: z.string(),
+  /** Whom the ladder acts on: from the factory's own structured fields only. */
+  target: z.object({ userId: z.string(), pod: z.string().nullable(), control: z.string() }),
+  severity: z.enum(["critical", "high", "warning", "info"]),
+  title: z.string(),
+  status: IncidentStatus,
+  dryRun: z.boolean(),
+  /** Event time of the first matching entry. */
+  firstEntryAt: Iso,
+  /** When the operator decided to open it (wall clock). */
+  detectedAt: Iso,
+  updatedAt: Iso,
+  resolvedAt: Iso.nullable(),
+  /** When it reached a final status. */
+  closedAt: Iso.nullable(),
+  evidence: z.object({ entries: z.array(EvidenceEntry).max(MAX_EVIDENCE), total: z.number().int().nonnegative() }),
+  rungs: z.array(RungRun),
+  /** Triggers for this key that were not acted on while this incident was the latest, by reason. */
+  suppressed: z.record(z.string(), z.object({ count: z.number().int().nonnegative(), lastAt: Iso })),
+  decisions: z.array(Decision).max(MAX_DECISIONS),
+  decisionsDropped: z.number().int().nonnegative(),
+  before: UserSnapshot.nullable(),
+  after: UserSnapshot.nullable(),
+  durations: z.object({
+    /** First matching entry → detected. */
+    detectMs: z.number().nonnegative(),
+    /** Detected → resolved. */
+    mitigateMs: z.number().nonnegative().nullable(),
+    /** First matching entry → resolved or closed. */
+    totalMs: z.number().nonnegative().nullable(),
+  }),
+  followUps: z.array(z.string()),
+});
+export type Incident = z.infer<typeof Incident>;

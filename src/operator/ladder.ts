@@ -1,0 +1,255 @@
+/**
+ * The ladder runner: drives one incident through its rule's rungs over the
+ * control API, one rung at a time, verifying after each.
+ *
+ * The next step is always derived from the persisted record (as in
+ * medik8s' node-healthcheck-operator), so a restarted operator continues where
+ * it stopped:
+ * - a rung recorded `pending` may or may not have reached the factory: it is
+ *   run again — safe because every rung is idempotent (ADR 3);
+ * - a rung that finished `ok` but has no verification is verified;
+ * - otherwise the next rung runs, and after the last one the incident is
+ *   escalated.
+ * The record is saved before each call and after each result. If a save
+ * fails, the runner stops without acting further: it never acts without a
+ * record.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Clock } from "../contract/clock.js";
+import type { CanaryResult } from "./canary.js";
+import { ControlCallError } from "./control-client.js";
+import type { GuardState } from "./guards.js";
+import { close, decide } from "./incidents/record.js";
+import { FINAL_STATUSES, type Incident, type IncidentStatus, type RungRun } from "./incidents/model.js";
+import type { IncidentStore } from "./incidents/store.js";
+import { OperatorEvent, type OperatorLog } from "./log.js";
+import type { OperatorMetrics } from "./metrics.js";
+import type { RemediationRule } from "./rules/schema.js";
+import type { Target } from "./target.js";
+import { verifyUser } from "./verify.js";
+
+/** Raised when the incident could not be persisted: the ladder stops there. */
+export class StoreFailure extends Error {
+  readonly code = "ERR_RECLAIM_STORE";
+}
+
+export interface LadderOptions {
+  /** Attempts per rung call when the failure is recoverable (default 3). */
+  attempts?: number;
+  /** Waits between attempts (default 200 ms, then 1 s). */
+  backoffMs?: readonly number[];
+  /** Time between admission checks during verification (default 50 ms). */
+  verifyPollMs?: number;
+  /** A canary runner, when the operator has a canary configured. */
+  canary?: (message: string) => Promise<CanaryResult>;
+}
+
+export interface LadderDeps {
+  store: IncidentStore;
+  guards: GuardState;
+  clock: Clock;
+  metrics: OperatorMetrics;
+  log: OperatorLog;
+}
+
+export class LadderRunner {
+  private readonly attempts: number;
+  private readonly backoff: readonly number[];
+
+  constructor(
+    private readonly deps: LadderDeps,
+    private readonly options: LadderOptions = {},
+  ) {
+    this.attempts = options.attempts ?? 3;
+    this.backoff = options.backoffMs ?? [200, 1000];
+  }
+
+  /**
+   * Runs (or continues) the ladder of `incident` until it is resolved,
+   * escalated or failed, or `signal` aborts (the record then shows where it
+   * stopped). Rejects only with a `StoreFailure`.
+   */
+  async run(incident: Incident, rule: RemediationRule, target: Target, signal?: AbortSignal): Promise<Incident> {
+    const { clock } = this.deps;
+    const { spec } = rule;
+    if (incident.status === "open") {
+      incident.status = "remediating";
+      incident.before = await this.snapshot(incident, target);
+      decide(incident, "guards_passed", `acting on user ${incident.target.userId} through ${target.control.baseUrl}`, clock.now());
+      await this.save(incident);
+    }
+    while (!FINAL_STATUSES.has(incident.status)) {
+      if (signal?.aborted === true) return incident;
+      const last = incident.rungs[incident.rungs.length - 1];
+      if (last !== undefined && last.outcome === "ok" && last.verification === null) {
+        await this.verify(incident, rule, target, last, signal);
+        continue;
+      }
+      if (last !== undefined && (last.outcome === "error" || last.outcome === "timeout")) {
+        await this.finish(incident, rule, "failed", `rung ${last.rung} failed: ${last.error ?? last.outcome}`);
+        continue;
+      }
+      const index = last === undefined ? 0 : last.outcome === "pending" ? last.index : last.index + 1;
+      const step = spec.ladder[index];
+      if (step === undefined) {
+        await this.finish(incident, rule, "escalated", `ladder exhausted after ${spec.ladder.length} rung(s) without a verified recovery`);
+        continue;
+      }
+      await this.runRung(incident, index, spec.ladder.length, step, target, signal);
+    }
+    return incident;
+  }
+
+  private async runRung(
+    incident: Incident,
+    index: number,
+    rungCount: number,
+    step: RemediationRule["spec"]["ladder"][number],
+    target: Target,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { clock, metrics, log } = this.deps;
+    const userId = incident.target.userId;
+    const pathname = `/v1/users/${encodeURIComponent(userId)}/rungs/${step.rung}`;
+    let run = incident.rungs[index];
+    if (run === undefined) {
+      run = {
+        index,
+        rung: step.rung,
+        params: step.params,
+        timeoutMs: step.timeout,
+        startedAt: new Date(clock.now()).toISOString(),
+        finishedAt: null,
+        durationMs: null,
+        attempts: 0,
+        outcome: "pending",
+        request: target.control.describe("POST", pathname, step.params),
+        response: null,
+        result: null,
+        error: null,
+        verification: null,
+      };
+      incident.rungs.push(run);
+      decide(incident, "rung_started", `rung ${index + 1} of ${rungCount}: ${step.rung} ${JSON.stringify(step.params)}`, clock.now());
+    } else {
+      decide(incident, "resumed", `rung ${step.rung} was in flight when the operator stopped; running it again (rungs are idempotent)`, clock.now());
+    }
+    await this.save(incident); // persisted before the call
+    const started = clock.now();
+    for (;;) {
+      run.attempts++;
+      try {
+        const answer = await target.control.runRung(userId, step.rung, step.params, step.timeout);
+        run.outcome = "ok";
+        run.response = { status: answer.status, body: answer.body };
+        run.result = answer.value;
+        run.error = null;
+        break;
+      } catch (err) {
+        if (!(err instanceof ControlCallError)) throw err;
+        run.error = err.message;
+        run.response = err.status === null ? null : { status: err.status, body: err.body };
+        const wait = this.backoff[Math.min(run.attempts - 1, this.backoff.length - 1)] ?? 1000;
+        if (err.recoverable && run.attempts < this.attempts && signal?.aborted !== true) {
+          decide(incident, "retry", `${step.rung} attempt ${run.attempts} failed (${err.message}); retrying in ${wait} ms`, clock.now());
+          await this.save(incident);
+          await sleep(wait, undefined, { signal }).catch(() => undefined);
+          continue;
+        }
+        run.outcome = err.kind === "timeout" ? "timeout" : "error";
+        break;
+      }
+    }
+    run.finishedAt = new Date(clock.now()).toISOString();
+    run.durationMs = clock.now() - started;
+    metrics.rungs.inc({ rung: step.rung, result: run.outcome });
+    const removed = run.result?.removed.length ?? 0;
+    decide(
+      incident,
+      "rung_finished",
+      run.outcome === "ok"
+        ? `${step.rung} removed ${removed} manager(s); ${run.result?.remaining}/${run.result?.effectiveLimit} remain; factory says admit=${run.result?.admit}`
+        : `${step.rung} ${run.outcome} after ${run.attempts} attempt(s): ${run.error}`,
+      clock.now(),
+    );
+    log.info(
+      OperatorEvent.rung,
+      { incident: incident.id, rule: incident.rule, userId, rung: step.rung, outcome: run.outcome, removed, attempts: run.attempts },
+      `Incident ${incident.id}: rung ${step.rung} ${run.outcome}${run.outcome === "ok" ? `, removed ${removed}` : `: ${run.error}`}`,
+    );
+    await this.save(incident);
+  }
+
+  private async verify(incident: Incident, rule: RemediationRule, target: Target, run: RungRun, signal?: AbortSignal): Promise<void> {
+    const { clock, log } = this.deps;
+    const { verify } = rule.spec;
+    const canary = verify.canary !== undefined && this.options.canary !== undefined ? this.options.canary : undefined;
+    const message = verify.canary?.message ?? "";
+    const verification = await verifyUser(target.control, incident.target.userId, clock, {
+      settleMs: verify.settle,
+      timeoutMs: verify.timeout,
+      ...(this.options.verifyPollMs === undefined ? {} : { pollMs: this.options.verifyPollMs }),
+      ...(canary === undefined ? {} : { canary: () => canary(message) }),
+      ...(signal === undefined ? {} : { signal }),
+    });
+    if (signal?.aborted === true && !verification.verified) return; // stopped mid-check: verify again after a restart
+    run.verification = verification;
+    decide(incident, verification.verified ? "verified" : "not_verified", `after ${run.rung}: ${verification.detail}`, clock.now());
+    log.info(
+      OperatorEvent.verification,
+      { incident: incident.id, rule: incident.rule, userId: incident.target.userId, rung: run.rung, verified: verification.verified },
+      `Incident ${incident.id}: after ${run.rung}, ${verification.detail}`,
+    );
+    if (verification.verified) {
+      incident.after = verification.admission === null ? null : { ...verification.admission, at: verification.at };
+      await this.finish(incident, rule, "resolved", `user ${incident.target.userId} can connect again (verified after ${run.rung})`);
+    } else {
+      await this.save(incident);
+    }
+  }
+
+  private async finish(incident: Incident, rule: RemediationRule, status: IncidentStatus, detail: string): Promise<void> {
+    const { clock, metrics, guards, log } = this.deps;
+    close(incident, status, clock.now(), detail);
+    if (status === "escalated") {
+      incident.followUps.push(
+        "Every rung ran and the user still cannot connect: page the owner of the chat backend.",
+        "Check the factory's pod (memory, event loop lag) and the user's connections: GET /v1/users/" + incident.target.userId,
+      );
+    } else if (status === "failed") {
+      incident.followUps.push("The control API could not be used: check the factory's control port, its token and the network path.");
+    }
+    await this.save(incident);
+    metrics.incidents.inc({ status });
+    if (status === "resolved" && incident.durations.mitigateMs !== null) metrics.detectToResolved.observe(incident.durations.mitigateMs / 1000);
+    guards.closed(incident, rule.spec.guards.circuitBreaker.failures);
+    log[status === "resolved" ? "info" : "warn"](
+      OperatorEvent.incidentClosed,
+      { incident: incident.id, rule: incident.rule, userId: incident.target.userId, status },
+      `Incident ${incident.id} ${status}: ${detail}`,
+    );
+  }
+
+  private async snapshot(incident: Incident, target: Target): Promise<Incident["before"]> {
+    try {
+      const { value } = await target.control.admission(incident.target.userId, 2000);
+      return { ...value, at: new Date(this.deps.clock.now()).toISOString() };
+    } catch {
+      return null;
+    }
+  }
+
+  private async save(incident: Incident): Promise<void> {
+    try {
+      await this.deps.store.save(incident);
+    } catch (err) {
+      this.deps.metrics.storeErrors.inc();
+      this.deps.log.error(
+        OperatorEvent.storeError,
+        { incident: incident.id, rule: incident.rule },
+        `Cannot write incident ${incident.id}; not acting further without a record: ${err instanceof Error ? err.message : String(err)}`,
+      );
+      throw new StoreFailure(`could not persist incident ${incident.id}`, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Verification: a rung succeeded when the user can connect again, not when
+ * the endpoint said 200. The control API must say this user would be
+ * admitted, continuously for the rule's settle time, within its timeout;
+ * with a canary configured, a real chat round trip must work too.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Admission } from "../contract/control.js";
+import type { Clock } from "../contract/clock.js";
+import type { CanaryResult } from "./canary.js";
+import type { ControlClient } from "./control-client.js";
+import type { Verification } from "./incidents/model.js";
+
+export interface VerifyOptions {
+  /** Admission must hold this long (ms). */
+  settleMs: number;
+  /** Give up after this long (ms). */
+  timeoutMs: number;
+  /** Time between admission checks (default 50 ms). */
+  pollMs?: number;
+  /** Runs the canary when the rule asks for one and the operator has one configured. */
+  canary?: () => Promise<CanaryResult>;
+  signal?: AbortSignal;
+}
+
+/** Checks that `userId` would be admitted now and stays admissible for the settle time. */
+export async function verifyUser(control: ControlClient, userId: string, clock: Clock, options: VerifyOptions): Promise<Verification> {
+  const started = clock.now();
+  const pollMs = options.pollMs ?? 50;
+  let last: Admission | null = null;
+  let heldSince: number | null = null;
+  let lastError = "";
+  let held = 0;
+  for (;;) {
+    const now = clock.now();
+    const remaining = started + options.timeoutMs - now;
+    try {
+      last = (await control.admission(userId, Math.max(100, Math.min(2000, remaining)))).value;
+      lastError = "";
+    } catch (err) {
+      lastError = err instanceof Error ? err.message : String(err);
+      last = null;
+    }
+    const checkedAt = clock.now();
+    if (last?.admit === true) {
+      heldSince ??= checkedAt;
+      held = checkedAt - heldSince;
+      if (held >= options.settleMs) break;
+    } else {
+      heldSince = null;
+      held = 0;
+    }
+    if (checkedAt - started >= options.timeoutMs || options.signal?.aborted === true) {
+      return result(false, last, held, started, clock, null, lastError || describe(last, options.settleMs));
+    }
+    await sleep(pollMs, undefined, { signal: options.signal }).catch(() => undefined);
+  }
+  if (options.canary === undefined) return result(true, last, held, started, clock, null, `admitted for ${held} ms`);
+  const canary = await options.canary();
+  return result(canary.ok, last, held, started, clock, canary, canary.ok ? `admitted for ${held} ms; canary answered` : `admitted, but the canary failed: ${canary.detail}`);
+}
+
+function describe(last: Admission | null, settleMs: number): string {
+  if (last === null) return "no answer from the control API";
+  if (!last.admit) return `not admitted (${last.active}/${last.effectiveLimit}, ${last.queued} queued)`;
+  return `admitted, but not for ${settleMs} ms in a row`;
+}
+
+function result(
+  verified: boolean,
+  admission: Admission | null,
+  heldMs: number,
+  started: number,
+  clock: Clock,
+  canary: CanaryResult | null,
+  detail: string,
+): Verification {
+  const now = clock.now();
+  return { at: new Date(now).toISOString(), verified, admission, heldMs, durationMs: now - started, canary, detail };
+}

@@ -1,0 +1,138 @@
+/**
+ * Every guard, table-driven: the state that makes it stop a trigger, the
+ * reason it gives, and that the incident it counts on is the key's latest.
+ */
+import { describe, expect, it } from "vitest";
+import { Detector, type Trigger } from "../../src/operator/detector.js";
+import { Engine, type Actor, type TriggerOutcome } from "../../src/operator/engine.js";
+import { GuardState, checkGuards } from "../../src/operator/guards.js";
+import { MemoryIncidentStore } from "../../src/operator/incidents/memory-store.js";
+import { close } from "../../src/operator/incidents/record.js";
+import type { Incident } from "../../src/operator/incidents/model.js";
+import type { OperatorLog } from "../../src/operator/log.js";
+import { OperatorMetrics } from "../../src/operator/metrics.js";
+import type { CompiledRule } from "../../src/operator/rules/compile.js";
+import { hardLimit, rule, T0 } from "../support/rules.js";
+
+const silent: OperatorLog = { debug() {}, info() {}, warn() {}, error() {}, close: () => Promise.resolve() };
+
+/** An engine whose actor ends each ladder with `ending` after it starts. */
+function harness(r: CompiledRule, options: { dryRun?: boolean; ending?: "resolved" | "escalated" | "failed" | null } = {}) {
+  let now = T0;
+  const store = new MemoryIncidentStore();
+  const guards = new GuardState();
+  const ending = options.ending === undefined ? "resolved" : options.ending;
+  const actor: Actor = {
+    act(incident) {
+      if (ending === null) return; // stays in flight
+      close(incident, ending, now, "test");
+      guards.closed(incident, r.rule.spec.guards.circuitBreaker.failures);
+      engine.release(incident);
+      void store.save(incident);
+    },
+  };
+  const engine = new Engine({
+    detector: new Detector({ now: () => now }),
+    guards,
+    store,
+    targets: null,
+    actor,
+    clock: { now: () => now },
+    metrics: new OperatorMetrics({ defaultMetrics: false }),
+    log: silent,
+    dryRun: options.dryRun ?? false,
+  });
+  engine.setRules([r]);
+  const fire = async (userId: string, at: number): Promise<TriggerOutcome> => {
+    now = at;
+    const outcomes = await engine.handle(hardLimit(userId, at));
+    if (outcomes.length !== 1) throw new Error(`expected one trigger, got ${outcomes.length}`);
+    return outcomes[0]!;
+  };
+  return { engine, store, guards, fire, setNow: (t: number) => (now = t) };
+}
+
+const reasonOf = (o: TriggerOutcome): string => ("acted" in o ? "acted" : o.suppressed);
+const MIN = 60_000;
+
+describe("guards", () => {
+  it.each<[string, Parameters<typeof rule>[1], { dryRun?: boolean; ending?: "resolved" | "escalated" | null }, [string, number][], string[]]>([
+    ["in_flight: a second trigger while the first ladder runs", {}, { ending: null }, [["u", T0], ["u", T0 + MIN]], ["acted", "in_flight"]],
+    [
+      "cooldown: a trigger within the cooldown after the incident ended",
+      { guards: { cooldown: "10m" } },
+      {},
+      [["u", T0], ["u", T0 + 5 * MIN], ["u", T0 + 11 * MIN]],
+      ["acted", "cooldown", "acted"],
+    ],
+    [
+      "max_attempts: more incidents for one key in a day than allowed",
+      { guards: { cooldown: "1m", maxAttemptsPerDay: 2 } },
+      {},
+      [["u", T0], ["u", T0 + 2 * MIN], ["u", T0 + 4 * MIN], ["u", T0 + 25 * 60 * MIN]],
+      ["acted", "acted", "max_attempts", "acted"],
+    ],
+    [
+      "rate_limit: more incidents across keys in an hour than allowed",
+      { guards: { maxPerHour: 2 } },
+      {},
+      [["a", T0], ["b", T0 + 1], ["c", T0 + 2], ["d", T0 + 61 * MIN]],
+      ["acted", "acted", "rate_limit", "acted"],
+    ],
+    [
+      "circuit_open: after N failed verifications in a row the rule stops acting for a period",
+      { guards: { cooldown: "1m", circuitBreaker: { failures: 2, openFor: "30m" } } },
+      { ending: "escalated" },
+      [["a", T0], ["b", T0 + 1], ["c", T0 + 2], ["d", T0 + 31 * MIN]],
+      ["acted", "acted", "circuit_open", "acted"],
+    ],
+    ["dry_run (rule): records what it would do, acts on nothing", { guards: { dryRun: true } }, {}, [["u", T0]], ["dry_run"]],
+    ["dry_run (--dry-run): the same for every rule", {}, { dryRun: true }, [["u", T0]], ["dry_run"]],
+  ])("%s", async (_name, spec, options, triggers, expected) => {
+    const h = harness(rule("r", spec), options);
+    const got: string[] = [];
+    for (const [user, at] of triggers) got.push(reasonOf(await h.fire(user, at)));
+    expect(got).toEqual(expected);
+  });
+
+  it("not_leader stops everything (the slot for leader election)", () => {
+    const state = new GuardState();
+    state.leader = () => false;
+    const trigger = { rule: rule(), keyString: "userId=u" } as unknown as Trigger;
+    expect(checkGuards({ trigger, now: T0, globalDryRun: false }, state)).toEqual({ reason: "not_leader", passed: [] });
+  });
+
+  it("records every passed guard on the incident and counts suppressions on it, not in new records", async () => {
+    const h = harness(rule("r"), { ending: null });
+    const first = await h.fire("u", T0);
+    for (let i = 1; i <= 50; i++) await h.fire("u", T0 + i * 1000);
+    const incidents = await h.store.list();
+    expect(incidents).toHaveLength(1);
+    const only = incidents[0]!;
+    expect("acted" in first && first.acted.id).toBe(only.id);
+    expect(only.suppressed.in_flight?.count).toBe(50);
+    expect(only.decisions.find((d) => d.kind === "guards_passed")?.detail).toBe(
+      "guards passed: not_leader, in_flight, cooldown, max_attempts, rate_limit, circuit_open, dry_run",
+    );
+  });
+
+  it("a suppressed trigger for a key without any incident makes one suppressed record, then counts on it", async () => {
+    const h = harness(rule("r", { guards: { maxPerHour: 1 } }));
+    await h.fire("a", T0);
+    await h.fire("b", T0 + 1000);
+    await h.fire("b", T0 + 2000);
+    const b = (await h.store.list()).filter((i: Incident) => i.key.userId === "b");
+    expect(b).toHaveLength(1);
+    expect(b[0]).toMatchObject({ status: "suppressed", suppressed: { rate_limit: { count: 2 } } });
+  });
+
+  it("state rebuilt from the store gives the same verdicts", async () => {
+    const h = harness(rule("r", { guards: { cooldown: "10m", maxPerHour: 5 } }), { ending: "resolved" });
+    await h.fire("u", T0);
+    const rebuilt = new GuardState();
+    rebuilt.rebuild(await h.store.list(), () => 3);
+    expect(rebuilt.cooling("r", "userId=u,pod=factory-0", T0 + 5 * MIN, 10 * MIN)).toBe(true);
+    expect(rebuilt.cooling("r", "userId=u,pod=factory-0", T0 + 11 * MIN, 10 * MIN)).toBe(false);
+    expect(rebuilt.actedThisHour("r", T0 + 30 * MIN)).toBe(1);
+  });
+});
