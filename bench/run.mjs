@@ -3,10 +3,13 @@
 // that benchmark's results section in BENCHMARKS.md (between
 // `<!-- results:NAME:start -->` and `<!-- results:NAME:end -->`).
 //
-//   node bench/run.mjs [NAME ...] [--connections N] [--rounds N] [--no-write]
+//   node bench/run.mjs [NAME ...] [--connections N] [--rounds N] [--lines N] [--no-write]
 //
 // Exits non-zero when a run is invalid (a connection failed to open or
-// dropped); a missed target is reported as FAIL in the table, not as an error.
+// dropped, a scan found the wrong lines); a missed target is reported as FAIL
+// in the table, not as an error. A benchmark module may export its own
+// `resultsTable(rows, table)` and `section(result, machine, command, table)`;
+// the factory's are the default.
 // Benchmarks run against the built package: `npm run build` first.
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
@@ -16,6 +19,7 @@ import { fileURLToPath } from "node:url";
 
 const BENCHMARKS = {
   factory: () => import("./factory/bench.mjs"),
+  pipeline: () => import("./pipeline/bench.mjs"),
 };
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DOC = `${ROOT}BENCHMARKS.md`;
@@ -36,6 +40,10 @@ function parseArgs(argv) {
       const n = Number(argv[++i]);
       if (!Number.isInteger(n) || n < 1 || n > 20) throw new Error("--rounds takes an integer from 1 to 20");
       options.rounds = n;
+    } else if (arg === "--lines") {
+      const n = Number(argv[++i]);
+      if (!Number.isInteger(n) || n < 1000 || n > 50_000_000) throw new Error("--lines takes an integer from 1000 to 50000000");
+      options.lines = n;
     } else if (arg === "all") names.push(...Object.keys(BENCHMARKS));
     else if (arg in BENCHMARKS) names.push(arg);
     else throw new Error(`unknown benchmark or option ${arg} (benchmarks: ${Object.keys(BENCHMARKS).join(", ")})`);
@@ -71,7 +79,7 @@ function machine() {
 
 function command(argv) {
   const event = process.env.npm_lifecycle_event;
-  if (event === "bench" || event === "bench:factory") return `npm run ${event}${argv.length > 1 ? ` -- ${argv.slice(1).join(" ")}` : ""}`;
+  if (event === "bench" || event?.startsWith("bench:")) return `npm run ${event}${argv.length > 1 ? ` -- ${argv.slice(1).join(" ")}` : ""}`;
   return ["node bench/run.mjs", ...argv].join(" ");
 }
 
@@ -140,14 +148,15 @@ async function main() {
     const bench = await BENCHMARKS[name]();
     const started = Date.now();
     const result = await bench.run({ ...options, log: (msg) => console.log(`  [${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`) });
-    console.log(`\n${name}:\n${resultsTable(result.rows)}\n\n${table(result.details)}\n`);
+    const rowsTable = bench.resultsTable === undefined ? resultsTable(result.rows) : bench.resultsTable(result.rows, table);
+    console.log(`\n${name}:\n${rowsTable}\n\n${table(result.details)}\n`);
     if (result.problems.length > 0) {
       invalid = true;
       console.error(`${name}: INVALID RUN, BENCHMARKS.md left as it was:\n  ${result.problems.join("\n  ")}`);
       continue;
     }
     if (write) {
-      rewriteDoc(name, section(result, m, cmd));
+      rewriteDoc(name, bench.section === undefined ? section(result, m, cmd) : bench.section(result, m, cmd, table));
       console.log(`BENCHMARKS.md: results:${name} rewritten`);
     }
   }

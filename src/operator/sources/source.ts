@@ -28,7 +28,18 @@ export interface SourceStats {
   bytesRead: number;
   /** Times the file was found rotated (a new inode) or truncated. */
   rotations: number;
+  /**
+   * Times the file was found shorter than the position read, or rewritten
+   * from its start (copytruncate). The file source counts these here only,
+   * not also in `rotations`.
+   */
   truncations: number;
+  /**
+   * Lines longer than the source's cap (file and stdin: `maxLineBytes`,
+   * default 1 MiB), dropped unread so that one runaway line costs bounded
+   * memory. Optional so that sources without such a cap need not report it.
+   */
+  skippedLongLines?: number;
 }
 
 export interface LogSource {

@@ -1,0 +1,279 @@
+/**
+ * Candidate lines out of a batch of raw bytes, and LogEvents out of them.
+ *
+ * Parsing every line is the expensive way (FIELD-NOTES: ~340 k lines/s for
+ * readline + JSON.parse). A rule that names its events gives literal needles
+ * (`"factory.hard_limit"` with its quotes, compile.ts); they are searched in
+ * the whole batch at once, and only the few lines that hold one are sliced,
+ * decoded and parsed. A line that holds a needle in its message text rather
+ * than in `event` is a false candidate the rule's matcher rejects; a line
+ * that holds none cannot match, so nothing is missed.
+ */
+import { normalize, type LogEvent } from "../event.js";
+import { combinedNeedles, type CompiledRule } from "../rules/compile.js";
+import type { LineBatch } from "./source.js";
+
+const NL = 0x0a;
+const CR = 0x0d;
+
+/**
+ * A compiled set of needles for a Wu–Manber search: a shift table over
+ * 2-byte blocks of each needle's first `window` bytes (`window` = the
+ * shortest needle, at most 255). One pass over the batch finds every needle
+ * at once, moving up to `window - 1` bytes per step; only where the block
+ * under the window's end ends some needle's window (shift 0) are needles
+ * compared. Worst case (text made of needle fragments) stays linear: a
+ * comparison of at most the needles' total length per byte.
+ */
+interface NeedleSet {
+  /** Copies of the needles it was built from, to tell a changed array from the one cached. */
+  needles: readonly Buffer[];
+  window: number;
+  shift: Uint8Array;
+  /** Needles by the block ending their window. */
+  buckets: Map<number, readonly Buffer[]>;
+}
+
+/** Below this, shifts are too short to beat one Buffer.indexOf pass per needle. */
+const MIN_WINDOW = 4;
+const MAX_WINDOW = 255;
+
+function compileNeedles(needles: readonly Buffer[]): NeedleSet | null {
+  let window = MAX_WINDOW;
+  for (const n of needles) window = Math.min(window, n.length);
+  if (window < MIN_WINDOW) return null;
+  const shift = new Uint8Array(65536).fill(window - 1);
+  const buckets = new Map<number, Buffer[]>();
+  for (const n of needles) {
+    for (let q = 1; q < window; q++) {
+      const block = (n[q - 1]! << 8) | n[q]!;
+      shift[block] = Math.min(shift[block]!, window - 1 - q);
+    }
+    const last = (n[window - 2]! << 8) | n[window - 1]!;
+    const bucket = buckets.get(last);
+    if (bucket === undefined) buckets.set(last, [n]);
+    else if (!bucket.some((b) => b.equals(n))) bucket.push(n);
+  }
+  return { needles: needles.map((n) => Buffer.from(n)), window, shift, buckets };
+}
+
+/**
+ * Compiled needle sets by the array they came from (a Scanner keeps its
+ * array for its lifetime), checked against the array's current content so
+ * that an array changed in place is compiled again: a pure cache.
+ */
+const compiled = new WeakMap<readonly Buffer[], NeedleSet>();
+
+function needleSet(needles: readonly Buffer[]): NeedleSet | null {
+  const cached = compiled.get(needles);
+  if (cached !== undefined && cached.needles.length === needles.length && cached.needles.every((n, i) => n.equals(needles[i]!))) {
+    return cached;
+  }
+  const set = compileNeedles(needles);
+  if (set === null) compiled.delete(needles);
+  else compiled.set(needles, set);
+  return set;
+}
+
+/**
+ * Where the window may end on a needle (shift 0), in order. Two independent
+ * walks, over the first and the second half: one walk is bound by the
+ * latency of its load → table → add chain, and two overlap on the CPU
+ * (measured: ~1.8× faster than one).
+ */
+function shiftZeroSpots(data: Buffer, set: NeedleSet): number[] {
+  const { window, shift } = set;
+  const len = data.length;
+  const spotsA: number[] = [];
+  const spotsB: number[] = [];
+  const endA = Math.max(window - 1, Math.min(len, len >> 1));
+  let i = window - 1; // lane A: windows ending in [window - 1, endA)
+  let j = endA; // lane B: windows ending in [endA, len)
+  while (i < endA && j < len) {
+    const si = shift[(data[i - 1]! << 8) | data[i]!]!;
+    const sj = shift[(data[j - 1]! << 8) | data[j]!]!;
+    if (si === 0) spotsA.push(i++);
+    else i += si;
+    if (sj === 0) spotsB.push(j++);
+    else j += sj;
+  }
+  while (i < endA) {
+    const si = shift[(data[i - 1]! << 8) | data[i]!]!;
+    if (si === 0) spotsA.push(i++);
+    else i += si;
+  }
+  while (j < len) {
+    const sj = shift[(data[j - 1]! << 8) | data[j]!]!;
+    if (sj === 0) spotsB.push(j++);
+    else j += sj;
+  }
+  for (const spot of spotsB) spotsA.push(spot);
+  return spotsA;
+}
+
+function matchesAt(data: Buffer, start: number, needle: Buffer): boolean {
+  if (start + needle.length > data.length) return false;
+  for (let k = 0; k < needle.length; k++) if (data[start + k] !== needle[k]) return false;
+  return true;
+}
+
+/** Throws a TypeError for a needle that could match nothing useful or cross lines. */
+function checkNeedles(needles: readonly Buffer[]): void {
+  for (const n of needles) {
+    if (n.length === 0) throw new TypeError("scanBatch: a needle must not be empty");
+    if (n.includes(NL)) throw new TypeError(`scanBatch: a needle must not contain a newline: ${JSON.stringify(n.toString())}`);
+  }
+}
+
+/** Emits data[start, end) without a trailing "\r". */
+function emit(data: Buffer, start: number, end: number, onCandidate: (line: Buffer) => void): void {
+  onCandidate(data.subarray(start, end > start && data[end - 1] === CR ? end - 1 : end));
+}
+
+/** Emits the line around byte `hit` and returns where the next line starts (data.length at the end). */
+function emitLineAt(data: Buffer, hit: number, onCandidate: (line: Buffer) => void): number {
+  // lastIndexOf with a negative offset would count from the end: guard the first line.
+  const start = hit === 0 ? 0 : data.lastIndexOf(NL, hit - 1) + 1;
+  const nl = data.indexOf(NL, hit);
+  const end = nl === -1 ? data.length : nl;
+  emit(data, start, end, onCandidate);
+  return nl === -1 ? data.length : nl + 1;
+}
+
+/**
+ * Calls `onCandidate` for every line of `data` that contains at least one of
+ * `needles`, once per line however many needles it holds, in order. With
+ * `needles` null every line is a candidate (an empty line too); with an
+ * empty array none is. Lines end in "\n"; a last line without one still
+ * counts; a "\r" before the "\n" is stripped. The line passed is a view of
+ * `data`, valid as long as `data` is: copy it to keep it.
+ *
+ * All needles are searched in one pass over the whole buffer (Wu–Manber,
+ * see NeedleSet; one Buffer.indexOf pass per needle for needles under 4
+ * bytes); only the lines around a hit are delimited. Throws a TypeError for
+ * an empty needle or one holding "\n".
+ */
+export function scanBatch(data: Buffer, needles: readonly Buffer[] | null, onCandidate: (line: Buffer) => void): void {
+  if (needles === null) {
+    let start = 0;
+    while (start < data.length) {
+      const nl = data.indexOf(NL, start);
+      const end = nl === -1 ? data.length : nl;
+      emit(data, start, end, onCandidate);
+      start = end + 1;
+    }
+    return;
+  }
+  checkNeedles(needles);
+  if (needles.length === 0 || data.length === 0) return;
+  const set = needleSet(needles);
+  if (set === null) {
+    scanEach(data, needles, onCandidate);
+    return;
+  }
+  let next = 0; // where the first line not yet emitted starts
+  for (const end of shiftZeroSpots(data, set)) {
+    const start = end - set.window + 1;
+    if (start < next) continue; // on a line already emitted
+    const bucket = set.buckets.get((data[end - 1]! << 8) | data[end]!)!;
+    if (bucket.some((needle) => matchesAt(data, start, needle))) next = emitLineAt(data, start, onCandidate);
+  }
+}
+
+/**
+ * Short needles (under MIN_WINDOW bytes): one Buffer.indexOf pass per
+ * needle, merged so that lines come out in order and once.
+ */
+function scanEach(data: Buffer, needles: readonly Buffer[], onCandidate: (line: Buffer) => void): void {
+  const hits = needles.map((n) => data.indexOf(n, 0));
+  for (;;) {
+    let first = -1;
+    for (const h of hits) if (h !== -1 && (first === -1 || h < first)) first = h;
+    if (first === -1) return;
+    const next = emitLineAt(data, first, onCandidate);
+    for (let k = 0; k < hits.length; k++) if (hits[k] !== -1 && hits[k]! < next) hits[k] = data.indexOf(needles[k]!, next);
+  }
+}
+
+/** Lines in `data`: its "\n"s, plus one for a last line without one. */
+export function countLines(data: Buffer): number {
+  let lines = 0;
+  let from = 0;
+  for (let nl = data.indexOf(NL, from); nl !== -1; nl = data.indexOf(NL, from)) {
+    lines++;
+    from = nl + 1;
+  }
+  return from < data.length ? lines + 1 : lines;
+}
+
+const BOM = 0xfeff;
+
+/**
+ * One raw line to a LogEvent (JSON.parse, then `normalize()` from event.ts).
+ *
+ * - a blank line (nothing but whitespace) is `"ignored"`: not an entry at all;
+ * - a line that is not JSON, or JSON but not an object, is `"malformed"`;
+ * - a JSON object that `normalize()` rejects (no usable time) is `"malformed"`
+ *   too: rules run in event time, so an entry without one cannot be placed
+ *   in a window, and the operator's counters should show it rather than
+ *   hide it among blank lines.
+ *
+ * Invalid UTF-8 decodes to U+FFFD; a leading byte-order mark is dropped.
+ */
+export function parseLine(line: Buffer): LogEvent | "malformed" | "ignored" {
+  let text = line.toString("utf8");
+  if (text.charCodeAt(0) === BOM) text = text.slice(1);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return text.trim() === "" ? "ignored" : "malformed";
+  }
+  return normalize(value) ?? "malformed";
+}
+
+/** Counters a Scanner keeps (exported as metrics by the operator). */
+export interface ScannerStats {
+  /** Lines in the batches scanned, candidates or not. */
+  linesRead: number;
+  /** Lines that held a needle (every line when a rule has no needles). */
+  candidates: number;
+  /** Candidate lines that were not a JSON object with a usable time: counted and skipped. */
+  malformed: number;
+  /** Blank candidate lines (only seen when every line is a candidate). */
+  ignored: number;
+}
+
+/**
+ * Turns batches into the LogEvents of their candidate lines for a set of
+ * compiled rules: the needles are the union of the rules' needles, or none
+ * (every line parsed) as soon as one rule cannot name its events. Malformed
+ * lines are counted and skipped, never fatal. Which events match which rule
+ * is the matcher's business (`CompiledRule.match`), not the scanner's.
+ */
+export class Scanner {
+  readonly stats: ScannerStats = { linesRead: 0, candidates: 0, malformed: 0, ignored: 0 };
+  /** The needles searched, as bytes; null when every line is a candidate. */
+  readonly needles: readonly Buffer[] | null;
+
+  constructor(rules: readonly CompiledRule[]) {
+    const needles = combinedNeedles(rules);
+    this.needles = needles === null ? null : needles.map((n) => Buffer.from(n, "utf8"));
+    if (this.needles !== null) checkNeedles(this.needles);
+  }
+
+  /** The LogEvents of the batch's candidate lines, in order. */
+  scan(batch: Pick<LineBatch, "data" | "lines">): LogEvent[] {
+    const events: LogEvent[] = [];
+    const stats = this.stats;
+    stats.linesRead += batch.lines;
+    scanBatch(batch.data, this.needles, (line) => {
+      stats.candidates++;
+      const event = parseLine(line);
+      if (event === "malformed") stats.malformed++;
+      else if (event === "ignored") stats.ignored++;
+      else events.push(event);
+    });
+    return events;
+  }
+}
