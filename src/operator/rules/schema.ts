@@ -26,11 +26,22 @@ import { SEVERITY_ORDER } from "../event.js";
 export const API_VERSION = "reclaim.dev/v1";
 export const KIND = "RemediationRule";
 
-/** `250ms`, `30s`, `5m`, `1h`, `7d`, or milliseconds; parsed to milliseconds. */
+/** Longest duration a rule may name (7 days): every window, cooldown and timeout is bounded. */
+export const MAX_DURATION_MS = 7 * 86_400_000;
+
+/** `250ms`, `30s`, `5m`, `1h`, `7d`, or milliseconds; parsed to milliseconds, positive and at most 7 days. */
 export const Duration = z
-  .union([z.string().regex(/^\d+(\.\d+)?(ms|s|m|h|d)?$/, "a duration such as 30s, 5m or 1h"), z.number().int().positive()])
-  .transform((value) => (typeof value === "number" ? value : parseDuration(value)))
-  .refine((ms) => ms > 0, "must be positive");
+  .union([z.string().regex(/^\d+(\.\d+)?(ms|s|m|h|d)?$/, "a duration such as 30s, 5m or 1h"), z.number().int().positive().max(MAX_DURATION_MS)])
+  .transform((value, ctx) => {
+    if (typeof value === "number") return value;
+    try {
+      return parseDuration(value);
+    } catch (err) {
+      ctx.issues.push({ code: "custom", message: (err as Error).message, input: value });
+      return z.NEVER;
+    }
+  })
+  .refine((ms) => ms <= MAX_DURATION_MS, "must be at most 7d");
 
 /** A field of the entry: a name in its structured payload, or `resource.NAME` for a resource label. */
 export const FieldName = z
@@ -114,7 +125,8 @@ export const Verify = z
     /** Also open a real WebSocket as the canary identity, send a chat message and wait for the reply. */
     canary: z.object({ message: z.string().min(1).max(200).default("reclaim canary") }).strict().optional(),
   })
-  .strict();
+  .strict()
+  .refine((v) => v.settle < v.timeout, { message: "settle must be shorter than timeout", path: ["settle"] });
 
 export const CircuitBreaker = z
   .object({

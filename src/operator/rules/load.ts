@@ -1,0 +1,456 @@
+/**
+ * Loads RemediationRule files: reads files and folders, parses every YAML
+ * document, validates it against the schema, compiles it, and reports every
+ * problem as `file:line:col: message` — the position of the YAML node the
+ * problem is about, so an editor or CI log can jump to it.
+ *
+ * A folder is loaded as a whole: the `*.yaml` and `*.yml` files directly in
+ * it, sorted by name, without recursing and skipping dotfiles. So the shipped
+ * `rules/` folder (with `rules/tests/` and `schema.json` beside the rules)
+ * and a Kubernetes ConfigMap mount (symlinked files, `..data/`) both load as
+ * they are.
+ */
+import { readFile, readdir, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node as YamlNode } from "yaml";
+import { z } from "zod";
+import { compilePattern, compileRule, PatternError, type CompiledRule } from "./compile.js";
+import { RemediationRule } from "./schema.js";
+
+/** Largest rule file read, in bytes (1 MiB): rules are small, and a mistaken path should not fill memory. */
+export const MAX_RULE_FILE_BYTES = 1 << 20;
+
+/** One problem in a rule file, at a 1-based line and column. */
+export class RuleError {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly col: number,
+    readonly message: string,
+  ) {}
+
+  /** `file:line:col: message`, the form compilers use and editors and CI jump to. */
+  format(): string {
+    return `${this.file}:${this.line}:${this.col}: ${this.message}`;
+  }
+
+  toString(): string {
+    return this.format();
+  }
+}
+
+/** A rule that validated and compiled, and where it came from. */
+export interface LoadedRule {
+  /** The parsed rule, defaults filled in. */
+  rule: RemediationRule;
+  /** Its matcher over log entries. */
+  compiled: CompiledRule;
+  /** The file it was read from, as the path was given (a folder's path joined with the file name). */
+  file: string;
+  /** 1-based line of the rule's first key (the start of its document, after any `---` and comments). */
+  line: number;
+}
+
+/** What `loadRules` found. */
+export interface LoadResult {
+  /** Rules that validated and compiled, in file order then document order. */
+  rules: LoadedRule[];
+  /** Every problem, grouped by file in load order and sorted by position within a file. */
+  errors: RuleError[];
+  /** The rule files read, in load order (folders expanded). */
+  files: string[];
+}
+
+/**
+ * Loads the rules in `paths` (files or folders; a folder's `*.yaml` and `*.yml`
+ * files directly inside it, sorted). A file may hold several documents
+ * separated by `---`; empty and comment-only documents are skipped. A rule
+ * name used twice, across all files, is an error at the second use. A path
+ * that cannot be read, and a folder without rule files, are errors at 1:1.
+ * Never throws for a problem in the input: the caller decides whether any
+ * error is fatal.
+ */
+export async function loadRules(paths: string[]): Promise<LoadResult> {
+  const rules: LoadedRule[] = [];
+  const errors: RuleError[] = [];
+  const files: string[] = [];
+  const seenFiles = new Set<string>();
+  const names = new Map<string, { file: string; line: number }>();
+
+  for (const path of paths) {
+    const expanded = await expand(path);
+    if (expanded instanceof RuleError) {
+      errors.push(expanded);
+      continue;
+    }
+    for (const file of expanded) {
+      // The same file named twice (or a file and its folder) is read once, not reported as duplicate names.
+      if (seenFiles.has(resolve(file))) continue;
+      seenFiles.add(resolve(file));
+      files.push(file);
+      const fileErrors: RuleError[] = [];
+      for (const candidate of await loadFile(file, fileErrors)) {
+        const name = candidate.rule.metadata.name;
+        const first = names.get(name);
+        if (first !== undefined) {
+          const at = candidate.namePosition;
+          fileErrors.push(
+            new RuleError(file, at.line, at.col, `metadata.name: duplicate rule name "${name}", first defined at ${first.file}:${first.line}`),
+          );
+          continue;
+        }
+        names.set(name, { file, line: candidate.namePosition.line });
+        if (candidate.compiled !== null) rules.push({ rule: candidate.rule, compiled: candidate.compiled, file, line: candidate.line });
+      }
+      errors.push(...fileErrors.sort((a, b) => a.line - b.line || a.col - b.col));
+    }
+  }
+  return { rules, errors, files };
+}
+
+/** The rule files of one path: the file itself, or a folder's rule files; a RuleError when it cannot be read. */
+async function expand(path: string): Promise<string[] | RuleError> {
+  try {
+    const info = await stat(path);
+    if (!info.isDirectory()) return [path];
+    const names: string[] = [];
+    for (const entry of await readdir(path, { withFileTypes: true })) {
+      if (entry.name.startsWith(".") || !/\.ya?ml$/.test(entry.name)) continue;
+      // A ConfigMap mount holds its files as symlinks into `..data/`. A dangling
+      // one is kept, so that reading it reports the file rather than the folder.
+      const linksToFile = async (): Promise<boolean> => (await stat(join(path, entry.name)).catch(() => null))?.isFile() ?? true;
+      const isFile = entry.isFile() || (entry.isSymbolicLink() && (await linksToFile()));
+      if (isFile) names.push(entry.name);
+    }
+    if (names.length === 0) return new RuleError(path, 1, 1, "no rule files (*.yaml, *.yml) in this folder");
+    return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map((name) => join(path, name));
+  } catch (err) {
+    return new RuleError(path, 1, 1, `cannot read: ${fsReason(err)}`);
+  }
+}
+
+function fsReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ENOENT") return "no such file or folder";
+  if (code === "EACCES" || code === "EPERM") return "permission denied";
+  return err instanceof Error ? err.message : String(err);
+}
+
+interface Position {
+  line: number;
+  col: number;
+}
+
+/** A document that passed the schema (it has a name); `compiled` is null when compiling failed. */
+interface Candidate {
+  rule: RemediationRule;
+  compiled: CompiledRule | null;
+  line: number;
+  namePosition: Position;
+}
+
+type Segment = string | number;
+
+async function loadFile(file: string, errors: RuleError[]): Promise<Candidate[]> {
+  let text: string;
+  try {
+    const info = await stat(file);
+    if (info.size > MAX_RULE_FILE_BYTES) {
+      errors.push(new RuleError(file, 1, 1, `file is larger than ${MAX_RULE_FILE_BYTES} bytes; rule files are small`));
+      return [];
+    }
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    errors.push(new RuleError(file, 1, 1, `cannot read: ${fsReason(err)}`));
+    return [];
+  }
+
+  const lineCounter = new LineCounter();
+  const at = (offset: number): Position => lineCounter.linePos(offset);
+  const candidates: Candidate[] = [];
+  // prettyErrors off: the messages stay one line; positions come from the LineCounter.
+  for (const doc of parseAllDocuments(text, { lineCounter, prettyErrors: false })) {
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const p = at(e.pos[0]);
+        errors.push(new RuleError(file, p.line, p.col, `invalid YAML: ${e.message}`));
+      }
+      continue;
+    }
+    const root = doc.contents;
+    if (root === null || (isScalar(root) && root.value === null)) continue; // empty or comment-only
+    const report = (path: readonly Segment[], message: string, target: Target = "node"): void => {
+      const p = at(offsetOf(doc, path, target));
+      const where = dotted(path);
+      errors.push(new RuleError(file, p.line, p.col, where === "" ? message : `${where}: ${message}`));
+    };
+    const rule = validate(doc, report);
+    if (rule === null) continue;
+    const candidate: Candidate = {
+      rule,
+      compiled: compile(rule, report),
+      line: at(root.range?.[0] ?? 0).line,
+      namePosition: at(offsetOf(doc, ["metadata", "name"], "node")),
+    };
+    candidates.push(candidate);
+  }
+  return candidates;
+}
+
+type Report = (path: readonly Segment[], message: string, target?: Target) => void;
+
+/** The document as a rule, or null after reporting every problem the schema finds. */
+function validate(doc: Document.Parsed, report: Report): RemediationRule | null {
+  let data: unknown;
+  let parsed: ReturnType<typeof RemediationRule.safeParse>;
+  try {
+    data = doc.toJS(); // maxAliasCount (default 100) stops an alias bomb
+    parsed = RemediationRule.safeParse(data, { reportInput: true });
+  } catch (err) {
+    report([], `cannot validate this document: ${err instanceof Error ? err.message : String(err)}`);
+    return null;
+  }
+  // A user id written without quotes (userId: 105945141827451681156) becomes a
+  // float that no longer equals the id; the schema only sees the float.
+  const inexact = inexactNumbers(doc.contents, []);
+  for (const path of inexact) report(path, "this number is too large to be held exactly: quote it");
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      for (const problem of describeIssue(issue, [], data)) report(problem.path, problem.message, problem.target);
+    }
+    return null;
+  }
+  return inexact.length > 0 ? null : parsed.data;
+}
+
+/** Paths of integers in the source beyond 2^53, which YAML reads as inexact floats. */
+function inexactNumbers(node: unknown, path: Segment[]): Segment[][] {
+  if (isScalar(node)) return typeof node.value === "number" && Number.isInteger(node.value) && !Number.isSafeInteger(node.value) ? [path] : [];
+  if (isMap(node)) return node.items.flatMap((p) => (isScalar(p.key) ? inexactNumbers(p.value, [...path, String(p.key.value)]) : []));
+  if (isSeq(node)) return node.items.flatMap((item, i) => inexactNumbers(item, [...path, i]));
+  return [];
+}
+
+const PATTERN_PATH = ["spec", "trigger", "log", "pattern"];
+
+/** The compiled rule, or null after reporting an invalid pattern or a title group the pattern lacks. */
+function compile(rule: RemediationRule, report: Report): CompiledRule | null {
+  let compiled: CompiledRule;
+  try {
+    compiled = compileRule(rule);
+  } catch (err) {
+    if (!(err instanceof PatternError)) throw err;
+    report(PATTERN_PATH, err.message);
+    return null;
+  }
+  const pattern = rule.spec.trigger.log.pattern;
+  const groups = pattern === undefined ? [] : Object.keys(compilePattern(pattern).namedGroups());
+  let ok = true;
+  for (const [, group] of rule.spec.incident.title.matchAll(/\{\{\s*match\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g)) {
+    if (group !== undefined && !groups.includes(group)) {
+      report(["spec", "incident", "title"], `{{match.${group}}} needs a named group (?P<${group}>…) in ${dotted(PATTERN_PATH)}`);
+      ok = false;
+    }
+  }
+  return ok ? compiled : null;
+}
+
+/** `node`: the node at the path (or its nearest existing parent); `key`: the mapping key that ends the path. */
+type Target = "node" | "key";
+
+interface Problem {
+  path: Segment[];
+  message: string;
+  target: Target;
+}
+
+/**
+ * Where the problem at `path` is, as an offset into the source. A scalar is
+ * pointed at itself; a mapping, a list or an empty value at the key that
+ * holds it (a block's first line may be far below); a missing node at its
+ * nearest existing parent.
+ */
+function offsetOf(doc: Document.Parsed, path: readonly Segment[], target: Target): number {
+  let node: YamlNode | null = doc.contents;
+  let key: YamlNode | null = null;
+  for (const segment of path) {
+    if (isAlias(node)) node = node.resolve(doc) ?? null;
+    let next: { node: YamlNode | null; key: YamlNode | null } | null = null;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
+      if (pair !== undefined) next = { node: isNode(pair.value) ? pair.value : null, key: pair.key as YamlNode };
+    } else if (isSeq(node) && typeof segment === "number") {
+      const item = node.items[segment];
+      if (isNode(item)) next = { node: item, key: null };
+    }
+    if (next === null) break; // missing: stay at the nearest existing parent
+    node = next.node;
+    key = next.key;
+    if (node === null) break; // `key:` with nothing after it: the key is all there is
+  }
+  const start = (n: YamlNode | null): number | undefined => n?.range?.[0];
+  const empty = isScalar(node) && node.range !== undefined && node.range !== null && node.range[0] === node.range[1];
+  if (target === "key" || node === null || !isScalar(node) || empty) return start(key) ?? start(node) ?? 0;
+  return start(node) ?? 0;
+}
+
+/** `spec.ladder[1].rung`; a key that is not a plain name is quoted: `where["bad-key"]`. */
+function dotted(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const segment of path) {
+    if (typeof segment === "number") out += `[${segment}]`;
+    else if (typeof segment === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(segment)) out += out === "" ? segment : `.${segment}`;
+    else out += `[${JSON.stringify(String(segment))}]`;
+  }
+  return out;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function valueAt(data: unknown, path: readonly Segment[]): { found: boolean; value: unknown } {
+  let value = data;
+  for (const segment of path) {
+    if (Array.isArray(value) && typeof segment === "number" && segment < value.length) value = value[segment];
+    else if (isRecord(value) && Object.hasOwn(value, segment)) value = value[segment];
+    else return { found: false, value: undefined };
+  }
+  return { found: true, value };
+}
+
+/** How a YAML value reads to its author. */
+function shown(value: unknown): string {
+  if (value === null || value === undefined) return "nothing";
+  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return Array.isArray(value) ? "a list" : "a mapping";
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  string: "a string",
+  number: "a number",
+  int: "a whole number",
+  boolean: "a boolean",
+  object: "a mapping",
+  array: "a list",
+};
+
+/** The expected types when every branch of a union failed on the type alone; null when one got further. */
+function typeMismatch(issues: readonly z.core.$ZodIssue[]): string[] | null {
+  const expected: string[] = [];
+  for (const issue of issues) {
+    if (issue.path.length > 0) return null;
+    if (issue.code === "invalid_type") expected.push(TYPE_NAMES[issue.expected] ?? issue.expected);
+    else if (issue.code === "invalid_union" && !("discriminator" in issue && issue.discriminator !== undefined)) {
+      for (const branch of issue.errors) {
+        const inner = typeMismatch(branch);
+        if (inner === null) return null;
+        expected.push(...inner);
+      }
+    } else return null;
+  }
+  return expected;
+}
+
+function orList(items: readonly string[]): string {
+  const unique = [...new Set(items)];
+  return unique.length <= 1 ? (unique[0] ?? "") : `${unique.slice(0, -1).join(", ")} or ${unique.at(-1)}`;
+}
+
+function bound(origin: string, limit: number | bigint, inclusive: boolean, small: boolean): string {
+  const n = Number(limit);
+  if (origin === "array") return small ? `needs at least ${n} item${n === 1 ? "" : "s"}` : `takes at most ${n} item${n === 1 ? "" : "s"}`;
+  if (origin === "string") return small ? (n === 1 ? "must not be empty" : `needs at least ${n} characters`) : `takes at most ${n} characters`;
+  if (small) return inclusive ? `must be at least ${n}` : `must be more than ${n}`;
+  return inclusive ? `must be at most ${n}` : `must be less than ${n}`;
+}
+
+/** Turns one zod issue into messages an SRE can act on, each at the path it is about. */
+function describeIssue(issue: z.core.$ZodIssue, prefix: readonly Segment[], data: unknown): Problem[] {
+  const path = [...prefix, ...issue.path.map((s) => (typeof s === "symbol" ? String(s) : s))];
+  const here = valueAt(data, path);
+  const got = `got ${shown(here.value)}`;
+  const one = (message: string, target: Target = "node", at: Segment[] = path): Problem[] => [{ path: at, message, target }];
+  switch (issue.code) {
+    case "invalid_type":
+      if (!here.found) return one(path.length === 0 ? "the document is empty" : "is required");
+      if (path.length === 0) return one(`a rule must be a mapping with apiVersion, kind, metadata and spec, ${got}`);
+      return one(`expected ${TYPE_NAMES[issue.expected] ?? issue.expected}, ${got}`);
+    case "invalid_value": {
+      const values = issue.values.map((v) => JSON.stringify(v));
+      if (!here.found) return one(`is required; ${values.length === 1 ? "use" : "one of"} ${values.join(", ")}`);
+      return one(`${values.length === 1 ? `must be ${values[0]}` : `must be one of ${values.join(", ")}`}, ${got}`);
+    }
+    case "too_small":
+    case "too_big": {
+      const small = issue.code === "too_small";
+      const limit = small ? issue.minimum : issue.maximum;
+      const count = Array.isArray(here.value) ? `got ${here.value.length}` : got;
+      return one(`${bound(issue.origin, limit, issue.inclusive ?? true, small)}, ${count}`);
+    }
+    case "unrecognized_keys": {
+      const allowed = objectAt(RemediationRule, path, data);
+      const hint = allowed === null ? "" : ` (allowed here: ${Object.keys(allowed.shape).join(", ")})`;
+      return issue.keys.map((key) => ({ path: [...path, key], message: `unknown field${hint}`, target: "key" as const }));
+    }
+    case "invalid_key":
+      return one(`expected ${issue.issues.map((i) => i.message).join("; ")}, got ${shown(path.at(-1))}`, "key");
+    case "invalid_format":
+      // The schema's format messages are noun phrases ("a duration such as 30s, 5m or 1h"); zod's own start with "Invalid".
+      return one(issue.message.startsWith("Invalid") ? issue.message : `expected ${issue.message}, ${got}`);
+    case "invalid_union": {
+      if ("discriminator" in issue && issue.discriminator !== undefined) return one(issue.message);
+      const expected = typeMismatch(issue.errors.flat());
+      if (expected !== null) return one(`expected ${orList(expected)}, ${got}`);
+      // The branch that got past the type check is the one the author meant: report its problems.
+      const meant = issue.errors.find((branch) => typeMismatch(branch) === null) ?? [];
+      return meant.flatMap((inner) => describeIssue(inner, path, data));
+    }
+    default:
+      return one(issue.message);
+  }
+}
+
+function unwrap(schema: z.ZodType): z.ZodType {
+  let s = schema;
+  for (;;) {
+    if (s instanceof z.ZodDefault || s instanceof z.ZodOptional || s instanceof z.ZodNullable || s instanceof z.ZodPrefault) {
+      s = s.unwrap() as z.ZodType;
+    } else if (s instanceof z.ZodPipe) s = s.in as z.ZodType;
+    else return s;
+  }
+}
+
+/** Whether every literal field of `object` (a discriminator such as `rung`) agrees with `data`. */
+function literalsMatch(object: z.ZodObject, data: unknown): boolean {
+  if (!isRecord(data)) return false;
+  return Object.entries(object.shape).every(([key, field]) => {
+    const inner = unwrap(field as z.ZodType);
+    return !(inner instanceof z.ZodLiteral) || inner.values.has(data[key] as never);
+  });
+}
+
+/** The object schema that validates the value at `path`, to list its fields in an "unknown field" message. */
+function objectAt(schema: z.ZodType, path: readonly Segment[], data: unknown): z.ZodObject | null {
+  const s = unwrap(schema);
+  if (s instanceof z.ZodUnion) {
+    for (const option of s.options as readonly z.ZodType[]) {
+      const o = unwrap(option);
+      if (o instanceof z.ZodObject && !literalsMatch(o, data)) continue;
+      const found = objectAt(option, path, data);
+      if (found !== null) return found;
+    }
+    return null;
+  }
+  const [head, ...rest] = path;
+  if (head === undefined) return s instanceof z.ZodObject ? s : null;
+  const next = valueAt(data, [head]).value;
+  if (s instanceof z.ZodObject) {
+    const field = (s.shape as Record<string, z.ZodType | undefined>)[String(head)];
+    return field === undefined ? null : objectAt(field, rest, next);
+  }
+  if (s instanceof z.ZodArray) return objectAt(s.element as z.ZodType, rest, next);
+  if (s instanceof z.ZodRecord) return objectAt(s.valueType as z.ZodType, rest, next);
+  return null;
+}
