@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { Admission, RungResult } from "../../contract/control.js";
 import { FactoryRung } from "../../contract/events.js";
+import { UserId } from "../../contract/ids.js";
 import { SEVERITY_ORDER } from "../event.js";
 
 /** Most log entries kept as evidence; the rest are counted. */
@@ -40,15 +41,23 @@ export const SuppressReason = z.enum([
 ]);
 export type SuppressReason = z.infer<typeof SuppressReason>;
 
-const Iso = z.string();
+/** A JSON value (what survives being written and read back). */
+export const Json = z.json();
+export type Json = z.infer<typeof Json>;
+
+/** Times are ISO 8601 in UTC, as `Date#toISOString` writes them. */
+const Iso = z.iso.datetime();
+/** Most rungs a ladder may have (the rule schema allows 10) and follow-ups kept. */
+const MAX_RUNGS = 20;
+const MAX_FOLLOW_UPS = 20;
 
 /** One log entry kept as evidence. */
 export const EvidenceEntry = z.object({
   time: Iso,
   severity: z.enum(SEVERITY_ORDER),
   event: z.string().nullable(),
-  message: z.string(),
-  fields: z.record(z.string(), z.unknown()),
+  message: z.string().max(MAX_EVIDENCE_MESSAGE + 1),
+  fields: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])),
   insertId: z.string().nullable(),
 });
 export type EvidenceEntry = z.infer<typeof EvidenceEntry>;
@@ -75,7 +84,7 @@ export type Verification = z.infer<typeof Verification>;
 export const RungRun = z.object({
   index: z.number().int().nonnegative(),
   rung: FactoryRung,
-  params: z.record(z.string(), z.unknown()),
+  params: z.record(z.string(), z.json()),
   timeoutMs: z.number().int().positive(),
   startedAt: Iso,
   finishedAt: Iso.nullable(),
@@ -83,8 +92,8 @@ export const RungRun = z.object({
   attempts: z.number().int().nonnegative(),
   /** `pending` while in flight: a record left `pending` by a crash is how a restart knows the rung may have run. */
   outcome: z.enum(["pending", "ok", "error", "timeout", "skipped"]),
-  request: z.object({ method: z.string(), url: z.string(), body: z.unknown() }),
-  response: z.object({ status: z.number().int(), body: z.unknown() }).nullable(),
+  request: z.object({ method: z.string(), url: z.string(), body: z.json() }),
+  response: z.object({ status: z.number().int(), body: z.json() }).nullable(),
   /** The factory's answer, when it was a valid RungResult. */
   result: RungResult.nullable(),
   error: z.string().nullable(),
@@ -123,9 +132,9 @@ export const Incident = z.object({
   /** `userId=…,pod=…`: the key as one string. */
   keyString: z.string(),
   /** Whom the ladder acts on: from the factory's own structured fields only. */
-  target: z.object({ userId: z.string(), pod: z.string().nullable(), control: z.string() }),
+  target: z.object({ userId: UserId, pod: z.string().nullable(), control: z.string() }),
   severity: z.enum(["critical", "high", "warning", "info"]),
-  title: z.string(),
+  title: z.string().max(300),
   status: IncidentStatus,
   dryRun: z.boolean(),
   /** Event time of the first matching entry. */
@@ -137,9 +146,9 @@ export const Incident = z.object({
   /** When it reached a final status. */
   closedAt: Iso.nullable(),
   evidence: z.object({ entries: z.array(EvidenceEntry).max(MAX_EVIDENCE), total: z.number().int().nonnegative() }),
-  rungs: z.array(RungRun),
+  rungs: z.array(RungRun).max(MAX_RUNGS),
   /** Triggers for this key that were not acted on while this incident was the latest, by reason. */
-  suppressed: z.record(z.string(), z.object({ count: z.number().int().nonnegative(), lastAt: Iso })),
+  suppressed: z.partialRecord(SuppressReason, z.object({ count: z.number().int().nonnegative(), lastAt: Iso })),
   decisions: z.array(Decision).max(MAX_DECISIONS),
   decisionsDropped: z.number().int().nonnegative(),
   before: UserSnapshot.nullable(),
@@ -152,6 +161,6 @@ export const Incident = z.object({
     /** First matching entry → resolved or closed. */
     totalMs: z.number().nonnegative().nullable(),
   }),
-  followUps: z.array(z.string()),
+  followUps: z.array(z.string()).max(MAX_FOLLOW_UPS),
 });
 export type Incident = z.infer<typeof Incident>;

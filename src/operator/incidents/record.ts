@@ -20,6 +20,8 @@ import {
 
 const MAX_FIELD_VALUE = 200;
 const MAX_FIELDS = 24;
+/** Longest title kept (the record's limit). */
+const MAX_TITLE = 300;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -36,7 +38,7 @@ export function incidentId(rule: string, keyString: string, firstAt: number, det
 
 /** A log entry as evidence: scalar fields only, long text cut. */
 export function evidenceOf(event: LogEvent): EvidenceEntry {
-  const fields: Record<string, unknown> = {};
+  const fields: EvidenceEntry["fields"] = {};
   for (const [k, v] of Object.entries(event.fields).slice(0, MAX_FIELDS)) {
     if (typeof v === "string") fields[k] = v.length > MAX_FIELD_VALUE ? `${v.slice(0, MAX_FIELD_VALUE)}…` : v;
     else if (typeof v === "number" || typeof v === "boolean" || v === null) fields[k] = v;
@@ -57,7 +59,8 @@ export function titleOf(trigger: Trigger): string {
   const last = trigger.entries[trigger.entries.length - 1];
   const values: Record<string, unknown> = { ...(last?.fields ?? {}), ...trigger.key, rule: trigger.rule.name };
   for (const [k, v] of Object.entries(trigger.groups)) values[`match.${k}`] = v;
-  return renderTitle(trigger.rule.rule.spec.incident.title, values);
+  const title = renderTitle(trigger.rule.rule.spec.incident.title, values);
+  return title.length > MAX_TITLE ? `${title.slice(0, MAX_TITLE - 1)}…` : title;
 }
 
 /** Appends a decision, keeping at most MAX_DECISIONS (the oldest after the first few go first). */

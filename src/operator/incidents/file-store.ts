@@ -1,0 +1,351 @@
+/**
+ * The file store: incidents in a folder, the embedded default (DESIGN.md,
+ * principle 6). Each incident is two files:
+ *
+ * - `<dir>/<id>.json`: the record (the Incident schema), and
+ * - `<dir>/<id>.md`: the Markdown rendered from it, for on-call.
+ *
+ * Each file is written atomically: a temp file in the same folder, fsync,
+ * rename over the target, fsync the folder. The JSON goes first: a crash
+ * between the two leaves a valid record and a stale Markdown that the next
+ * save replaces (`reclaim incidents show` renders from the JSON, never from
+ * the `.md`). Nothing is cached: every call reads the folder as it is now.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, readdir, rename, unlink } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import type { z } from "zod";
+import { renderMarkdown } from "./markdown.js";
+import { INCIDENT_ID_PATTERN, Incident } from "./model.js";
+import type { IncidentFilter, IncidentStore } from "./store.js";
+
+/** The folder incidents are kept in when none is given. */
+export const DEFAULT_INCIDENTS_DIR = "./incidents";
+
+/** Temp files end with this; `list` ignores (and counts) them. */
+const TEMP_SUFFIX = ".tmp";
+
+/** Stable codes of the errors this store throws. Callers and tests branch on these, not on wording. */
+export const IncidentStoreErrorCode = {
+  /** The id is not an incident id (INCIDENT_ID_PATTERN); no path was built from it. A TypeError. */
+  invalidId: "ERR_RECLAIM_INCIDENT_ID",
+  /** The incident does not satisfy the schema (or would not read back once written as JSON). A TypeError. */
+  invalidRecord: "ERR_RECLAIM_INCIDENT_INVALID",
+  /** A file or the folder could not be written. */
+  write: "ERR_RECLAIM_INCIDENT_WRITE",
+  /** A file or the folder could not be read. */
+  read: "ERR_RECLAIM_INCIDENT_READ",
+  /** A record exists but is not valid JSON, not a valid Incident, or holds another id. */
+  corrupt: "ERR_RECLAIM_INCIDENT_CORRUPT",
+} as const;
+export type IncidentStoreErrorCode = (typeof IncidentStoreErrorCode)[keyof typeof IncidentStoreErrorCode];
+
+/** A malformed incident id, refused before any path is built from it. */
+export class IncidentIdError extends TypeError {
+  readonly code = IncidentStoreErrorCode.invalidId;
+  constructor(readonly id: unknown) {
+    super(
+      `invalid incident id ${typeof id === "string" ? JSON.stringify(id.length > 100 ? `${id.slice(0, 100)}…` : id) : typeof id}: ` +
+        "expected one such as 20261126T120000Z-factory-hard-limit-1a2b3c4d",
+    );
+    this.name = "IncidentIdError";
+  }
+}
+
+/** An incident that does not satisfy the schema; nothing was written. */
+export class IncidentRecordError extends TypeError {
+  readonly code = IncidentStoreErrorCode.invalidRecord;
+  constructor(
+    message: string,
+    readonly issues: readonly string[],
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "IncidentRecordError";
+  }
+}
+
+/** A read or write fault of the store; `cause` holds the underlying error, `file` the path involved. */
+export class IncidentStoreError extends Error {
+  constructor(
+    readonly code: typeof IncidentStoreErrorCode.write | typeof IncidentStoreErrorCode.read | typeof IncidentStoreErrorCode.corrupt,
+    message: string,
+    readonly file: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "IncidentStoreError";
+  }
+}
+
+/** Throws IncidentIdError unless `id` is an incident id. Call it before building any path from an id. */
+export function assertIncidentId(id: unknown): asserts id is string {
+  if (typeof id !== "string" || !INCIDENT_ID_PATTERN.test(id)) throw new IncidentIdError(id);
+}
+
+/** A `*.json` file that `list` skipped, and why. */
+export interface SkippedRecord {
+  file: string;
+  reason: string;
+}
+
+/** What one scan of the folder found. */
+export interface IncidentScan {
+  /** The incidents that matched the filter, oldest first (by `detectedAt`, then id). */
+  incidents: Incident[];
+  /** `*.json` files that were unreadable or invalid: not incidents, not fatal. */
+  skipped: SkippedRecord[];
+  /** Temp files left by an interrupted save: ignored (the record they would have replaced is still whole). */
+  tempFiles: number;
+}
+
+/** Options of `FileIncidentStore`; every one has a default. */
+export interface FileIncidentStoreOptions {
+  /** The folder, created (with its parents) on the first save. Default `./incidents`. */
+  dir?: string;
+  /** Renders the `.md` beside each record. Default `renderMarkdown`. */
+  render?: (incident: Incident) => string;
+}
+
+/**
+ * `IncidentStore` over a folder (default `./incidents`). Safe for any number of
+ * readers beside one writing process. Overlapping saves of one id land in no
+ * set order (each file still whole); callers that can overlap wrap the store
+ * in `OrderedStore`.
+ */
+export class FileIncidentStore implements IncidentStore {
+  /** The folder, as an absolute path. */
+  readonly dir: string;
+  /** How many `*.json` files the last `list` skipped as unreadable or invalid (see `scan` for which, and why). */
+  lastListSkipped = 0;
+  private readonly render: (incident: Incident) => string;
+
+  constructor(options: FileIncidentStoreOptions = {}) {
+    const dir = options.dir ?? DEFAULT_INCIDENTS_DIR;
+    if (typeof dir !== "string" || dir === "") throw new TypeError(`FileIncidentStore: dir must be a non-empty path, got ${JSON.stringify(dir)}`);
+    this.dir = resolve(dir);
+    this.render = options.render ?? renderMarkdown;
+  }
+
+  /** The record's path for a valid id. */
+  private recordPath(id: string): string {
+    assertIncidentId(id);
+    return join(this.dir, `${id}.json`);
+  }
+
+  async save(incident: Incident): Promise<void> {
+    assertIncidentId((incident as { id?: unknown } | null)?.id);
+    const { json, record } = serialize(incident);
+    // Rendered from what will be on disk, so the .md matches what `show` renders from the .json.
+    const markdown = this.render(record);
+    const jsonPath = this.recordPath(incident.id);
+    const mdPath = join(this.dir, `${incident.id}.md`);
+
+    let created: string | undefined;
+    try {
+      created = await mkdir(this.dir, { recursive: true });
+    } catch (err) {
+      throw writeError(`could not create the incidents folder ${this.dir}`, this.dir, err);
+    }
+    // A folder made just now is itself a new entry in its parent: make that durable too.
+    // Best effort: the parent may not be readable by us (a 0711 home), and the
+    // record's own fsyncs below still run and still fail loudly.
+    if (created !== undefined) await fsyncDir(dirname(created)).catch(() => undefined);
+
+    await writeAtomic(jsonPath, json);
+    await writeAtomic(mdPath, markdown);
+  }
+
+  async get(id: string): Promise<Incident | null> {
+    const path = this.recordPath(id);
+    let text: string;
+    try {
+      text = await readFile(path, "utf8");
+    } catch (err) {
+      if (errnoCode(err) === "ENOENT") return null;
+      throw new IncidentStoreError(IncidentStoreErrorCode.read, `could not read incident record ${path}: ${describe(err)}`, path, { cause: err });
+    }
+    const parsed = parseRecord(text, id);
+    if (!parsed.ok) {
+      throw new IncidentStoreError(IncidentStoreErrorCode.corrupt, `incident record ${path} is corrupt: ${parsed.reason}`, path, { cause: parsed.cause });
+    }
+    return parsed.incident;
+  }
+
+  async list(filter: IncidentFilter = {}): Promise<Incident[]> {
+    const { incidents, skipped } = await this.scan(filter);
+    this.lastListSkipped = skipped.length;
+    return incidents;
+  }
+
+  /**
+   * Like `list`, but also says what was skipped. Reads every `<id>.json` once:
+   * O(files), no cache. A folder that does not exist yet holds no incidents.
+   */
+  async scan(filter: IncidentFilter = {}): Promise<IncidentScan> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if (errnoCode(err) === "ENOENT") return { incidents: [], skipped: [], tempFiles: 0 };
+      throw new IncidentStoreError(IncidentStoreErrorCode.read, `could not read the incidents folder ${this.dir}: ${describe(err)}`, this.dir, {
+        cause: err,
+      });
+    }
+    const statuses = filter.status === undefined ? undefined : new Set(filter.status);
+    const incidents: Incident[] = [];
+    const skipped: SkippedRecord[] = [];
+    let tempFiles = 0;
+    for (const name of names.sort()) {
+      if (name.startsWith(".") && name.endsWith(TEMP_SUFFIX)) {
+        tempFiles++;
+        continue;
+      }
+      if (!name.endsWith(".json")) continue;
+      const id = name.slice(0, -".json".length);
+      const file = join(this.dir, name);
+      // The name is the id: a file named otherwise is not a record, and get() could never find it.
+      if (!INCIDENT_ID_PATTERN.test(id)) {
+        skipped.push({ file, reason: "the file name is not an incident id" });
+        continue;
+      }
+      let text: string;
+      try {
+        text = await readFile(file, "utf8");
+      } catch (err) {
+        if (errnoCode(err) === "ENOENT") continue; // removed since readdir: nothing to report
+        skipped.push({ file, reason: `unreadable: ${describe(err)}` });
+        continue;
+      }
+      const parsed = parseRecord(text, id);
+      if (!parsed.ok) {
+        skipped.push({ file, reason: parsed.reason });
+        continue;
+      }
+      const incident = parsed.incident;
+      if (statuses !== undefined && !statuses.has(incident.status)) continue;
+      if (filter.rule !== undefined && incident.rule !== filter.rule) continue;
+      if (filter.since !== undefined && !(Date.parse(incident.updatedAt) >= filter.since)) continue;
+      incidents.push(incident);
+    }
+    incidents.sort(oldestFirst);
+    return { incidents, skipped, tempFiles };
+  }
+}
+
+/** By `detectedAt` (unparseable times last), then by id, so the order never depends on the folder's. */
+function oldestFirst(a: Incident, b: Incident): number {
+  const at = (i: Incident): number => {
+    const t = Date.parse(i.detectedAt);
+    return Number.isNaN(t) ? Number.POSITIVE_INFINITY : t;
+  };
+  const d = at(a) - at(b);
+  if (d !== 0 && !Number.isNaN(d)) return d;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/**
+ * Validates `incident` and returns the JSON to write. The JSON is parsed back
+ * and validated again: fields typed `unknown` (request and response bodies,
+ * evidence fields) may hold values that JSON drops or changes (`undefined`,
+ * `NaN`, a `Date`), and a record that would not read back must not be written.
+ */
+function serialize(incident: Incident): { json: string; record: Incident } {
+  const checked = Incident.safeParse(incident);
+  if (!checked.success) {
+    const issues = checked.error.issues.map(formatIssue);
+    throw new IncidentRecordError(`incident ${incident.id} is not a valid record: ${issues.join("; ")}`, issues, { cause: checked.error });
+  }
+  let json: string;
+  try {
+    json = `${JSON.stringify(checked.data, null, 2)}\n`;
+  } catch (err) {
+    throw new IncidentRecordError(`incident ${incident.id} cannot be written as JSON: ${describe(err)}`, [describe(err)], { cause: err });
+  }
+  const back = Incident.safeParse(JSON.parse(json));
+  if (!back.success) {
+    const issues = back.error.issues.map(formatIssue);
+    throw new IncidentRecordError(`incident ${incident.id} would not read back from JSON: ${issues.join("; ")}`, issues, { cause: back.error });
+  }
+  return { json, record: back.data };
+}
+
+type Parsed = { ok: true; incident: Incident } | { ok: false; reason: string; cause: unknown };
+
+/** Parses a record's text; the record must hold the id its file is named for. */
+function parseRecord(text: string, id: string): Parsed {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, reason: `not valid JSON (${describe(err)})`, cause: err };
+  }
+  const parsed = Incident.safeParse(value);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.slice(0, 3).map(formatIssue);
+    const more = parsed.error.issues.length - issues.length;
+    return { ok: false, reason: `not a valid incident: ${issues.join("; ")}${more > 0 ? `; and ${more} more` : ""}`, cause: parsed.error };
+  }
+  if (parsed.data.id !== id) {
+    return { ok: false, reason: `it holds incident ${JSON.stringify(parsed.data.id)}, not ${id}`, cause: undefined };
+  }
+  return { ok: true, incident: parsed.data };
+}
+
+function formatIssue(issue: z.core.$ZodIssue): string {
+  return `${issue.path.length > 0 ? issue.path.join(".") : "(root)"}: ${issue.message}`;
+}
+
+/**
+ * Writes `data` to `target` so that a reader sees the old file or the new one,
+ * never a part: temp file in the same folder (same filesystem, so rename is
+ * atomic), fsync, rename over the target, fsync the folder (so the rename
+ * itself survives a crash). The temp file is removed on failure.
+ */
+async function writeAtomic(target: string, data: string): Promise<void> {
+  const dir = dirname(target);
+  // Unique per call: two saves of one id never share a temp file (and "wx" never follows a planted link).
+  const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString("hex")}${TEMP_SUFFIX}`);
+  try {
+    const handle = await open(temp, "wx", 0o644);
+    try {
+      await handle.writeFile(data, "utf8");
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, target);
+  } catch (err) {
+    await unlink(temp).catch(() => undefined);
+    throw writeError(`could not write ${target}`, target, err);
+  }
+  await fsyncDir(dir);
+}
+
+/** Makes the folder's entries (a rename, a new file) durable. */
+async function fsyncDir(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    // Some filesystems cannot fsync a directory; the rename has happened, only its durability is unknown.
+    if (errnoCode(err) === "EINVAL" || errnoCode(err) === "ENOTSUP" || errnoCode(err) === "EISDIR") return;
+    throw writeError(`could not sync the incidents folder ${dir}`, dir, err);
+  }
+}
+
+function writeError(what: string, file: string, err: unknown): IncidentStoreError {
+  return new IncidentStoreError(IncidentStoreErrorCode.write, `${what}: ${describe(err)}`, file, { cause: err });
+}
+
+function errnoCode(err: unknown): string | undefined {
+  return typeof err === "object" && err !== null && "code" in err && typeof err.code === "string" ? err.code : undefined;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,342 @@
+/**
+ * The Markdown that on-call reads: one incident rendered in the shape of an
+ * SRE postmortem — summary, impact, timeline, evidence, actions,
+ * verification, suppressed triggers, follow-ups. Derived from the JSON
+ * record, never the other way round.
+ *
+ * Every string in a record is treated as attacker-influenced (log messages,
+ * field names and values, titles built from them, error texts): it goes
+ * through `mdText` or `mdCode`, which make control, bidi and zero-width
+ * characters visible and escape what Markdown or HTML would act on, so no
+ * value can end a table cell, open a code span, start a heading or list, or
+ * inject a tag or link. The output is GitHub-flavoured Markdown and is
+ * deterministic: the same record gives the same bytes (no clock, no locale).
+ */
+import type { EvidenceEntry, Incident, RungRun, UserSnapshot } from "./model.js";
+
+/** Longest evidence message shown (characters); the record caps it at MAX_EVIDENCE_MESSAGE too. */
+const MAX_MESSAGE = 500;
+/** Longest single field value shown in the evidence table. */
+const MAX_FIELD_VALUE = 120;
+/** Longest "fields" cell of one evidence entry. */
+const MAX_FIELDS = 400;
+/** Longest free text (titles, decision details, errors, follow-ups). */
+const MAX_TEXT = 500;
+/** Longest JSON shown for a request or response body. */
+const MAX_JSON = 300;
+/** Removed managers listed by id per rung; the rest are counted. */
+const MAX_REMOVED_LISTED = 10;
+
+/**
+ * Renders `incident` as Markdown. Pure and deterministic: no clock, no
+ * locale, keys of free-form objects sorted. Long values are cut (the JSON
+ * record keeps them whole).
+ */
+export function renderMarkdown(incident: Incident): string {
+  const out: string[] = [];
+  const title = incident.title.trim() === "" ? `Incident ${incident.id}` : incident.title;
+  out.push(`# ${mdText(title, MAX_TEXT)}`, "");
+  out.push(`Incident ${mdCode(incident.id)} · ${mdText(incident.severity)} · ${mdText(incident.status)}`, "");
+  if (incident.dryRun) out.push("> **Dry run:** the operator recorded what it would do and did not act on the factory.", "");
+
+  out.push(...summary(incident));
+  out.push(...impact(incident));
+  out.push(...timeline(incident));
+  out.push(...evidence(incident));
+  out.push(...actions(incident));
+  out.push(...verification(incident));
+  out.push(...suppressed(incident));
+  out.push(...followUps(incident));
+
+  out.push("---", "", `_Rendered from the record ${mdCode(`${incident.id}.json`)} (schema version ${incident.schemaVersion}); the JSON is the record._`, "");
+  return out.join("\n");
+}
+
+function summary(i: Incident): string[] {
+  const ran = i.rungs.map((r) => mdText(r.rung)).join(" → ");
+  return [
+    "## Summary",
+    "",
+    ...table(
+      ["Field", "Value"],
+      [
+        ["Status", mdText(i.status)],
+        ["Severity", mdText(i.severity)],
+        ["Rule", mdText(i.rule)],
+        ["Key", mdCode(i.keyString, { inTable: true })],
+        ["User", mdText(i.target.userId)],
+        ["Pod", i.target.pod === null ? "—" : mdText(i.target.pod)],
+        ["Control API", mdCode(i.target.control, { inTable: true })],
+        ["First matching entry", mdText(i.firstEntryAt)],
+        ["Detected", mdText(i.detectedAt)],
+        ["Resolved", optional(i.resolvedAt)],
+        ["Closed", optional(i.closedAt)],
+        ["Last updated", mdText(i.updatedAt)],
+        ["Time to detect", formatDuration(i.durations.detectMs)],
+        ["Time to mitigate", formatDuration(i.durations.mitigateMs)],
+        ["Total", formatDuration(i.durations.totalMs)],
+        ["Dry run", i.dryRun ? "yes" : "no"],
+        ["Rungs run", i.rungs.length === 0 ? "none" : `${i.rungs.length} (${ran})`],
+      ],
+    ),
+  ];
+}
+
+function impact(i: Incident): string[] {
+  const row = (when: string, s: UserSnapshot | null): string[] =>
+    s === null
+      ? [when, "—", "—", "—", "—", "—"]
+      : [when, mdText(s.at), s.admit ? "yes" : "no", String(s.active), String(s.effectiveLimit), String(s.queued)];
+  return [
+    "## Impact",
+    "",
+    "What the factory said about the user before the first rung and after the last.",
+    "",
+    ...table(["When", "At", "New connection admitted", "Active managers", "Effective limit", "Queued"], [row("Before", i.before), row("After", i.after)]),
+  ];
+}
+
+function timeline(i: Incident): string[] {
+  const out = ["## Timeline", ""];
+  if (i.decisionsDropped > 0) {
+    out.push(`_${i.decisionsDropped} earlier ${plural(i.decisionsDropped, "decision was", "decisions were")} dropped; the record keeps the latest ${i.decisions.length}._`, "");
+  }
+  if (i.decisions.length === 0) return [...out, "_No decisions recorded._", ""];
+  return [...out, ...table(["Time", "Decision", "Detail"], i.decisions.map((d) => [mdText(d.at), mdText(d.kind), mdText(d.detail, MAX_TEXT)]))];
+}
+
+function evidence(i: Incident): string[] {
+  const kept = i.evidence.entries.length;
+  const more = Math.max(0, i.evidence.total - kept);
+  const out = ["## Evidence", ""];
+  out.push(
+    `${i.evidence.total} matching log ${plural(i.evidence.total, "entry", "entries")}; ${kept} kept below` +
+      (more > 0 ? `, ${more} more not kept.` : "."),
+    "",
+  );
+  if (kept === 0) return out;
+  const rows = i.evidence.entries.map((e, n) => [
+    String(n + 1),
+    mdText(e.time),
+    mdText(e.severity),
+    e.event === null ? "—" : mdText(e.event),
+    mdText(e.message, MAX_MESSAGE),
+    fieldsCell(e),
+    e.insertId === null ? "—" : mdText(e.insertId, MAX_FIELD_VALUE),
+  ]);
+  return [...out, ...table(["#", "Time", "Severity", "Event", "Message", "Fields", "Insert id"], rows)];
+}
+
+/** `name=value, …` with names sorted; strings as they are, anything else as JSON. */
+function fieldsCell(e: EvidenceEntry): string {
+  const names = Object.keys(e.fields).sort();
+  if (names.length === 0) return "—";
+  const parts = names.map((name) => {
+    const value = e.fields[name];
+    return `${cut(name, MAX_FIELD_VALUE)}=${cut(typeof value === "string" ? value : stableJson(value), MAX_FIELD_VALUE)}`;
+  });
+  return mdText(parts.join(", "), MAX_FIELDS);
+}
+
+function actions(i: Incident): string[] {
+  const out = ["## Actions", ""];
+  if (i.rungs.length === 0) return [...out, "_No rung was run._", ""];
+  i.rungs.forEach((r, n) => out.push(...rung(r, n)));
+  return out;
+}
+
+function rung(r: RungRun, n: number): string[] {
+  const result = r.result;
+  const rows: string[][] = [
+    ["Ladder step", String(r.index + 1)],
+    ["Started", mdText(r.startedAt)],
+    ["Finished", optional(r.finishedAt)],
+    ["Request", mdCode(`${r.request.method} ${r.request.url}`, { inTable: true })],
+    ["Parameters", jsonCell(r.params)],
+  ];
+  if (r.request.body !== undefined && r.request.body !== null) rows.push(["Request body", jsonCell(r.request.body)]);
+  rows.push(["Response status", r.response === null ? "no response" : String(r.response.status)]);
+  if (result === null) {
+    if (r.response !== null && r.response.body !== undefined && r.response.body !== null) rows.push(["Response body", jsonCell(r.response.body)]);
+  } else {
+    rows.push(
+      ["Removed", removedCell(r)],
+      ["Remaining", `${result.remaining} of limit ${result.limit} (effective ${result.effectiveLimit})`],
+      ["New connection admitted", result.admit ? "yes" : "no"],
+      ["Degraded until", optional(result.degradedUntil)],
+      ["Factory time", formatDuration(result.durationMs)],
+    );
+  }
+  rows.push(
+    ["Duration", formatDuration(r.durationMs)],
+    ["Attempts", String(r.attempts)],
+    ["Timeout", formatDuration(r.timeoutMs)],
+    ["Error", r.error === null ? "—" : mdText(r.error, MAX_TEXT)],
+  );
+  return [`### ${n + 1}. ${mdText(r.rung)}: ${mdText(r.outcome)}`, "", ...table(["Field", "Value"], rows)];
+}
+
+function removedCell(r: RungRun): string {
+  const removed = r.result?.removed ?? [];
+  if (removed.length === 0) return "none";
+  const listed = removed.slice(0, MAX_REMOVED_LISTED).map((m) => `${mdCode(m.managerId, { inTable: true })} (${mdText(m.reason)})`);
+  const rest = removed.length - listed.length;
+  return `${removed.length}: ${listed.join(", ")}${rest > 0 ? `, and ${rest} more` : ""}`;
+}
+
+function verification(i: Incident): string[] {
+  const out = ["## Verification", ""];
+  const checked = i.rungs.map((r, n) => ({ r, n })).filter(({ r }) => r.verification !== null);
+  if (checked.length === 0) return [...out, "_No verification was run._", ""];
+  const rows = checked.map(({ r, n }) => {
+    const v = r.verification!;
+    const a = v.admission;
+    return [
+      String(n + 1),
+      mdText(r.rung),
+      mdText(v.at),
+      v.verified ? "yes" : "no",
+      a === null ? "unknown" : a.admit ? "admitted" : "not admitted",
+      a === null ? "—" : `${a.active} / ${a.effectiveLimit}, ${a.queued} queued`,
+      `${Math.round(v.heldMs)} ms`,
+      formatDuration(v.durationMs),
+      v.canary === null ? "not run" : `${v.canary.ok ? "ok" : "failed"}: ${mdText(v.canary.detail, MAX_TEXT)}`,
+      mdText(v.detail, MAX_TEXT),
+    ];
+  });
+  return [...out, ...table(["#", "After rung", "At", "Verified", "Admission", "Active / limit", "Held", "Took", "Canary", "Detail"], rows)];
+}
+
+function suppressed(i: Incident): string[] {
+  const out = ["## Suppressed triggers", ""];
+  const entries = Object.entries(i.suppressed).sort(([a], [b]) => a.localeCompare(b));
+  if (entries.length === 0) return [...out, "_None._", ""];
+  const rows = entries.map(([reason, s]) => [mdText(reason), String(s.count), mdText(s.lastAt)]);
+  return [...out, "Triggers for this key that were not acted on while this incident was the latest.", "", ...table(["Reason", "Count", "Last"], rows)];
+}
+
+function followUps(i: Incident): string[] {
+  const out = ["## Follow-ups", ""];
+  if (i.followUps.length === 0) return [...out, "_None._", ""];
+  return [...out, ...i.followUps.map((f) => `- [ ] ${mdText(f, MAX_TEXT) || "—"}`), ""];
+}
+
+/** A GFM table of cells already escaped; an empty cell shows as "—". */
+function table(headers: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const line = (cells: readonly string[]): string => `| ${cells.map((c) => (c === "" ? "—" : c)).join(" | ")} |`;
+  return [line(headers), `|${headers.map(() => " --- ").join("|")}|`, ...rows.map(line), ""];
+}
+
+function optional(value: string | null): string {
+  return value === null ? "—" : mdText(value);
+}
+
+function jsonCell(value: unknown): string {
+  return mdCode(cut(stableJson(value), MAX_JSON), { inTable: true });
+}
+
+function plural(n: number, one: string, many: string): string {
+  return n === 1 ? one : many;
+}
+
+/** `850 ms`, `12.3 s`, `4 min 5 s`, `2 h 3 min`; `—` for null. */
+export function formatDuration(ms: number | null): string {
+  if (ms === null || !Number.isFinite(ms)) return "—";
+  // Each unit is chosen after rounding, so 999.6 ms reads "1.0 s" and 59.99 s reads "1 min 0 s".
+  const rounded = Math.round(ms);
+  if (rounded < 1000) return `${rounded} ms`;
+  if (rounded < 59_950) return `${(rounded / 1000).toFixed(1)} s`;
+  const s = Math.round(ms / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  const m = Math.round(ms / 60_000);
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+// Characters that render as nothing or move other text: C0 and C1 controls, DEL,
+// soft hyphen, Arabic letter mark, zero-width and bidi controls, line and
+// paragraph separators, invisible operators, BOM, interlinear annotations,
+// and lone surrogates (which would not survive as UTF-8).
+const INVISIBLE =
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * Makes invisible characters visible: C0 controls as their Unicode control
+ * pictures (a newline shows as ␊), DEL as ␡, lone surrogates as U+FFFD,
+ * anything else as `⟨U+XXXX⟩`. One line in, one line out.
+ */
+export function visible(text: string): string {
+  return text.replace(INVISIBLE, (c) => {
+    const code = c.charCodeAt(0);
+    if (code < 0x20) return String.fromCharCode(0x2400 + code);
+    if (code === 0x7f) return "\u2421";
+    if (code >= 0xd800 && code <= 0xdfff) return "\ufffd";
+    return `⟨U+${code.toString(16).toUpperCase().padStart(4, "0")}⟩`;
+  });
+}
+
+/**
+ * Untrusted text as inline Markdown prose, safe in a table cell, a heading or
+ * a list item: made visible and kept on one line, trimmed, cut to `max`
+ * characters, and every character Markdown or HTML could act on escaped with
+ * a backslash (`\ \` * _ [ ] < > & | ~ # $ !`); a leading `+ - =` or `1.` that
+ * could start a block is escaped too, and so is the `:` of `://` and the
+ * `.` of `www.`, so that GFM does not turn an address into a link. (GFM still
+ * links a bare e-mail address, showing the address it links to.)
+ */
+export function mdText(value: string, max = Number.POSITIVE_INFINITY): string {
+  let text = visible(cut(value, max)).trim();
+  text = text.replace(/[\\`*_[\]<>&|~#$!]/g, (c) => `\\${c}`);
+  text = text.replace(/^([+\-=])/, "\\$1").replace(/^(\d+)([.)])/, "$1\\$2");
+  // GFM links bare `scheme://…` and `www.…` from the raw source, escapes and all
+  // (a `\_` in the address would show); an escaped `:` or `.` stops it.
+  text = text.replace(/:(?=\/\/)/g, "\\:").replace(/\b(www)\./gi, "$1\\.");
+  return text;
+}
+
+/**
+ * Untrusted text as a code span: literal (no emphasis, link, tag or entity is
+ * read inside one), made visible, fenced with more backticks than any run in
+ * it. In a table cell `|` is escaped as GFM requires (it still shows as `|`).
+ * An empty value gives "—".
+ */
+export function mdCode(value: string, options: { inTable?: boolean } = {}): string {
+  let text = visible(value);
+  if (text === "") return "—";
+  if (options.inTable) text = text.replace(/\|/g, "\\|");
+  const longest = Math.max(0, ...Array.from(text.matchAll(/`+/g), (m) => m[0].length));
+  const fence = "`".repeat(longest + 1);
+  // A space on both sides is stripped by the renderer; add one when the value
+  // starts or ends with a backtick or a space so that the value shows exactly.
+  const pad = /^[` ]|[` ]$/.test(text) ? " " : "";
+  return `${fence}${pad}${text}${pad}${fence}`;
+}
+
+/** Cuts `text` to `max` code points, marking the cut with "…". */
+function cut(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const points = Array.from(text);
+  return points.length <= max ? text : `${points.slice(0, max).join("")}…`;
+}
+
+/** JSON with object keys sorted at every level, so the same value always gives the same text. */
+function stableJson(value: unknown): string {
+  const seen = new WeakSet<object>();
+  const normalize = (v: unknown, depth: number): unknown => {
+    if (typeof v === "bigint") return `${v}n`;
+    if (typeof v === "undefined" || typeof v === "function" || typeof v === "symbol") return null;
+    if (typeof v !== "object" || v === null) return v;
+    if (seen.has(v) || depth > 20) return "[…]";
+    seen.add(v);
+    const result = Array.isArray(v)
+      ? v.map((x) => normalize(x, depth + 1))
+      : Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .map((k) => [k, normalize((v as Record<string, unknown>)[k], depth + 1)]),
+        );
+    seen.delete(v);
+    return result;
+  };
+  return JSON.stringify(normalize(value, 0)) ?? "null";
+}

@@ -1,0 +1,232 @@
+/**
+ * `reclaim incidents list|show` as on-call runs them, against a folder of
+ * records written by the real store.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FileIncidentStore } from "../../src/operator/incidents/file-store.js";
+import { renderMarkdown } from "../../src/operator/incidents/markdown.js";
+import { IncidentStatus, type Incident } from "../../src/operator/incidents/model.js";
+import { runCli } from "../support/cli.js";
+import { buildIncident, incidentId } from "../support/incidents.js";
+
+let dir: string;
+let resolved: Incident;
+let escalated: Incident;
+let open: Incident;
+let otherRule: Incident;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "reclaim-cli-incidents-"));
+  const store = new FileIncidentStore({ dir });
+  resolved = buildIncident({ detectedAt: "2026-11-26T03:14:08.000Z", status: "resolved" });
+  escalated = buildIncident({ detectedAt: "2026-11-26T05:00:00.000Z", status: "escalated", userId: "alice" });
+  open = buildIncident({ detectedAt: "2026-11-26T01:00:00.000Z", status: "open", pod: null });
+  otherRule = buildIncident({ detectedAt: "2026-11-26T04:00:00.000Z", status: "resolved", rule: "factory-resource-limit", dryRun: true });
+  for (const i of [resolved, escalated, open, otherRule]) await store.save(i);
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** The id column of a `list` table, header excluded. */
+function idsOf(table: string): string[] {
+  return table
+    .trim()
+    .split("\n")
+    .slice(1)
+    .map((line) => line.split(/\s+/)[0]!);
+}
+
+describe("reclaim incidents list", () => {
+  it("prints a table, oldest first: id, status, severity, rule, user, detected, rungs", async () => {
+    const { code, stdout, stderr } = await runCli(["incidents", "list", "--dir", dir]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    const lines = stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^ID\s+STATUS\s+SEVERITY\s+RULE\s+USER\s+DETECTED\s+RUNGS$/);
+    expect(idsOf(stdout)).toEqual([open.id, resolved.id, otherRule.id, escalated.id]);
+    const row = (i: Incident): string => lines.find((l) => l.startsWith(i.id))!;
+    expect(row(resolved).split(/\s{2,}/)).toEqual([
+      resolved.id,
+      "resolved",
+      "critical",
+      "factory-hard-limit",
+      "105945141827451681156",
+      "2026-11-26T03:14:08.000Z",
+      "probe:ok,force:ok",
+    ]);
+    expect(row(open)).toMatch(/\bopen\b.*\s-$/);
+    expect(row(escalated)).toMatch(/\balice\b.*probe:ok,force:error$/);
+    expect(row(otherRule)).toContain("resolved (dry run)");
+  });
+
+  it.each([
+    [["--status", "resolved"], () => [resolved.id, otherRule.id]],
+    [["--status", "open,escalated"], () => [open.id, escalated.id]],
+    [["--status", " escalated , open "], () => [open.id, escalated.id]],
+    [["--rule", "factory-resource-limit"], () => [otherRule.id]],
+    [["--status", "resolved", "--rule", "factory-hard-limit"], () => [resolved.id]],
+  ])("filters with %j", async (args, expected) => {
+    const { code, stdout } = await runCli(["incidents", "list", "--dir", dir, ...args]);
+    expect(code).toBe(0);
+    expect(idsOf(stdout)).toEqual(expected());
+  });
+
+  it("--json prints the summaries as a JSON array", async () => {
+    const { code, stdout } = await runCli(["incidents", "list", "--dir", dir, "--json", "--status", "resolved,escalated"]);
+    expect(code).toBe(0);
+    const summaries = JSON.parse(stdout) as Record<string, unknown>[];
+    expect(summaries.map((s) => s.id)).toEqual([resolved.id, otherRule.id, escalated.id]);
+    expect(summaries[0]).toEqual({
+      id: resolved.id,
+      status: "resolved",
+      severity: "critical",
+      rule: "factory-hard-limit",
+      title: resolved.title,
+      key: resolved.keyString,
+      userId: "105945141827451681156",
+      pod: resolved.target.pod,
+      dryRun: false,
+      detectedAt: resolved.detectedAt,
+      updatedAt: resolved.updatedAt,
+      resolvedAt: resolved.resolvedAt,
+      closedAt: resolved.closedAt,
+      rungs: [
+        { rung: "probe", outcome: "ok" },
+        { rung: "force", outcome: "ok" },
+      ],
+      durations: resolved.durations,
+    });
+  });
+
+  it("reads the folder from RECLAIM_INCIDENTS_DIR when --dir is not given", async () => {
+    const { code, stdout } = await runCli(["incidents", "list", "--json"], { RECLAIM_INCIDENTS_DIR: dir });
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toHaveLength(4);
+  });
+
+  it("says so when there is nothing to list", async () => {
+    const empty = join(dir, "..", `${dir.split("/").pop()}-missing`);
+    const table = await runCli(["incidents", "list", "--dir", empty]);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/^No incidents in .*-missing\.\n$/);
+    const json = await runCli(["incidents", "list", "--dir", empty, "--json"]);
+    expect(JSON.parse(json.stdout)).toEqual([]);
+    const filtered = await runCli(["incidents", "list", "--dir", dir, "--status", "suppressed"]);
+    expect(filtered.stdout).toMatch(/matching the filter\.\n$/);
+  });
+
+  it("an unknown --status is bad usage (exit 2) and lists the valid ones", async () => {
+    const { code, stderr, stdout } = await runCli(["incidents", "list", "--dir", dir, "--status", "resolved,fixed"]);
+    expect(code).toBe(2);
+    expect(stdout).toBe("");
+    expect(stderr).toContain("--status");
+    for (const status of IncidentStatus.options) expect(stderr).toContain(status);
+  });
+
+  it("lists the good records and names the unreadable ones on stderr", async () => {
+    const bad = await mkdtemp(join(tmpdir(), "reclaim-cli-incidents-bad-"));
+    try {
+      await new FileIncidentStore({ dir: bad }).save(resolved);
+      const truncated = incidentId("2026-11-26T06:00:00Z", "factory-hard-limit", "truncated");
+      await writeFile(join(bad, `${truncated}.json`), '{"schemaVersion":1,"id":"');
+      const { code, stdout, stderr } = await runCli(["incidents", "list", "--dir", bad]);
+      expect(code).toBe(0);
+      expect(idsOf(stdout)).toEqual([resolved.id]);
+      expect(stderr).toMatch(new RegExp(`skipped .*${truncated}\\.json: not valid JSON`));
+    } finally {
+      await rm(bad, { recursive: true, force: true });
+    }
+  });
+
+  it("fails (exit 1) when the folder cannot be read", async () => {
+    const file = join(dir, `${resolved.id}.json`);
+    const { code, stderr } = await runCli(["incidents", "list", "--dir", file]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/could not read the incidents folder/);
+  });
+
+  it("keeps control characters of a record off the terminal", async () => {
+    const hostile = await mkdtemp(join(tmpdir(), "reclaim-cli-incidents-hostile-"));
+    try {
+      await new FileIncidentStore({ dir: hostile }).save({ ...resolved, rule: "evil\u001b]0;pwned\u0007\u001b[2J", title: "a\nb" });
+      const { code, stdout } = await runCli(["incidents", "list", "--dir", hostile]);
+      expect(code).toBe(0);
+      // eslint-disable-next-line no-control-regex -- looking for control characters is the point
+      expect(stdout).not.toMatch(/\u001b|\u0007/);
+      expect(stdout).toContain("evil␛]0;pwned␇␛[2J");
+      expect(stdout.trimEnd().split("\n")).toHaveLength(2);
+    } finally {
+      await rm(hostile, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("reclaim incidents show", () => {
+  it("prints the Markdown rendered from the record by default", async () => {
+    const { code, stdout, stderr } = await runCli(["incidents", "show", resolved.id, "--dir", dir]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(stdout).toBe(renderMarkdown(resolved));
+    expect(stdout).toMatch(/^# User 105945141827451681156 locked out of chat/);
+  });
+
+  it("--format json prints the record itself", async () => {
+    const { code, stdout } = await runCli(["incidents", "show", escalated.id, "--dir", dir, "--format", "json"], {});
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual(escalated);
+  });
+
+  it("reads the folder from RECLAIM_INCIDENTS_DIR", async () => {
+    const { code, stdout } = await runCli(["incidents", "show", open.id, "--format", "json"], { RECLAIM_INCIDENTS_DIR: dir });
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual(open);
+  });
+
+  it("an unknown id fails (exit 1) and says so", async () => {
+    const missing = incidentId("2026-11-26T09:00:00Z", "factory-hard-limit", "missing");
+    const { code, stdout, stderr } = await runCli(["incidents", "show", missing, "--dir", dir]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toContain(`no incident ${missing} in ${dir}`);
+  });
+
+  const valid = incidentId("2026-11-26T03:14:08.000Z", "factory-hard-limit");
+  it.each(["../../etc/passwd", `${valid}/..`, `../${valid}`, "%2e%2e", "not-an-id"])("a malformed id %j is bad usage (exit 2)", async (id) => {
+    const { code, stdout, stderr } = await runCli(["incidents", "show", id, "--dir", dir]);
+    expect(code).toBe(2);
+    expect(stdout).toBe("");
+    expect(stderr).toMatch(/invalid incident id .*expected one such as 20261126T120000Z-factory-hard-limit-1a2b3c4d/);
+  });
+
+  it("an unknown --format is bad usage (exit 2)", async () => {
+    const { code, stderr } = await runCli(["incidents", "show", resolved.id, "--dir", dir, "--format", "html"]);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/--format/);
+  });
+
+  it("a corrupt record fails (exit 1), naming the file", async () => {
+    const bad = await mkdtemp(join(tmpdir(), "reclaim-cli-incidents-corrupt-"));
+    try {
+      await writeFile(join(bad, `${resolved.id}.json`), JSON.stringify({ ...resolved, status: "exploded" }));
+      const { code, stderr } = await runCli(["incidents", "show", resolved.id, "--dir", bad]);
+      expect(code).toBe(1);
+      expect(stderr).toContain(`incident record ${join(bad, `${resolved.id}.json`)} is corrupt`);
+    } finally {
+      await rm(bad, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("reclaim incidents --help", () => {
+  it("lists list and show, and the flags of each", async () => {
+    expect((await runCli(["incidents", "--help"])).stdout).toMatch(/list[\s\S]*show/);
+    const list = (await runCli(["incidents", "list", "--help"])).stdout;
+    for (const flag of ["--dir", "--status", "--rule", "--json", "RECLAIM_INCIDENTS_DIR"]) expect(list).toContain(flag);
+    const show = (await runCli(["incidents", "show", "--help"])).stdout;
+    for (const flag of ["--dir", "--format"]) expect(show).toContain(flag);
+  });
+});
