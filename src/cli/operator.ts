@@ -1,5 +1,114 @@
-import { Command } from "commander";
+/**
+ * `reclaim operator`: watches the factory's logs and remediates lockouts by
+ * the rules, until SIGTERM/SIGINT (or the end of a finite source).
+ */
+import { Command, Option } from "commander";
+import { DEV_CONTROL_TOKEN } from "../contract/dev.js";
+import { InvalidRulesError, startOperator } from "../operator/operator.js";
+import { createOperatorLog } from "../operator/log.js";
+import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
+import { intIn } from "./options.js";
+
+interface OperatorFlags {
+  rules: string[];
+  source: string;
+  incidents: string;
+  control: string;
+  state: string;
+  dryRun: boolean;
+  fromStart: boolean;
+  metricsPort: number;
+  metricsHost: string;
+  canaryUrl?: string;
+  logLevel: "debug" | "info" | "warn" | "error";
+  dev: boolean;
+}
 
 export function operatorCommand(): Command {
-  return new Command("operator").description("run the remediation operator (not yet implemented)");
+  return new Command("operator")
+    .description("watch the factory's logs, match the rules, remediate through the control API, record incidents")
+    .addOption(
+      new Option("--rules <path>", "rule file or folder (repeatable)")
+        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+        .default(undefined, "rules")
+        .env("RECLAIM_RULES"),
+    )
+    .addOption(new Option("--source <spec>", "file:PATH or stdin").default("file:./factory.log").env("RECLAIM_SOURCE"))
+    .addOption(new Option("--incidents <dir>", "incident folder").default("./incidents").env("RECLAIM_INCIDENTS_DIR"))
+    .addOption(new Option("--control <url>", "the factory's control API").default("http://127.0.0.1:8081").env("RECLAIM_CONTROL_URL"))
+    .addOption(new Option("--state <dir>", "where the source keeps its position").default("./.reclaim/state").env("RECLAIM_STATE_DIR"))
+    .addOption(new Option("--dry-run", "record incidents, act on nothing").default(false))
+    .addOption(new Option("--from-start", "read a file source from its start (default: only new lines)").default(false))
+    .addOption(new Option("--metrics-port <n>", "Prometheus metrics port").argParser(intIn(0, 65535)).default(9464).env("RECLAIM_METRICS_PORT"))
+    .addOption(new Option("--metrics-host <addr>", "metrics bind address").default("127.0.0.1").env("RECLAIM_METRICS_HOST"))
+    .addOption(new Option("--canary-url <url>", "the factory's WebSocket URL for canary checks (token: RECLAIM_CANARY_TOKEN)").env("RECLAIM_CANARY_URL"))
+    .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error"]).default("info").env("RECLAIM_LOG_LEVEL"))
+    .addOption(new Option("--dev", "use the built-in development control token when RECLAIM_CONTROL_TOKEN is unset").default(false))
+    .addHelpText(
+      "after",
+      "\nSecrets come from the environment: RECLAIM_CONTROL_TOKEN (the factory's control API token),\n" +
+        "RECLAIM_CANARY_TOKEN (a client token for the canary identity, with --canary-url).",
+    )
+    .action(async (flags: OperatorFlags) => {
+      const fail = (message: string): never => {
+        console.error(`reclaim operator: ${message}`);
+        process.exit(2);
+      };
+      try {
+        parseSourceSpec(flags.source);
+      } catch (err) {
+        if (err instanceof SourceSpecError) fail(err.message);
+        throw err;
+      }
+      const controlToken = process.env.RECLAIM_CONTROL_TOKEN || (flags.dev ? DEV_CONTROL_TOKEN : undefined);
+      if (controlToken === undefined) return fail("RECLAIM_CONTROL_TOKEN is not set (use --dev for the built-in development token)");
+      const canaryToken = process.env.RECLAIM_CANARY_TOKEN;
+      if (flags.canaryUrl !== undefined && !canaryToken) return fail("--canary-url needs RECLAIM_CANARY_TOKEN");
+      const rules = flags.rules ?? ["rules"];
+      const log = createOperatorLog({ level: flags.logLevel });
+      let operator;
+      try {
+        operator = await startOperator(
+          {
+            rules,
+            source: flags.source,
+            incidentsDir: flags.incidents,
+            control: flags.control,
+            controlToken,
+            stateDir: flags.state,
+            dryRun: flags.dryRun,
+            fromStart: flags.fromStart,
+            metricsPort: flags.metricsPort,
+            metricsHost: flags.metricsHost,
+            ...(flags.canaryUrl === undefined ? {} : { canary: { url: flags.canaryUrl, token: canaryToken! } }),
+          },
+          { log },
+        );
+      } catch (err) {
+        if (err instanceof InvalidRulesError) {
+          for (const e of err.errors) console.error(e.format());
+          return fail(`${err.errors.length} problem(s) in the rules; not starting`);
+        }
+        throw err;
+      }
+      const running = operator;
+      const stop = (): void => {
+        running.close().then(
+          async () => {
+            await log.close();
+            process.exit(0);
+          },
+          (err: unknown) => {
+            console.error(err);
+            process.exit(1);
+          },
+        );
+      };
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+      // A finite source (stdin) ends: finish the ladders in flight, then stop.
+      await running.done;
+      await running.idle();
+      stop();
+    });
 }

@@ -1,5 +1,21 @@
+/**
+ * `reclaim rules test PATH…`: runs rule unit tests (rules/tests/*.yaml).
+ */
 import { Command } from "commander";
+import { runRuleTests } from "../operator/rule-tests.js";
 
 export function rulesTestCommand(): Command {
-  return new Command("test").description("run rule unit tests (not yet implemented)");
+  return new Command("test")
+    .description("run rule unit tests: input log entries and the incidents they must open (files or folders)")
+    .argument("<paths...>", "test files or folders, e.g. rules/tests")
+    .action(async (paths: string[]) => {
+      const run = await runRuleTests(paths);
+      for (const e of run.errors) process.stdout.write(`✘ ${e.format()}\n`);
+      for (const r of run.results) {
+        process.stdout.write(`${r.passed ? "✔" : "✘"} ${r.file}: ${r.name}\n`);
+        for (const p of r.problems) process.stdout.write(`    ${p}\n`);
+      }
+      process.stdout.write(`${run.passed} passed, ${run.failed} failed\n`);
+      process.exitCode = run.failed > 0 || run.results.length === 0 ? 1 : 0;
+    });
 }

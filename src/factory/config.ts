@@ -11,9 +11,8 @@ import { Fault } from "./faults.js";
 const port = z.number().int().min(0).max(65535);
 const positiveMs = z.number().int().min(1);
 
-/** Built-in secrets, accepted only with `--dev` (and loudly logged then). */
-export const DEV_AUTH_SECRET = "reclaim-dev-auth-secret-do-not-use-in-production";
-export const DEV_CONTROL_TOKEN = "reclaim-dev-control-token";
+export { DEV_AUTH_SECRET, DEV_CONTROL_TOKEN } from "../contract/dev.js";
+import { DEV_AUTH_SECRET, DEV_CONTROL_TOKEN } from "../contract/dev.js";
 
 export const FactoryConfig = z
   .object({

@@ -7,6 +7,7 @@ import type { z } from "zod";
 import { Admission, ControlError, RungResult, UserList, UserState } from "../contract/control.js";
 import type { FactoryRung } from "../contract/events.js";
 import { isUserId } from "../contract/ids.js";
+import type { Json } from "./incidents/model.js";
 
 /** Why a call failed: network and timeout and 5xx/429 are worth retrying; other answers are not. */
 export type CallFailureKind = "network" | "timeout" | "http" | "invalid_response";
@@ -17,7 +18,7 @@ export class ControlCallError extends Error {
     message: string,
     readonly kind: CallFailureKind,
     readonly status: number | null,
-    readonly body: unknown,
+    readonly body: Json,
     options?: { cause?: unknown },
   ) {
     super(message, options);
@@ -35,14 +36,14 @@ export class ControlCallError extends Error {
 export interface RecordedRequest {
   method: string;
   url: string;
-  body: unknown;
+  body: Json;
 }
 
 /** A call's outcome together with what was sent and received, for the record. */
 export interface CallRecord<T> {
   request: RecordedRequest;
   status: number;
-  body: unknown;
+  body: Json;
   value: T;
 }
 
@@ -78,7 +79,7 @@ export class ControlClient {
 
   /** The request a call would send, for recording before it is sent. */
   describe(method: string, pathname: string, body: unknown): RecordedRequest {
-    return { method, url: `${this.baseUrl}${pathname}`, body: body ?? null };
+    return { method, url: `${this.baseUrl}${pathname}`, body: body === undefined ? null : (JSON.parse(JSON.stringify(body)) as Json) };
   }
 
   private async call<T>(method: string, pathname: string, body: unknown, schema: z.ZodType<T>, timeoutMs: number): Promise<CallRecord<T>> {
@@ -110,9 +111,9 @@ export class ControlClient {
     } catch (err) {
       throw new ControlCallError(`${method} ${request.url}: the answer was cut off (${causeText(err)})`, "network", res.status, null, { cause: err });
     }
-    let parsed: unknown = null;
+    let parsed: Json = null;
     try {
-      parsed = text === "" ? null : (JSON.parse(text) as unknown);
+      parsed = text === "" ? null : (JSON.parse(text) as Json);
     } catch {
       if (res.ok) throw new ControlCallError(`${method} ${request.url} answered ${res.status} with malformed JSON`, "invalid_response", res.status, text.slice(0, 500));
       parsed = text.slice(0, 500);

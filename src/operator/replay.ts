@@ -45,49 +45,69 @@ export interface ReplayReport {
 
 const silent: OperatorLog = { debug() {}, info() {}, warn() {}, error() {}, close: () => Promise.resolve() };
 
+/**
+ * Feeds entries through the pipeline in event time; `report()` says what
+ * would have happened.
+ */
+export class Replayer {
+  private watermark = Number.NEGATIVE_INFINITY;
+  private entries = 0;
+  private readonly store = new MemoryIncidentStore();
+  private readonly detector = new Detector({ now: () => this.watermark });
+  private readonly engine: Engine;
+  private readonly byName: Map<string, CompiledRule>;
+
+  constructor(private readonly rules: readonly CompiledRule[]) {
+    const clock: Clock = { now: () => this.watermark };
+    const guards = new GuardState();
+    this.byName = new Map(rules.map((r) => [r.name, r]));
+    const actor: Actor = {
+      act: (incident, rule) => {
+        const plan = rule.rule.spec.ladder.map((r) => r.rung).join(" → ");
+        close(incident, "resolved", this.watermark, `replay: would run ${plan}; assumed to end at detection`);
+        guards.closed(incident, rule.rule.spec.guards.circuitBreaker.failures);
+        this.engine.release(incident);
+        void this.store.save(incident);
+      },
+    };
+    this.engine = new Engine({
+      detector: this.detector,
+      guards,
+      store: this.store,
+      targets: null,
+      actor,
+      clock,
+      metrics: new OperatorMetrics({ defaultMetrics: false }),
+      log: silent,
+      dryRun: false,
+    });
+    this.engine.setRules(rules);
+  }
+
+  /** One entry; "now" becomes the newest entry time seen. */
+  async handle(event: LogEvent): Promise<void> {
+    this.entries++;
+    if (event.time > this.watermark) this.watermark = event.time;
+    await this.engine.handle(event);
+  }
+
+  async report(): Promise<ReplayReport> {
+    const stats = this.detector.stats;
+    return {
+      rules: this.rules.map((r) => r.name),
+      entries: this.entries,
+      matched: stats.matched,
+      dropped: { duplicate: stats.duplicates, unkeyed: stats.unkeyed, stale: stats.stale },
+      incidents: (await this.store.list()).map((i) => report(i, this.byName.get(i.rule))),
+    };
+  }
+}
+
 /** Replays `events` (in the order given; windows use their own times) against `rules`. */
 export async function replay(rules: readonly CompiledRule[], events: AsyncIterable<LogEvent> | Iterable<LogEvent>): Promise<ReplayReport> {
-  let watermark = Number.NEGATIVE_INFINITY;
-  const clock: Clock = { now: () => watermark };
-  const store = new MemoryIncidentStore();
-  const guards = new GuardState();
-  const detector = new Detector({ now: () => watermark });
-  const byName = new Map(rules.map((r) => [r.name, r]));
-  const actor: Actor = {
-    act(incident, rule) {
-      const plan = rule.rule.spec.ladder.map((r) => r.rung).join(" → ");
-      close(incident, "resolved", watermark, `replay: would run ${plan}; assumed to end at detection`);
-      guards.closed(incident, rule.rule.spec.guards.circuitBreaker.failures);
-      engine.release(incident);
-      void store.save(incident);
-    },
-  };
-  const engine = new Engine({
-    detector,
-    guards,
-    store,
-    targets: null,
-    actor,
-    clock,
-    metrics: new OperatorMetrics({ defaultMetrics: false }),
-    log: silent,
-    dryRun: false,
-  });
-  engine.setRules(rules);
-  let entries = 0;
-  for await (const event of events) {
-    entries++;
-    if (event.time > watermark) watermark = event.time;
-    await engine.handle(event);
-  }
-  const incidents = await store.list();
-  return {
-    rules: rules.map((r) => r.name),
-    entries,
-    matched: detector.stats.matched,
-    dropped: { duplicate: detector.stats.duplicates, unkeyed: detector.stats.unkeyed, stale: detector.stats.stale },
-    incidents: incidents.map((i) => report(i, byName.get(i.rule))),
-  };
+  const replayer = new Replayer(rules);
+  for await (const event of events) await replayer.handle(event);
+  return replayer.report();
 }
 
 function report(incident: Incident, rule: CompiledRule | undefined): ReplayIncident {

@@ -51,7 +51,12 @@ export async function startTestFactory(config: FactoryConfigInput = {}, deps: { 
       done();
     },
   });
-  const log = createEventLog({ pod: "test-factory-0", level: "debug", streams: [sink] });
+  const log = createEventLog({
+    pod: "test-factory-0",
+    level: config.logLevel ?? "debug",
+    streams: [sink],
+    ...(config.logFile === undefined ? {} : { file: config.logFile }),
+  });
   const factory = await startFactory(
     {
       port: 0,
