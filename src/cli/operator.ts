@@ -28,9 +28,8 @@ export function operatorCommand(): Command {
   return new Command("operator")
     .description("watch the factory's logs, match the rules, remediate through the control API, record incidents")
     .addOption(
-      new Option("--rules <path>", "rule file or folder (repeatable)")
+      new Option("--rules <path>", "rule file or folder, repeatable (default: rules)")
         .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
-        .default(undefined, "rules")
         .env("RECLAIM_RULES"),
     )
     .addOption(new Option("--source <spec>", "file:PATH or stdin").default("file:./factory.log").env("RECLAIM_SOURCE"))

@@ -12,9 +12,8 @@ export function rulesReplayCommand(): Command {
   return new Command("replay")
     .description("dry-run the rules over a recorded log (factory JSON lines or Cloud Logging LogEntry JSON), in event time")
     .addOption(
-      new Option("--rules <path>", "rule file or folder (repeatable)")
-        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
-        .default(undefined, "rules"),
+      new Option("--rules <path>", "rule file or folder, repeatable (default: rules)")
+        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
     )
     .requiredOption("--logs <file>", "the recorded log")
     .addOption(new Option("--json", "print the report as JSON").default(false))

@@ -147,8 +147,9 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       metrics.openIncidents.set(engine.active.size);
     },
   };
+  const detector = new Detector({ now: () => clock.now() });
   const engine = new Engine({
-    detector: new Detector({ now: () => clock.now() }),
+    detector,
     guards,
     store,
     targets,
@@ -253,6 +254,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     deps.source ??
     openSource(config.source, { stateDir: config.stateDir, fromStart: config.fromStart, pollIntervalMs: config.pollIntervalMs ?? 250 });
   const sourceLabel = { source: source.name };
+  let evictionsSeen = 0;
   log.info(
     OperatorEvent.started,
     { rules: rules.length, source: source.name, control: config.control, dryRun: config.dryRun, metricsPort },
@@ -268,6 +270,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
         metrics.sourceLag.set(sourceLabel, Math.max(0, (clock.now() - event.time) / 1000));
         await engine.handle(event);
       }
+      metrics.detectorEvictions.inc(detector.stats.evictions - evictionsSeen);
+      evictionsSeen = detector.stats.evictions;
       await batch.commit();
     }, stop.signal)
     .catch((err: unknown) => {
