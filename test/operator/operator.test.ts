@@ -36,6 +36,16 @@ async function logFileIn(dir: string): Promise<string> {
   return file;
 }
 
+
+/** A real factory, its log file as the operator's source, and the operator. */
+async function factoryAndOperator(extra: Partial<Parameters<typeof startTestOperator>[0]> = {}): Promise<{ dir: string; log: string }> {
+  factory = await startTestFactory();
+  const dir = await tempDir();
+  const log = await logFileIn(dir);
+  operator = await startTestOperator({ dir, source: `file:${log}`, control: factory.controlUrl, ...extra });
+  return { dir, log };
+}
+
 describe("a control API that answers 500", () => {
   it("is retried a bounded number of times, then the incident fails with the cause", async () => {
     let calls = 0;
@@ -143,14 +153,11 @@ describe("restarts", () => {
   });
 
   it("cooldowns survive a restart: a trigger right after restarting is suppressed, counted on the old incident", async () => {
-    factory = await startTestFactory();
-    const dir = await tempDir();
-    const log = await logFileIn(dir);
-    operator = await startTestOperator({ dir, source: `file:${log}`, control: factory.controlUrl });
+    const { dir, log } = await factoryAndOperator();
     await appendFile(log, hardLimitLine("cool"));
-    await operator.until((all) => all.some((i) => i.status === "resolved"), "the first incident");
-    await operator.close();
-    operator = await startTestOperator({ dir, source: `file:${log}`, control: factory.controlUrl });
+    await operator!.until((all) => all.some((i) => i.status === "resolved"), "the first incident");
+    await operator!.close();
+    operator = await startTestOperator({ dir, source: `file:${log}`, control: factory!.controlUrl });
     await appendFile(log, hardLimitLine("cool"));
     const all = await operator.until((incidents) => incidents[0]?.suppressed.cooldown?.count === 1, "the suppression to be counted");
     expect(all).toHaveLength(1);
@@ -159,24 +166,21 @@ describe("restarts", () => {
 
 describe("hot reload", () => {
   it("applies a valid change and keeps the last good rules when a change is invalid", async () => {
-    factory = await startTestFactory();
-    const dir = await tempDir();
-    const log = await logFileIn(dir);
-    operator = await startTestOperator({ dir, source: `file:${log}`, control: factory.controlUrl });
+    const { dir, log } = await factoryAndOperator();
     const ruleFile = join(dir, "rules", "rules.yaml");
 
     await writeFile(ruleFile, "apiVersion: reclaim.dev/v1\nkind: RemediationRule\nmetadata: { name: lockout }\nspec: { ladder: [] }\n");
     await eventually(() => operator!.lines.some((l) => l.event === "operator.rules_invalid"), 5000, "the invalid reload");
-    expect(String(operator.lines.find((l) => l.event === "operator.rules_invalid")?.message)).toMatch(/rules\.yaml:4:\d+: /);
+    expect(String(operator!.lines.find((l) => l.event === "operator.rules_invalid")?.message)).toMatch(/rules\.yaml:4:\d+: /);
     await appendFile(log, hardLimitLine("still-served"));
-    await operator.until((all) => all.some((i) => i.target.userId === "still-served"), "the old rule to still act");
+    await operator!.until((all) => all.some((i) => i.target.userId === "still-served"), "the old rule to still act");
 
     await writeFile(ruleFile, LOCKOUT_RULE.replace("name: lockout", "name: renamed").replace("guards: { cooldown: 10m }", "guards: { cooldown: 10m, dryRun: true }"));
     await eventually(() => operator!.engine.ruleSet.some((r) => r.name === "renamed"), 5000, "the valid reload");
     await appendFile(log, hardLimitLine("after-reload"));
-    const all = await operator.until((incidents) => incidents.some((i) => i.target.userId === "after-reload"), "the new rule");
+    const all = await operator!.until((incidents) => incidents.some((i) => i.target.userId === "after-reload"), "the new rule");
     expect(all.find((i) => i.target.userId === "after-reload")).toMatchObject({ rule: "renamed", dryRun: true, status: "suppressed" });
-    const metrics = await (await fetch(`http://127.0.0.1:${operator.metricsPort}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${operator!.metricsPort}/metrics`)).text();
     expect(metrics).toContain('reclaim_operator_rule_reloads_total{result="invalid"} 1');
     expect(metrics).toContain('reclaim_operator_rule_reloads_total{result="ok"} 1');
   });
@@ -218,14 +222,11 @@ describe("verification with a canary", () => {
 
 describe("metrics", () => {
   it("count lines, matches, triggers, rungs and incidents, with no user id in any label", async () => {
-    factory = await startTestFactory();
-    const dir = await tempDir();
-    const log = await logFileIn(dir);
-    operator = await startTestOperator({ dir, source: `file:${log}`, control: factory.controlUrl });
+    const { log } = await factoryAndOperator();
     // Two different entries (1 ms apart) for one user: the second finds the first ladder in flight.
     await appendFile(log, `not json\n${hardLimitLine("metric-user")}${hardLimitLine("metric-user", "p0", 1)}`);
-    await operator.until((all) => all.some((i) => i.status === "resolved"), "the incident");
-    const text = await (await fetch(`http://127.0.0.1:${operator.metricsPort}/metrics`)).text();
+    await operator!.until((all) => all.some((i) => i.status === "resolved"), "the incident");
+    const text = await (await fetch(`http://127.0.0.1:${operator!.metricsPort}/metrics`)).text();
     const source = `file:${log}`;
     expect(text).toContain(`reclaim_operator_lines_read_total{source="${source}"} 3`);
     expect(text).toContain('reclaim_operator_rule_matches_total{rule="lockout"} 2');
@@ -235,6 +236,6 @@ describe("metrics", () => {
     expect(text).toContain('reclaim_operator_incidents_total{status="resolved"} 1');
     expect(text).toContain("reclaim_operator_detect_to_resolved_seconds_count 1");
     expect(text).not.toContain("metric-user");
-    expect((await fetch(`http://127.0.0.1:${operator.metricsPort}/healthz`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${operator!.metricsPort}/healthz`)).status).toBe(200);
   });
 });

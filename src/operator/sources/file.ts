@@ -24,7 +24,7 @@ import { mkdir, open, readFile, rename, stat, type FileHandle } from "node:fs/pr
 import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { DEFAULT_MAX_LINE_BYTES, LineFramer, type Framed } from "./lines.js";
-import type { LineBatch, LogSource, SourceStats } from "./source.js";
+import { newSourceStats, type LineBatch, type LogSource, type SourceStats } from "./source.js";
 
 /** Default polling interval: 250 ms. */
 export const DEFAULT_POLL_INTERVAL_MS = 250;
@@ -224,13 +224,7 @@ class Wakeup {
  */
 export class FileSource implements LogSource {
   readonly name: string;
-  readonly stats: SourceStats & { skippedLongLines: number } = {
-    linesRead: 0,
-    bytesRead: 0,
-    rotations: 0,
-    truncations: 0,
-    skippedLongLines: 0,
-  };
+  readonly stats: SourceStats & { skippedLongLines: number } = newSourceStats();
   /** The absolute path followed. */
   readonly path: string;
   /** Where the position is kept, or null without `stateDir`. */

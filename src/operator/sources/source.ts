@@ -53,3 +53,8 @@ export interface LogSource {
    */
   run(onBatch: (batch: LineBatch) => Promise<void>, signal: AbortSignal): Promise<void>;
 }
+
+/** Fresh counters for a source (all zero), including `skippedLongLines`. */
+export function newSourceStats(): SourceStats & { skippedLongLines: number } {
+  return { linesRead: 0, bytesRead: 0, rotations: 0, truncations: 0, skippedLongLines: 0 };
+}

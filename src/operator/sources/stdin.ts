@@ -6,7 +6,7 @@
  */
 import type { Readable } from "node:stream";
 import { DEFAULT_MAX_LINE_BYTES, LineFramer, type Framed } from "./lines.js";
-import type { LineBatch, LogSource, SourceStats } from "./source.js";
+import { newSourceStats, type LineBatch, type LogSource, type SourceStats } from "./source.js";
 
 export interface StdinSourceOptions {
   /** What to read (default `process.stdin`). Byte or string chunks; object mode is refused. */
@@ -40,13 +40,7 @@ const noCommit = (): Promise<void> => Promise.resolve();
  */
 export class StdinSource implements LogSource {
   readonly name: string;
-  readonly stats: SourceStats & { skippedLongLines: number } = {
-    linesRead: 0,
-    bytesRead: 0,
-    rotations: 0,
-    truncations: 0,
-    skippedLongLines: 0,
-  };
+  readonly stats: SourceStats & { skippedLongLines: number } = newSourceStats();
   private readonly stream: Readable;
   private readonly maxLineBytes: number;
   private running = false;
