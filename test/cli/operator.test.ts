@@ -3,12 +3,13 @@
  * in the middle of a ladder — the restarted operator finishes the same
  * incident and never opens a second one.
  */
+import { spawn } from "node:child_process";
 import { appendFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FileIncidentStore } from "../../src/operator/incidents/file-store.js";
 import type { Incident } from "../../src/operator/incidents/model.js";
-import { runCli, startCli, type RunningCli } from "../support/cli.js";
+import { BIN, cleanEnv, runCli, startCli, type RunningCli } from "../support/cli.js";
 import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../support/factory.js";
 import { LOCKOUT_RULE, tempDir } from "../support/operator.js";
 
@@ -88,5 +89,30 @@ describe("reclaim operator: killed mid-ladder", () => {
     expect(factory.registry.active("killed-mid-ladder")).toBe(0);
     // The log line was read once by each run; the source's saved position kept the second run from re-reading it as new.
     expect(second.lines.filter((l) => l.event === "operator.incident_opened")).toHaveLength(0);
+  });
+});
+
+describe("reclaim operator --source stdin --dry-run", () => {
+  it("reads piped lines, records what it would do without calling anything, and exits 0 when the input ends", async () => {
+    const dir = await tempDir();
+    const lines = [
+      "garbage that is not json",
+      JSON.stringify({ severity: "ERROR", time: new Date().toISOString(), pod: "p", event: "factory.hard_limit", userId: "piped", message: "HARD LIMIT" }),
+      '{"event":"factory.hard_limit", broken',
+    ];
+    const child = spawn(
+      process.execPath,
+      [BIN, "operator", "--rules", "rules", "--source", "stdin", "--dry-run", "--incidents", join(dir, "incidents"), "--control", "http://127.0.0.1:9", "--metrics-port", "0"],
+      { env: cleanEnv({ RECLAIM_CONTROL_TOKEN: "t".repeat(20) }) },
+    );
+    let stdout = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stdin.end(`${lines.join("\n")}\n`);
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(code).toBe(0);
+    const incidents = await new FileIncidentStore({ dir: join(dir, "incidents") }).list();
+    expect(incidents.map((i) => [i.target.userId, i.status, i.dryRun, i.rungs.length])).toEqual([["piped", "suppressed", true, 0]]);
+    expect(incidents[0]!.decisions.at(-1)!.detail).toBe("dry run: would run probe → force → degrade");
+    expect(stdout).toContain("DRY RUN");
   });
 });
