@@ -4,9 +4,10 @@
  */
 import { Writable } from "node:stream";
 import { FactoryEvent } from "../contract/events.js";
+import { OperatorEvent } from "../operator/log.js";
 
-/** Factory events worth showing in the timeline. */
-const SHOWN: ReadonlySet<string> = new Set([
+/** Factory events worth showing. */
+export const FACTORY_SHOWN: ReadonlySet<string> = new Set([
   FactoryEvent.resourceLimit,
   FactoryEvent.hardLimit,
   FactoryEvent.error,
@@ -15,6 +16,16 @@ const SHOWN: ReadonlySet<string> = new Set([
   FactoryEvent.queued,
   FactoryEvent.refused,
   FactoryEvent.faultEnabled,
+]);
+
+/** Operator events worth showing. */
+export const OPERATOR_SHOWN: ReadonlySet<string> = new Set([
+  OperatorEvent.incidentOpened,
+  OperatorEvent.rung,
+  OperatorEvent.verification,
+  OperatorEvent.incidentClosed,
+  OperatorEvent.suppressed,
+  OperatorEvent.storeError,
 ]);
 
 export interface TimelineEntry {
@@ -47,8 +58,8 @@ export class Timeline {
     this.out?.(`\n${text}`);
   }
 
-  /** A stream for the factory's JSON log lines: shown events go to the timeline, all lines are kept. */
-  factoryLogStream(lines: Record<string, unknown>[]): Writable {
+  /** A stream for a component's JSON log lines: `shown` events go to the timeline; every line is kept in `lines`. */
+  logStream(component: string, shown: ReadonlySet<string>, lines: Record<string, unknown>[]): Writable {
     let partial = "";
     return new Writable({
       write: (chunk: Buffer, _enc, done) => {
@@ -59,8 +70,8 @@ export class Timeline {
           partial = partial.slice(nl + 1);
           const entry = JSON.parse(line) as Record<string, unknown>;
           lines.push(entry);
-          if (typeof entry.event === "string" && SHOWN.has(entry.event)) {
-            this.note("factory", `${String(entry.severity)} ${String(entry.message)}`, entry.event);
+          if (typeof entry.event === "string" && shown.has(entry.event)) {
+            this.note(component, `${String(entry.severity)} ${String(entry.message)}`, entry.event);
           }
         }
         done();

@@ -185,6 +185,23 @@ export class LadderRunner {
     const { verify } = rule.spec;
     const canary = verify.canary !== undefined && this.options.canary !== undefined ? this.options.canary : undefined;
     const message = verify.canary?.message ?? "";
+    const result = run.result;
+    if (result !== null && result.removed.length === 0 && !result.admit && run.rung !== "degrade") {
+      // It freed nothing and the factory itself says no: waiting out the verify timeout would only delay the next rung.
+      const now = clock.now();
+      run.verification = {
+        at: new Date(now).toISOString(),
+        verified: false,
+        admission: { userId: incident.target.userId, admit: false, active: result.remaining, effectiveLimit: result.effectiveLimit, queued: 0 },
+        heldMs: 0,
+        durationMs: 0,
+        canary: null,
+        detail: `${run.rung} freed nothing and the factory would not admit (${result.remaining}/${result.effectiveLimit}): next rung`,
+      };
+      decide(incident, "not_verified", `after ${run.rung}: ${run.verification.detail}`, now);
+      await this.save(incident);
+      return;
+    }
     const verification = await verifyUser(target.control, incident.target.userId, clock, {
       settleMs: verify.settle,
       timeoutMs: verify.timeout,

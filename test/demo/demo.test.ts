@@ -1,32 +1,62 @@
 /**
- * The demo (`npm start`): every scenario shows what it claims, and the
- * command's exit code and JSON say so.
+ * The demo (`npm start` runs `reclaim demo`): every scenario recovers and is
+ * verified, with the rungs expected, and the incident records it points to
+ * are on disk and valid.
  */
+import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { runDemo, SCENARIOS } from "../../src/demo/demo.js";
+import { Incident } from "../../src/operator/incidents/model.js";
+import { SCENARIOS, type ScenarioResult } from "../../src/demo/demo.js";
 import { runCli } from "../support/cli.js";
 
-describe("the demo", () => {
-  it("reproduces the outage and shows each fix", async () => {
-    const printed: string[] = [];
-    const results = await runDemo({ lockoutWaitMs: 300, print: (l) => printed.push(l) });
-    expect(results.map((r) => r.name)).toEqual([...SCENARIOS]);
-    for (const r of results) expect({ name: r.name, passed: r.passed, checks: r.checks }).toMatchObject({ passed: true });
-    expect(results.find((r) => r.name === "outage")?.outcome).toBe("locked out (503)");
-    expect(printed.join("\n")).toContain("HARD LIMIT: User 105945141827451681156 still over limit after cleanup (20/20)");
-  });
-
-  it("`reclaim demo --scenario ghosts --json` prints a machine-readable result and exits 0", async () => {
-    const { code, stdout } = await runCli(["demo", "--scenario", "ghosts", "--json"]);
-    expect(code).toBe(0);
-    const result = JSON.parse(stdout) as { passed: boolean; scenarios: { name: string; passed: boolean }[] };
+describe("reclaim demo --json", () => {
+  it("runs every scenario: each recovered and verified, with the expected rungs and valid incident records", async () => {
+    const { code, stdout } = await runCli(["demo", "--json"], {}, 120_000);
+    const result = JSON.parse(stdout) as { passed: boolean; dir: string; scenarios: ScenarioResult[] };
+    expect(result.scenarios.map((s) => s.name)).toEqual([...SCENARIOS]);
+    for (const s of result.scenarios) {
+      expect({ name: s.name, recovered: s.recovered, verified: s.verified, failed: s.checks.filter((c) => !c.ok) }).toEqual({
+        name: s.name,
+        recovered: true,
+        verified: true,
+        failed: [],
+      });
+    }
     expect(result.passed).toBe(true);
-    expect(result.scenarios.map((s) => [s.name, s.passed])).toEqual([["ghosts", true]]);
+    expect(code).toBe(0);
+
+    const rungs = Object.fromEntries(result.scenarios.map((s) => [s.name, s.incident?.rungs.map((r) => `${r.rung}:${r.removed}:${r.verified}`) ?? null]));
+    expect(rungs).toEqual({
+      outage: ["probe:20:true"],
+      live: ["probe:0:false", "force:2:true"],
+      ghosts: ["probe:20:true"],
+      "self-heal": null,
+    });
+    for (const s of result.scenarios.filter((x) => x.incident !== null)) {
+      const record = Incident.parse(JSON.parse(await readFile(s.incident!.files.json, "utf8")));
+      expect(record).toMatchObject({ status: "resolved", rule: "factory-lockout", target: { userId: "105945141827451681156" } });
+      expect(existsSync(s.incident!.files.md)).toBe(true);
+      expect(await readFile(s.incident!.files.md, "utf8")).toContain(record.id);
+    }
   });
 
-  it("rejects an unknown scenario", async () => {
-    const { code, stderr } = await runCli(["demo", "--scenario", "nope"]);
-    expect(code).toBe(2);
-    expect(stderr).toMatch(/--scenario/);
+  it("--scenario runs one; an unknown one is a usage error", async () => {
+    const one = await runCli(["demo", "--scenario", "ghosts", "--json"]);
+    expect(one.code).toBe(0);
+    expect((JSON.parse(one.stdout) as { scenarios: { name: string }[] }).scenarios.map((s) => s.name)).toEqual(["ghosts"]);
+    const bad = await runCli(["demo", "--scenario", "nope"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--scenario/);
+  });
+
+  it("prints a readable timeline and a summary with the incident files", async () => {
+    const { code, stdout } = await runCli(["demo", "--scenario", "outage"]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("HARD LIMIT: User 105945141827451681156 still over limit after cleanup (20/20)");
+    expect(stdout).toMatch(/\+\s+\d+ ms {2}operator WARNING Incident \S+ opened: Chat lockout: user 105945141827451681156 at 20\/20/);
+    expect(stdout).toMatch(/PASS {2}outage/);
+    expect(stdout).toMatch(/outage {5}\/\S+\/incidents\/\S+\.md/);
+    expect(stdout).toContain("Every scenario recovered and was verified.");
   });
 });

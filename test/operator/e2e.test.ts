@@ -70,6 +70,9 @@ describe("the operator remediates the original outage", () => {
       ["probe", 0, false],
       ["force", 1, true],
     ]);
+    // A rung that freed nothing is not waited on for the whole verify timeout.
+    expect(incident!.rungs[0]!.verification).toMatchObject({ durationMs: 0 });
+    expect(incident!.rungs[0]!.verification!.detail).toContain("freed nothing");
     expect((await tabs[4]!.closed).code).toBe(1013);
     expect(isRefusal(await factory!.attempt(USER))).toBe(false);
   });
