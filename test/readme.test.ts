@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { cleanEnv } from "./support/cli.js";
+import { cleanEnv, runCli } from "./support/cli.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -66,7 +66,32 @@ async function run(script: string, timeoutMs = 40_000): Promise<{ code: number |
   });
 }
 
+/** Every `reclaim …` subcommand path the README shows, e.g. ["rules", "validate"]. */
+async function commandsInReadme(): Promise<string[][]> {
+  const readme = await readFile(join(ROOT, "README.md"), "utf8");
+  const found = new Map<string, string[]>();
+  for (const m of readme.matchAll(/(?:bin\/reclaim|`reclaim) ((?:[a-z]+)(?: [a-z]+)?)/g)) {
+    const words = m[1]!.split(" ");
+    // Keep the second word only when it is a subcommand of a group.
+    const path = ["rules", "incidents"].includes(words[0]!) && words[1] !== undefined ? words : words.slice(0, 1);
+    found.set(path.join(" "), path);
+  }
+  return [...found.values()];
+}
+
 describe("README", () => {
+  it("every reclaim command it shows exists and answers --help", async () => {
+    const commands = await commandsInReadme();
+    expect(commands.map((c) => c.join(" "))).toEqual(
+      expect.arrayContaining(["demo", "up", "factory", "operator", "token", "rules validate", "rules schema", "rules test", "rules replay", "incidents list", "incidents show"]),
+    );
+    for (const command of commands) {
+      const { code, stdout } = await runCli([...command, "--help"]);
+      expect({ command: command.join(" "), code }).toEqual({ command: command.join(" "), code: 0 });
+      expect(stdout).toContain(`Usage: reclaim ${command.join(" ")}`);
+    }
+  });
+
   it("states the two commands of the quickstart", async () => {
     expect(await snippet("## Quickstart")).toMatch(/^npm ci && npm start\b.*\nnpm test\b/m);
   });

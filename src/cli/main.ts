@@ -10,6 +10,7 @@ import { incidentsCommand } from "./incidents.js";
 import { operatorCommand } from "./operator.js";
 import { rulesCommand } from "./rules.js";
 import { tokenCommand } from "./token.js";
+import { upCommand } from "./up.js";
 
 /** Builds the command tree (exported for tests of the help text). */
 export function program(): Command {
@@ -17,6 +18,7 @@ export function program(): Command {
     .description("Keeps a WebSocket chat backend usable when users run out of connection slots.")
     .version("0.1.0")
     .addCommand(demoCommand())
+    .addCommand(upCommand())
     .addCommand(factoryCommand())
     .addCommand(operatorCommand())
     .addCommand(rulesCommand())
