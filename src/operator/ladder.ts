@@ -75,7 +75,7 @@ export class LadderRunner {
     if (incident.status === "open") {
       incident.status = "remediating";
       incident.before = await this.snapshot(incident, target);
-      decide(incident, "guards_passed", `acting on user ${incident.target.userId} through ${target.control.baseUrl}`, clock.now());
+      decide(incident, "acting", `acting on user ${incident.target.userId} through ${target.control.baseUrl}`, clock.now());
       await this.save(incident);
     }
     while (!FINAL_STATUSES.has(incident.status)) {

@@ -3,12 +3,15 @@
  * verified, with the rungs expected, and the incident records it points to
  * are on disk and valid.
  */
+import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { Incident } from "../../src/operator/incidents/model.js";
 import { SCENARIOS, type ScenarioResult } from "../../src/demo/demo.js";
-import { runCli } from "../support/cli.js";
+import { connect, isRefusal } from "../../src/demo/clients.js";
+import { BIN, cleanEnv, runCli } from "../support/cli.js";
+import { eventually } from "../support/factory.js";
 
 describe("reclaim demo --json", () => {
   it("runs every scenario: each recovered and verified, with the expected rungs and valid incident records", async () => {
@@ -58,5 +61,27 @@ describe("reclaim demo --json", () => {
     expect(stdout).toMatch(/PASS {2}outage/);
     expect(stdout).toMatch(/outage {5}\/\S+\/incidents\/\S+\.md/);
     expect(stdout).toContain("Every scenario recovered and was verified.");
+  });
+});
+
+describe("reclaim demo --keep", () => {
+  it("leaves the last scenario's factory and operator running, prints how to reach them, and stops on Ctrl-C", async () => {
+    const child = spawn(process.execPath, [BIN, "demo", "--scenario", "self-heal", "--keep"], { env: cleanEnv() });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
+    try {
+      await eventually(() => err.includes("incidents"), 30_000, "the demo to print what it kept running");
+      const url = /WebSocket\s+(\S+)/.exec(err)![1]!;
+      const client = await connect(url.split("?")[0]!, new URL(url).searchParams.get("token")!);
+      if (isRefusal(client)) throw new Error(`refused: ${client.status}`);
+      expect(await client.chat("still here?")).toBe("echo: still here?");
+      client.destroy();
+      const metrics = /operator\s+(http\S+)/.exec(err)![1]!;
+      expect((await fetch(metrics)).status).toBe(200);
+    } finally {
+      child.kill("SIGINT");
+    }
+    expect(await closed).toBe(0);
   });
 });

@@ -107,6 +107,7 @@ export const Decision = z.object({
   kind: z.enum([
     "triggered",
     "guards_passed",
+    "acting",
     "suppressed",
     "rung_started",
     "rung_finished",
