@@ -24,6 +24,8 @@ export interface Trigger {
   /** Whom to act on: the entry's structured `userId` (validated), never text. */
   userId: string;
   pod: string | null;
+  /** The namespace of the pod: the entry's `resource.namespace_name`, when it has one. */
+  namespace: string | null;
   /** The entries that reached the threshold, oldest first (at most MAX_EVIDENCE). */
   entries: LogEvent[];
   /** Matching entries seen for this key in the window (may exceed `entries`). */
@@ -156,7 +158,7 @@ export class Detector {
 }
 
 /** The key of an entry for a rule, or null when a key field is missing or the user id is not valid. */
-export function keyOf(rule: CompiledRule, event: LogEvent): Pick<Trigger, "key" | "keyString" | "userId" | "pod"> | null {
+export function keyOf(rule: CompiledRule, event: LogEvent): Pick<Trigger, "key" | "keyString" | "userId" | "pod" | "namespace"> | null {
   const key: Record<string, string> = {};
   for (const name of rule.rule.spec.key) {
     const value = fieldValue(event, name);
@@ -173,6 +175,7 @@ export function keyOf(rule: CompiledRule, event: LogEvent): Pick<Trigger, "key" 
       .join(","),
     userId,
     pod: typeof pod === "string" ? pod : null,
+    namespace: event.resource.namespace_name ?? null,
   };
 }
 

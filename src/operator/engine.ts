@@ -86,8 +86,13 @@ export class Engine {
     let reason = verdict.reason;
     let target: Target | null = null;
     if (reason === null && deps.targets !== null) {
-      target = await deps.targets.resolve({ userId: trigger.userId, pod: trigger.pod });
+      target = await deps.targets.resolve({ userId: trigger.userId, pod: trigger.pod, namespace: trigger.namespace });
       if (target === null) reason = "no_target";
+    }
+    // A replica that is not the leader writes nothing at all, not even a suppression.
+    if (reason === "not_leader") {
+      deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason });
+      return { suppressed: reason, incident: null };
     }
     if (reason !== null && reason !== "dry_run") return this.suppress(trigger, reason, now);
 

@@ -20,7 +20,7 @@ import type { CanaryResult } from "./canary.js";
 import { ControlCallError } from "./control-client.js";
 import type { GuardState } from "./guards.js";
 import { close, decide } from "./incidents/record.js";
-import { FINAL_STATUSES, type Incident, type IncidentStatus, type RungRun } from "./incidents/model.js";
+import { FINAL_STATUSES, type Incident, type IncidentStatus, type Json, type RungRun } from "./incidents/model.js";
 import type { IncidentStore } from "./incidents/store.js";
 import { OperatorEvent, type OperatorLog } from "./log.js";
 import type { OperatorMetrics } from "./metrics.js";
@@ -31,6 +31,14 @@ import { verifyUser } from "./verify.js";
 /** Raised when the incident could not be persisted: the ladder stops there. */
 export class StoreFailure extends Error {
   readonly code = "ERR_RECLAIM_STORE";
+}
+
+/**
+ * Raised when this operator stopped being the leader: it must not write (the
+ * next leader continues from the last persisted step) and stops at once.
+ */
+export class NotLeader extends Error {
+  readonly code = "ERR_RECLAIM_NOT_LEADER";
 }
 
 export interface LadderOptions {
@@ -46,6 +54,7 @@ export interface LadderOptions {
 
 export interface LadderDeps {
   store: IncidentStore;
+  /** Leadership lives here (`guards.leader()`): a ladder writes nothing once it is lost. */
   guards: GuardState;
   clock: Clock;
   metrics: OperatorMetrics;
@@ -72,6 +81,8 @@ export class LadderRunner {
   async run(incident: Incident, rule: RemediationRule, target: Target, signal?: AbortSignal): Promise<Incident> {
     const { clock } = this.deps;
     const { spec } = rule;
+    // After a restartPod rung the user is verified (and later rungs run) on the replacement pod.
+    let current = target;
     if (incident.status === "open") {
       incident.status = "remediating";
       incident.before = await this.snapshot(incident, target);
@@ -82,7 +93,7 @@ export class LadderRunner {
       if (signal?.aborted === true) return incident;
       const last = incident.rungs[incident.rungs.length - 1];
       if (last !== undefined && last.outcome === "ok" && last.verification === null) {
-        await this.verify(incident, rule, target, last, signal);
+        await this.verify(incident, rule, current, last, signal);
         continue;
       }
       if (last !== undefined && (last.outcome === "error" || last.outcome === "timeout")) {
@@ -95,16 +106,97 @@ export class LadderRunner {
         await this.finish(incident, rule, "escalated", `ladder exhausted after ${spec.ladder.length} rung(s) without a verified recovery`);
         continue;
       }
-      await this.runRung(incident, index, spec.ladder.length, step, target, signal);
+      if (step.rung === "restartPod") current = await this.restartPod(incident, index, spec.ladder.length, step, current, signal);
+      else await this.runRung(incident, index, spec.ladder.length, step, current, signal);
     }
     return incident;
+  }
+
+  /**
+   * `restartPod`: delete the target pod and wait for a Ready replacement.
+   * Limited to `maxPerHour` runs per rule (counted from the records, so a
+   * restart of the operator does not reset it); over the limit it is skipped
+   * and the ladder moves on.
+   */
+  private async restartPod(
+    incident: Incident,
+    index: number,
+    rungCount: number,
+    step: Extract<RemediationRule["spec"]["ladder"][number], { rung: "restartPod" }>,
+    target: Target,
+    signal?: AbortSignal,
+  ): Promise<Target> {
+    const { clock, metrics, store } = this.deps;
+    const now = clock.now();
+    const resumed = incident.rungs[index] !== undefined;
+    const run: RungRun = incident.rungs[index] ?? {
+      index,
+      rung: "restartPod",
+      params: step.params,
+      timeoutMs: step.timeout,
+      startedAt: new Date(now).toISOString(),
+      finishedAt: null,
+      durationMs: null,
+      attempts: 0,
+      outcome: "pending",
+      request: { method: "DELETE", url: `pods/${target.namespace ?? "?"}/${target.pod ?? "?"}`, body: null },
+      response: null,
+      result: null,
+      error: null,
+      verification: null,
+    };
+    if (!resumed) incident.rungs.push(run);
+    const hourAgo = now - 3_600_000;
+    const recent = (await store.list({ rule: incident.rule, since: hourAgo }))
+      .flatMap((i) => (i.id === incident.id ? [] : i.rungs))
+      .filter((r) => r.rung === "restartPod" && r.outcome === "ok" && Date.parse(r.startedAt) > hourAgo).length;
+    const finish = async (outcome: RungRun["outcome"], error: string | null, body: Json): Promise<void> => {
+      run.outcome = outcome;
+      run.error = error;
+      run.response = { status: outcome === "ok" ? 200 : 0, body };
+      run.finishedAt = new Date(clock.now()).toISOString();
+      run.durationMs = clock.now() - now;
+      metrics.rungs.inc({ rung: "restartPod", result: outcome });
+      decide(incident, "rung_finished", `restartPod ${outcome}${error === null ? "" : `: ${error}`}`, clock.now());
+      await this.save(incident);
+    };
+    if (!resumed && recent >= step.params.maxPerHour) {
+      decide(incident, "rung_started", `rung ${index + 1} of ${rungCount}: restartPod`, now);
+      await finish("skipped", `restartPod limit reached: ${recent} in the last hour for rule ${incident.rule} (maxPerHour ${step.params.maxPerHour})`, null);
+      return target;
+    }
+    if (target.restart === undefined || target.pod === null) {
+      decide(incident, "rung_started", `rung ${index + 1} of ${rungCount}: restartPod`, now);
+      await finish("error", "restartPod needs Kubernetes pod targeting (--target pod) and the pod the entry came from", null);
+      return target;
+    }
+    decide(
+      incident,
+      resumed ? "resumed" : "rung_started",
+      resumed ? "restartPod was in flight when the operator stopped; running it again" : `rung ${index + 1} of ${rungCount}: restartPod ${target.namespace}/${target.pod}`,
+      now,
+    );
+    run.attempts++;
+    await this.save(incident); // persisted before the pod is deleted
+    const outcome = await target.restart({ waitReadyMs: step.params.waitReady, ...(signal === undefined ? {} : { signal }) });
+    const replacement = outcome.replacement;
+    if (replacement !== null) {
+      incident.target.pod = replacement.pod;
+      incident.target.control = replacement.control.baseUrl;
+    }
+    await finish(
+      outcome.deleted && replacement !== null ? "ok" : "error",
+      outcome.deleted && replacement !== null ? null : outcome.detail,
+      { deleted: outcome.deleted, replacement: replacement?.pod ?? null, detail: outcome.detail },
+    );
+    return replacement ?? target;
   }
 
   private async runRung(
     incident: Incident,
     index: number,
     rungCount: number,
-    step: RemediationRule["spec"]["ladder"][number],
+    step: Exclude<RemediationRule["spec"]["ladder"][number], { rung: "restartPod" }>,
     target: Target,
     signal?: AbortSignal,
   ): Promise<void> {
@@ -257,6 +349,7 @@ export class LadderRunner {
   }
 
   private async save(incident: Incident): Promise<void> {
+    if (!this.deps.guards.leader()) throw new NotLeader(`not the leader any more; incident ${incident.id} is left for the next one`);
     try {
       await this.deps.store.save(incident);
     } catch (err) {

@@ -4,15 +4,21 @@
  *   source ─▶ scanner (needles, parse) ─▶ engine: rules ─▶ detector ─▶ guards
  *          ─▶ incident PERSISTED ─▶ ladder runner: rung ─▶ verify ─▶ … ─▶ store
  *
- * At start, the guards are rebuilt from the incident store and incidents left
- * open by a previous run are resumed (or marked interrupted when too old or
- * their rule is gone). Rules are reloaded when their files change; an invalid
- * reload keeps the last good set.
+ * It acts in *terms*. A term starts when this replica may act — at once, or
+ * when it wins the leader election — and rebuilds the guards from the
+ * incident records, resumes incidents left open (or marks them interrupted
+ * when too old or their rule is gone), and starts tailing the source. A term
+ * ends when leadership is lost: the source stops and ladders stop writing at
+ * once, leaving each incident at its last persisted step for the next leader.
+ * Rules are reloaded when their files (or RemediationRule objects) change; an
+ * invalid file reload keeps the last good set.
  */
 import { createServer } from "node:http";
-import { stat, readdir } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
+import * as k8s from "@kubernetes/client-node";
+import { Gauge } from "prom-client";
 import { systemClock, type Clock } from "../contract/clock.js";
 import { runCanary } from "./canary.js";
 import { ControlClient } from "./control-client.js";
@@ -24,7 +30,14 @@ import { FINAL_STATUSES, type Incident } from "./incidents/model.js";
 import { OrderedStore } from "./incidents/ordered-store.js";
 import { close, decide } from "./incidents/record.js";
 import type { IncidentStore } from "./incidents/store.js";
-import { LadderRunner, StoreFailure, type LadderOptions } from "./ladder.js";
+import { TeeStore } from "./incidents/tee-store.js";
+import { EventingStore } from "./k8s/events.js";
+import { KubernetesIncidentStore } from "./k8s/incident-store.js";
+import { LeaderElector } from "./k8s/leader.js";
+import { PodLogSource, parsePodLogSpec } from "./k8s/pod-logs.js";
+import { PodTargetResolver } from "./k8s/pod-target.js";
+import { RuleObjects } from "./k8s/rule-objects.js";
+import { LadderRunner, NotLeader, StoreFailure, type LadderOptions } from "./ladder.js";
 import { OperatorEvent, createOperatorLog, type OperatorLog } from "./log.js";
 import { OperatorMetrics } from "./metrics.js";
 import type { CompiledRule } from "./rules/compile.js";
@@ -34,14 +47,34 @@ import type { LogSource } from "./sources/source.js";
 import { Scanner } from "./sources/scan.js";
 import { StaticTarget, type TargetResolver } from "./target.js";
 
+/** Kubernetes mode: what the operator uses the cluster for. */
+export interface KubernetesConfig {
+  kubeConfig: k8s.KubeConfig;
+  /** Where the Lease, Incident and RemediationRule objects live (the operator's namespace). */
+  namespace: string;
+  /** This replica's identity (the pod name). */
+  identity: string;
+  /** Leader election on a Lease; null: act without it (one replica). */
+  leaderElection: { name: string; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number } | null;
+  /** Keep incidents as Incident objects (and Events on pods). */
+  incidents: boolean;
+  /** Act on the pod that logged the entry (`--target pod`) rather than on `--control`. */
+  podTargets: boolean;
+  /** The factory's control port on its pods (default 8081), or a URL template. */
+  controlPort?: number;
+  controlUrlTemplate?: string;
+  /** Also load RemediationRule objects (`--watch-rules`). */
+  watchRules: boolean;
+}
+
 export interface OperatorConfig {
   /** Rule files or folders (`--rules`). */
   rules: string[];
-  /** `file:PATH` or `stdin` (`--source`). */
+  /** `file:PATH`, `stdin` or `k8s:NAMESPACE/LABEL_SELECTOR` (`--source`). */
   source: string;
-  /** Incident folder (`--incidents`, default ./incidents). */
-  incidentsDir: string;
-  /** The factory's control API (`--control`). */
+  /** Incident folder (`--incidents DIR`); null when incidents are kept only in the cluster. */
+  incidentsDir: string | null;
+  /** The factory's control API (`--control`), used unless pods are targeted. */
   control: string;
   /** `RECLAIM_CONTROL_TOKEN`. */
   controlToken: string;
@@ -59,11 +92,12 @@ export interface OperatorConfig {
   canary?: { url: string; token: string };
   /** How often rule files are checked for changes (default 1000 ms). */
   reloadIntervalMs?: number;
-  /** An open incident last updated longer ago than this is marked interrupted at start, not resumed (default 10 min). */
+  /** An open incident last updated longer ago than this is marked interrupted at the start of a term, not resumed (default 10 min). */
   resumeWindowMs?: number;
   /** File source polling (default 250 ms). */
   pollIntervalMs?: number;
   ladder?: LadderOptions;
+  kubernetes?: KubernetesConfig;
 }
 
 export interface OperatorDeps {
@@ -72,7 +106,7 @@ export interface OperatorDeps {
   defaultMetrics?: boolean;
   /** A source to use instead of the configured one (tests). */
   source?: LogSource;
-  /** A store to use instead of the incident folder (tests of store failures). */
+  /** A store to use instead of the configured ones (tests of store failures). */
   store?: IncidentStore;
   targets?: TargetResolver;
 }
@@ -83,13 +117,15 @@ export interface Operator {
   readonly store: IncidentStore;
   readonly metrics: OperatorMetrics;
   readonly scanner: () => Scanner;
-  /** Resolves when the source has ended (finite sources) or the operator stopped. */
+  /** Is this replica acting (the leader, or alone)? */
+  readonly leading: () => boolean;
+  /** Resolves when a finite source has ended (or the operator stopped). */
   readonly done: Promise<void>;
   /** Ladders running now. */
   inFlight(): number;
   /** Waits until no ladder is running. */
   idle(): Promise<void>;
-  /** Stops reading and acting; ladders stop between steps (their records say where). */
+  /** Stops reading and acting; ladders stop between steps (their records say where); a leader gives up its lease. */
   close(): Promise<void>;
 }
 
@@ -105,18 +141,54 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   const clock = deps.clock ?? systemClock;
   const log = deps.log ?? createOperatorLog();
   const metrics = new OperatorMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
+  const kube = config.kubernetes;
+  const loadOptions = { kubernetes: kube?.podTargets === true };
 
-  // Rules: the first load must be valid.
-  const loaded = await loadRules(config.rules);
+  // Rules: the first load of the files must be valid.
+  const loaded = await loadRules(config.rules, loadOptions);
   if (loaded.errors.length > 0) throw new InvalidRulesError(loaded.errors);
-  let rules: CompiledRule[] = loaded.rules.map((r) => r.compiled);
+  let fileRules: CompiledRule[] = loaded.rules.map((r) => r.compiled);
+  let objectRules: CompiledRule[] = [];
+  let rules: CompiledRule[] = fileRules;
   let scanner = new Scanner(rules);
 
-  const store: IncidentStore = new OrderedStore(deps.store ?? new FileIncidentStore({ dir: config.incidentsDir }));
+  // Where incidents are kept.
+  const stores: IncidentStore[] = [];
+  if (deps.store !== undefined) stores.push(deps.store);
+  else {
+    if (kube?.incidents === true) {
+      stores.push(
+        new EventingStore(new KubernetesIncidentStore(kube.kubeConfig.makeApiClient(k8s.CustomObjectsApi), kube.namespace), kube.kubeConfig.makeApiClient(k8s.EventsV1Api), {
+          namespace: kube.namespace,
+          instance: kube.identity,
+          onError: (err) => log.warn(OperatorEvent.storeError, {}, `Could not create a Kubernetes Event: ${String(err)}`),
+        }),
+      );
+    }
+    if (config.incidentsDir !== null) stores.push(new FileIncidentStore({ dir: config.incidentsDir }));
+  }
+  if (stores.length === 0) throw new TypeError("no incident store: give --incidents DIR and/or --incidents k8s");
+  const store: IncidentStore = new OrderedStore(stores.length === 1 ? stores[0]! : new TeeStore(stores as [IncidentStore, ...IncidentStore[]]));
+
+  // Whom to act on.
+  const targets: TargetResolver =
+    deps.targets ??
+    (kube?.podTargets === true
+      ? new PodTargetResolver(kube.kubeConfig.makeApiClient(k8s.CoreV1Api), {
+          namespace: kube.namespace,
+          token: config.controlToken,
+          ...(kube.controlPort === undefined ? {} : { controlPort: kube.controlPort }),
+          ...(kube.controlUrlTemplate === undefined ? {} : { urlTemplate: kube.controlUrlTemplate }),
+        })
+      : new StaticTarget(new ControlClient(config.control, config.controlToken)));
+
   const guards = new GuardState();
-  const control = new ControlClient(config.control, config.controlToken);
-  const targets = deps.targets ?? new StaticTarget(control);
-  const stop = new AbortController();
+  let leading = (kube?.leaderElection ?? null) === null;
+  guards.leader = () => leading;
+  const leaderGauge = new Gauge({ name: "reclaim_operator_leader", help: "1 while this replica acts (the leader, or alone).", registers: [metrics.registry] });
+
+  const stopped = new AbortController();
+  let term: AbortController | null = null;
   const running = new Set<Promise<void>>();
   const ladder = new LadderRunner(
     { store, guards, clock, metrics, log },
@@ -127,13 +199,15 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   );
   const actor: Actor = {
     act(incident, rule, target) {
-      if (target === null) return;
+      if (target === null || term === null) return;
       const run = ladder
-        .run(incident, rule.rule, target, stop.signal)
+        .run(incident, rule.rule, target, term.signal)
         .then(
           () => undefined,
           (err: unknown) => {
-            if (!(err instanceof StoreFailure)) {
+            if (err instanceof NotLeader) {
+              log.warn(OperatorEvent.resumed, { incident: incident.id }, `Stopped acting on ${incident.id}: leadership lost; the next leader continues it`);
+            } else if (!(err instanceof StoreFailure)) {
               log.error(OperatorEvent.storeError, { incident: incident.id }, `Ladder of ${incident.id} stopped: ${String(err)}`);
             }
           },
@@ -148,28 +222,18 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     },
   };
   const detector = new Detector({ now: () => clock.now() });
-  const engine = new Engine({
-    detector,
-    guards,
-    store,
-    targets,
-    actor,
-    clock,
-    metrics,
-    log,
-    dryRun: config.dryRun,
-  });
-  engine.setRules(rules);
-  metrics.rulesLoaded.set(rules.length);
+  const engine = new Engine({ detector, guards, store, targets, actor, clock, metrics, log, dryRun: config.dryRun });
+  const applyRules = (): void => {
+    rules = [...fileRules, ...objectRules];
+    scanner = new Scanner(rules);
+    engine.setRules(rules);
+    metrics.rulesLoaded.set(rules.length);
+  };
+  applyRules();
 
-  // State from the records: guards first, then the incidents a previous run left open.
-  const records = await store.list();
   const ruleNamed = (name: string): CompiledRule | undefined => rules.find((r) => r.name === name);
-  guards.rebuild(records, (name) => ruleNamed(name)?.rule.spec.guards.circuitBreaker.failures ?? 3);
-  for (const incident of records.filter((i) => !FINAL_STATUSES.has(i.status))) {
-    await resume(incident);
-  }
 
+  /** An incident a previous term (or process) left open: continue it, or close it as interrupted. */
   async function resume(incident: Incident): Promise<void> {
     const now = clock.now();
     const rule = ruleNamed(incident.rule);
@@ -190,17 +254,91 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       metrics.incidents.inc({ status: "interrupted" });
       return;
     }
-    decide(incident, "resumed", "the operator restarted; continuing from the record", now);
+    decide(incident, "resumed", "a new operator term continues from the record", now);
     await store.save(incident);
     log.warn(OperatorEvent.resumed, { incident: incident.id, rule: incident.rule, userId: incident.target.userId }, `Resuming incident ${incident.id}`);
     engine.active.set(incident.id, incident);
-    actor.act(incident, rule, await targets.resolve({ userId: incident.target.userId, pod: incident.target.pod }));
+    actor.act(incident, rule, await targets.resolve({ userId: incident.target.userId, pod: incident.target.pod, namespace: incident.target.namespace ?? null }));
   }
 
-  // Metrics and health.
+  // The source: tailed only during a term.
+  const makeSource = (): LogSource => {
+    if (deps.source !== undefined) return deps.source;
+    const podLogs = parsePodLogSpec(config.source);
+    if (podLogs !== null) {
+      if (kube === undefined) throw new TypeError(`--source ${config.source} needs Kubernetes mode`);
+      return new PodLogSource(kube.kubeConfig, podLogs);
+    }
+    return openSource(config.source, { stateDir: config.stateDir, fromStart: config.fromStart, pollIntervalMs: config.pollIntervalMs ?? 250 });
+  };
+  const source = makeSource();
+  const sourceLabel = { source: source.name };
+  let evictionsSeen = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  let tailing: Promise<void> = Promise.resolve();
+
+  async function startTerm(): Promise<void> {
+    const current = new AbortController();
+    term = current;
+    engine.active.clear();
+    const records = await store.list();
+    guards.rebuild(records, (name) => ruleNamed(name)?.rule.spec.guards.circuitBreaker.failures ?? 3);
+    for (const incident of records.filter((i) => !FINAL_STATUSES.has(i.status))) {
+      if (current.signal.aborted) return;
+      await resume(incident).catch((err: unknown) => log.error(OperatorEvent.storeError, { incident: incident.id }, `Could not resume ${incident.id}: ${String(err)}`));
+    }
+    ruleObjects?.recheck();
+    tailing = source
+      .run(async (batch) => {
+        const before = { ...scanner.stats };
+        const events = scanner.scan(batch);
+        metrics.linesRead.inc(sourceLabel, scanner.stats.linesRead - before.linesRead);
+        metrics.linesMalformed.inc(sourceLabel, scanner.stats.malformed - before.malformed);
+        for (const event of events) {
+          if (current.signal.aborted) return; // leadership lost mid-batch: leave the rest (and its position) to the next leader
+          metrics.sourceLag.set(sourceLabel, Math.max(0, (clock.now() - event.time) / 1000));
+          await engine.handle(event);
+        }
+        metrics.detectorEvictions.inc(detector.stats.evictions - evictionsSeen);
+        evictionsSeen = detector.stats.evictions;
+        await batch.commit();
+      }, current.signal)
+      .catch((err: unknown) => {
+        log.error(OperatorEvent.sourceError, { source: source.name }, `Source ${source.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+      })
+      .finally(() => {
+        if (!current.signal.aborted || stopped.signal.aborted) resolveDone();
+      });
+  }
+
+  function endTerm(): void {
+    term?.abort();
+    term = null;
+  }
+
+  // Rules as cluster objects.
+  const ruleObjects =
+    kube?.watchRules === true
+      ? new RuleObjects(kube.kubeConfig, {
+          namespace: kube.namespace,
+          canWriteStatus: () => leading,
+          reservedNames: () => new Set(fileRules.map((r) => r.name)),
+          onChange: (valid) => {
+            objectRules = valid;
+            applyRules();
+            log.info(OperatorEvent.rulesLoaded, { rules: rules.length }, `RemediationRule objects changed; rules in force: ${rules.map((r) => r.name).join(", ")}`);
+          },
+          onError: (err) => log.warn(OperatorEvent.rulesInvalid, {}, `RemediationRule watch: ${String(err)}`),
+        })
+      : null;
+  await ruleObjects?.start();
+
+  // Metrics and health: a follower is ready (to take over), not only the leader.
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/metrics") {
+      leaderGauge.set(leading ? 1 : 0);
       metrics.registry.metrics().then(
         (text) => {
           res.writeHead(200, { "Content-Type": metrics.registry.contentType });
@@ -213,9 +351,9 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       );
       return;
     }
-    const ok = path === "/healthz" || (path === "/readyz" && !stop.signal.aborted);
+    const ok = path === "/healthz" || (path === "/readyz" && !stopped.signal.aborted);
     res.writeHead(path === "/healthz" || path === "/readyz" ? (ok ? 200 : 503) : 404, { "Content-Type": "application/json" });
-    res.end(JSON.stringify(ok ? { status: "ok" } : { error: { code: "not_found", message: "not found" } }));
+    res.end(JSON.stringify(ok ? { status: "ok", leader: leading } : { error: { code: "not_found", message: "not found" } }));
   });
   const metricsPort = await new Promise<number>((resolve, reject) => {
     server.once("error", reject);
@@ -229,7 +367,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       const next = await fingerprintOf(config.rules);
       if (next === fingerprint) return;
       fingerprint = next;
-      const result = await loadRules(config.rules);
+      const result = await loadRules(config.rules, loadOptions);
       if (result.errors.length > 0) {
         metrics.ruleReloads.inc({ result: "invalid" });
         log.error(
@@ -239,44 +377,52 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
         );
         return;
       }
-      rules = result.rules.map((r) => r.compiled);
-      scanner = new Scanner(rules);
-      engine.setRules(rules);
-      metrics.rulesLoaded.set(rules.length);
+      fileRules = result.rules.map((r) => r.compiled);
+      applyRules();
       metrics.ruleReloads.inc({ result: "ok" });
       log.info(OperatorEvent.rulesLoaded, { rules: rules.length }, `Rules reloaded: ${rules.map((r) => r.name).join(", ")}`);
     })();
   }, config.reloadIntervalMs ?? 1000);
   reload.unref();
 
-  // The source, last: everything it feeds is ready.
-  const source =
-    deps.source ??
-    openSource(config.source, { stateDir: config.stateDir, fromStart: config.fromStart, pollIntervalMs: config.pollIntervalMs ?? 250 });
-  const sourceLabel = { source: source.name };
-  let evictionsSeen = 0;
+  // Leadership: act now, or when elected.
+  let elector: LeaderElector | null = null;
+  if (kube !== undefined && kube.leaderElection !== null) {
+    elector = new LeaderElector(kube.kubeConfig.makeApiClient(k8s.CoordinationV1Api), {
+      name: kube.leaderElection.name,
+      namespace: kube.namespace,
+      identity: kube.identity,
+      ...(kube.leaderElection.leaseDurationMs === undefined ? {} : { leaseDurationMs: kube.leaderElection.leaseDurationMs }),
+      ...(kube.leaderElection.renewDeadlineMs === undefined ? {} : { renewDeadlineMs: kube.leaderElection.renewDeadlineMs }),
+      ...(kube.leaderElection.retryPeriodMs === undefined ? {} : { retryPeriodMs: kube.leaderElection.retryPeriodMs }),
+      onStartedLeading: () => {
+        leading = true;
+        leaderGauge.set(1);
+        log.warn(OperatorEvent.started, { identity: kube.identity }, `Became the leader (${kube.identity}): acting`);
+        void startTerm();
+      },
+      onStoppedLeading: () => {
+        leading = false;
+        leaderGauge.set(0);
+        log.warn(OperatorEvent.stopping, { identity: kube.identity }, `Lost the leadership (${kube.identity}): stopped acting`);
+        endTerm();
+      },
+      onError: (err) => log.warn(OperatorEvent.sourceError, {}, `Leader election: ${String(err)}`),
+    });
+    elector.start();
+  } else {
+    leaderGauge.set(1);
+    await startTerm();
+  }
+  // Logged once the source is positioned: lines written after this line are read.
   log.info(
     OperatorEvent.started,
-    { rules: rules.length, source: source.name, control: config.control, dryRun: config.dryRun, metricsPort },
-    `Operator started: ${rules.length} rule(s) [${rules.map((r) => r.name).join(", ")}], source ${source.name}, control ${config.control}${config.dryRun ? ", DRY RUN" : ""}`,
+    { rules: rules.length, source: source.name, control: kube?.podTargets === true ? "pod" : config.control, dryRun: config.dryRun, metricsPort },
+    `Operator started: ${rules.length} rule(s) [${rules.map((r) => r.name).join(", ")}], source ${source.name}, ` +
+      `${kube?.podTargets === true ? "acting on the pod that logged each entry" : `control ${config.control}`}` +
+      `${kube?.leaderElection ? `, leader election on lease ${kube.namespace}/${kube.leaderElection.name} as ${kube.identity}` : ""}${config.dryRun ? ", DRY RUN" : ""}`,
   );
-  const done = source
-    .run(async (batch) => {
-      const before = { ...scanner.stats };
-      const events = scanner.scan(batch);
-      metrics.linesRead.inc(sourceLabel, scanner.stats.linesRead - before.linesRead);
-      metrics.linesMalformed.inc(sourceLabel, scanner.stats.malformed - before.malformed);
-      for (const event of events) {
-        metrics.sourceLag.set(sourceLabel, Math.max(0, (clock.now() - event.time) / 1000));
-        await engine.handle(event);
-      }
-      metrics.detectorEvictions.inc(detector.stats.evictions - evictionsSeen);
-      evictionsSeen = detector.stats.evictions;
-      await batch.commit();
-    }, stop.signal)
-    .catch((err: unknown) => {
-      log.error(OperatorEvent.sourceError, { source: source.name }, `Source ${source.name} failed: ${err instanceof Error ? err.message : String(err)}`);
-    });
+
 
   const idle = async (): Promise<void> => {
     while (running.size > 0) await Promise.all([...running]);
@@ -288,16 +434,21 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     store,
     metrics,
     scanner: () => scanner,
+    leading: () => leading,
     done,
     inFlight: () => running.size,
     idle,
     close: () =>
       (closing ??= (async () => {
         log.info(OperatorEvent.stopping, {}, "Operator stopping");
-        stop.abort();
+        stopped.abort();
+        endTerm();
         clearInterval(reload);
-        await done;
+        await tailing;
         await idle();
+        await elector?.stop();
+        await ruleObjects?.stop();
+        resolveDone();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();

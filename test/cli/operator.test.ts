@@ -40,11 +40,15 @@ describe("reclaim operator: bad usage", () => {
 
   it("refuses to start with invalid rules, printing file:line:col for each problem", async () => {
     const dir = await tempDir();
-    await writeFile(join(dir, "bad.yaml"), "apiVersion: reclaim.dev/v1\nkind: RemediationRule\nmetadata: { name: Bad }\nspec: { ladder: [{ rung: restartPod }] }\n");
+    await writeFile(
+      join(dir, "bad.yaml"),
+      "apiVersion: reclaim.dev/v1\nkind: RemediationRule\nmetadata: { name: Bad }\nspec: { ladder: [{ rung: probe }] }\n---\n" +
+        "apiVersion: reclaim.dev/v1\nkind: RemediationRule\nmetadata: { name: restarts }\nspec: { trigger: { log: { event: factory.hard_limit } }, ladder: [{ rung: restartPod }] }\n",
+    );
     const { code, stderr } = await runCli(["operator", "--rules", dir, "--source", "stdin", "--metrics-port", "0"], { RECLAIM_CONTROL_TOKEN: "t".repeat(20) });
     expect(code).toBe(2);
     expect(stderr).toMatch(/bad\.yaml:3:\d+: metadata\.name: /);
-    expect(stderr).toMatch(/bad\.yaml:4:\d+: spec\.ladder\[0\]\.rung: rung restartPod is reserved for Kubernetes mode/);
+    expect(stderr).toMatch(/bad\.yaml:9:\d+: spec\.ladder\[0\]\.rung: restartPod needs Kubernetes mode \(--target pod\)/);
     expect(stderr).toContain("not starting");
   });
 });
@@ -71,7 +75,9 @@ describe("reclaim operator: killed mid-ladder", () => {
       log,
       `${JSON.stringify({ severity: "ERROR", time: new Date().toISOString(), pod: "test-factory-0", event: "factory.hard_limit", userId: "killed-mid-ladder", managers: 20, limit: 20, message: "HARD LIMIT" })}\n`,
     );
-    await eventually(async () => (await list()).some((i) => i.rungs[0]?.outcome === "pending"), 10_000, "the probe to be recorded as pending");
+    await eventually(async () => (await list()).some((i) => i.rungs[0]?.outcome === "pending"), 10_000, "the probe to be recorded as pending").catch((err: unknown) => {
+      throw new Error(`${String(err)}; operator said: ${JSON.stringify(first.lines.slice(-5))} ${first.stderr()}`);
+    });
     first.child.kill("SIGKILL");
     await first.exited;
     const atKill = await list();

@@ -46,7 +46,7 @@ describe("reclaim rules validate", () => {
     const broken = join(dir, "broken.yaml");
     await writeFile(
       broken,
-      `${VALID.replace("NAME", "broken").replace("rung: probe", "rung: restartPod").replace("spec:", "spec:\n  cooldown: 5m")}---\n${VALID.replace("NAME", "Bad_Name")}`,
+      `${VALID.replace("NAME", "broken").replace("rung: probe", "rung: reboot").replace("spec:", "spec:\n  cooldown: 5m")}---\n${VALID.replace("NAME", "Bad_Name")}`,
     );
     const { code, stdout, stderr } = await runCli(["rules", "validate", broken, join(dir, "missing.yaml")]);
     expect(code).toBe(1);
@@ -54,7 +54,7 @@ describe("reclaim rules validate", () => {
     expect(stderr).toBe(
       [
         `${broken}:5:3: spec.cooldown: unknown field (allowed here: description, trigger, threshold, key, maxAge, ladder, verify, guards, incident)`,
-        `${broken}:7:20: spec.ladder[0].rung: rung restartPod is reserved for Kubernetes mode, which is not available yet`,
+        `${broken}:7:20: spec.ladder[0].rung: rung must be one of conservative, probe, force, degrade, restartPod`,
         `${broken}:11:19: metadata.name: expected a DNS label: lower-case letters, digits and -, at most 63, got "Bad_Name"`,
         `${join(dir, "missing.yaml")}:1:1: cannot read: no such file or folder`,
         "",

@@ -226,6 +226,7 @@ describe("metrics", () => {
     // Two different entries (1 ms apart) for one user: the second finds the first ladder in flight.
     await appendFile(log, `not json\n${hardLimitLine("metric-user")}${hardLimitLine("metric-user", "p0", 1)}`);
     await operator!.until((all) => all.some((i) => i.status === "resolved"), "the incident");
+    await operator!.idle(); // the ladder counts the outcome just after writing it
     const text = await (await fetch(`http://127.0.0.1:${operator!.metricsPort}/metrics`)).text();
     const source = `file:${log}`;
     expect(text).toContain(`reclaim_operator_lines_read_total{source="${source}"} 3`);

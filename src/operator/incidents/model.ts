@@ -81,9 +81,13 @@ export const Verification = z.object({
 export type Verification = z.infer<typeof Verification>;
 
 /** One rung as run (or being run). */
+/** The rungs a ladder can run: the factory's, and `restartPod`, which the operator runs itself (Kubernetes mode). */
+export const LadderRungName = z.enum([...FactoryRung.options, "restartPod"]);
+export type LadderRungName = z.infer<typeof LadderRungName>;
+
 export const RungRun = z.object({
   index: z.number().int().nonnegative(),
-  rung: FactoryRung,
+  rung: LadderRungName,
   params: z.record(z.string(), z.json()),
   timeoutMs: z.number().int().positive(),
   startedAt: Iso,
@@ -133,7 +137,7 @@ export const Incident = z.object({
   /** `userId=…,pod=…`: the key as one string. */
   keyString: z.string(),
   /** Whom the ladder acts on: from the factory's own structured fields only. */
-  target: z.object({ userId: UserId, pod: z.string().nullable(), control: z.string() }),
+  target: z.object({ userId: UserId, pod: z.string().nullable(), namespace: z.string().nullable().optional(), control: z.string() }),
   severity: z.enum(["critical", "high", "warning", "info"]),
   title: z.string().max(300),
   status: IncidentStatus,

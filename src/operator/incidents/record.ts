@@ -91,7 +91,7 @@ export function newIncident(trigger: Trigger, options: NewIncidentOptions): Inci
     rule: trigger.rule.name,
     key: trigger.key,
     keyString: trigger.keyString,
-    target: { userId: trigger.userId, pod: trigger.pod, control: options.control },
+    target: { userId: trigger.userId, pod: trigger.pod, namespace: trigger.namespace, control: options.control },
     severity: spec.incident.severity,
     title: titleOf(trigger),
     status: options.status,

@@ -70,7 +70,16 @@ export interface LoadResult {
  * Never throws for a problem in the input: the caller decides whether any
  * error is fatal.
  */
-export async function loadRules(paths: string[]): Promise<LoadResult> {
+export interface LoadOptions {
+  /**
+   * Whether `restartPod` can run (default true). An operator that acts on one
+   * factory through `--control URL` passes false, so a rule that could never
+   * run its ladder is refused at load, with its position.
+   */
+  kubernetes?: boolean;
+}
+
+export async function loadRules(paths: string[], options: LoadOptions = {}): Promise<LoadResult> {
   const rules: LoadedRule[] = [];
   const errors: RuleError[] = [];
   const files: string[] = [];
@@ -89,7 +98,7 @@ export async function loadRules(paths: string[]): Promise<LoadResult> {
       seenFiles.add(resolve(file));
       files.push(file);
       const fileErrors: RuleError[] = [];
-      for (const candidate of await loadFile(file, fileErrors)) {
+      for (const candidate of await loadFile(file, fileErrors, options)) {
         const name = candidate.rule.metadata.name;
         const first = names.get(name);
         if (first !== undefined) {
@@ -151,7 +160,7 @@ interface Candidate {
 
 type Segment = string | number;
 
-async function loadFile(file: string, errors: RuleError[]): Promise<Candidate[]> {
+async function loadFile(file: string, errors: RuleError[], options: LoadOptions): Promise<Candidate[]> {
   let text: string;
   try {
     const info = await stat(file);
@@ -186,6 +195,11 @@ async function loadFile(file: string, errors: RuleError[]): Promise<Candidate[]>
     };
     const rule = validate(doc, report);
     if (rule === null) continue;
+    if (options.kubernetes === false) {
+      const restarts = rule.spec.ladder.flatMap((r, i) => (r.rung === "restartPod" ? [i] : []));
+      for (const i of restarts) report(["spec", "ladder", i, "rung"], "restartPod needs Kubernetes mode (--target pod); this operator acts through --control URL");
+      if (restarts.length > 0) continue;
+    }
     const candidate: Candidate = {
       rule,
       compiled: compile(rule, report),

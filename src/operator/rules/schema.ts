@@ -92,7 +92,21 @@ export const Trigger = z.object({ log: LogTrigger }).strict();
 
 const timeout = Duration.default(10_000);
 
-const RungNames = ["conservative", "probe", "force", "degrade"] as const;
+const RungNames = ["conservative", "probe", "force", "degrade", "restartPod"] as const;
+
+/**
+ * `restartPod` (Kubernetes mode only): delete the factory pod the entry came
+ * from, wait up to `waitReady` (default 2m) for a replacement to be Ready,
+ * then verify the user on it. Every user on that pod reconnects, so it has
+ * its own, stricter limit: at most `maxPerHour` (default 1) per rule.
+ */
+export const RestartPodParams = z
+  .object({
+    waitReady: Duration.default(120_000),
+    maxPerHour: z.number().int().min(1).max(10).default(1),
+  })
+  .strict();
+export type RestartPodParams = z.infer<typeof RestartPodParams>;
 /** One step of the ladder: a factory rung, its parameters, and how long the call may take. */
 export const LadderRung = z.discriminatedUnion(
   "rung",
@@ -103,14 +117,9 @@ export const LadderRung = z.discriminatedUnion(
     z
       .object({ rung: z.literal("degrade"), params: DegradeParams.default({ ttlMs: 600_000, queueTimeoutMs: 10_000 }), timeout })
       .strict(),
+    z.object({ rung: z.literal("restartPod"), params: RestartPodParams.default({ waitReady: 120_000, maxPerHour: 1 }), timeout }).strict(),
   ],
-  {
-    error: (issue) => {
-      const rung = (issue.input as { rung?: unknown } | undefined)?.rung;
-      if (rung === "restartPod") return "rung restartPod is reserved for Kubernetes mode, which is not available yet";
-      return `rung must be one of ${RungNames.join(", ")}`;
-    },
-  },
+  { error: () => `rung must be one of ${RungNames.join(", ")}` },
 );
 export type LadderRung = z.infer<typeof LadderRung>;
 

@@ -107,14 +107,9 @@ describe("loadRules: one problem, at its node", () => {
     ],
     ["a duration of the wrong type", RULE.replace("window: 1m", "window: true"), ["r.yaml:10:34: spec.threshold.window: expected a string or a number, got true"]],
     [
-      "the restartPod rung",
-      RULE.replace("    - rung: force\n      params: { max: 2 }", "    - rung: restartPod"),
-      ["r.yaml:14:13: spec.ladder[1].rung: rung restartPod is reserved for Kubernetes mode, which is not available yet"],
-    ],
-    [
       "an unknown rung",
       RULE.replace("rung: probe", "rung: reboot"),
-      ["r.yaml:13:13: spec.ladder[0].rung: rung must be one of conservative, probe, force, degrade"],
+      ["r.yaml:13:13: spec.ladder[0].rung: rung must be one of conservative, probe, force, degrade, restartPod"],
     ],
     ["force with max 0", RULE.replace("params: { max: 2 }", "params: { max: 0 }"), ["r.yaml:15:22: spec.ladder[1].params.max: must be at least 1, got 0"]],
     ["an empty ladder (at the key)", RULE.replace("  ladder:\n    - rung: probe\n    - rung: force\n      params: { max: 2 }", "  ladder: []"), ["r.yaml:12:3: spec.ladder: needs at least 1 item, got 0"]],
@@ -183,6 +178,26 @@ describe("loadRules: one problem, at its node", () => {
   ])("%s", async (_name, text, expected) => {
     const root = await folder({ "r.yaml": text });
     expect(await problems(root, ["r.yaml"])).toEqual(expected);
+  });
+});
+
+describe("loadRules: restartPod", () => {
+  const withRestart = RULE.replace("    - rung: force\n      params: { max: 2 }", "    - rung: restartPod");
+
+  it("is a valid rung (rules validate, Kubernetes mode)", async () => {
+    const root = await folder({ "r.yaml": withRestart });
+    const { rules, errors } = await loadRules([join(root, "r.yaml")]);
+    expect(errors).toEqual([]);
+    expect(rules[0]!.rule.spec.ladder[1]).toMatchObject({ rung: "restartPod", params: { waitReady: 120_000, maxPerHour: 1 } });
+  });
+
+  it("is refused, at the rung, by an operator that acts through --control URL", async () => {
+    const root = await folder({ "r.yaml": withRestart });
+    const { rules, errors } = await loadRules([join(root, "r.yaml")], { kubernetes: false });
+    expect(rules).toEqual([]);
+    expect(errors.map((e) => e.format().replace(`${root}/`, ""))).toEqual([
+      "r.yaml:14:13: spec.ladder[1].rung: restartPod needs Kubernetes mode (--target pod); this operator acts through --control URL",
+    ]);
   });
 });
 

@@ -1,0 +1,69 @@
+/**
+ * Kubernetes Events on the target pod for each rung and outcome, so that
+ * `kubectl describe pod` shows what Reclaim did to it. An IncidentStore
+ * decorator: after each save it emits an Event for every new decision of
+ * interest. A failed Event is logged, never fatal — the record is the
+ * Incident object.
+ */
+import type * as k8s from "@kubernetes/client-node";
+import type { Decision, Incident } from "../incidents/model.js";
+import type { IncidentFilter, IncidentStore } from "../incidents/store.js";
+
+const EMITTED: ReadonlySet<Decision["kind"]> = new Set(["rung_finished", "verified", "not_verified", "resolved", "escalated", "failed", "interrupted"]);
+const WARNING: ReadonlySet<Decision["kind"]> = new Set(["not_verified", "escalated", "failed", "interrupted"]);
+
+/** Event reasons are CamelCase from a closed set. */
+function reasonOf(kind: Decision["kind"]): string {
+  return `Reclaim${kind.replace(/(^|_)([a-z])/g, (_m, _s: string, c: string) => c.toUpperCase())}`;
+}
+
+export class EventingStore implements IncidentStore {
+  /** Decisions already turned into Events, per incident. */
+  private readonly emitted = new Map<string, number>();
+
+  constructor(
+    private readonly inner: IncidentStore,
+    private readonly events: k8s.EventsV1Api,
+    private readonly options: { namespace: string; instance: string; onError: (err: unknown) => void },
+  ) {}
+
+  async save(incident: Incident): Promise<void> {
+    await this.inner.save(incident);
+    const done = this.emitted.get(incident.id) ?? incident.decisions.length - 1;
+    const fresh = incident.decisions.slice(Math.max(0, done)).filter((d) => EMITTED.has(d.kind));
+    this.emitted.set(incident.id, incident.decisions.length);
+    if (incident.target.pod === null) return;
+    for (const decision of fresh) await this.emit(incident, decision);
+  }
+
+  get(id: string): Promise<Incident | null> {
+    return this.inner.get(id);
+  }
+
+  list(filter?: IncidentFilter): Promise<Incident[]> {
+    return this.inner.list(filter);
+  }
+
+  private async emit(incident: Incident, decision: Decision): Promise<void> {
+    const now = new Date();
+    try {
+      await this.events.createNamespacedEvent({
+        namespace: this.options.namespace,
+        body: {
+          metadata: { generateName: "reclaim-", namespace: this.options.namespace },
+          eventTime: now,
+          reason: reasonOf(decision.kind),
+          action: decision.kind,
+          note: `${incident.id}: ${decision.detail}`.slice(0, 1024),
+          type: WARNING.has(decision.kind) ? "Warning" : "Normal",
+          reportingController: "reclaim.dev/operator",
+          reportingInstance: this.options.instance,
+          regarding: { kind: "Pod", apiVersion: "v1", namespace: this.options.namespace, name: incident.target.pod! },
+          related: { kind: "Incident", apiVersion: "reclaim.dev/v1", namespace: this.options.namespace, name: incident.id.toLowerCase() },
+        },
+      });
+    } catch (err) {
+      this.options.onError(err);
+    }
+  }
+}

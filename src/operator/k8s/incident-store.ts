@@ -1,0 +1,129 @@
+/**
+ * `--incidents k8s`: one Incident custom resource per incident. It is
+ * created (with its spec) before the first rung; its progress is written
+ * through the status subresource after each step. A 409 Conflict (someone
+ * else wrote since we read) is retried with the current resourceVersion — the
+ * leader is the only writer, so the newest state is always ours.
+ */
+import * as k8s from "@kubernetes/client-node";
+import { FINAL_STATUSES, INCIDENT_ID_PATTERN, type Incident } from "../incidents/model.js";
+import type { IncidentFilter, IncidentStore } from "../incidents/store.js";
+import { statusOf } from "./client.js";
+import {
+  GROUP,
+  INCIDENT,
+  LABEL_RULE,
+  LABEL_STATUS,
+  VERSION,
+  fromIncidentObject,
+  incidentObjectName,
+  toIncidentObject,
+  type IncidentObject,
+} from "./resources.js";
+
+/** Most attempts at a status write that keeps meeting 409 Conflict. */
+const CONFLICT_RETRIES = 5;
+
+export class KubernetesIncidentStore implements IncidentStore {
+  /** Objects that exist, by name, with the labels last written. */
+  private readonly known = new Map<string, Record<string, string>>();
+  /** How many objects the last `list` skipped as invalid. */
+  lastListSkipped = 0;
+
+  constructor(
+    private readonly api: k8s.CustomObjectsApi,
+    readonly namespace: string,
+  ) {}
+
+  async save(incident: Incident): Promise<void> {
+    const object = toIncidentObject(incident, this.namespace);
+    const { name } = object.metadata;
+    const base = { group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural };
+    try {
+      if (!this.known.has(name)) {
+        try {
+          await this.api.createNamespacedCustomObject({ ...base, body: { ...object, status: undefined } });
+        } catch (err) {
+          if (statusOf(err) !== 409) throw err; // 409: it exists (a previous leader created it)
+        }
+        this.known.set(name, {});
+      }
+      if (JSON.stringify(this.known.get(name)) !== JSON.stringify(object.metadata.labels)) {
+        await this.api.patchNamespacedCustomObject(
+          { ...base, name, body: { metadata: { labels: object.metadata.labels } } },
+          k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+        );
+        this.known.set(name, object.metadata.labels);
+      }
+      await this.writeStatus(name, object);
+    } catch (err) {
+      throw new Error(`could not write Incident ${this.namespace}/${name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  }
+
+  private async writeStatus(name: string, object: IncidentObject): Promise<void> {
+    const base = { group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural, name };
+    for (let attempt = 1; ; attempt++) {
+      const current = (await this.api.getNamespacedCustomObject(base)) as { metadata?: { resourceVersion?: string } };
+      try {
+        await this.api.replaceNamespacedCustomObjectStatus({
+          ...base,
+          body: { ...object, metadata: { ...object.metadata, resourceVersion: current.metadata?.resourceVersion } },
+        });
+        return;
+      } catch (err) {
+        if (statusOf(err) !== 409 || attempt >= CONFLICT_RETRIES) throw err;
+      }
+    }
+  }
+
+  async get(id: string): Promise<Incident | null> {
+    if (!INCIDENT_ID_PATTERN.test(id)) throw new TypeError(`malformed incident id ${JSON.stringify(id)}`);
+    try {
+      const object = (await this.api.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: this.namespace,
+        plural: INCIDENT.plural,
+        name: incidentObjectName(id),
+      })) as IncidentObject;
+      return fromIncidentObject(object);
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      throw err;
+    }
+  }
+
+  async list(filter: IncidentFilter = {}): Promise<Incident[]> {
+    const selectors: string[] = [];
+    if (filter.rule !== undefined) selectors.push(`${LABEL_RULE}=${filter.rule}`);
+    if (filter.status !== undefined && filter.status.length > 0) selectors.push(`${LABEL_STATUS} in (${filter.status.join(",")})`);
+    const response = (await this.api.listNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: this.namespace,
+      plural: INCIDENT.plural,
+      ...(selectors.length > 0 ? { labelSelector: selectors.join(",") } : {}),
+    })) as { items?: IncidentObject[] };
+    const incidents: Incident[] = [];
+    let skipped = 0;
+    for (const item of response.items ?? []) {
+      try {
+        const incident = fromIncidentObject(item);
+        this.known.set(item.metadata.name, item.metadata.labels ?? {});
+        if (filter.since !== undefined && Date.parse(incident.updatedAt) < filter.since) continue;
+        if (filter.status !== undefined && !filter.status.includes(incident.status)) continue;
+        incidents.push(incident);
+      } catch {
+        skipped++;
+      }
+    }
+    this.lastListSkipped = skipped;
+    return incidents.sort((a, b) => Date.parse(a.detectedAt) - Date.parse(b.detectedAt) || a.id.localeCompare(b.id));
+  }
+}
+
+/** Does an incident in this status still need the ladder? */
+export function isOpen(incident: Incident): boolean {
+  return !FINAL_STATUSES.has(incident.status);
+}
