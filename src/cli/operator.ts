@@ -2,17 +2,19 @@
  * `reclaim operator`: watches the factory's logs and remediates lockouts by
  * the rules, until SIGTERM/SIGINT (or the end of a finite source).
  */
+import { hostname } from "node:os";
 import { Command, Option } from "commander";
 import { DEV_CONTROL_TOKEN } from "../contract/dev.js";
-import { InvalidRulesError, startOperator } from "../operator/operator.js";
+import { currentNamespace, loadKubeConfig } from "../operator/k8s/client.js";
+import { InvalidRulesError, startOperator, type KubernetesConfig } from "../operator/operator.js";
 import { createOperatorLog } from "../operator/log.js";
 import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
-import { intIn } from "./options.js";
+import { durationMs, intIn } from "./options.js";
 
 interface OperatorFlags {
   rules: string[];
   source: string;
-  incidents: string;
+  incidents?: string[];
   control: string;
   state: string;
   dryRun: boolean;
@@ -22,6 +24,17 @@ interface OperatorFlags {
   canaryUrl?: string;
   logLevel: "debug" | "info" | "warn" | "error";
   dev: boolean;
+  target: "static" | "pod";
+  podControlPort: number;
+  controlUrlTemplate?: string;
+  leaderElect: boolean;
+  leaseName: string;
+  leaseDuration: number;
+  renewDeadline: number;
+  retryPeriod: number;
+  watchRules: boolean;
+  kubeconfig?: string;
+  namespace?: string;
 }
 
 export function operatorCommand(): Command {
@@ -32,8 +45,12 @@ export function operatorCommand(): Command {
         .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
         .env("RECLAIM_RULES"),
     )
-    .addOption(new Option("--source <spec>", "file:PATH or stdin").default("file:./factory.log").env("RECLAIM_SOURCE"))
-    .addOption(new Option("--incidents <dir>", "incident folder").default("./incidents").env("RECLAIM_INCIDENTS_DIR"))
+    .addOption(new Option("--source <spec>", "file:PATH, stdin or k8s:NAMESPACE/LABEL_SELECTOR").default("file:./factory.log").env("RECLAIM_SOURCE"))
+    .addOption(
+      new Option("--incidents <dir|k8s>", "incident folder, or k8s for Incident objects in the cluster; repeatable for both (default: ./incidents)")
+        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+        .env("RECLAIM_INCIDENTS_DIR"),
+    )
     .addOption(new Option("--control <url>", "the factory's control API").default("http://127.0.0.1:8081").env("RECLAIM_CONTROL_URL"))
     .addOption(new Option("--state <dir>", "where the source keeps its position").default("./.reclaim/state").env("RECLAIM_STATE_DIR"))
     .addOption(new Option("--dry-run", "record incidents, act on nothing").default(false))
@@ -43,6 +60,17 @@ export function operatorCommand(): Command {
     .addOption(new Option("--canary-url <url>", "the factory's WebSocket URL for canary checks (token: RECLAIM_CANARY_TOKEN)").env("RECLAIM_CANARY_URL"))
     .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error"]).default("info").env("RECLAIM_LOG_LEVEL"))
     .addOption(new Option("--dev", "use the built-in development control token when RECLAIM_CONTROL_TOKEN is unset").default(false))
+    .addOption(new Option("--target <mode>", "static: the factory at --control; pod: the pod that logged the entry (Kubernetes)").choices(["static", "pod"]).default("static").env("RECLAIM_TARGET"))
+    .addOption(new Option("--pod-control-port <n>", "the factory's control port on its pods (--target pod)").argParser(intIn(1, 65535)).default(8081))
+    .addOption(new Option("--control-url-template <url>", "with --target pod, reach pods by DNS instead of IP, e.g. http://{pod}.chat-factory.{namespace}.svc:8081"))
+    .addOption(new Option("--leader-elect", "only the holder of a Lease acts (run several replicas)").default(false))
+    .addOption(new Option("--lease-name <name>", "the Lease for leader election").default("reclaim-operator"))
+    .addOption(new Option("--lease-duration <duration>", "how long a lease lasts without renewal").argParser(durationMs).default(15_000, "15s"))
+    .addOption(new Option("--renew-deadline <duration>", "a leader that cannot renew within this stops acting").argParser(durationMs).default(10_000, "10s"))
+    .addOption(new Option("--retry-period <duration>", "how often candidates try and leaders renew").argParser(durationMs).default(2_000, "2s"))
+    .addOption(new Option("--watch-rules", "also load RemediationRule objects from the cluster, and write their Valid condition").default(false))
+    .addOption(new Option("--kubeconfig <path>", "kubeconfig (default: in a pod its service account, else KUBECONFIG or ~/.kube/config)"))
+    .addOption(new Option("--namespace <ns>", "namespace of the Lease, Incident and RemediationRule objects (default: POD_NAMESPACE)").env("POD_NAMESPACE"))
     .addHelpText(
       "after",
       "\nSecrets come from the environment: RECLAIM_CONTROL_TOKEN (the factory's control API token),\n" +
@@ -64,6 +92,36 @@ export function operatorCommand(): Command {
       const canaryToken = process.env.RECLAIM_CANARY_TOKEN;
       if (flags.canaryUrl !== undefined && !canaryToken) return fail("--canary-url needs RECLAIM_CANARY_TOKEN");
       const rules = flags.rules ?? ["rules"];
+      const incidents = flags.incidents ?? ["./incidents"];
+      const folders = incidents.filter((i) => i !== "k8s");
+      if (folders.length > 1) return fail("give at most one incident folder (and/or k8s)");
+      const kubernetesMode =
+        flags.leaderElect || incidents.includes("k8s") || flags.target === "pod" || flags.watchRules || flags.source.startsWith("k8s:");
+      let kubernetes: KubernetesConfig | undefined;
+      if (kubernetesMode) {
+        let kubeConfig;
+        try {
+          kubeConfig = loadKubeConfig(flags.kubeconfig);
+        } catch (err) {
+          return fail(`cannot load the Kubernetes configuration: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        if (flags.leaseDuration <= flags.renewDeadline || flags.renewDeadline <= flags.retryPeriod) {
+          return fail("leader election needs --lease-duration > --renew-deadline > --retry-period");
+        }
+        kubernetes = {
+          kubeConfig,
+          namespace: flags.namespace ?? currentNamespace(kubeConfig),
+          identity: process.env.POD_NAME ?? `${hostname()}-${process.pid}`,
+          leaderElection: flags.leaderElect
+            ? { name: flags.leaseName, leaseDurationMs: flags.leaseDuration, renewDeadlineMs: flags.renewDeadline, retryPeriodMs: flags.retryPeriod }
+            : null,
+          incidents: incidents.includes("k8s"),
+          podTargets: flags.target === "pod",
+          controlPort: flags.podControlPort,
+          ...(flags.controlUrlTemplate === undefined ? {} : { controlUrlTemplate: flags.controlUrlTemplate }),
+          watchRules: flags.watchRules,
+        };
+      }
       const log = createOperatorLog({ level: flags.logLevel });
       let operator;
       try {
@@ -71,7 +129,7 @@ export function operatorCommand(): Command {
           {
             rules,
             source: flags.source,
-            incidentsDir: flags.incidents,
+            incidentsDir: folders[0] ?? null,
             control: flags.control,
             controlToken,
             stateDir: flags.state,
@@ -80,6 +138,7 @@ export function operatorCommand(): Command {
             metricsPort: flags.metricsPort,
             metricsHost: flags.metricsHost,
             ...(flags.canaryUrl === undefined ? {} : { canary: { url: flags.canaryUrl, token: canaryToken! } }),
+            ...(kubernetes === undefined ? {} : { kubernetes }),
           },
           { log },
         );

@@ -29,7 +29,7 @@ afterEach(async () => {
 describe("reclaim operator: bad usage", () => {
   it.each([
     [[], {}, /RECLAIM_CONTROL_TOKEN is not set/],
-    [["--source", "kafka:topic"], { RECLAIM_CONTROL_TOKEN: "t".repeat(20) }, /unknown source "kafka:topic": use file:PATH or stdin/],
+    [["--source", "kafka:topic"], { RECLAIM_CONTROL_TOKEN: "t".repeat(20) }, /unknown source "kafka:topic": use file:PATH, stdin or k8s:NAMESPACE\/LABEL_SELECTOR/],
     [["--metrics-port", "99999"], { RECLAIM_CONTROL_TOKEN: "t".repeat(20) }, /--metrics-port/],
     [["--canary-url", "ws://127.0.0.1:1/ws"], { RECLAIM_CONTROL_TOKEN: "t".repeat(20) }, /--canary-url needs RECLAIM_CANARY_TOKEN/],
   ])("%j exits 2 and says why", async (args, env, message) => {

@@ -9,6 +9,7 @@
  */
 import * as k8s from "@kubernetes/client-node";
 import { Writable } from "node:stream";
+import { parseSourceSpec } from "../sources/open.js";
 import { newSourceStats, type LineBatch, type LogSource, type SourceStats } from "../sources/source.js";
 
 export interface PodLogSourceOptions {
@@ -23,10 +24,11 @@ export interface PodLogSourceOptions {
   maxLineBytes?: number;
 }
 
-/** Parses `k8s:NAMESPACE/LABEL_SELECTOR`. */
+/** Parses `k8s:NAMESPACE/LABEL_SELECTOR`; null for any other source. */
 export function parsePodLogSpec(spec: string): { namespace: string; selector: string } | null {
-  const m = /^k8s:([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/(.+)$/.exec(spec);
-  return m === null ? null : { namespace: m[1]!, selector: m[3]! };
+  if (!spec.startsWith("k8s:")) return null;
+  const parsed = parseSourceSpec(spec);
+  return parsed.kind === "k8s" ? { namespace: parsed.namespace, selector: parsed.selector } : null;
 }
 
 const TIMESTAMP = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) /;
