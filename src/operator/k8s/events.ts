@@ -5,7 +5,7 @@
  * interest. A failed Event is logged, never fatal — the record is the
  * Incident object.
  */
-import type * as k8s from "@kubernetes/client-node";
+import * as k8s from "@kubernetes/client-node";
 import type { Decision, Incident } from "../incidents/model.js";
 import type { IncidentFilter, IncidentStore } from "../incidents/store.js";
 
@@ -45,7 +45,8 @@ export class EventingStore implements IncidentStore {
   }
 
   private async emit(incident: Incident, decision: Decision): Promise<void> {
-    const now = new Date();
+    // MicroTime: six fractional digits, as the API server's parser requires.
+    const now = new k8s.V1MicroTime(Date.now());
     try {
       await this.events.createNamespacedEvent({
         namespace: this.options.namespace,

@@ -9,7 +9,7 @@
  *
  * Defaults are client-go's: lease 15 s, renew deadline 10 s, retry 2 s.
  */
-import type * as k8s from "@kubernetes/client-node";
+import * as k8s from "@kubernetes/client-node";
 import { statusOf } from "./client.js";
 
 export interface LeaderElectionOptions {
@@ -27,9 +27,12 @@ export interface LeaderElectionOptions {
   onError?: (err: unknown) => void;
 }
 
-/** A Lease's MicroTime: RFC 3339 with microseconds. */
+/**
+ * A Lease's MicroTime: RFC 3339 with exactly six fractional digits. The API
+ * server refuses a plain Date's three with 400 (Go's RFC3339Micro layout).
+ */
 function microTime(ms: number): Date {
-  return new Date(ms);
+  return new k8s.V1MicroTime(ms);
 }
 
 export class LeaderElector {
