@@ -7,6 +7,7 @@ import { Command } from "commander";
 import { demoCommand } from "./demo.js";
 import { factoryCommand } from "./factory.js";
 import { incidentsCommand } from "./incidents.js";
+import { manifestsCommand } from "./manifests.js";
 import { operatorCommand } from "./operator.js";
 import { rulesCommand } from "./rules.js";
 import { tokenCommand } from "./token.js";
@@ -23,6 +24,7 @@ export function program(): Command {
     .addCommand(operatorCommand())
     .addCommand(rulesCommand())
     .addCommand(incidentsCommand())
+    .addCommand(manifestsCommand())
     .addCommand(tokenCommand());
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   for (const command of all(root)) {

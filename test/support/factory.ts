@@ -34,7 +34,16 @@ export interface TestFactory extends Factory {
   control(method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }>;
 }
 
-export async function startTestFactory(config: FactoryConfigInput = {}, deps: { clock?: Clock } = {}): Promise<TestFactory> {
+export async function startTestFactory(
+  config: FactoryConfigInput = {},
+  deps: {
+    clock?: Clock;
+    /** Also write the log lines here (e.g. to a fake pod's log). */
+    onLine?: (line: string) => void;
+    /** The pod name on every line (default test-factory-0). */
+    pod?: string;
+  } = {},
+): Promise<TestFactory> {
   const raw: string[] = [];
   const lines: Record<string, unknown>[] = [];
   let partial = "";
@@ -47,12 +56,13 @@ export async function startTestFactory(config: FactoryConfigInput = {}, deps: { 
         partial = partial.slice(nl + 1);
         raw.push(line);
         lines.push(JSON.parse(line) as Record<string, unknown>);
+        deps.onLine?.(line);
       }
       done();
     },
   });
   const log = createEventLog({
-    pod: "test-factory-0",
+    pod: deps.pod ?? "test-factory-0",
     level: config.logLevel ?? "debug",
     streams: [sink],
     ...(config.logFile === undefined ? {} : { file: config.logFile }),
@@ -67,7 +77,7 @@ export async function startTestFactory(config: FactoryConfigInput = {}, deps: { 
       heartbeatIntervalMs: 60_000,
       ...config,
     },
-    { log, defaultMetrics: false, ...deps },
+    { log, defaultMetrics: false, ...(deps.clock === undefined ? {} : { clock: deps.clock }) },
   );
   const clients: ChatClient[] = [];
   const attempt = async (userId: string, kind: ClientKind = "live"): Promise<ChatClient | Refusal> => {

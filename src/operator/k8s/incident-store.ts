@@ -25,8 +25,8 @@ import {
 const CONFLICT_RETRIES = 5;
 
 export class KubernetesIncidentStore implements IncidentStore {
-  /** Objects that exist, by name, with the labels last written. */
-  private readonly known = new Map<string, Record<string, string>>();
+  /** Objects that exist, by name, with the labels and spec last written (as JSON). */
+  private readonly known = new Map<string, { labels: string; spec: string }>();
   /** How many objects the last `list` skipped as invalid. */
   lastListSkipped = 0;
 
@@ -40,20 +40,25 @@ export class KubernetesIncidentStore implements IncidentStore {
     const { name } = object.metadata;
     const base = { group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural };
     try {
+      const labels = JSON.stringify(object.metadata.labels);
+      const spec = JSON.stringify(object.spec);
       if (!this.known.has(name)) {
         try {
           await this.api.createNamespacedCustomObject({ ...base, body: { ...object, status: undefined } });
+          this.known.set(name, { labels, spec });
         } catch (err) {
           if (statusOf(err) !== 409) throw err; // 409: it exists (a previous leader created it)
+          this.known.set(name, { labels: "", spec: "" }); // unknown content: write both below
         }
-        this.known.set(name, {});
       }
-      if (JSON.stringify(this.known.get(name)) !== JSON.stringify(object.metadata.labels)) {
+      const written = this.known.get(name)!;
+      // The spec changes rarely (a restartPod moves the target to the replacement pod); labels with the status.
+      if (written.labels !== labels || written.spec !== spec) {
         await this.api.patchNamespacedCustomObject(
-          { ...base, name, body: { metadata: { labels: object.metadata.labels } } },
+          { ...base, name, body: { metadata: { labels: object.metadata.labels }, ...(written.spec === spec ? {} : { spec: object.spec }) } },
           k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
         );
-        this.known.set(name, object.metadata.labels);
+        this.known.set(name, { labels, spec });
       }
       await this.writeStatus(name, object);
     } catch (err) {
@@ -110,7 +115,7 @@ export class KubernetesIncidentStore implements IncidentStore {
     for (const item of response.items ?? []) {
       try {
         const incident = fromIncidentObject(item);
-        this.known.set(item.metadata.name, item.metadata.labels ?? {});
+        this.known.set(item.metadata.name, { labels: JSON.stringify(item.metadata.labels ?? {}), spec: JSON.stringify(item.spec) });
         if (filter.since !== undefined && Date.parse(incident.updatedAt) < filter.since) continue;
         if (filter.status !== undefined && !filter.status.includes(incident.status)) continue;
         incidents.push(incident);

@@ -104,6 +104,8 @@ export interface ReplicaSetBehaviour {
   createAfterMs?: number;
   /** Delay from its appearance until it is Running and Ready; default 0. */
   readyAfterMs?: number;
+  /** The replacement's IP once Running (default: a new one from the pod range), e.g. where a test runs its process. */
+  podIP?: string;
 }
 
 interface OpenWatch {
@@ -355,7 +357,9 @@ export class FakeKubeApi {
         pod.metadata.generateName = prefix;
         this.putObject("pods", pod);
         this.later(rs.readyAfterMs ?? 0, () => {
-          if (this.pod(seed.namespace, seed.name) !== undefined) this.updatePod(seed.namespace, seed.name, { phase: "Running", ready: true });
+          if (this.pod(seed.namespace, seed.name) !== undefined) {
+            this.updatePod(seed.namespace, seed.name, { phase: "Running", ready: true, ...(rs.podIP === undefined ? {} : { podIP: rs.podIP }) });
+          }
         });
       });
     }

@@ -1,0 +1,506 @@
+/**
+ * The CRDs generated from the zod schemas: the API server's structural-schema
+ * rules hold (checked by a validator written from apiextensions-apiserver's
+ * rules, since no API server can run here), real incident records and the
+ * shipped rules validate against them without anything being pruned, and the
+ * committed YAML under manifests/base/crds/ is what `reclaim manifests crds`
+ * prints.
+ */
+import { readdir, readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { RE2JS } from "re2js";
+import { parseAllDocuments, parseDocument } from "yaml";
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { crdFileName, crdsYaml, crdYaml } from "../../src/cli/manifests.js";
+import { incidentCrd, reclaimCrds, remediationRuleCrd, type StructuralSchema, toStructuralSchema } from "../../src/operator/k8s/crds.js";
+import { GROUP, INCIDENT, RULE, toIncidentObject } from "../../src/operator/k8s/resources.js";
+import type { IncidentStatus } from "../../src/operator/incidents/model.js";
+import { buildIncident } from "../support/incidents.js";
+import { runCli } from "../support/cli.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+// ---------------------------------------------------------------------------
+// A structural-schema validator: the rules of apiextensions-apiserver
+// (schema/validation.go and the CRD OpenAPI validation) that a generated
+// schema could break.
+
+/** Fields of JSONSchemaProps this project may write; anything else (`$ref`, `const`, `propertyNames`, `oneOf`, …) is refused. */
+const ALLOWED_KEYS = new Set([
+  "type",
+  "description",
+  "format",
+  "nullable",
+  "default",
+  "enum",
+  "pattern",
+  "minLength",
+  "maxLength",
+  "minimum",
+  "maximum",
+  "exclusiveMinimum",
+  "exclusiveMaximum",
+  "multipleOf",
+  "minItems",
+  "maxItems",
+  "minProperties",
+  "maxProperties",
+  "required",
+  "properties",
+  "additionalProperties",
+  "items",
+  "anyOf",
+  "x-kubernetes-int-or-string",
+  "x-kubernetes-preserve-unknown-fields",
+]);
+const TYPES = new Set(["object", "array", "string", "integer", "number", "boolean"]);
+const FORMATS = new Set(["date-time", "datetime", "date", "duration", "uri", "email", "hostname", "ipv4", "ipv6", "cidr", "mac", "uuid", "byte", "password"]);
+
+type Level = "root" | "field" | "item";
+
+/** Every way `schema` is not a valid structural schema, as `path: problem`. */
+function structuralProblems(schema: unknown, path = "openAPIV3Schema", level: Level = "root"): string[] {
+  const problems: string[] = [];
+  const p = (message: string): number => problems.push(`${path}: ${message}`);
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return [`${path}: not a schema object`];
+  const s = schema as Record<string, unknown>;
+  for (const key of Object.keys(s)) if (!ALLOWED_KEYS.has(key)) p(`${key} is not allowed`);
+
+  const intOrString = s["x-kubernetes-int-or-string"] === true;
+  const preserve = s["x-kubernetes-preserve-unknown-fields"] === true;
+  if ("x-kubernetes-int-or-string" in s && !intOrString) p("x-kubernetes-int-or-string must be true or absent");
+  if ("x-kubernetes-preserve-unknown-fields" in s && !preserve) p("x-kubernetes-preserve-unknown-fields must be true or absent");
+  if (intOrString && preserve) p("int-or-string and preserve-unknown-fields together");
+
+  if (s.type === undefined) {
+    if (level === "root") p("type must not be empty at the root");
+    else if (!intOrString && !preserve) p(`type must not be empty for specified ${level === "item" ? "array items" : "object fields"}`);
+  } else if (typeof s.type !== "string" || !TYPES.has(s.type)) {
+    p(`type ${JSON.stringify(s.type)} is not one OpenAPI type (no lists, no null: use nullable)`);
+  }
+  if (level === "root" && s.type !== "object") p("the root must be an object");
+  if (level === "root" && s.additionalProperties !== undefined) p("additionalProperties at the root");
+  if (s.properties !== undefined && s.additionalProperties !== undefined) p("properties and additionalProperties are mutually exclusive");
+  if (s.additionalProperties === false || s.additionalProperties === true) p("additionalProperties must be a schema");
+  if (s.nullable !== undefined && typeof s.nullable !== "boolean") p("nullable must be a boolean");
+  for (const k of ["exclusiveMinimum", "exclusiveMaximum"]) if (s[k] !== undefined && typeof s[k] !== "boolean") p(`${k} must be a boolean (OpenAPI 3.0)`);
+  if (s.exclusiveMinimum === true && s.minimum === undefined) p("exclusiveMinimum without minimum");
+  if (s.exclusiveMaximum === true && s.maximum === undefined) p("exclusiveMaximum without maximum");
+
+  if (s.anyOf !== undefined) {
+    // The only junctor this project writes: the int-or-string pattern, whose branches hold only their type.
+    if (!intOrString || JSON.stringify(s.anyOf) !== JSON.stringify([{ type: "integer" }, { type: "string" }])) {
+      p("anyOf is only allowed as the int-or-string pattern [{type: integer}, {type: string}]");
+    }
+  }
+  if (s.type === "array" && (typeof s.items !== "object" || s.items === null || Array.isArray(s.items))) p("an array needs one items schema");
+  if (s.type !== "array" && s.items !== undefined) p("items on a non-array");
+  if (s.type !== "object" && (s.properties !== undefined || s.additionalProperties !== undefined)) p("properties on a non-object");
+
+  if (s.pattern !== undefined) {
+    try {
+      if (typeof s.pattern !== "string") throw new Error("not a string");
+      RE2JS.compile(s.pattern);
+    } catch (err) {
+      p(`pattern does not compile as RE2 (Go regexp): ${(err as Error).message}`);
+    }
+  }
+  if (s.format !== undefined && !(typeof s.format === "string" && FORMATS.has(s.format))) p(`format ${JSON.stringify(s.format)} is not one the API server validates`);
+  if (s.required !== undefined) {
+    if (!Array.isArray(s.required) || s.required.length === 0) p("required must be a non-empty list");
+    else for (const r of s.required) if (!(typeof s.properties === "object" && s.properties !== null && r in s.properties)) p(`required ${String(r)} is not a property`);
+  }
+
+  if (typeof s.properties === "object" && s.properties !== null) {
+    for (const [key, child] of Object.entries(s.properties)) {
+      const childPath = `${path}.properties.${key}`;
+      if (level === "root" && key === "metadata") {
+        // Only name/generateName may be restricted; this project restricts nothing.
+        if (JSON.stringify(child) !== JSON.stringify({ type: "object" })) problems.push(`${childPath}: metadata must be {type: object}`);
+        continue;
+      }
+      problems.push(...structuralProblems(child, childPath, "field"));
+    }
+  }
+  if (typeof s.additionalProperties === "object" && s.additionalProperties !== null) {
+    problems.push(...structuralProblems(s.additionalProperties, `${path}.additionalProperties`, "field"));
+  }
+  if (typeof s.items === "object" && s.items !== null && !Array.isArray(s.items)) problems.push(...structuralProblems(s.items, `${path}.items`, "item"));
+
+  // Defaults and enum values must themselves be valid (the API server checks both), and a default must survive pruning.
+  if (s.default !== undefined) {
+    if (level === "root") p("default at the root");
+    for (const problem of valueProblems(s.default, withoutDefault(s), `${path}.default`)) problems.push(problem);
+  }
+  if (Array.isArray(s.enum)) {
+    s.enum.forEach((value, i) => {
+      for (const problem of valueProblems(value, { ...(s as StructuralSchema), enum: undefined, default: undefined }, `${path}.enum[${i}]`)) problems.push(problem);
+    });
+  }
+  return problems;
+}
+
+function withoutDefault(s: StructuralSchema): StructuralSchema {
+  const { default: _default, ...rest } = s;
+  return rest;
+}
+
+// ---------------------------------------------------------------------------
+// A value checker for the subset the CRDs use, with the API server's
+// semantics: `nullable`, int-or-string, preserve-unknown-fields, and pruning
+// (a field the schema does not name is silently dropped, which for Reclaim's
+// records is a bug: the record would not parse when read back).
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** Every way `value` fails `schema` (or would be pruned), as `path: problem`. */
+function valueProblems(value: unknown, schema: StructuralSchema, path: string): string[] {
+  const problems: string[] = [];
+  const p = (message: string): number => problems.push(`${path}: ${message}`);
+  if (value === null) {
+    if (schema.nullable !== true) p("null, but not nullable (the API server would drop or refuse it)");
+    return problems;
+  }
+  if (value === undefined) return [`${path}: undefined`];
+  if (schema.enum !== undefined && !schema.enum.some((e) => JSON.stringify(e) === JSON.stringify(value))) p(`${JSON.stringify(value)} not in enum`);
+
+  if (schema["x-kubernetes-int-or-string"] === true) {
+    if (!(typeof value === "string" || (typeof value === "number" && Number.isInteger(value)))) p("must be an integer or a string");
+  } else if (schema.type !== undefined) {
+    const ok =
+      (schema.type === "object" && typeof value === "object" && !Array.isArray(value)) ||
+      (schema.type === "array" && Array.isArray(value)) ||
+      (schema.type === "string" && typeof value === "string") ||
+      (schema.type === "integer" && typeof value === "number" && Number.isInteger(value)) ||
+      (schema.type === "number" && typeof value === "number") ||
+      (schema.type === "boolean" && typeof value === "boolean");
+    if (!ok) return [...problems, `${path}: ${JSON.stringify(value)} is not of type ${schema.type}`];
+  } else if (schema["x-kubernetes-preserve-unknown-fields"] === true) {
+    return problems;
+  }
+
+  if (typeof value === "string") {
+    const length = [...value].length;
+    if (schema.minLength !== undefined && length < schema.minLength) p(`shorter than ${schema.minLength}`);
+    if (schema.maxLength !== undefined && length > schema.maxLength) p(`longer than ${schema.maxLength}`);
+    if (schema.pattern !== undefined && !RE2JS.compile(schema.pattern).matcher(value).find()) p(`does not match ${schema.pattern}`);
+    if ((schema.format === "date-time" || schema.format === "datetime") && !(RFC3339.test(value) && !Number.isNaN(Date.parse(value)))) p("not an RFC 3339 date-time");
+  }
+  if (typeof value === "number") {
+    if (schema.minimum !== undefined && (schema.exclusiveMinimum === true ? value <= schema.minimum : value < schema.minimum)) p(`below the minimum ${schema.minimum}`);
+    if (schema.maximum !== undefined && (schema.exclusiveMaximum === true ? value >= schema.maximum : value > schema.maximum)) p(`above the maximum ${schema.maximum}`);
+  }
+  if (Array.isArray(value)) {
+    if (schema.minItems !== undefined && value.length < schema.minItems) p(`fewer than ${schema.minItems} items`);
+    if (schema.maxItems !== undefined && value.length > schema.maxItems) p(`more than ${schema.maxItems} items`);
+    if (schema.items !== undefined) value.forEach((item, i) => problems.push(...valueProblems(item, schema.items!, `${path}[${i}]`)));
+  }
+  if (typeof value === "object" && !Array.isArray(value)) {
+    const object = value as Record<string, unknown>;
+    for (const key of schema.required ?? []) if (!(key in object)) p(`missing required ${key}`);
+    for (const [key, child] of Object.entries(object)) {
+      const childSchema = schema.properties?.[key] ?? schema.additionalProperties;
+      if (childSchema !== undefined) problems.push(...valueProblems(child, childSchema, `${path}.${key}`));
+      else if (schema["x-kubernetes-preserve-unknown-fields"] !== true) problems.push(`${path}.${key}: not in the schema (the API server would prune it)`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * `valueProblems` for a whole object: `metadata` is ObjectMeta, which the API
+ * server validates itself (the CRD schema may only say `type: object`), so
+ * only its presence is checked.
+ */
+function resourceProblems(object: object, schema: StructuralSchema, name: string): string[] {
+  const { metadata, ...rest } = object as Record<string, unknown>;
+  const problems = typeof metadata === "object" && metadata !== null ? [] : [`${name}.metadata: missing`];
+  return [...problems, ...valueProblems(rest, schema, name)];
+}
+
+/** The paths of every node that accepts anything beneath it (validation left to zod). */
+function preservedPaths(schema: StructuralSchema, path = ""): string[] {
+  const here = schema["x-kubernetes-preserve-unknown-fields"] === true ? [path || "."] : [];
+  return [
+    ...here,
+    ...Object.entries(schema.properties ?? {}).flatMap(([k, v]) => preservedPaths(v, `${path}.${k}`)),
+    ...(schema.additionalProperties === undefined ? [] : preservedPaths(schema.additionalProperties, `${path}.*`)),
+    ...(schema.items === undefined ? [] : preservedPaths(schema.items, `${path}[]`)),
+  ];
+}
+
+const schemaOf = (crd: ReturnType<typeof incidentCrd>): StructuralSchema => crd.spec.versions[0]!.schema.openAPIV3Schema;
+const plain = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+
+// ---------------------------------------------------------------------------
+
+describe("the structural-schema validator", () => {
+  it("finds what the API server refuses", () => {
+    const bad = {
+      type: "object",
+      $schema: "https://json-schema.org/draft/2020-12/schema",
+      properties: {
+        a: { $ref: "#/$defs/x" },
+        b: { type: ["string", "null"] },
+        c: { type: "object", properties: { x: { type: "string" } }, additionalProperties: { type: "string" } },
+        d: { anyOf: [{ type: "string", minLength: 1 }, { type: "array", items: { type: "string" } }] },
+        e: { type: "string", pattern: "^(?!\\.)x$" },
+        f: { type: "string", const: "x" },
+        g: {},
+        h: { type: "array" },
+        i: { type: "integer", minimum: 0, exclusiveMinimum: 0 },
+        j: { type: "string", default: 3 },
+      },
+    };
+    const problems = structuralProblems(bad).join("\n");
+    for (const expected of [
+      "openAPIV3Schema: $schema is not allowed",
+      "properties.a: $ref is not allowed",
+      "properties.b: type [\"string\",\"null\"] is not one OpenAPI type",
+      "properties.c: properties and additionalProperties are mutually exclusive",
+      "properties.d: anyOf is only allowed as the int-or-string pattern",
+      "properties.d: type must not be empty for specified object fields",
+      "properties.e: pattern does not compile as RE2",
+      "properties.f: const is not allowed",
+      "properties.g: type must not be empty",
+      "properties.h: an array needs one items schema",
+      "properties.i: exclusiveMinimum must be a boolean",
+      "properties.j.default: 3 is not of type string",
+    ]) {
+      expect(problems).toContain(expected);
+    }
+  });
+
+  it("finds values that are invalid or would be pruned", () => {
+    const schema: StructuralSchema = {
+      type: "object",
+      required: ["a"],
+      properties: { a: { type: "string", nullable: true }, b: { type: "integer" }, c: { type: "object", additionalProperties: { type: "string" } } },
+    };
+    expect(valueProblems({ a: null, b: 1, c: { x: "y" } }, schema, "v")).toEqual([]);
+    expect(valueProblems({ b: null, c: { x: 1 }, extra: true }, schema, "v")).toEqual([
+      "v: missing required a",
+      "v.b: null, but not nullable (the API server would drop or refuse it)",
+      "v.c.x: 1 is not of type string",
+      "v.extra: not in the schema (the API server would prune it)",
+    ]);
+  });
+});
+
+describe("toStructuralSchema", () => {
+  const convert = (schema: z.ZodType, io: "input" | "output" = "output"): StructuralSchema => toStructuralSchema(z.toJSONSchema(schema, { io, unrepresentable: "any" }));
+
+  it.each([
+    ["a nullable string", z.string().nullable(), { type: "string", nullable: true }],
+    ["a literal number", z.literal(1), { type: "integer", enum: [1] }],
+    ["any JSON value (recursive)", z.json(), { "x-kubernetes-preserve-unknown-fields": true, nullable: true }],
+    ["an unknown value", z.unknown(), { "x-kubernetes-preserve-unknown-fields": true, nullable: true }],
+    ["a number or an integer", z.union([z.number(), z.number().int()]), { type: "number" }],
+    ["a map of strings", z.record(z.string(), z.string()), { type: "object", additionalProperties: { type: "string" } }],
+    ["a map of JSON values", z.record(z.string(), z.json()), { type: "object", "x-kubernetes-preserve-unknown-fields": true }],
+    [
+      "a record over a closed set of keys",
+      z.partialRecord(z.enum(["a", "b"]), z.number().int()),
+      { type: "object", properties: { a: { type: "integer" }, b: { type: "integer" } } },
+    ],
+    ["a string or a list of strings", z.union([z.string(), z.array(z.string())]), { "x-kubernetes-preserve-unknown-fields": true }],
+    [
+      "an integer or a string (a duration)",
+      z.union([z.string().regex(/^\d+s$/), z.number().int().positive().max(10)]),
+      { "x-kubernetes-int-or-string": true, anyOf: [{ type: "integer" }, { type: "string" }], pattern: "^\\d+s$", minimum: 0, exclusiveMinimum: true, maximum: 10 },
+    ],
+    ["a pattern Go cannot compile (dropped)", z.string().regex(/^(?!x)[a-z]+$/), { type: "string" }],
+    ["a strict object (additionalProperties: false dropped)", z.object({ a: z.boolean() }).strict(), { type: "object", properties: { a: { type: "boolean" } }, required: ["a"] }],
+    [
+      "a loose object",
+      z.object({ a: z.boolean().optional() }).loose(),
+      { type: "object", properties: { a: { type: "boolean" } }, "x-kubernetes-preserve-unknown-fields": true },
+    ],
+  ] as const)("%s", (_name, schema, expected) => {
+    expect(convert(schema)).toEqual(expected);
+  });
+
+  it("merges a discriminated union into one object, without the branches' defaults", () => {
+    const union = z.discriminatedUnion("kind", [
+      z.object({ kind: z.literal("a"), n: z.number().int().default(1) }).strict(),
+      z.object({ kind: z.literal("b"), s: z.string() }).strict(),
+    ]);
+    expect(convert(union, "input")).toEqual({
+      type: "object",
+      properties: { kind: { type: "string", enum: ["a", "b"] }, n: { type: "integer" }, s: { type: "string" } },
+      required: ["kind"],
+    });
+  });
+
+  it("inlines a reused schema ($ref to $defs)", () => {
+    const Time = z.string().meta({ id: "Time" });
+    const schema = z.object({ a: Time, b: Time.nullable() });
+    const json = z.toJSONSchema(schema, { reused: "ref" });
+    expect(JSON.stringify(json)).toContain("$ref");
+    expect(toStructuralSchema(json)).toEqual({
+      type: "object",
+      properties: { a: { type: "string" }, b: { type: "string", nullable: true } },
+      required: ["a", "b"],
+    });
+  });
+
+  it("keeps defaults outside unions, and they survive the API server's checks", () => {
+    const schema = convert(z.object({ n: z.number().int().min(1).default(3), tags: z.array(z.string()).default(["x"]) }), "input");
+    expect(schema.properties).toEqual({ n: { type: "integer", minimum: 1, default: 3 }, tags: { type: "array", items: { type: "string" }, default: ["x"] } });
+    expect(structuralProblems(schema)).toEqual([]);
+  });
+});
+
+describe.each([
+  ["Incident", incidentCrd, INCIDENT],
+  ["RemediationRule", remediationRuleCrd, RULE],
+] as const)("the %s CRD", (_kind, build, names) => {
+  const crd = build();
+
+  it("is a namespaced reclaim.dev/v1 CRD with a status subresource, named as in resources.ts", () => {
+    expect(crd.apiVersion).toBe("apiextensions.k8s.io/v1");
+    expect(crd.kind).toBe("CustomResourceDefinition");
+    expect(crd.metadata.name).toBe(`${names.plural}.${GROUP}`);
+    expect(crd.spec.group).toBe(GROUP);
+    expect(crd.spec.scope).toBe("Namespaced");
+    expect(crd.spec.names).toMatchObject({ kind: names.kind, plural: names.plural, singular: names.singular, shortNames: [...names.shortNames] });
+    expect(crd.spec.versions).toHaveLength(1);
+    expect(crd.spec.versions[0]).toMatchObject({ name: "v1", served: true, storage: true, subresources: { status: {} } });
+  });
+
+  it("has a structural openAPIV3Schema", () => {
+    expect(structuralProblems(plain(schemaOf(crd)))).toEqual([]);
+  });
+
+  it("has printer columns whose paths the schema declares", () => {
+    for (const column of crd.spec.versions[0]!.additionalPrinterColumns) {
+      if (column.jsonPath.startsWith(".metadata.")) continue;
+      const steps = column.jsonPath.replace(/\[[^\]]*\]/g, "").split(".").filter(Boolean);
+      let node: StructuralSchema | undefined = schemaOf(crd);
+      for (const step of steps) node = node?.properties?.[step] ?? node?.items?.properties?.[step];
+      expect(node, column.jsonPath).toBeDefined();
+    }
+  });
+});
+
+describe("the Incident CRD", () => {
+  const crd = incidentCrd();
+  const schema = schemaOf(crd);
+
+  it("prints Status, User, Rule, Rungs and Age", () => {
+    expect(crd.spec.versions[0]!.additionalPrinterColumns.map(({ name, type, jsonPath }) => ({ name, type, jsonPath }))).toEqual([
+      { name: "Status", type: "string", jsonPath: ".status.status" },
+      { name: "User", type: "string", jsonPath: ".spec.target.userId" },
+      { name: "Rule", type: "string", jsonPath: ".spec.rule" },
+      { name: "Rungs", type: "string", jsonPath: ".status.rungs[*].rung" },
+      { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+    ]);
+  });
+
+  it("leaves only JSON payloads unchecked (a new preserve-unknown-fields node must be added here deliberately)", () => {
+    expect(preservedPaths(schema)).toEqual([
+      ".spec.evidence.entries[].fields",
+      ".status.rungs[].params",
+      ".status.rungs[].request.body",
+      ".status.rungs[].response.body",
+    ]);
+  });
+
+  it.each(["open", "remediating", "resolved", "escalated", "failed", "suppressed", "interrupted"] satisfies IncidentStatus[])(
+    "accepts a %s incident as toIncidentObject writes it, pruning nothing",
+    (status) => {
+      const incident = buildIncident({ status, entries: 25 });
+      const object = plain(toIncidentObject(incident, "reclaim"));
+      expect(resourceProblems(object, schema, "incident")).toEqual([]);
+    },
+  );
+
+  it("accepts a dry-run incident without a pod, and one naming the pod's namespace", () => {
+    const target = { ...buildIncident().target, namespace: "reclaim" };
+    for (const incident of [buildIncident({ pod: null, dryRun: true, status: "suppressed" }), buildIncident({}, { target })]) {
+      expect(resourceProblems(plain(toIncidentObject(incident, "reclaim")), schema, "incident")).toEqual([]);
+    }
+  });
+
+  it("refuses what the zod schema refuses where it can say so", () => {
+    const object = plain(toIncidentObject(buildIncident(), "reclaim")) as unknown as Record<string, Record<string, unknown>>;
+    object.status!.status = "closed";
+    object.spec!.severity = "urgent";
+    object.spec!.surprise = 1;
+    expect(resourceProblems(object, schema, "incident")).toEqual([
+      "incident.spec.severity: \"urgent\" not in enum",
+      "incident.spec.surprise: not in the schema (the API server would prune it)",
+      "incident.status.status: \"closed\" not in enum",
+    ]);
+  });
+});
+
+describe("the RemediationRule CRD", () => {
+  const crd = remediationRuleCrd();
+  const schema = schemaOf(crd);
+
+  it("prints Valid and Age", () => {
+    expect(crd.spec.versions[0]!.additionalPrinterColumns.map(({ name, type, jsonPath }) => ({ name, type, jsonPath }))).toEqual([
+      { name: "Valid", type: "string", jsonPath: '.status.conditions[?(@.type=="Valid")].status' },
+      { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+    ]);
+  });
+
+  it("leaves only the unions OpenAPI cannot express unchecked (a new one must be added here deliberately)", () => {
+    expect(preservedPaths(schema)).toEqual([".spec.trigger.log.event", ".spec.trigger.log.where"]);
+  });
+
+  it("accepts the shipped rules as they are written", async () => {
+    const files = (await readdir(`${ROOT}rules`)).filter((f) => /\.ya?ml$/.test(f));
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) {
+      for (const doc of parseAllDocuments(await readFile(`${ROOT}rules/${file}`, "utf8"))) {
+        const rule = doc.toJS() as Record<string, unknown>;
+        const object = { ...rule, metadata: { ...(rule.metadata as object), namespace: "reclaim" } };
+        expect(resourceProblems(object, schema, file)).toEqual([]);
+      }
+    }
+  });
+
+  it("accepts durations as numbers, restartPod, and a status", () => {
+    const object = {
+      apiVersion: "reclaim.dev/v1",
+      kind: "RemediationRule",
+      metadata: { name: "r" },
+      spec: {
+        trigger: { log: { event: "factory.hard_limit", where: { managers: { gte: 20 } } } },
+        threshold: { count: 2, window: 60000 },
+        ladder: [{ rung: "probe", timeout: "5s" }, { rung: "restartPod", params: { waitReady: "2m", maxPerHour: 1 } }],
+      },
+      status: { observedGeneration: 3, conditions: [{ type: "Valid", status: "True", reason: "Loaded", message: "", lastTransitionTime: "2026-11-26T03:14:08Z" }] },
+    };
+    expect(resourceProblems(object, schema, "rule")).toEqual([]);
+    const bad = { ...object, spec: { ...object.spec, ladder: [{ rung: "reboot" }], threshold: { window: "soon" } } };
+    expect(resourceProblems(bad, schema, "rule")).toEqual([
+      "rule.spec.threshold.window: does not match ^\\d+(\\.\\d+)?(ms|s|m|h|d)?$",
+      "rule.spec.ladder[0].rung: \"reboot\" not in enum",
+    ]);
+  });
+});
+
+describe("manifests/base/crds", () => {
+  it.each(reclaimCrds().map((crd) => [crdFileName(crd), crd] as const))("%s is what `reclaim manifests crds` generates", async (file, crd) => {
+    const committed = await readFile(`${ROOT}manifests/base/crds/${file}`, "utf8");
+    // On failure: npm run build && bin/reclaim manifests crds --out manifests/base/crds
+    expect(committed).toBe(crdYaml(crd));
+    expect(parseDocument(committed).toJS()).toEqual(plain(crd));
+  });
+
+  it("`reclaim manifests crds` prints both as one multi-document YAML", async () => {
+    const { code, stdout, stderr } = await runCli(["manifests", "crds"]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(stdout).toBe(crdsYaml());
+    const docs = parseAllDocuments(stdout).map((d) => d.toJS() as { kind: string; metadata: { name: string } });
+    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([
+      "CustomResourceDefinition/incidents.reclaim.dev",
+      "CustomResourceDefinition/remediationrules.reclaim.dev",
+    ]);
+  });
+});
