@@ -65,7 +65,10 @@ function grants(role: Any): string[] {
   return out.sort();
 }
 
-/** What the operator's code calls, and nothing else. A change here is a change to what the operator may do in a cluster. */
+/**
+ * What the operator's code calls, and nothing else (test/operator/k8s/cluster.test.ts runs the operator with the
+ * Role and compares what it called). A change here is a change to what the operator may do in a cluster.
+ */
 const OPERATOR_GRANTS = [
   "coordination.k8s.io/leases: get",
   "coordination.k8s.io/leases: create",
@@ -74,20 +77,15 @@ const OPERATOR_GRANTS = [
   "reclaim.dev/incidents: get",
   "reclaim.dev/incidents: list",
   "reclaim.dev/incidents: create",
-  "reclaim.dev/incidents: update",
   "reclaim.dev/incidents: patch",
-  "reclaim.dev/incidents/status: get",
   "reclaim.dev/incidents/status: update",
-  "reclaim.dev/incidents/status: patch",
   "core/pods: get",
   "core/pods: list",
   "core/pods: watch",
   "core/pods/log: get",
-  "reclaim.dev/remediationrules: get",
   "reclaim.dev/remediationrules: list",
   "reclaim.dev/remediationrules: watch",
   "reclaim.dev/remediationrules/status: update",
-  "reclaim.dev/remediationrules/status: patch",
 ].sort();
 
 describe.skipIf(!HAVE_KUBECTL).each([
