@@ -6,7 +6,9 @@
  * leader cut off mid-ladder is replaced and the incident finished, once), and
  * restartPod with a replacement pod.
  */
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { FileIncidentStore } from "../../../src/operator/incidents/file-store.js";
 import { FakeKubeApi } from "../../support/k8s/server.js";
 import { eventually, type Json, type TestFactory } from "../../support/factory.js";
 import { LOCKOUT_RULE, type TestOperator } from "../../support/operator.js";
@@ -46,11 +48,14 @@ describe("Kubernetes mode: incidents, Events, pod targeting", () => {
     const a = await factoryPod(api, "chat-factory-a", "127.0.0.1", port);
     const b = await factoryPod(api, "chat-factory-b", "127.0.0.2", port, { cleanup: "legacy" });
     factories.push(a, b);
-    const operator = await k8sOperator(api, { identity: "operator-0", controlPort: port });
+    // Both stores on: Incident objects and the folder.
+    const operator = await k8sOperator(api, { identity: "operator-0", controlPort: port, files: true });
     operators.push(operator);
     await lockOut(b);
 
     const [incident] = await operator.until((all) => all.some((i) => i.status === "resolved"), "the incident to resolve");
+    const inFolder = await new FileIncidentStore({ dir: join(operator.dir, "incidents") }).list();
+    expect(inFolder.map((i) => [i.id, i.status])).toEqual([[incident!.id, "resolved"]]);
     expect(incident).toMatchObject({ target: { userId: USER, pod: "chat-factory-b", control: `http://127.0.0.2:${port}` } });
     expect(b.events("factory.cleanup").filter((l) => l.trigger === "control")).toHaveLength(1);
     expect(a.events("factory.cleanup").filter((l) => l.trigger === "control")).toHaveLength(0);
