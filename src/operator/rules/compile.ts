@@ -68,6 +68,8 @@ function holds(condition: FieldCondition, value: unknown): boolean {
 /** Compiles one validated rule. Throws a `PatternError` for an invalid pattern. */
 export function compileRule(rule: RemediationRule): CompiledRule {
   const trigger = rule.spec.trigger.log;
+  // A metric rule matches no log line (no needles: no candidate lines either); its evaluator fires it.
+  if (trigger === undefined) return { name: rule.metadata.name, rule, needles: [], match: () => null };
   const events = trigger.event === undefined ? null : new Set(Array.isArray(trigger.event) ? trigger.event : [trigger.event]);
   const minRank = trigger.minSeverity === undefined ? -1 : severityRank(trigger.minSeverity);
   const where = Object.entries(trigger.where ?? {});

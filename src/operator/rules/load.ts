@@ -257,7 +257,7 @@ function compile(rule: RemediationRule, report: Report): CompiledRule | null {
     report(PATTERN_PATH, err.message);
     return null;
   }
-  const pattern = rule.spec.trigger.log.pattern;
+  const pattern = rule.spec.trigger.log?.pattern;
   const groups = pattern === undefined ? [] : Object.keys(compilePattern(pattern).namedGroups());
   let ok = true;
   for (const [, group] of rule.spec.incident.title.matchAll(/\{\{\s*match\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g)) {

@@ -88,7 +88,33 @@ export const LogTrigger = z
   .strict()
   .refine((t) => t.event !== undefined || t.where !== undefined || t.pattern !== undefined, "a log trigger needs event, where or pattern");
 
-export const Trigger = z.object({ log: LogTrigger }).strict();
+/**
+ * A metric trigger: a PromQL query evaluated every `interval` against a
+ * Prometheus-compatible HTTP API (`--prometheus URL`; Google Managed
+ * Prometheus serves the same API). Each result series whose value satisfies
+ * `op threshold` continuously for `for` fires, keyed by its labels; the ladder
+ * then runs for the users the series' factory pod reports at their limit.
+ */
+export const MetricTrigger = z
+  .object({
+    query: z.string().min(1).max(4000),
+    op: z.enum([">", ">=", "<", "<=", "==", "!="]).default(">"),
+    threshold: z.number().default(0),
+    /** How long the condition must hold (default 1m). */
+    for: Duration.default(60_000),
+    /** Time between evaluations (default 30s). */
+    interval: Duration.default(30_000),
+    /** The series label that names the factory pod (default `pod`). */
+    podLabel: z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/).default("pod"),
+  })
+  .strict();
+export type MetricTrigger = z.infer<typeof MetricTrigger>;
+
+/** What starts a rule: log entries or a metric, exactly one. */
+export const Trigger = z
+  .object({ log: LogTrigger.optional(), metric: MetricTrigger.optional() })
+  .strict()
+  .refine((t) => (t.log === undefined) !== (t.metric === undefined), "a trigger is either log or metric (exactly one)");
 
 const timeout = Duration.default(10_000);
 
