@@ -8,35 +8,28 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { incidentCrd } from "../../../src/operator/k8s/crds.js";
 import { PodLogSource } from "../../../src/operator/k8s/pod-logs.js";
 import { isRefusal } from "../../../src/demo/clients.js";
 import { resourceProblems } from "../../support/crd-values.js";
-import { eventually, type Json, type TestFactory } from "../../support/factory.js";
+import { eventually, type Json } from "../../support/factory.js";
 import { kubeConfigFor } from "../../support/k8s/kubeconfig.js";
 import { rulesFromManifest } from "../../support/k8s/rbac.js";
 import { FakeKubeApi } from "../../support/k8s/server.js";
-import { LOCKOUT_RULE, type TestOperator } from "../../support/operator.js";
-import { APP, NS, controlPortFreeOnBoth, factoryPod, k8sOperator } from "./support.js";
+import { LOCKOUT_RULE } from "../../support/operator.js";
+import { APP, NS, closedAfterEach, controlPortFreeOnBoth, factoryPod, k8sOperator } from "./support.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
-let api: FakeKubeApi | undefined;
-const factories: TestFactory[] = [];
-const operators: TestOperator[] = [];
-afterEach(async () => {
-  for (const o of operators.splice(0)) await o.close();
-  for (const f of factories.splice(0)) await f.close();
-  await api?.close();
-  api = undefined;
-});
+const started = closedAfterEach();
+const { factories, operators } = started;
 
 const line = (n: number, pod: string): string => `${JSON.stringify({ severity: "INFO", time: new Date().toISOString(), pod, event: "factory.connection_opened", n })}\n`;
 
 describe("the pod-log source", () => {
   it("follows every matching pod as pods come and go, and survives the API server closing its watches", async () => {
-    api = await FakeKubeApi.start();
+    const api = (started.api = await FakeKubeApi.start());
     api.addPod({ namespace: NS, name: "f-1", labels: { ...APP } });
     api.addPod({ namespace: NS, name: "other", labels: { app: "something-else" } });
     const source = new PodLogSource(kubeConfigFor(api, { namespace: NS }), { namespace: NS, selector: "app.kubernetes.io/name=chat-factory" });
@@ -73,7 +66,7 @@ describe("the pod-log source", () => {
 
 describe("RemediationRule objects", () => {
   it("an invalid one gets Valid=False with every problem; a valid one is in force", async () => {
-    api = await FakeKubeApi.start();
+    const api = (started.api = await FakeKubeApi.start());
     const port = await controlPortFreeOnBoth();
     const factory = await factoryPod(api, "chat-factory-a", "127.0.0.1", port);
     factories.push(factory);
@@ -100,7 +93,7 @@ describe("RemediationRule objects", () => {
       metadata: { name: "from-the-cluster" },
       spec: { trigger: { log: { event: "factory.custom_alarm" } }, ladder: [{ rung: "probe" }], verify: { settle: "100ms", timeout: "2s" } },
     });
-    const condition = (name: string): Json => api!.object<Json>("remediationrules.reclaim.dev", NS, name)?.status?.conditions?.[0];
+    const condition = (name: string): Json => api.object<Json>("remediationrules.reclaim.dev", NS, name)?.status?.conditions?.[0];
     await eventually(() => condition("broken") !== undefined && condition("lockout") !== undefined && condition("from-the-cluster") !== undefined, 5000, "conditions");
     expect(condition("broken")).toMatchObject({ type: "Valid", status: "False", reason: "Invalid" });
     expect(condition("broken").message).toContain("spec.key: key must include userId");
@@ -129,7 +122,7 @@ describe("RemediationRule objects", () => {
 
 describe("what the operator writes and calls", () => {
   it("runs with exactly the manifests' Role (base + staging's restartPod), uses every verb it grants, and writes records the Incident CRD accepts", async () => {
-    api = await FakeKubeApi.start();
+    const api = (started.api = await FakeKubeApi.start());
     const role = `${await readFile(`${ROOT}manifests/base/operator/role.yaml`, "utf8")}\n---\n${await readFile(`${ROOT}manifests/overlays/staging/restart-pod-rbac.yaml`, "utf8")}`;
     const granted = rulesFromManifest(role, NS);
     api.grant("operator-token", { user: "system:serviceaccount:reclaim:reclaim-operator", rules: granted });

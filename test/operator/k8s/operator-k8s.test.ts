@@ -7,28 +7,21 @@
  * restartPod with a replacement pod.
  */
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { FileIncidentStore } from "../../../src/operator/incidents/file-store.js";
 import { FakeKubeApi } from "../../support/k8s/server.js";
 import { eventually, type Json, type TestFactory } from "../../support/factory.js";
-import { LOCKOUT_RULE, type TestOperator } from "../../support/operator.js";
-import { NS, controlPortFreeOnBoth, factoryPod, k8sOperator } from "./support.js";
+import { LOCKOUT_RULE } from "../../support/operator.js";
+import { NS, closedAfterEach, controlPortFreeOnBoth, factoryPod, k8sOperator } from "./support.js";
 import { isRefusal } from "../../../src/demo/clients.js";
 
 const USER = "105945141827451681156";
 
-let api: FakeKubeApi | undefined;
-const factories: TestFactory[] = [];
-const operators: TestOperator[] = [];
-afterEach(async () => {
-  for (const o of operators.splice(0)) await o.close();
-  for (const f of factories.splice(0)) await f.close();
-  await api?.close();
-  api = undefined;
-});
+const started = closedAfterEach();
+const { factories, operators } = started;
 
 async function setUp(): Promise<{ api: FakeKubeApi; port: number }> {
-  api = await FakeKubeApi.start();
+  const api = (started.api = await FakeKubeApi.start());
   return { api, port: await controlPortFreeOnBoth() };
 }
 

@@ -5,6 +5,7 @@
  * Kubernetes mode.
  */
 import { createServer } from "node:net";
+import { afterEach } from "vitest";
 import { join } from "node:path";
 import type * as k8s from "@kubernetes/client-node";
 import type { FakeKubeApi } from "../../support/k8s/server.js";
@@ -78,4 +79,23 @@ export async function k8sOperator(api: FakeKubeApi, options: K8sOperatorOptions)
     kubernetes,
     ...(options.rule === undefined ? {} : { rule: options.rule }),
   });
+}
+
+/** What a test started, closed after each test (operators, then factories, then the API server). */
+export interface Started {
+  api: FakeKubeApi | undefined;
+  factories: TestFactory[];
+  operators: TestOperator[];
+}
+
+/** Registers the cleanup of everything a test file starts; returns where to put it. */
+export function closedAfterEach(): Started {
+  const started: Started = { api: undefined, factories: [], operators: [] };
+  afterEach(async () => {
+    for (const o of started.operators.splice(0)) await o.close();
+    for (const f of started.factories.splice(0)) await f.close();
+    await started.api?.close();
+    started.api = undefined;
+  });
+  return started;
 }
