@@ -11,12 +11,12 @@
  * save replaces (`reclaim incidents show` renders from the JSON, never from
  * the `.md`). Nothing is cached: every call reads the folder as it is now.
  */
-import { randomBytes } from "node:crypto";
-import { mkdir, open, readFile, readdir, rename, unlink } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { mkdir, readFile, readdir, unlink } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import type { z } from "zod";
+import { fsyncDir as fsyncDirectory, writeFileAtomic } from "../atomic-file.js";
 import { renderMarkdown } from "./markdown.js";
-import { INCIDENT_ID_PATTERN, Incident } from "./model.js";
+import { FINAL_STATUSES, INCIDENT_ID_PATTERN, Incident } from "./model.js";
 import type { IncidentFilter, IncidentStore } from "./store.js";
 
 /** The folder incidents are kept in when none is given. */
@@ -179,6 +179,45 @@ export class FileIncidentStore implements IncidentStore {
   }
 
   /**
+   * Closed incidents that last changed before `cutoff` (ms since the epoch),
+   * oldest first: the ones retention may remove. "Last changed" is the later
+   * of `closedAt` and `updatedAt`: a closed incident still counting
+   * suppressed triggers for its key is still in use. An incident that is not
+   * final (`open`, `remediating`) is never listed, however old: it may still
+   * be resumed. Unreadable records are skipped (as `list` does), never listed.
+   */
+  async listOlderThan(cutoff: number): Promise<Incident[]> {
+    const incidents = await this.list();
+    return incidents.filter((incident) => FINAL_STATUSES.has(incident.status) && lastChanged(incident) < cutoff);
+  }
+
+  /**
+   * Removes an incident: its `.md` first, then its `.json`, then syncs the
+   * folder. A crash in between leaves the record whole (only its rendering
+   * gone), so the next removal finishes the job. Returns whether a record
+   * was there. Throws IncidentIdError on a malformed id, and
+   * IncidentStoreError (`ERR_RECLAIM_INCIDENT_WRITE`) when a file exists but
+   * cannot be removed.
+   */
+  async remove(id: string): Promise<boolean> {
+    const jsonPath = this.recordPath(id);
+    const mdPath = join(this.dir, `${id}.md`);
+    const unlinkIfThere = async (path: string): Promise<boolean> => {
+      try {
+        await unlink(path);
+        return true;
+      } catch (err) {
+        if (errnoCode(err) === "ENOENT") return false;
+        throw writeError(`could not remove ${path}`, path, err);
+      }
+    };
+    const hadMarkdown = await unlinkIfThere(mdPath);
+    const hadRecord = await unlinkIfThere(jsonPath);
+    if (hadMarkdown || hadRecord) await fsyncDir(this.dir);
+    return hadRecord;
+  }
+
+  /**
    * Like `list`, but also says what was skipped. Reads every `<id>.json` once:
    * O(files), no cache. A folder that does not exist yet holds no incidents.
    */
@@ -231,6 +270,12 @@ export class FileIncidentStore implements IncidentStore {
     incidents.sort(oldestFirst);
     return { incidents, skipped, tempFiles };
   }
+}
+
+/** The later of `closedAt` and `updatedAt` (ms); +Infinity when neither parses, so such a record is never "old". */
+function lastChanged(incident: Incident): number {
+  const times = [incident.closedAt, incident.updatedAt].map((t) => (t === null ? Number.NaN : Date.parse(t))).filter(Number.isFinite);
+  return times.length === 0 ? Number.POSITIVE_INFINITY : Math.max(...times);
 }
 
 /** By `detectedAt` (unparseable times last), then by id, so the order never depends on the folder's. */
@@ -296,45 +341,21 @@ function formatIssue(issue: z.core.$ZodIssue): string {
   return `${issue.path.length > 0 ? issue.path.join(".") : "(root)"}: ${issue.message}`;
 }
 
-/**
- * Writes `data` to `target` so that a reader sees the old file or the new one,
- * never a part: temp file in the same folder (same filesystem, so rename is
- * atomic), fsync, rename over the target, fsync the folder (so the rename
- * itself survives a crash). The temp file is removed on failure.
- */
+/** `writeFileAtomic`, its failure as an IncidentStoreError naming the file. */
 async function writeAtomic(target: string, data: string): Promise<void> {
-  const dir = dirname(target);
-  // Unique per call: two saves of one id never share a temp file (and "wx" never follows a planted link).
-  const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString("hex")}${TEMP_SUFFIX}`);
   try {
-    const handle = await open(temp, "wx", 0o644);
-    try {
-      await handle.writeFile(data, "utf8");
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, target);
+    await writeFileAtomic(target, data);
   } catch (err) {
-    await unlink(temp).catch(() => undefined);
-    throw writeError(`could not write ${target}`, target, err);
+    throw writeError(`could not write ${target}`, target, (err as Error).cause ?? err);
   }
-  await fsyncDir(dir);
 }
 
-/** Makes the folder's entries (a rename, a new file) durable. */
+/** `fsyncDir`, its failure as an IncidentStoreError naming the folder. */
 async function fsyncDir(dir: string): Promise<void> {
   try {
-    const handle = await open(dir, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await fsyncDirectory(dir);
   } catch (err) {
-    // Some filesystems cannot fsync a directory; the rename has happened, only its durability is unknown.
-    if (errnoCode(err) === "EINVAL" || errnoCode(err) === "ENOTSUP" || errnoCode(err) === "EISDIR") return;
-    throw writeError(`could not sync the incidents folder ${dir}`, dir, err);
+    throw writeError(`could not sync the incidents folder ${dir}`, dir, (err as Error).cause ?? err);
   }
 }
 
