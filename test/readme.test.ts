@@ -117,7 +117,7 @@ describe("README", () => {
     const script = `: > factory.log\n${await snippet("### Writing and testing rules")}`;
     const { code, stdout, stderr } = await run(script);
     expect({ code, stderr }).toMatchObject({ code: 0 });
-    expect(stdout).toMatch(/1 rule valid in 1 file/);
+    expect(stdout).toMatch(/2 rules valid in 2 files/);
     expect(stdout).toMatch(/\d+ passed, 0 failed/);
     expect(stdout).toContain("0 incident(s) would have opened");
   });

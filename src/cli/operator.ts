@@ -6,6 +6,7 @@ import { hostname } from "node:os";
 import { Command, Option } from "commander";
 import { DEV_CONTROL_TOKEN } from "../contract/dev.js";
 import { currentNamespace, loadKubeConfig } from "../operator/k8s/client.js";
+import { checkSchedule } from "../operator/jobs/scheduler.js";
 import { InvalidRulesError, startOperator, type KubernetesConfig } from "../operator/operator.js";
 import { createOperatorLog } from "../operator/log.js";
 import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
@@ -35,6 +36,15 @@ interface OperatorFlags {
   watchRules: boolean;
   kubeconfig?: string;
   namespace?: string;
+  prometheus?: string;
+  prometheusTimeout: number;
+  sweepSchedule: string;
+  sweepRule: string;
+  digestSchedule: string;
+  retentionSchedule: string;
+  retentionDays: number;
+  jobsTimezone: string;
+  factorySelector?: string;
 }
 
 export function operatorCommand(): Command {
@@ -71,6 +81,15 @@ export function operatorCommand(): Command {
     .addOption(new Option("--watch-rules", "also load RemediationRule objects from the cluster, and write their Valid condition").default(false))
     .addOption(new Option("--kubeconfig <path>", "kubeconfig (default: in a pod its service account, else KUBECONFIG or ~/.kube/config)"))
     .addOption(new Option("--namespace <ns>", "namespace of the Lease, Incident and RemediationRule objects (default: POD_NAMESPACE)").env("POD_NAMESPACE"))
+    .addOption(new Option("--prometheus <url>", "evaluate metric rules against this Prometheus-compatible HTTP API").env("RECLAIM_PROMETHEUS_URL"))
+    .addOption(new Option("--prometheus-timeout <duration>", "timeout of one Prometheus query").argParser(durationMs).default(10_000, "10s"))
+    .addOption(new Option("--sweep-schedule <cron>", "ask every factory for users at their limit (off to disable)").default("*/5 * * * *").env("RECLAIM_SWEEP_SCHEDULE"))
+    .addOption(new Option("--sweep-rule <name>", "the rule sweep triggers are raised for").default("factory-users-at-limit").env("RECLAIM_SWEEP_RULE"))
+    .addOption(new Option("--digest-schedule <cron>", "write the daily digest next to the incidents (off to disable)").default("0 6 * * *").env("RECLAIM_DIGEST_SCHEDULE"))
+    .addOption(new Option("--retention-schedule <cron>", "remove old closed incident records from the folder (off to disable)").default("30 3 * * *").env("RECLAIM_RETENTION_SCHEDULE"))
+    .addOption(new Option("--retention-days <n>", "keep closed incident records this many days").argParser(intIn(1, 3650)).default(30).env("RECLAIM_RETENTION_DAYS"))
+    .addOption(new Option("--jobs-timezone <tz>", "time zone the schedules are read in").default("UTC").env("RECLAIM_JOBS_TIMEZONE"))
+    .addOption(new Option("--factory-selector <selector>", "Kubernetes mode: the factory pods the sweep asks (default: the source's selector)"))
     .addHelpText(
       "after",
       "\nSecrets come from the environment: RECLAIM_CONTROL_TOKEN (the factory's control API token),\n" +
@@ -122,6 +141,24 @@ export function operatorCommand(): Command {
           watchRules: flags.watchRules,
         };
       }
+      const schedule = (name: string, value: string): string | null => {
+        if (value === "off") return null;
+        try {
+          checkSchedule(name, value);
+        } catch (err) {
+          return fail(`--${name}-schedule: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        return value;
+      };
+      const jobs = {
+        sweepSchedule: schedule("sweep", flags.sweepSchedule),
+        sweepRule: flags.sweepRule,
+        digestSchedule: schedule("digest", flags.digestSchedule),
+        retentionSchedule: schedule("retention", flags.retentionSchedule),
+        retentionDays: flags.retentionDays,
+        timezone: flags.jobsTimezone,
+        ...(flags.factorySelector === undefined ? {} : { factorySelector: flags.factorySelector }),
+      };
       const log = createOperatorLog({ level: flags.logLevel });
       let operator;
       try {
@@ -139,6 +176,8 @@ export function operatorCommand(): Command {
             metricsHost: flags.metricsHost,
             ...(flags.canaryUrl === undefined ? {} : { canary: { url: flags.canaryUrl, token: canaryToken! } }),
             ...(kubernetes === undefined ? {} : { kubernetes }),
+            ...(flags.prometheus === undefined ? {} : { prometheus: { url: flags.prometheus, timeoutMs: flags.prometheusTimeout } }),
+            jobs,
           },
           { log },
         );

@@ -4,8 +4,10 @@
  * reason (a closed set, so metric labels stay bounded), and the reason is
  * recorded on the key's open or latest incident.
  *
- * Order: not_leader, in_flight, cooldown, max_attempts, rate_limit,
- * circuit_open, dry_run. Dry run comes last on purpose: a dry-run rule then
+ * Order: not_leader, in_flight, user_busy, cooldown, max_attempts,
+ * rate_limit, circuit_open, dry_run. `user_busy` spans rules: while any rule's
+ * ladder is acting on a user (on the same pod, or where either side does not
+ * know the pod), a trigger of another rule for that user waits its turn. Dry run comes last on purpose: a dry-run rule then
  * records exactly the incidents it would have acted on, with the same
  * cooldowns and limits (ADR 8).
  *
@@ -53,6 +55,8 @@ export class GuardState {
   /** Is this operator allowed to act (leader election comes later: always true now)? */
   leader: () => boolean = () => true;
   private readonly inFlight = new Map<string, string>();
+  /** In-flight incidents by user: their pods ("" when unknown), across rules. */
+  private readonly busyUsers = new Map<string, Map<string, string>>();
   private readonly latest = new Map<string, string>();
   private readonly lastClosed = new Map<string, number>();
   private readonly attempts = new Map<string, number[]>();
@@ -67,6 +71,13 @@ export class GuardState {
 
   inFlightFor(rule: string, keyString: string): boolean {
     return this.inFlight.has(keyIdOf(rule, keyString));
+  }
+
+  /** Is any rule's ladder acting on this user now (on this pod, or where either pod is unknown)? */
+  userBusy(userId: string, pod: string | null): boolean {
+    const pods = this.busyUsers.get(userId);
+    if (pods === undefined || pods.size === 0) return false;
+    return pod === null || pods.has(pod) || pods.has("");
   }
 
   cooling(rule: string, keyString: string, now: number, cooldownMs: number): boolean {
@@ -97,7 +108,12 @@ export class GuardState {
     const id = keyIdOf(incident.rule, incident.keyString);
     this.latest.set(id, incident.id);
     if (incident.dryRun || incident.status === "suppressed") return;
-    if (!FINAL_STATUSES.has(incident.status)) this.inFlight.set(id, incident.id);
+    if (!FINAL_STATUSES.has(incident.status)) {
+      this.inFlight.set(id, incident.id);
+      const pods = this.busyUsers.get(incident.target.userId) ?? new Map<string, string>();
+      pods.set(incident.target.pod ?? "", incident.id);
+      this.busyUsers.set(incident.target.userId, pods);
+    }
     push(this.attempts, id, openedAt, openedAt - DAY_MS);
     push(this.hourly, incident.rule, openedAt, openedAt - HOUR_MS);
   }
@@ -107,6 +123,11 @@ export class GuardState {
     const id = keyIdOf(incident.rule, incident.keyString);
     const closedAt = incident.closedAt === null ? Date.parse(incident.updatedAt) : Date.parse(incident.closedAt);
     if (this.inFlight.get(id) === incident.id) this.inFlight.delete(id);
+    const pods = this.busyUsers.get(incident.target.userId);
+    if (pods !== undefined) {
+      for (const [pod, holder] of pods) if (holder === incident.id) pods.delete(pod);
+      if (pods.size === 0) this.busyUsers.delete(incident.target.userId);
+    }
     // A record of a trigger that was NOT acted on starts no cooldown: the user would wait for nothing.
     if (incident.status === "suppressed" && !incident.dryRun) return;
     this.lastClosed.set(id, Math.max(closedAt, this.lastClosed.get(id) ?? 0));
@@ -139,6 +160,7 @@ export class GuardState {
 export const GUARDS: readonly Guard[] = [
   { reason: "not_leader", stops: (_ctx, s) => !s.leader() },
   { reason: "in_flight", stops: ({ trigger: t }, s) => s.inFlightFor(t.rule.name, t.keyString) },
+  { reason: "user_busy", stops: ({ trigger: t }, s) => s.userBusy(t.userId, t.pod) },
   {
     reason: "cooldown",
     stops: ({ trigger: t, now }, s) => s.cooling(t.rule.name, t.keyString, now, t.rule.rule.spec.guards.cooldown),

@@ -20,6 +20,10 @@ export const OperatorEvent = {
   resumed: "operator.resumed",
   storeError: "operator.store_error",
   sourceError: "operator.source_error",
+  metricError: "operator.metric_error",
+  jobFinished: "operator.job_finished",
+  jobFailed: "operator.job_failed",
+  jobSkipped: "operator.job_skipped",
 } as const;
 export type OperatorEvent = (typeof OperatorEvent)[keyof typeof OperatorEvent];
 

@@ -37,15 +37,22 @@ import { LeaderElector } from "./k8s/leader.js";
 import { PodLogSource, parsePodLogSpec } from "./k8s/pod-logs.js";
 import { PodTargetResolver } from "./k8s/pod-target.js";
 import { RuleObjects } from "./k8s/rule-objects.js";
+import { DigestJob } from "./jobs/digest.js";
+import { JobMetrics } from "./jobs/metrics.js";
+import { RetentionJob } from "./jobs/retention.js";
+import { Scheduler, type Job } from "./jobs/scheduler.js";
+import { SweepJob } from "./jobs/sweep.js";
 import { LadderRunner, NotLeader, StoreFailure, type LadderOptions } from "./ladder.js";
 import { OperatorEvent, createOperatorLog, type OperatorLog } from "./log.js";
+import { MetricEvaluator, isMetricRule } from "./metric-evaluator.js";
 import { OperatorMetrics } from "./metrics.js";
+import { PrometheusClient } from "./prometheus.js";
 import type { CompiledRule } from "./rules/compile.js";
 import { loadRules, type RuleError } from "./rules/load.js";
 import { openSource } from "./sources/open.js";
 import type { LogSource } from "./sources/source.js";
 import { Scanner } from "./sources/scan.js";
-import { StaticTarget, type TargetResolver } from "./target.js";
+import { StaticTarget, type Target, type TargetResolver } from "./target.js";
 
 /** Kubernetes mode: what the operator uses the cluster for. */
 export interface KubernetesConfig {
@@ -98,6 +105,27 @@ export interface OperatorConfig {
   pollIntervalMs?: number;
   ladder?: LadderOptions;
   kubernetes?: KubernetesConfig;
+  /** Evaluate metric rules against this Prometheus-compatible API (`--prometheus`). */
+  prometheus?: { url: string; timeoutMs?: number };
+  /** Scheduled jobs; a schedule of null turns that job off. */
+  jobs?: JobsConfig;
+}
+
+/** The operator's scheduled jobs (`--sweep-schedule` …). */
+export interface JobsConfig {
+  /** Ask every factory for users at their limit (default `*\/5 * * * *`). */
+  sweepSchedule: string | null;
+  /** The rule sweep triggers are raised for (default `factory-users-at-limit`). */
+  sweepRule: string;
+  /** The daily digest (default `0 6 * * *`). */
+  digestSchedule: string | null;
+  /** Removing closed incident records older than `retentionDays` (default `30 3 * * *`, 30 days). */
+  retentionSchedule: string | null;
+  retentionDays: number;
+  /** Time zone the schedules are read in (default UTC). */
+  timezone: string;
+  /** In Kubernetes mode, the factory pods the sweep asks (default `app.kubernetes.io/name=chat-factory`). */
+  factorySelector?: string;
 }
 
 export interface OperatorDeps {
@@ -115,6 +143,8 @@ export interface Operator {
   readonly metricsPort: number;
   readonly engine: Engine;
   readonly store: IncidentStore;
+  /** The scheduled jobs, when any are configured. */
+  readonly scheduler: Scheduler | null;
   readonly metrics: OperatorMetrics;
   readonly scanner: () => Scanner;
   /** Is this replica acting (the leader, or alone)? */
@@ -154,6 +184,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
 
   // Where incidents are kept.
   const stores: IncidentStore[] = [];
+  let fileStore: FileIncidentStore | null = null;
   if (deps.store !== undefined) stores.push(deps.store);
   else {
     if (kube?.incidents === true) {
@@ -165,7 +196,10 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
         }),
       );
     }
-    if (config.incidentsDir !== null) stores.push(new FileIncidentStore({ dir: config.incidentsDir }));
+    if (config.incidentsDir !== null) {
+      fileStore = new FileIncidentStore({ dir: config.incidentsDir });
+      stores.push(fileStore);
+    }
   }
   if (stores.length === 0) throw new TypeError("no incident store: give --incidents DIR and/or --incidents k8s");
   const store: IncidentStore = new OrderedStore(stores.length === 1 ? stores[0]! : new TeeStore(stores as [IncidentStore, ...IncidentStore[]]));
@@ -223,11 +257,37 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   };
   const detector = new Detector({ now: () => clock.now() });
   const engine = new Engine({ detector, guards, store, targets, actor, clock, metrics, log, dryRun: config.dryRun });
+  // Metric rules: evaluated against Prometheus by the leader; their triggers take the normal path.
+  const metricEvaluator =
+    config.prometheus === undefined
+      ? null
+      : new MetricEvaluator({
+          rules: [],
+          prometheus: new PrometheusClient(config.prometheus.url, config.prometheus.timeoutMs === undefined ? {} : { timeoutMs: config.prometheus.timeoutMs }),
+          targets,
+          clock,
+          registry: metrics.registry,
+          onTrigger: async (trigger) => {
+            await engine.onTrigger(trigger);
+          },
+          onError: (err) =>
+            log[err.recoverable ? "warn" : "error"](OperatorEvent.metricError, { rule: err.rule, kind: err.kind }, err.message),
+        });
+  let warnedUnevaluated = false;
   const applyRules = (): void => {
     rules = [...fileRules, ...objectRules];
     scanner = new Scanner(rules);
     engine.setRules(rules);
+    metricEvaluator?.setRules(rules);
     metrics.rulesLoaded.set(rules.length);
+    if (metricEvaluator === null && !warnedUnevaluated && rules.some(isMetricRule)) {
+      warnedUnevaluated = true;
+      log.warn(
+        OperatorEvent.rulesLoaded,
+        {},
+        `Metric rules are loaded but not evaluated without --prometheus: ${rules.filter(isMetricRule).map((r) => r.name).join(", ")}`,
+      );
+    }
   };
   applyRules();
 
@@ -289,6 +349,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       await resume(incident).catch((err: unknown) => log.error(OperatorEvent.storeError, { incident: incident.id }, `Could not resume ${incident.id}: ${String(err)}`));
     }
     ruleObjects?.recheck();
+    metricEvaluator?.start();
     tailing = source
       .run(async (batch) => {
         const before = { ...scanner.stats };
@@ -315,6 +376,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   function endTerm(): void {
     term?.abort();
     term = null;
+    void metricEvaluator?.stop();
   }
 
   // Rules as cluster objects.
@@ -385,6 +447,63 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   }, config.reloadIntervalMs ?? 1000);
   reload.unref();
 
+  // Scheduled jobs: they run on every replica's timer, but the sweep acts only on the leader and the others only read or prune.
+  const scheduler = startJobs();
+  function startJobs(): Scheduler | null {
+    const jobsConfig = config.jobs;
+    if (jobsConfig === undefined) return null;
+    const jobs: Job[] = [];
+    if (jobsConfig.sweepSchedule !== null) {
+      jobs.push(
+        new SweepJob({
+          schedule: jobsConfig.sweepSchedule,
+          ruleName: jobsConfig.sweepRule,
+          rule: (name) => ruleNamed(name),
+          targets: factoriesToSweep,
+          onTrigger: (trigger) => engine.onTrigger(trigger),
+          clock,
+          isLeader: () => leading,
+        }),
+      );
+    }
+    if (jobsConfig.digestSchedule !== null) {
+      jobs.push(new DigestJob({ store, dir: config.incidentsDir ?? config.stateDir, clock, schedule: jobsConfig.digestSchedule }));
+    }
+    if (jobsConfig.retentionSchedule !== null && fileStore !== null) {
+      jobs.push(new RetentionJob({ store: fileStore, clock, days: jobsConfig.retentionDays, schedule: jobsConfig.retentionSchedule }));
+    }
+    if (jobs.length === 0) return null;
+    const started = new Scheduler(jobs, {
+      timezone: jobsConfig.timezone,
+      clock,
+      metrics: new JobMetrics(metrics.registry),
+      onRun: (report) =>
+        report.result === "ok"
+          ? log.info(OperatorEvent.jobFinished, { job: report.job, durationMs: report.durationMs }, `Job ${report.job}: ${report.message}`)
+          : log.error(OperatorEvent.jobFailed, { job: report.job, durationMs: report.durationMs }, `Job ${report.job} failed: ${report.message}`),
+      onSkip: (skip) => log.warn(OperatorEvent.jobSkipped, { job: skip.job }, `Job ${skip.job} skipped: ${skip.reason}`),
+      onWarning: (message) => log.warn(OperatorEvent.jobSkipped, {}, message),
+    });
+    started.start();
+    return started;
+  }
+
+  /** The factories the sweep asks: `--control`, or in Kubernetes mode every factory pod. */
+  async function factoriesToSweep(): Promise<Target[]> {
+    if (kube?.podTargets !== true) {
+      const target = await targets.resolve({ userId: "", pod: null, namespace: null });
+      return target === null ? [] : [target];
+    }
+    const selector = config.jobs?.factorySelector ?? parsePodLogSpec(config.source)?.selector ?? "app.kubernetes.io/name=chat-factory";
+    const pods = await kube.kubeConfig.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace: kube.namespace, labelSelector: selector });
+    const found: Target[] = [];
+    for (const pod of pods.items) {
+      const target = await targets.resolve({ userId: "", pod: pod.metadata?.name ?? null, namespace: kube.namespace });
+      if (target !== null) found.push(target);
+    }
+    return found;
+  }
+
   // Leadership: act now, or when elected.
   let elector: LeaderElector | null = null;
   if (kube !== undefined && kube.leaderElection !== null) {
@@ -432,6 +551,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     metricsPort,
     engine,
     store,
+    scheduler,
     metrics,
     scanner: () => scanner,
     leading: () => leading,
@@ -444,6 +564,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
         stopped.abort();
         endTerm();
         clearInterval(reload);
+        await scheduler?.stop();
+        await metricEvaluator?.stop();
         await tailing;
         await idle();
         await elector?.stop();

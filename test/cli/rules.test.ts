@@ -31,7 +31,7 @@ describe("reclaim rules validate", () => {
     const { code, stdout, stderr } = await runCli(["rules", "validate", RULES]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
-    expect(stdout).toBe("1 rule valid in 1 file\n");
+    expect(stdout).toBe("2 rules valid in 2 files\n");
   });
 
   it("counts rules and files", async () => {

@@ -29,7 +29,7 @@ describe("reclaim up", () => {
       const user = await fetch(field("control API"), { headers: { Authorization: `Bearer ${field("control token")}` } });
       expect(await user.json()).toMatchObject({ userId: "alice", active: 1 });
       expect((await fetch(field("factory metrics"))).status).toBe(200);
-      expect(await (await fetch(field("operator metrics"))).text()).toContain("reclaim_operator_rules_loaded 1");
+      expect(await (await fetch(field("operator metrics"))).text()).toContain("reclaim_operator_rules_loaded 2");
       expect(field("incidents")).toBe(join(dir, "incidents"));
       expect(existsSync(field("factory log"))).toBe(true);
       client.destroy();

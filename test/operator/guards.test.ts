@@ -95,6 +95,34 @@ describe("guards", () => {
     expect(got).toEqual(expected);
   });
 
+  it("user_busy: a second rule waits while another rule's ladder acts on the same user (and pod)", async () => {
+    let now = T0;
+    const store = new MemoryIncidentStore();
+    const guards = new GuardState();
+    const engine = new Engine({
+      detector: new Detector({ now: () => now }),
+      guards,
+      store,
+      targets: null,
+      actor: { act: () => undefined }, // ladders stay in flight
+      clock: { now: () => now },
+      metrics: new OperatorMetrics({ defaultMetrics: false }),
+      log: silent,
+      dryRun: false,
+    });
+    const log = rule("log-rule");
+    const other = rule("other-rule");
+    engine.setRules([log, other]);
+    const outcomes = (await engine.handle(hardLimit("u", now))).map(reasonOf);
+    expect(outcomes).toEqual(["acted", "user_busy"]);
+    now += 1000;
+    const otherPod = { ...hardLimit("u", now, "factory-9") };
+    // Another pod has its own limit: the first rule acts there too; the second waits for it again.
+    expect((await engine.handle(otherPod)).map(reasonOf)).toEqual(["acted", "user_busy"]);
+    expect(guards.userBusy("u", null)).toBe(true); // a trigger that does not know the pod waits too
+    expect(guards.userBusy("someone-else", "factory-0")).toBe(false);
+  });
+
   it("not_leader stops everything (the slot for leader election)", () => {
     const state = new GuardState();
     state.leader = () => false;
@@ -112,7 +140,7 @@ describe("guards", () => {
     expect("acted" in first && first.acted.id).toBe(only.id);
     expect(only.suppressed.in_flight?.count).toBe(50);
     expect(only.decisions.find((d) => d.kind === "guards_passed")?.detail).toBe(
-      "guards passed: not_leader, in_flight, cooldown, max_attempts, rate_limit, circuit_open, dry_run",
+      "guards passed: not_leader, in_flight, user_busy, cooldown, max_attempts, rate_limit, circuit_open, dry_run",
     );
   });
 

@@ -31,6 +31,7 @@ export const SuppressReason = z.enum([
   "dry_run",
   "cooldown",
   "in_flight",
+  "user_busy",
   "max_attempts",
   "rate_limit",
   "circuit_open",

@@ -295,8 +295,8 @@ describe("the shipped rules", () => {
   it("validate, as a folder", async () => {
     const { rules, errors, files } = await loadRules([shipped]);
     expect(errors.map((e) => e.format())).toEqual([]);
-    expect(files).toEqual([join(shipped, "factory-lockout.yaml")]);
-    expect(rules.map((r) => r.rule.metadata.name)).toEqual(["factory-lockout"]);
+    expect(files).toEqual([join(shipped, "factory-lockout.yaml"), join(shipped, "factory-users-at-limit.yaml")]);
+    expect(rules.map((r) => r.rule.metadata.name)).toEqual(["factory-lockout", "factory-users-at-limit"]);
   });
 
   it("collapse HARD LIMIT and UNEXPECTED FACTORY ERROR of one user into one key, and act on users only", async () => {
