@@ -8,5 +8,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     reporters: ["default", ["json", { outputFile: "reports/vitest.json" }]],
     pool: "forks",
+    // No GCE metadata server here: without this the Google auth library probes for one and warns.
+    env: { METADATA_SERVER_DETECTION: "none" },
   },
 });

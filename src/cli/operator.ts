@@ -45,6 +45,7 @@ interface OperatorFlags {
   retentionDays: number;
   jobsTimezone: string;
   factorySelector?: string;
+  filter?: string;
 }
 
 export function operatorCommand(): Command {
@@ -55,7 +56,10 @@ export function operatorCommand(): Command {
         .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
         .env("RECLAIM_RULES"),
     )
-    .addOption(new Option("--source <spec>", "file:PATH, stdin or k8s:NAMESPACE/LABEL_SELECTOR").default("file:./factory.log").env("RECLAIM_SOURCE"))
+    .addOption(
+      new Option("--source <spec>", "file:PATH, stdin, k8s:NAMESPACE/LABEL_SELECTOR or gcp:PROJECT (Cloud Logging)").default("file:./factory.log").env("RECLAIM_SOURCE"),
+    )
+    .addOption(new Option("--filter <filter>", "Cloud Logging: your own filter, AND-ed with the rules' (e.g. resource.labels.namespace_name=\"chat\")").env("RECLAIM_GCP_FILTER"))
     .addOption(
       new Option("--incidents <dir|k8s>", "incident folder, or k8s for Incident objects in the cluster; repeatable for both (default: ./incidents)")
         .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
@@ -177,6 +181,7 @@ export function operatorCommand(): Command {
             ...(flags.canaryUrl === undefined ? {} : { canary: { url: flags.canaryUrl, token: canaryToken! } }),
             ...(kubernetes === undefined ? {} : { kubernetes }),
             ...(flags.prometheus === undefined ? {} : { prometheus: { url: flags.prometheus, timeoutMs: flags.prometheusTimeout } }),
+            ...(flags.filter === undefined ? {} : { gcpFilter: flags.filter }),
             jobs,
           },
           { log },

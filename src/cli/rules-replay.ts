@@ -1,12 +1,30 @@
 /**
- * `reclaim rules replay --rules DIR --logs FILE [--json]`: a dry run of the
- * rules over a recorded log, in event time. Same answer every run.
+ * `reclaim rules replay --rules DIR (--logs FILE | --source gcp:PROJECT
+ * [--since 24h] [--filter F]) [--json]`: a dry run of the rules over a
+ * recorded log, or over Cloud Logging history, in event time. The history
+ * is read oldest first with the rules' server-side filter (gcp-filter.ts)
+ * and goes through the same scanner and Replayer as a file, so the same
+ * entries give the same report. Same answer every run.
  */
 import { Command, Option } from "commander";
 import { Replayer, type ReplayReport } from "../operator/replay.js";
 import { loadRules } from "../operator/rules/load.js";
 import { FileSource } from "../operator/sources/file.js";
+import { CloudLoggingHistorySource } from "../operator/sources/gcp.js";
+import { buildFilter } from "../operator/sources/gcp-filter.js";
+import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
 import { Scanner } from "../operator/sources/scan.js";
+import type { LogSource } from "../operator/sources/source.js";
+import { durationMs } from "./options.js";
+
+interface ReplayFlags {
+  rules?: string[];
+  logs?: string;
+  source?: string;
+  since: number;
+  filter?: string;
+  json: boolean;
+}
 
 export function rulesReplayCommand(): Command {
   return new Command("replay")
@@ -15,9 +33,30 @@ export function rulesReplayCommand(): Command {
       new Option("--rules <path>", "rule file or folder, repeatable (default: rules)")
         .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
     )
-    .requiredOption("--logs <file>", "the recorded log")
+    .addOption(new Option("--logs <file>", "the recorded log (this or --source)"))
+    .addOption(new Option("--source <spec>", "gcp:PROJECT: replay Cloud Logging history instead of a file (plaintext endpoint for tests: RECLAIM_GCP_ENDPOINT)"))
+    .addOption(new Option("--since <duration>", "with --source gcp:PROJECT, how far back to read").argParser(durationMs).default(86_400_000, "24h"))
+    .addOption(new Option("--filter <filter>", "with --source gcp:PROJECT, a Cloud Logging filter AND-ed with the rules' own"))
     .addOption(new Option("--json", "print the report as JSON").default(false))
-    .action(async (flags: { rules?: string[]; logs: string; json: boolean }) => {
+    .action(async (flags: ReplayFlags) => {
+      const usage = (message: string): never => {
+        console.error(`reclaim rules replay: ${message}`);
+        process.exit(2);
+      };
+      if ((flags.logs === undefined) === (flags.source === undefined)) usage("give exactly one of --logs FILE and --source gcp:PROJECT");
+      let projectId: string | null = null;
+      if (flags.source !== undefined) {
+        try {
+          const spec = parseSourceSpec(flags.source);
+          if (spec.kind !== "gcp") usage(`--source ${flags.source}: replay reads gcp:PROJECT (use --logs for a file)`);
+          else projectId = spec.projectId;
+        } catch (err) {
+          if (err instanceof SourceSpecError) usage(err.message);
+          throw err;
+        }
+      } else if (flags.filter !== undefined) {
+        usage("--filter applies to --source gcp:PROJECT only");
+      }
       const loaded = await loadRules(flags.rules ?? ["rules"]);
       if (loaded.errors.length > 0) {
         for (const e of loaded.errors) console.error(e.format());
@@ -27,13 +66,21 @@ export function rulesReplayCommand(): Command {
       const rules = loaded.rules.map((r) => r.compiled);
       const replayer = new Replayer(rules);
       const scanner = new Scanner(rules);
-      const source = new FileSource({ path: flags.logs, follow: false, fromStart: true });
+      let source: LogSource;
+      try {
+        source =
+          projectId === null
+            ? new FileSource({ path: flags.logs!, follow: false, fromStart: true })
+            : new CloudLoggingHistorySource({ projectId, filter: buildFilter(rules, flags.filter), since: Date.now() - flags.since });
+      } catch (err) {
+        return usage(err instanceof Error ? err.message : String(err));
+      }
       try {
         await source.run(async (batch) => {
           for (const event of scanner.scan(batch)) await replayer.handle(event);
         }, new AbortController().signal);
       } catch (err) {
-        console.error(`reclaim rules replay: cannot read ${flags.logs}: ${err instanceof Error ? err.message : String(err)}`);
+        console.error(`reclaim rules replay: cannot read ${flags.logs ?? source.name}: ${err instanceof Error ? err.message : String(err)}`);
         process.exitCode = 1;
         return;
       }

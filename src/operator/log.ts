@@ -20,6 +20,7 @@ export const OperatorEvent = {
   resumed: "operator.resumed",
   storeError: "operator.store_error",
   sourceError: "operator.source_error",
+  sourceWarning: "operator.source_warning",
   metricError: "operator.metric_error",
   jobFinished: "operator.job_finished",
   jobFailed: "operator.job_failed",

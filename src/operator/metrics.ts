@@ -21,6 +21,10 @@ export class OperatorMetrics {
   readonly ruleReloads: Counter<"result">;
   readonly storeErrors: Counter;
   readonly detectorEvictions: Counter;
+  readonly sourceSuppressed: Counter<"source" | "reason">;
+  readonly sourceReconnects: Counter<"source">;
+  readonly sourceDuplicates: Counter<"source">;
+  readonly sourceConnected: Gauge<"source">;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -75,6 +79,30 @@ export class OperatorMetrics {
     this.storeErrors = new Counter({
       name: "reclaim_operator_store_errors_total",
       help: "Incident records that could not be written (the operator does not act without a record).",
+      registers,
+    });
+    this.sourceSuppressed = new Counter({
+      name: "reclaim_operator_source_suppressed_entries_total",
+      help: "Entries Cloud Logging left out of the tail, by reason (RATE_LIMIT: over the tail quota; NOT_CONSUMED: read too slowly).",
+      labelNames: ["source", "reason"],
+      registers,
+    });
+    this.sourceReconnects = new Counter({
+      name: "reclaim_operator_source_reconnects_total",
+      help: "Times a streaming source connected again after its stream ended or failed.",
+      labelNames: ["source"],
+      registers,
+    });
+    this.sourceDuplicates = new Counter({
+      name: "reclaim_operator_source_duplicates_total",
+      help: "Entries a streaming source received twice (resume overlap, catch-up) and dropped.",
+      labelNames: ["source"],
+      registers,
+    });
+    this.sourceConnected = new Gauge({
+      name: "reclaim_operator_source_connected",
+      help: "1 while a streaming source has its stream open.",
+      labelNames: ["source"],
       registers,
     });
     this.detectorEvictions = new Counter({

@@ -49,6 +49,8 @@ import { OperatorMetrics } from "./metrics.js";
 import { PrometheusClient } from "./prometheus.js";
 import type { CompiledRule } from "./rules/compile.js";
 import { loadRules, type RuleError } from "./rules/load.js";
+import { CloudLoggingSource } from "./sources/gcp.js";
+import { buildFilter } from "./sources/gcp-filter.js";
 import { openSource } from "./sources/open.js";
 import type { LogSource } from "./sources/source.js";
 import { Scanner } from "./sources/scan.js";
@@ -103,6 +105,8 @@ export interface OperatorConfig {
   resumeWindowMs?: number;
   /** File source polling (default 250 ms). */
   pollIntervalMs?: number;
+  /** Cloud Logging: the user's own filter (`--filter`), AND-ed with the one built from the rules. */
+  gcpFilter?: string;
   ladder?: LadderOptions;
   kubernetes?: KubernetesConfig;
   /** Evaluate metric rules against this Prometheus-compatible API (`--prometheus`). */
@@ -274,12 +278,15 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
             log[err.recoverable ? "warn" : "error"](OperatorEvent.metricError, { rule: err.rule, kind: err.kind }, err.message),
         });
   let warnedUnevaluated = false;
+  let cloudSource: CloudLoggingSource | null = null; // set once the source exists
   const applyRules = (): void => {
     rules = [...fileRules, ...objectRules];
     scanner = new Scanner(rules);
     engine.setRules(rules);
     metricEvaluator?.setRules(rules);
     metrics.rulesLoaded.set(rules.length);
+    // The Cloud Logging tail only receives what the rules can match: refresh its server-side filter.
+    if (cloudSource !== null) cloudSource.setFilter(buildFilter(rules, config.gcpFilter));
     if (metricEvaluator === null && !warnedUnevaluated && rules.some(isMetricRule)) {
       warnedUnevaluated = true;
       log.warn(
@@ -329,10 +336,35 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       if (kube === undefined) throw new TypeError(`--source ${config.source} needs Kubernetes mode`);
       return new PodLogSource(kube.kubeConfig, podLogs);
     }
-    return openSource(config.source, { stateDir: config.stateDir, fromStart: config.fromStart, pollIntervalMs: config.pollIntervalMs ?? 250 });
+    return openSource(config.source, {
+      stateDir: config.stateDir,
+      fromStart: config.fromStart,
+      pollIntervalMs: config.pollIntervalMs ?? 250,
+      rules,
+      ...(config.gcpFilter === undefined ? {} : { filter: config.gcpFilter }),
+      onWarning: (warning) =>
+        log.warn(OperatorEvent.sourceWarning, { source: config.source, kind: warning.kind }, `${config.source}: ${warning.message}`),
+    });
   };
   const source = makeSource();
+  if (source instanceof CloudLoggingSource) cloudSource = source;
   const sourceLabel = { source: source.name };
+  // A streaming source's own counters (Cloud Logging), exported as they move; lag keeps rising while nothing arrives.
+  const streamStats = source instanceof CloudLoggingSource ? source.stats : null;
+  const exported = { reconnects: 0, duplicates: 0, suppressed: {} as Record<string, number> };
+  const exportStreamStats = (): void => {
+    if (streamStats === null) return;
+    metrics.sourceReconnects.inc(sourceLabel, streamStats.reconnects - exported.reconnects);
+    metrics.sourceDuplicates.inc(sourceLabel, streamStats.duplicates - exported.duplicates);
+    exported.reconnects = streamStats.reconnects;
+    exported.duplicates = streamStats.duplicates;
+    for (const [reason, n] of Object.entries(streamStats.suppressed)) {
+      metrics.sourceSuppressed.inc({ ...sourceLabel, reason }, n - (exported.suppressed[reason] ?? 0));
+      exported.suppressed[reason] = n;
+    }
+    metrics.sourceConnected.set(sourceLabel, streamStats.connected ? 1 : 0);
+    if (streamStats.newestEntryTime !== null) metrics.sourceLag.set(sourceLabel, Math.max(0, (clock.now() - streamStats.newestEntryTime) / 1000));
+  };
   let evictionsSeen = 0;
   let resolveDone!: () => void;
   const done = new Promise<void>((resolve) => (resolveDone = resolve));
@@ -361,6 +393,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
           metrics.sourceLag.set(sourceLabel, Math.max(0, (clock.now() - event.time) / 1000));
           await engine.handle(event);
         }
+        exportStreamStats();
         metrics.detectorEvictions.inc(detector.stats.evictions - evictionsSeen);
         evictionsSeen = detector.stats.evictions;
         await batch.commit();
@@ -401,6 +434,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/metrics") {
       leaderGauge.set(leading ? 1 : 0);
+      exportStreamStats();
       metrics.registry.metrics().then(
         (text) => {
           res.writeHead(200, { "Content-Type": metrics.registry.contentType });

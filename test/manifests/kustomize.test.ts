@@ -212,6 +212,18 @@ describe.skipIf(!HAVE_KUBECTL).each([
     const [c] = pod.containers;
     expect(pod.containers).toHaveLength(1);
     expect(c.image).toBe(flavour === "base" ? "reclaim:latest" : "REGION-docker.pkg.dev/PROJECT_ID/reclaim/reclaim:latest");
+    // The base follows the factory pods' logs; staging reads Cloud Logging and Managed Prometheus.
+    const sources =
+      flavour === "base"
+        ? ["--source", "k8s:reclaim/app.kubernetes.io/name=chat-factory"]
+        : [
+            "--source",
+            "gcp:PROJECT_ID",
+            "--filter",
+            'resource.labels.cluster_name="CLUSTER_NAME" AND resource.labels.namespace_name="reclaim"',
+            "--prometheus",
+            "http://frontend.gmp-system.svc:9090",
+          ];
     expect(c.args).toEqual([
       "operator",
       "--leader-elect",
@@ -219,8 +231,7 @@ describe.skipIf(!HAVE_KUBECTL).each([
       "k8s",
       "--target",
       "pod",
-      "--source",
-      "k8s:reclaim/app.kubernetes.io/name=chat-factory",
+      ...sources,
       "--rules",
       "/etc/reclaim/rules",
       "--watch-rules",
@@ -236,8 +247,9 @@ describe.skipIf(!HAVE_KUBECTL).each([
     expect(rules.readOnly).toBe(true);
     expect(pod.volumes.find((v: Any) => v.name === rules.name).configMap.name).toBe("reclaim-rules");
     find("ConfigMap", "reclaim-rules");
-    // The `--source` namespace is the one the objects are in.
-    expect(c.args[c.args.indexOf("--source") + 1]).toBe(`k8s:${NAMESPACE}/app.kubernetes.io/name=chat-factory`);
+    // The namespace the operator reads is the one the objects are in.
+    if (flavour === "base") expect(c.args[c.args.indexOf("--source") + 1]).toBe(`k8s:${NAMESPACE}/app.kubernetes.io/name=chat-factory`);
+    else expect(c.args[c.args.indexOf("--filter") + 1]).toContain(`resource.labels.namespace_name="${NAMESPACE}"`);
   });
 
   it("runs the factory: both ports, both secrets, probes on the control port, time to close connections", () => {

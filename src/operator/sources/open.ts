@@ -1,9 +1,13 @@
 /**
- * `--source` specs: `file:PATH` (the embedded default), `stdin`, or
+ * `--source` specs: `file:PATH` (the embedded default), `stdin`,
  * `k8s:NAMESPACE/LABEL_SELECTOR` (pod logs, opened by the operator in
- * Kubernetes mode: k8s/pod-logs.ts). Cloud Logging comes later.
+ * Kubernetes mode: k8s/pod-logs.ts), or `gcp:PROJECT` (Cloud Logging:
+ * gcp.ts, with the server-side filter of gcp-filter.ts).
  */
+import type { CompiledRule } from "../rules/compile.js";
 import { FileSource } from "./file.js";
+import { CloudLoggingSource, PROJECT_ID, type CloudLoggingWarning } from "./gcp.js";
+import { buildFilter } from "./gcp-filter.js";
 import type { LogSource } from "./source.js";
 import { StdinSource } from "./stdin.js";
 
@@ -13,17 +17,46 @@ export class SourceSpecError extends TypeError {
 }
 
 export interface OpenSourceOptions {
+  /** Where file and Cloud Logging sources keep their positions. */
   stateDir?: string;
+  /** File only: read from the start. */
   fromStart?: boolean;
+  /** File only: keep following. */
   follow?: boolean;
+  /** File only: polling interval. */
   pollIntervalMs?: number;
+  /** Cloud Logging: the loaded rules, whose events and severities make the server-side filter (default none: only `filter`). */
+  rules?: readonly CompiledRule[];
+  /** Cloud Logging: the user's own filter (`--filter`), AND-ed with the rules'. */
+  filter?: string;
+  /** Cloud Logging: a plaintext `host:port` instead of Cloud Logging (tests); default `RECLAIM_GCP_ENDPOINT`. */
+  endpoint?: string;
+  /** Cloud Logging: told about suppressed entries, failed sessions and gaps. */
+  onWarning?: (warning: CloudLoggingWarning) => void;
 }
 
+/** A parsed `--source` value. */
+export type SourceSpec =
+  | { kind: "file"; path: string }
+  | { kind: "stdin" }
+  | { kind: "k8s"; namespace: string; selector: string }
+  | { kind: "gcp"; projectId: string };
+
+// Worded so that the earlier "use file:PATH, stdin or k8s:…" stays a prefix of it.
+const USAGE = "use file:PATH, stdin or k8s:NAMESPACE/LABEL_SELECTOR, or gcp:PROJECT";
+
 /** Checks a `--source` value without opening anything. */
-export function parseSourceSpec(
-  spec: string,
-): { kind: "file"; path: string } | { kind: "stdin" } | { kind: "k8s"; namespace: string; selector: string } {
+export function parseSourceSpec(spec: string): SourceSpec {
   if (spec === "stdin" || spec === "-") return { kind: "stdin" };
+  if (spec.startsWith("gcp:")) {
+    const projectId = spec.slice("gcp:".length);
+    if (!PROJECT_ID.test(projectId)) {
+      throw new SourceSpecError(
+        `--source ${JSON.stringify(spec)}: use gcp:PROJECT_ID, a Google Cloud project id (6 to 30 lower-case letters, digits and hyphens, starting with a letter), e.g. gcp:chat-prod`,
+      );
+    }
+    return { kind: "gcp", projectId };
+  }
   if (spec.startsWith("k8s:")) {
     const m = /^k8s:([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/(.+)$/.exec(spec);
     if (m === null) throw new SourceSpecError(`--source ${JSON.stringify(spec)}: use k8s:NAMESPACE/LABEL_SELECTOR, e.g. k8s:chat/app=factory`);
@@ -35,13 +68,27 @@ export function parseSourceSpec(
     if (path === "" || path.includes("\u0000")) throw new SourceSpecError(`--source file: needs a path, got ${JSON.stringify(spec)}`);
     return { kind: "file", path };
   }
-  throw new SourceSpecError(`unknown source ${JSON.stringify(spec)}: use file:PATH, stdin or k8s:NAMESPACE/LABEL_SELECTOR`);
+  throw new SourceSpecError(`unknown source ${JSON.stringify(spec)}: ${USAGE}`);
 }
 
-/** Opens the source a `--source` value names. */
+/**
+ * Opens the source a `--source` value names. `gcp:PROJECT` tails Cloud
+ * Logging with `buildFilter(options.rules, options.filter)` (a
+ * GcpFilterError when the rules cannot be written as a filter), keeping its
+ * position in `stateDir`.
+ */
 export function openSource(spec: string, options: OpenSourceOptions = {}): LogSource {
   const parsed = parseSourceSpec(spec);
   if (parsed.kind === "stdin") return new StdinSource();
+  if (parsed.kind === "gcp") {
+    return new CloudLoggingSource({
+      projectId: parsed.projectId,
+      filter: buildFilter(options.rules ?? [], options.filter),
+      ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+      ...(options.stateDir === undefined ? {} : { stateDir: options.stateDir }),
+      ...(options.onWarning === undefined ? {} : { onWarning: options.onWarning }),
+    });
+  }
   if (parsed.kind === "k8s") throw new SourceSpecError(`--source ${spec} is opened by the operator in Kubernetes mode`);
   return new FileSource({
     path: parsed.path,
