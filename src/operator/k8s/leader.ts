@@ -39,6 +39,7 @@ export class LeaderElector {
   private leading = false;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private inFlight: Promise<void> | null = null;
   private lastRenew = 0;
   private observed: { holder: string | undefined; renewTime: string | undefined; at: number } | null = null;
   private readonly leaseMs: number;
@@ -64,13 +65,15 @@ export class LeaderElector {
 
   /** Starts trying to acquire (and then renew) the lease. */
   start(): void {
-    void this.tick();
+    this.runTick();
   }
 
   /** Stops; a leader gives the lease up so the next one need not wait for it to expire. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
+    // A renewal in flight would race the release (one of the two writes loses on resourceVersion).
+    await this.inFlight;
     if (this.leading) {
       this.setLeading(false);
       await this.release().catch((err: unknown) => this.options.onError?.(err));
@@ -79,8 +82,15 @@ export class LeaderElector {
 
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.tick(), this.retryMs);
+    this.timer = setTimeout(() => this.runTick(), this.retryMs);
     this.timer.unref();
+  }
+
+  private runTick(): void {
+    const tick = this.tick().finally(() => {
+      if (this.inFlight === tick) this.inFlight = null;
+    });
+    this.inFlight = tick;
   }
 
   private async tick(): Promise<void> {
@@ -163,12 +173,19 @@ export class LeaderElector {
 
   private async release(): Promise<void> {
     const { name, namespace, identity } = this.options;
-    const lease = await this.api.readNamespacedLease({ name, namespace });
-    if (lease.spec?.holderIdentity !== identity) return;
-    await this.api.replaceNamespacedLease({
-      name,
-      namespace,
-      body: { ...lease, spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1, renewTime: microTime(Date.now()) } },
-    });
+    for (let attempt = 0; ; attempt++) {
+      const lease = await this.api.readNamespacedLease({ name, namespace });
+      if (lease.spec?.holderIdentity !== identity) return;
+      try {
+        await this.api.replaceNamespacedLease({
+          name,
+          namespace,
+          body: { ...lease, spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1, renewTime: microTime(Date.now()) } },
+        });
+        return;
+      } catch (err) {
+        if (statusOf(err) !== 409 || attempt >= 2) throw err; // changed under us: read it again
+      }
+    }
   }
 }

@@ -116,6 +116,23 @@ interface PendingFault extends Fault {
   left: number;
 }
 
+/** Which request `stallNext` holds: each field given must match. */
+export type StallMatch = Omit<Fault, "times" | "code" | "reason" | "message">;
+
+/** A request held by `stallNext`. */
+export interface Stall {
+  /** Resolves once a matching request has arrived (and is being held). */
+  readonly reached: Promise<void>;
+  /** Lets the held request (or the next one, if none arrived yet) go on. */
+  release(): void;
+}
+
+interface PendingStall {
+  match: StallMatch;
+  arrived: () => void;
+  released: Promise<void>;
+}
+
 interface Call {
   req: IncomingMessage;
   res: ServerResponse;
@@ -138,6 +155,7 @@ export class FakeKubeApi {
   private readonly tokens = new Map<string, { user: string; rules: readonly PolicyRule[] }>();
   private readonly recorded: RecordedRequest[] = [];
   private readonly faults: PendingFault[] = [];
+  private readonly stalls: PendingStall[] = [];
   private readonly watches = new Set<OpenWatch>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly replicaSets = new Set<ReplicaSetBehaviour>();
@@ -214,6 +232,16 @@ export class FakeKubeApi {
   /** Makes the next `fault.times` (default 1) requests matching it answer `fault.code` (a `Status`); checked after authentication, before RBAC. */
   failNext(fault: Fault): void {
     this.faults.push({ ...fault, left: fault.times ?? 1 });
+  }
+
+  /** Holds the next request matching `match` (after authentication) until `release()`: a slow API server, to order races. */
+  stallNext(match: StallMatch): Stall {
+    let arrived!: () => void;
+    let release!: () => void;
+    const reached = new Promise<void>((resolve) => (arrived = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    this.stalls.push({ match, arrived, released });
+    return { reached, release };
   }
 
   /** Ends every open watch (clients re-watch from their last resourceVersion); returns how many were open. */
@@ -407,6 +435,7 @@ export class FakeKubeApi {
       record.verb = verb;
       const identity = this.authenticate(req);
       record.user = identity.user;
+      await this.stallIfAsked(record);
       this.injectFault(record);
       const attributes: Attributes = { verb, apiGroup: target.group, resource: target.resource };
       if (target.subresource !== undefined) attributes.subresource = target.subresource;
@@ -438,16 +467,17 @@ export class FakeKubeApi {
     return identity;
   }
 
+  private async stallIfAsked(record: RecordedRequest): Promise<void> {
+    const index = this.stalls.findIndex((s) => matches(s.match, record));
+    const stall = this.stalls[index];
+    if (stall === undefined) return;
+    this.stalls.splice(index, 1);
+    stall.arrived();
+    await stall.released;
+  }
+
   private injectFault(record: RecordedRequest): void {
-    const full = record.subresource === undefined ? record.resource : `${record.resource}/${record.subresource}`;
-    const index = this.faults.findIndex(
-      (f) =>
-        (f.verb === undefined || f.verb === record.verb) &&
-        (f.resource === undefined || f.resource === full) &&
-        (f.apiGroup === undefined || f.apiGroup === record.apiGroup) &&
-        (f.namespace === undefined || f.namespace === record.namespace) &&
-        (f.name === undefined || f.name === record.name),
-    );
+    const index = this.faults.findIndex((f) => matches(f, record));
     const fault = this.faults[index];
     if (fault === undefined) return;
     if (--fault.left <= 0) this.faults.splice(index, 1);
@@ -675,4 +705,15 @@ async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString("utf8");
+}
+
+function matches(match: StallMatch, record: RecordedRequest): boolean {
+  const full = record.subresource === undefined ? record.resource : `${record.resource}/${record.subresource}`;
+  return (
+    (match.verb === undefined || match.verb === record.verb) &&
+    (match.resource === undefined || match.resource === full) &&
+    (match.apiGroup === undefined || match.apiGroup === record.apiGroup) &&
+    (match.namespace === undefined || match.namespace === record.namespace) &&
+    (match.name === undefined || match.name === record.name)
+  );
 }
