@@ -47,7 +47,10 @@ describe("Kubernetes mode: incidents, Events, pod targeting", () => {
     await lockOut(b);
 
     const [incident] = await operator.until((all) => all.some((i) => i.status === "resolved"), "the incident to resolve");
-    const inFolder = await new FileIncidentStore({ dir: join(operator.dir, "incidents") }).list();
+    // Both stores are written in parallel: the folder may show the last save a moment later.
+    const folder = new FileIncidentStore({ dir: join(operator.dir, "incidents") });
+    await eventually(async () => (await folder.list()).some((i) => i.status === "resolved"), 5000, "the folder's record to resolve");
+    const inFolder = await folder.list();
     expect(inFolder.map((i) => [i.id, i.status])).toEqual([[incident!.id, "resolved"]]);
     expect(incident).toMatchObject({ target: { userId: USER, pod: "chat-factory-b", control: `http://127.0.0.2:${port}` } });
     expect(b.events("factory.cleanup").filter((l) => l.trigger === "control")).toHaveLength(1);
