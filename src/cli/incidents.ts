@@ -16,6 +16,7 @@ interface ListFlags {
   dir: string;
   status?: IncidentStatus[];
   rule?: string;
+  user?: string;
   json: boolean;
 }
 
@@ -43,6 +44,7 @@ function listCommand(): Command {
       ),
     )
     .addOption(new Option("--rule <name>", "only incidents of this rule"))
+    .addOption(new Option("--user <id>", "only incidents of this user, and rollup records that list them (users nobody acted on)"))
     .addOption(new Option("--json", "print the incidents' summaries as a JSON array").default(false))
     .action(async (flags: ListFlags) => {
       const store = new FileIncidentStore({ dir: flags.dir });
@@ -53,12 +55,16 @@ function listCommand(): Command {
         fail("list", err);
       }
       for (const s of scan.skipped) console.error(`reclaim incidents list: skipped ${terminal(s.file)}: ${terminal(s.reason)}`);
+      if (flags.user !== undefined) {
+        const user = flags.user;
+        scan.incidents = scan.incidents.filter((i) => (i.rollup === undefined ? i.target.userId === user : i.rollup.keys.some((k) => k.userId === user)));
+      }
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(scan.incidents.map(summaryOf), null, 2)}\n`);
         return;
       }
       if (scan.incidents.length === 0) {
-        process.stdout.write(`No incidents in ${terminal(store.dir)}${flags.status || flags.rule ? " matching the filter" : ""}.\n`);
+        process.stdout.write(`No incidents in ${terminal(store.dir)}${flags.status || flags.rule || flags.user ? " matching the filter" : ""}.\n`);
         return;
       }
       process.stdout.write(
@@ -69,7 +75,7 @@ function listCommand(): Command {
             i.status + (i.dryRun ? " (dry run)" : ""),
             i.severity,
             i.rule,
-            i.target.userId,
+            i.rollup === undefined ? i.target.userId : `(${i.rollup.keys.length} listed: ${i.rollup.reason})`,
             i.detectedAt,
             i.rungs.length === 0 ? "-" : i.rungs.map((r) => `${r.rung}:${r.outcome}`).join(","),
           ]),
@@ -125,6 +131,18 @@ function summaryOf(i: Incident): Record<string, unknown> {
     closedAt: i.closedAt,
     rungs: i.rungs.map((r) => ({ rung: r.rung, outcome: r.outcome })),
     durations: i.durations,
+    ...(i.rollup === undefined
+      ? {}
+      : {
+          rollup: {
+            reason: i.rollup.reason,
+            hour: i.rollup.hour,
+            part: i.rollup.part,
+            keys: i.rollup.keys.length,
+            userIds: i.rollup.keys.map((k) => k.userId),
+            unlistedTriggers: i.rollup.unlisted.triggers,
+          },
+        }),
   };
 }
 

@@ -5,7 +5,6 @@
 import { hostname } from "node:os";
 import { Command, Option } from "commander";
 import { DEV_CONTROL_TOKEN } from "../contract/dev.js";
-import { currentNamespace, loadKubeConfig } from "../operator/k8s/client.js";
 import { checkSchedule } from "../operator/jobs/scheduler.js";
 import { InvalidRulesError, startOperator, type KubernetesConfig } from "../operator/operator.js";
 import { createOperatorLog } from "../operator/log.js";
@@ -122,6 +121,8 @@ export function operatorCommand(): Command {
         flags.leaderElect || incidents.includes("k8s") || flags.target === "pod" || flags.watchRules || flags.source.startsWith("k8s:");
       let kubernetes: KubernetesConfig | undefined;
       if (kubernetesMode) {
+        // Imported here: the Kubernetes client is large, and only Kubernetes mode needs it.
+        const { currentNamespace, loadKubeConfig } = await import("../operator/k8s/client.js");
         let kubeConfig;
         try {
           kubeConfig = loadKubeConfig(flags.kubeconfig);

@@ -7,6 +7,7 @@
  *   GET  /v1/users/{userId}                limit, effective limit, managers
  *   GET  /v1/users/{userId}/admission      would a new connection be admitted now?
  *   POST /v1/users/{userId}/rungs/{rung}   run conservative | probe | force | degrade
+ *                                          (once per `Idempotency-Key`, ADR 13)
  *   GET  /metrics, /healthz, /readyz       unauthenticated: no user data, no actions
  * Errors: `{"error":{"code","message"}}` with 400, 401, 404, 405, 413, 415, 503.
  */
@@ -18,6 +19,7 @@ import {
   CONTROL_MAX_BODY_BYTES,
   type Admission,
   type ControlErrorCode,
+  type RungResult,
   type UserList,
   type UserState,
 } from "../contract/control.js";
@@ -28,6 +30,7 @@ import { listen, sendJson } from "./http-util.js";
 import type { FactoryMetrics } from "./metrics.js";
 import type { AdmissionQueue } from "./queue.js";
 import type { Registry } from "./registry.js";
+import { IDEMPOTENCY_KEY_PATTERN, IdempotencyCache, IdempotencyKeyReused, REPLAYED_HEADER } from "./idempotency.js";
 import { RungParamError } from "./rungs/degrade.js";
 import type { RungRunner } from "./rungs/runner.js";
 
@@ -71,6 +74,8 @@ export class ControlApi {
   readonly http: Server;
   private readonly tokenDigest: Buffer;
   private readonly routes: Route[];
+  /** Results of rung calls that carried an `Idempotency-Key` (ADR 13). */
+  private readonly idempotency = new IdempotencyCache<RungResult>();
 
   constructor(private readonly deps: ControlDeps) {
     this.tokenDigest = digest(deps.token);
@@ -134,14 +139,16 @@ export class ControlApi {
       this.count(route, res.statusCode);
     } catch (err) {
       if (err instanceof HttpError) {
+        // A request body we refused to read must not be left half-sent on a keep-alive connection:
+        // the connection is closed after the answer, and the client told so, so that it does not reuse it.
+        const unread = !req.complete;
         sendJson(
           res,
           err.status,
           { error: { code: err.code, message: err.message, ...(err.issues ? { issues: err.issues } : {}) } },
-          err.status === 401 ? { "WWW-Authenticate": "Bearer", ...err.headers } : err.headers,
+          { ...(err.status === 401 ? { "WWW-Authenticate": "Bearer" } : {}), ...err.headers, ...(unread ? { Connection: "close" } : {}) },
         );
-        // A request body we refused to read must not be left half-sent on a keep-alive connection.
-        if (!req.complete) res.once("finish", () => req.destroy());
+        if (unread) res.once("finish", () => req.destroy());
         this.count(route, err.status);
         return;
       }
@@ -221,11 +228,19 @@ export class ControlApi {
     const rung = FactoryRung.safeParse(rawRung);
     if (!rung.success) throw new HttpError(404, "not_found", `no rung ${JSON.stringify(rawRung)}: use ${FactoryRung.options.join(", ")}`);
     const userId = checkUserId(rawUser);
+    const key = req.headers["idempotency-key"];
+    if (key !== undefined && (typeof key !== "string" || !IDEMPOTENCY_KEY_PATTERN.test(key))) {
+      throw new HttpError(400, "invalid_params", "Idempotency-Key must be 1 to 200 characters of letters, digits and ._:@/-");
+    }
     const params = await readJsonBody(req);
     try {
-      const result = await this.deps.runner.run(rung.data, userId, params, "control");
-      sendJson(res, 200, result);
+      const run = (): Promise<RungResult> => this.deps.runner.run(rung.data, userId, params, "control");
+      if (key === undefined) return sendJson(res, 200, await run());
+      // The same key again (a retry, or a restarted operator): the first run's result, without running the rung again.
+      const { value, replayed } = await this.idempotency.run(key, JSON.stringify([userId, rung.data, params]), run);
+      sendJson(res, 200, value, replayed ? { [REPLAYED_HEADER]: "true" } : {});
     } catch (err) {
+      if (err instanceof IdempotencyKeyReused) throw new HttpError(400, "invalid_params", err.message);
       if (err instanceof ZodError) {
         const issues = err.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`);
         throw new HttpError(400, "invalid_params", `invalid ${rung.data} parameters`, issues);

@@ -8,6 +8,16 @@ import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetr
 /** Admission outcomes (`reclaim_factory_admissions_total{outcome}`). */
 export type AdmissionOutcome = "admitted" | "after_cleanup" | "degraded" | "queued" | "refused";
 
+/**
+ * Why a client's WebSocket message was refused (`reclaim_factory_messages_rejected_total{reason}`):
+ * answered with an `error` message (`binary`, `invalid_json`, `invalid_message`) or,
+ * for a frame `ws` refuses, by closing the connection (`too_large` 1009,
+ * `invalid_utf8` 1007, `protocol_error` 1002).
+ */
+export type MessageRejection = "binary" | "invalid_json" | "invalid_message" | "too_large" | "invalid_utf8" | "protocol_error";
+
+const MESSAGE_REJECTIONS: readonly MessageRejection[] = ["binary", "invalid_json", "invalid_message", "too_large", "invalid_utf8", "protocol_error"];
+
 /** Gauges that are read from live state when scraped. */
 export interface GaugeSources {
   managers(): number;
@@ -26,6 +36,7 @@ export class FactoryMetrics {
   readonly heartbeatSweep: Histogram;
   readonly authFailures: Counter<"reason">;
   readonly controlRequests: Counter<"route" | "status">;
+  readonly messagesRejected: Counter<"reason">;
 
   constructor(sources: GaugeSources, options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -94,7 +105,14 @@ export class FactoryMetrics {
       labelNames: ["route", "status"],
       registers,
     });
+    this.messagesRejected = new Counter({
+      name: "reclaim_factory_messages_rejected_total",
+      help: "WebSocket messages refused, by reason (answered with an error, or the connection closed).",
+      labelNames: ["reason"],
+      registers,
+    });
     // Start every closed-set series at zero so dashboards and rate() see them from the first scrape.
     for (const outcome of ["admitted", "after_cleanup", "degraded", "queued", "refused"]) this.admissions.inc({ outcome }, 0);
+    for (const reason of MESSAGE_REJECTIONS) this.messagesRejected.inc({ reason }, 0);
   }
 }

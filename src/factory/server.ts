@@ -14,7 +14,7 @@ import { tokenOf, type TokenAuth } from "./auth.js";
 import { listen, pathOf, rejectUpgrade, sendJson } from "./http-util.js";
 import type { EventLog } from "./log.js";
 import { Manager } from "./manager.js";
-import type { FactoryMetrics } from "./metrics.js";
+import type { FactoryMetrics, MessageRejection } from "./metrics.js";
 import type { AdmissionQueue } from "./queue.js";
 import type { Registry } from "./registry.js";
 
@@ -130,8 +130,11 @@ export class ChatServer {
       this.onMessage(manager, data, isBinary);
     });
     ws.on("pong", () => manager.markPong());
-    ws.on("error", () => {
+    ws.on("error", (err: Error & { code?: string }) => {
       manager.active = false;
+      // A frame ws refused (it closes the connection itself): count it, by a closed set of reasons.
+      const rejected = rejectionOf(err.code);
+      if (rejected !== null) deps.metrics.messagesRejected.inc({ reason: rejected });
     });
     ws.on("close", (code) => {
       this.sockets.delete(ws);
@@ -158,15 +161,21 @@ export class ChatServer {
   }
 
   private onMessage(manager: Manager, data: RawData, isBinary: boolean): void {
-    if (isBinary) return this.send(manager, { type: "error", code: "binary_not_supported", message: "send JSON text frames" });
+    const { metrics } = this.deps;
+    if (isBinary) {
+      metrics.messagesRejected.inc({ reason: "binary" });
+      return this.send(manager, { type: "error", code: "binary_not_supported", message: "send JSON text frames" });
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(rawToString(data));
     } catch {
+      metrics.messagesRejected.inc({ reason: "invalid_json" });
       return this.send(manager, { type: "error", code: "invalid_json", message: "messages are JSON objects" });
     }
     const message = ClientMessage.safeParse(parsed);
     if (!message.success) {
+      metrics.messagesRejected.inc({ reason: "invalid_message" });
       return this.send(manager, { type: "error", code: "invalid_message", message: "expected {\"type\":\"chat\",\"text\":\"…\"}" });
     }
     if (message.data.type === "ping") return this.send(manager, { type: "pong" });
@@ -207,6 +216,14 @@ export class ChatServer {
     this.http.closeAllConnections();
     await closed;
   }
+}
+
+/** The rejection a `ws` receiver error stands for; null for errors that are not about a frame (a reset socket). */
+function rejectionOf(code: string | undefined): MessageRejection | null {
+  if (code === undefined || !code.startsWith("WS_ERR_")) return null;
+  if (code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH" || code === "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH") return "too_large";
+  if (code === "WS_ERR_INVALID_UTF8") return "invalid_utf8";
+  return "protocol_error";
 }
 
 function destroyOnError(this: Duplex): void {

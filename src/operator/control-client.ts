@@ -45,6 +45,8 @@ export interface CallRecord<T> {
   status: number;
   body: Json;
   value: T;
+  /** The factory answered with the result of an earlier call with the same idempotency key (ADR 13). */
+  replayed: boolean;
 }
 
 export class ControlClient {
@@ -72,9 +74,13 @@ export class ControlClient {
     return this.call("GET", "/v1/users?atLimit=true", undefined, UserList, timeoutMs);
   }
 
-  /** `POST /v1/users/{id}/rungs/{rung}` with the rung's parameters. */
-  runRung(userId: string, rung: FactoryRung, params: unknown, timeoutMs: number): Promise<CallRecord<RungResult>> {
-    return this.call("POST", `/v1/users/${path(userId)}/rungs/${rung}`, params ?? {}, RungResult, timeoutMs);
+  /**
+   * `POST /v1/users/{id}/rungs/{rung}` with the rung's parameters. With
+   * `idempotencyKey`, a factory that already ran a call with that key answers
+   * its result instead of running the rung again (ADR 13).
+   */
+  runRung(userId: string, rung: FactoryRung, params: unknown, timeoutMs: number, idempotencyKey?: string): Promise<CallRecord<RungResult>> {
+    return this.call("POST", `/v1/users/${path(userId)}/rungs/${rung}`, params ?? {}, RungResult, timeoutMs, idempotencyKey);
   }
 
   /** The request a call would send, for recording before it is sent. */
@@ -82,7 +88,7 @@ export class ControlClient {
     return { method, url: `${this.baseUrl}${pathname}`, body: body === undefined ? null : (JSON.parse(JSON.stringify(body)) as Json) };
   }
 
-  private async call<T>(method: string, pathname: string, body: unknown, schema: z.ZodType<T>, timeoutMs: number): Promise<CallRecord<T>> {
+  private async call<T>(method: string, pathname: string, body: unknown, schema: z.ZodType<T>, timeoutMs: number, idempotencyKey?: string): Promise<CallRecord<T>> {
     const request = this.describe(method, pathname, body);
     let res: Response;
     try {
@@ -91,6 +97,7 @@ export class ControlClient {
         headers: {
           Authorization: `Bearer ${this.token}`,
           ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+          ...(idempotencyKey === undefined ? {} : { "Idempotency-Key": idempotencyKey }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(timeoutMs),
@@ -127,7 +134,7 @@ export class ControlClient {
     if (!value.success) {
       throw new ControlCallError(`${method} ${request.url} answered 200 with an unexpected body`, "invalid_response", res.status, parsed);
     }
-    return { request, status: res.status, body: parsed, value: value.data };
+    return { request, status: res.status, body: parsed, value: value.data, replayed: res.headers.get("idempotent-replayed") === "true" };
   }
 }
 

@@ -111,8 +111,11 @@ export class Detector {
     }
     this.windows.set(id, window);
 
-    // Insert in time order (entries may arrive out of order), then drop what fell out of the window.
-    insertSorted(window.times, event.time);
+    // Insert in time order (entries may arrive out of order), then drop what fell out of the window. An entry
+    // stamped later than now (a pod clock running ahead) happened by the time it was read: it counts as now, so
+    // it cannot push the on-time entries of its key out of the window (fault matrix, row 6). In replay, "now"
+    // is the newest entry time, so this changes nothing there.
+    insertSorted(window.times, Math.min(event.time, this.options.now()));
     const newest = window.times[window.times.length - 1]!;
     while (window.times.length > 0 && window.times[0]! <= newest - windowMs) window.times.shift();
     if (window.times.length > count) window.times.splice(0, window.times.length - count);

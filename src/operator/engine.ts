@@ -2,7 +2,9 @@
  * The decision stage of the pipeline: a matched entry goes to the detector;
  * a trigger goes through the guards; then either an incident is opened and
  * PERSISTED before anything acts on it, or the suppression is counted on the
- * key's open or latest incident (never one record per log line).
+ * key's open or latest incident (never one record per log line). A key with
+ * no incident that a rule-wide guard stops is listed in the hour's rollup
+ * record of its rule and reason (ADR 12), written by `flush()`.
  *
  * The same engine runs live (the actor starts the ladder) and in replay (the
  * actor only records the plan), so replay gives the answers live would.
@@ -13,11 +15,17 @@ import type { LogEvent } from "./event.js";
 import { checkGuards, type GuardState } from "./guards.js";
 import { close, decide, newIncident, noteSuppressed } from "./incidents/record.js";
 import { FINAL_STATUSES, type Incident, type SuppressReason } from "./incidents/model.js";
+import { ROLLED_UP_REASONS } from "./incidents/rollup.js";
 import type { IncidentStore } from "./incidents/store.js";
 import { OperatorEvent, type OperatorLog } from "./log.js";
 import type { OperatorMetrics } from "./metrics.js";
 import type { CompiledRule } from "./rules/compile.js";
 import type { Target, TargetResolver } from "./target.js";
+
+/** The key an incident is held under while the store cannot record it. */
+function heldKey(trigger: Trigger): string {
+  return `${trigger.rule.name}\u0000${trigger.keyString}`;
+}
 
 /** What happens to an incident that passed every guard. */
 export interface Actor {
@@ -43,9 +51,31 @@ export interface EngineDeps {
 /** How one trigger ended, for tests and replay reports. */
 export type TriggerOutcome = { acted: Incident } | { suppressed: SuppressReason; incident: Incident | null };
 
+/** Most incidents held in memory while the store cannot record them; beyond it the oldest is dropped (logged). */
+const MAX_HELD = 1000;
+
+/** An incident that passed the guards but could not be recorded: nothing acts on it until it is. */
+interface Held {
+  incident: Incident;
+  trigger: Trigger;
+  target: Target | null;
+  dryRun: boolean;
+  /** When the first write failed. */
+  since: number;
+  /** Failed writes so far. */
+  failures: number;
+}
+
 export class Engine {
   /** Incidents being remediated, by id: the objects the ladder is changing. */
   readonly active = new Map<string, Incident>();
+  /**
+   * Incidents the store could not record, by rule and key: held, never acted
+   * on, written again by `retryHeld()` (the operator calls it every second)
+   * and acted on once written. One per key: a repeat while held is counted on it.
+   */
+  private readonly held = new Map<string, Held>();
+  private retrying = false;
   private rules: readonly CompiledRule[] = [];
 
   constructor(private readonly deps: EngineDeps) {}
@@ -58,6 +88,11 @@ export class Engine {
 
   get ruleSet(): readonly CompiledRule[] {
     return this.rules;
+  }
+
+  /** What the engine holds in memory (for tests and the flood benchmark): it must stay bounded under a flood. */
+  sizes(): { windows: number; active: number; rollups: { records: number; keys: number; dirty: number } } {
+    return { windows: this.deps.detector.size, active: this.active.size, rollups: this.deps.guards.rollups.size };
   }
 
   /** One entry through every rule. Resolves once any resulting incident is persisted. */
@@ -94,6 +129,13 @@ export class Engine {
       deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason });
       return { suppressed: reason, incident: null };
     }
+    const waiting = this.held.get(heldKey(trigger));
+    if (waiting !== undefined) {
+      // Its incident waits for the store: one incident per key, never a second one.
+      noteSuppressed(waiting.incident, "store_unavailable", now);
+      deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason: "store_unavailable" });
+      return { suppressed: "store_unavailable", incident: null };
+    }
     if (reason !== null && reason !== "dry_run") return this.suppress(trigger, reason, now);
 
     const dryRun = reason === "dry_run";
@@ -112,16 +154,121 @@ export class Engine {
     try {
       await deps.store.save(incident);
     } catch (err) {
-      // Never act without a record.
-      deps.metrics.storeErrors.inc();
-      deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason: "store_unavailable" });
-      deps.log.error(
-        OperatorEvent.storeError,
-        { rule: trigger.rule.name, userId: trigger.userId },
-        `Cannot record an incident for ${trigger.keyString}; NOT acting: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      // Never act without a record: hold it, write it again every second, act once it is written (ADR 14).
+      this.hold({ incident, trigger, target, dryRun, since: now, failures: 1 }, err);
       return { suppressed: "store_unavailable", incident: null };
     }
+    return this.recorded(incident, trigger, target, dryRun, now);
+  }
+
+  /** Incidents waiting for the store (see `retryHeld`). */
+  get heldCount(): number {
+    return this.held.size;
+  }
+
+  /**
+   * Writes the held incidents again, oldest first, and acts on each one that
+   * is now recorded; stops at the first write that still fails. One that
+   * waited longer than its rule's `maxAge`, or whose rule is gone, is
+   * recorded as not acted on instead. Never throws.
+   */
+  async retryHeld(): Promise<void> {
+    if (this.retrying || this.held.size === 0) return;
+    this.retrying = true;
+    const { deps } = this;
+    try {
+      for (const [key, held] of [...this.held]) {
+        if (this.held.get(key) !== held) continue;
+        const now = deps.clock.now();
+        const { trigger } = held;
+        // Changed on a copy: a write that fails again leaves the held record as it was (no decision per attempt).
+        const incident = structuredClone(held.incident);
+        const rule = this.rules.find((r) => r.name === trigger.rule.name);
+        const waited = `the incident store could not record it for ${Math.round((now - held.since) / 1000)} s (${held.failures} failed write(s))`;
+        let stale: string | null = null;
+        if (rule === undefined) stale = `not acted on: ${waited}, and rule ${trigger.rule.name} is no longer loaded`;
+        else if (now - trigger.at > rule.rule.spec.maxAge) stale = `not acted on: ${waited}, and its entries are now older than maxAge`;
+        if (stale !== null && !FINAL_STATUSES.has(incident.status)) {
+          close(incident, "suppressed", now, stale);
+          if (rule !== undefined) noteSuppressed(incident, "stale", now);
+        } else if (stale === null) {
+          decide(incident, "retry", `${waited}; recorded now`, now);
+        }
+        try {
+          await deps.store.save(incident);
+        } catch (err) {
+          held.failures++;
+          deps.metrics.storeErrors.inc();
+          // Loud at the first failure (in hold) and then once a minute, not once a second.
+          if (held.failures % 60 === 0) this.logHeld(held, err);
+          return;
+        }
+        this.held.delete(key);
+        deps.metrics.storeWaiting.dec();
+        deps.log.warn(
+          OperatorEvent.storeError,
+          { incident: incident.id, rule: incident.rule, userId: incident.target.userId },
+          `Incident ${incident.id} recorded after ${waited}; ${stale === null ? "acting on it now" : stale}`,
+        );
+        if (stale !== null) {
+          deps.guards.opened(incident, now);
+          deps.guards.closed(incident, trigger.rule.rule.spec.guards.circuitBreaker.failures);
+          deps.metrics.incidents.inc({ status: "suppressed" });
+          continue;
+        }
+        this.recorded(incident, { ...trigger, rule: rule! }, held.target, held.dryRun, now);
+      }
+    } finally {
+      this.retrying = false;
+    }
+  }
+
+  /** Forgets the held incidents (the term ended: leadership lost, or stopping), naming each in the log. Returns how many. */
+  dropHeld(why: string): number {
+    const count = this.held.size;
+    for (const { incident } of this.held.values()) {
+      this.deps.metrics.storeWaiting.dec();
+      this.deps.log.error(
+        OperatorEvent.storeError,
+        { incident: incident.id, rule: incident.rule, userId: incident.target.userId },
+        `Incident ${incident.id} for ${incident.keyString} was never recorded and NOT acted on (${why}); a new trigger opens it again`,
+      );
+    }
+    this.held.clear();
+    return count;
+  }
+
+  private hold(held: Held, err: unknown): void {
+    const { deps } = this;
+    deps.metrics.storeErrors.inc();
+    deps.metrics.triggers.inc({ rule: held.trigger.rule.name, outcome: "suppressed", reason: "store_unavailable" });
+    if (this.held.size >= MAX_HELD) {
+      const [oldestKey, oldest] = this.held.entries().next().value!;
+      this.held.delete(oldestKey);
+      deps.metrics.storeWaiting.dec();
+      deps.log.error(
+        OperatorEvent.storeError,
+        { incident: oldest.incident.id, rule: oldest.incident.rule, userId: oldest.incident.target.userId },
+        `Incident ${oldest.incident.id} dropped without a record: ${MAX_HELD} incidents already wait for the store`,
+      );
+    }
+    this.held.set(heldKey(held.trigger), held);
+    deps.metrics.storeWaiting.inc();
+    this.logHeld(held, err);
+  }
+
+  private logHeld(held: Held, err: unknown): void {
+    this.deps.log.error(
+      OperatorEvent.storeError,
+      { incident: held.incident.id, rule: held.trigger.rule.name, userId: held.trigger.userId, failures: held.failures },
+      `Cannot record an incident for ${held.trigger.keyString}; NOT acting until it is recorded (trying again every second): ` +
+        `${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+
+  /** The incident is on record: count it, and act on it unless it is a dry run. */
+  private recorded(incident: Incident, trigger: Trigger, target: Target | null, dryRun: boolean, now: number): TriggerOutcome {
+    const { deps } = this;
     deps.guards.opened(incident, now);
     if (dryRun) {
       deps.guards.closed(incident, trigger.rule.rule.spec.guards.circuitBreaker.failures);
@@ -141,6 +288,39 @@ export class Engine {
     return { acted: incident };
   }
 
+  /**
+   * Writes the rollup records (ADR 12) that list a key not yet written, and
+   * those whose trigger counts changed if last written a second or more ago
+   * (`all`: every changed record). Call it before acknowledging the input
+   * that caused them (the operator: before a batch's position is saved), and
+   * with `all` before stopping. Never throws: a record that could not be
+   * written is logged, counted, and written again by the next flush.
+   * Resolves to false when a write failed.
+   */
+  async flush(options: { all?: boolean } = {}): Promise<boolean> {
+    const { deps } = this;
+    const pending = deps.guards.rollups.takeDirty(deps.clock.now(), options.all === true ? 0 : undefined);
+    if (pending.length === 0) return true;
+    let ok = true;
+    // One after the other: a record of 1,000 keys costs a few MB while it is serialized and written,
+    // and ten at once would all be promoted to the old generation together.
+    for (const incident of pending) {
+      try {
+        await deps.store.save(incident);
+      } catch (err) {
+        ok = false;
+        deps.guards.rollups.markDirty(incident);
+        deps.metrics.storeErrors.inc();
+        deps.log.error(
+          OperatorEvent.storeError,
+          { incident: incident.id, rule: incident.rule },
+          `Cannot write the rollup record ${incident.id}; kept in memory and written again at the next flush: ${String(err)}`,
+        );
+      }
+    }
+    return ok;
+  }
+
   /** The ladder of an incident ended (or stopped): it is no longer active. */
   release(incident: Incident): void {
     if (FINAL_STATUSES.has(incident.status)) this.active.delete(incident.id);
@@ -150,6 +330,7 @@ export class Engine {
     const { deps } = this;
     deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason });
     const latestId = deps.guards.latestIncident(trigger.rule.name, trigger.keyString);
+    if (latestId === null && ROLLED_UP_REASONS.has(reason)) return this.rollUp(trigger, reason, now);
     let incident: Incident | null = latestId === null ? null : (this.active.get(latestId) ?? (await deps.store.get(latestId)));
     if (incident === null) {
       // Nothing to count it on: one record for this key says it was not acted on, and why.
@@ -169,6 +350,28 @@ export class Engine {
     } catch (err) {
       deps.metrics.storeErrors.inc();
       deps.log.error(OperatorEvent.storeError, { incident: incident.id }, `Cannot record a suppression on ${incident.id}: ${String(err)}`);
+    }
+    return { suppressed: reason, incident };
+  }
+
+  /** A key without an incident that a rule-wide guard stopped: listed in the hour's rollup record, written by `flush()`. */
+  private rollUp(trigger: Trigger, reason: SuppressReason, now: number): TriggerOutcome {
+    const { deps } = this;
+    const noted = deps.guards.rollups.note(trigger, reason, now);
+    const { incident } = noted;
+    // A repeat of a listed key is counted on its record and in the metrics, not logged: a flood's lines would be the log.
+    if (!noted.added && !noted.unlisted) return { suppressed: reason, incident };
+    const fields = { incident: incident.id, rule: trigger.rule.name, userId: trigger.userId, reason };
+    if (noted.added) {
+      deps.metrics.suppressedKeys.inc({ rule: trigger.rule.name, reason });
+      deps.log.info(OperatorEvent.suppressed, fields, `Trigger for ${trigger.keyString} suppressed (${reason}): not acted on, listed in rollup record ${incident.id}`);
+    } else {
+      deps.metrics.suppressedUnlisted.inc({ rule: trigger.rule.name, reason });
+      deps.log.warn(
+        OperatorEvent.suppressed,
+        fields,
+        `Trigger for ${trigger.keyString} suppressed (${reason}): not acted on and NOT listed (this hour's rollup records are full); counted on ${incident.id}`,
+      );
     }
     return { suppressed: reason, incident };
   }

@@ -56,7 +56,20 @@ function toSeverity(value: unknown): EventSeverity {
   return "DEFAULT";
 }
 
+/**
+ * Event times an entry may carry: the years 0000 to 9999, what RFC 3339 (and
+ * the incident record) can write. Anything else is a broken clock or a broken
+ * line, not a time to act on: no usable time (fault matrix, row 6).
+ */
+const MIN_TIME = Date.parse("0000-01-01T00:00:00.000Z");
+const MAX_TIME = Date.parse("9999-12-31T23:59:59.999Z");
+
 function toTime(value: unknown): number | null {
+  const t = rawTime(value);
+  return t !== null && t >= MIN_TIME && t <= MAX_TIME ? t : null;
+}
+
+function rawTime(value: unknown): number | null {
   if (typeof value === "string") {
     const t = Date.parse(value);
     return Number.isNaN(t) ? null : t;
@@ -84,12 +97,47 @@ function stringLabels(value: unknown): Record<string, string> {
 }
 
 /**
+ * Deepest nesting of objects and arrays an entry may have (the entry itself is
+ * level 0). Factory lines are flat and Cloud Logging entries a few levels deep;
+ * a line nested thousands deep would parse, then overflow the stack of every
+ * recursive step after it (de-duplication digests, the incident record), so it
+ * is refused here, as malformed.
+ */
+export const MAX_ENTRY_DEPTH = 32;
+
+/**
+ * Whether `value` nests objects or arrays deeper than `max` levels. Iterative
+ * (no recursion to overflow); a flat entry allocates nothing.
+ */
+function deeperThan(value: object, max: number): boolean {
+  let pending: [object, number][] | null = null;
+  let node: object | undefined = value;
+  let depth = 0;
+  while (node !== undefined) {
+    if (depth > max) return true;
+    if (Array.isArray(node)) {
+      for (const child of node as unknown[]) if (typeof child === "object" && child !== null) (pending ??= []).push([child, depth + 1]);
+    } else {
+      for (const key in node) {
+        const child = (node as Record<string, unknown>)[key];
+        if (typeof child === "object" && child !== null) (pending ??= []).push([child, depth + 1]);
+      }
+    }
+    const next: [object, number] | undefined = pending?.pop();
+    node = next?.[0];
+    depth = next?.[1] ?? 0;
+  }
+  return false;
+}
+
+/**
  * Normalizes a parsed JSON line: a Cloud Logging `LogEntry` (it has
  * `jsonPayload` or `textPayload`) or a raw structured line such as the
- * factory writes. Returns null when it is neither or has no usable time.
+ * factory writes. Returns null when it is neither, has no usable time, or
+ * nests deeper than MAX_ENTRY_DEPTH.
  */
 export function normalize(entry: unknown): LogEvent | null {
-  if (!isRecord(entry)) return null;
+  if (!isRecord(entry) || deeperThan(entry, MAX_ENTRY_DEPTH)) return null;
   const isLogEntry = "jsonPayload" in entry || "textPayload" in entry || "protoPayload" in entry;
   if (isLogEntry) {
     const payload = isRecord(entry.jsonPayload) ? entry.jsonPayload : {};

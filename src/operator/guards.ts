@@ -17,6 +17,7 @@
  */
 import type { Trigger } from "./detector.js";
 import { FINAL_STATUSES, type Incident, type SuppressReason } from "./incidents/model.js";
+import { SuppressionRollups } from "./incidents/rollup.js";
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
@@ -62,6 +63,8 @@ export class GuardState {
   private readonly attempts = new Map<string, number[]>();
   private readonly hourly = new Map<string, number[]>();
   private readonly breakers = new Map<string, Breaker>();
+  /** Rollup records of keys a rule-wide guard stopped (ADR 12): never any key's incident, so kept apart. */
+  readonly rollups = new SuppressionRollups();
 
   /** The open incident of a key, else its latest one: where a suppressed trigger is counted. */
   latestIncident(rule: string, keyString: string): string | null {
@@ -105,6 +108,7 @@ export class GuardState {
 
   /** An incident was opened (acted on unless it is a dry run or suppressed). */
   opened(incident: Incident, openedAt: number = Date.parse(incident.detectedAt)): void {
+    if (incident.rollup !== undefined) return;
     const id = keyIdOf(incident.rule, incident.keyString);
     this.latest.set(id, incident.id);
     if (incident.dryRun || incident.status === "suppressed") return;
@@ -120,6 +124,7 @@ export class GuardState {
 
   /** An incident reached a final status. `failuresToOpen` is the rule's circuit-breaker threshold. */
   closed(incident: Incident, failuresToOpen: number): void {
+    if (incident.rollup !== undefined) return;
     const id = keyIdOf(incident.rule, incident.keyString);
     const closedAt = incident.closedAt === null ? Date.parse(incident.updatedAt) : Date.parse(incident.closedAt);
     if (this.inFlight.get(id) === incident.id) this.inFlight.delete(id);
@@ -146,10 +151,15 @@ export class GuardState {
   /**
    * Rebuilds the state from stored incidents (any order).
    * @param failuresToOpen the circuit-breaker threshold of a rule (default 3 when the rule is gone)
+   * @param now when given, rollup records of hours before the previous one are not kept in memory
    */
-  rebuild(incidents: readonly Incident[], failuresToOpen: (rule: string) => number): void {
+  rebuild(incidents: readonly Incident[], failuresToOpen: (rule: string) => number, now?: number): void {
     const ordered = [...incidents].sort((a, b) => Date.parse(a.detectedAt) - Date.parse(b.detectedAt));
     for (const incident of ordered) {
+      if (incident.rollup !== undefined) {
+        this.rollups.restore(incident, now);
+        continue;
+      }
       this.opened(incident);
       if (FINAL_STATUSES.has(incident.status)) this.closed(incident, failuresToOpen(incident.rule));
     }

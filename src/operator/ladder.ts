@@ -6,18 +6,21 @@
  * medik8s' node-healthcheck-operator), so a restarted operator continues where
  * it stopped:
  * - a rung recorded `pending` may or may not have reached the factory: it is
- *   run again — safe because every rung is idempotent (ADR 3);
+ *   sent again with the same idempotency key (`<incident id>/<rung index>`),
+ *   so a factory that already ran it answers that result instead of running
+ *   it twice (ADR 13); without the key it would still be safe (ADR 3);
  * - a rung that finished `ok` but has no verification is verified;
  * - otherwise the next rung runs, and after the last one the incident is
  *   escalated.
  * The record is saved before each call and after each result. If a save
- * fails, the runner stops without acting further: it never acts without a
- * record.
+ * fails, the runner holds without acting further (it never acts without a
+ * record) and writes it again until it can, then goes on (see `save`).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Clock } from "../contract/clock.js";
 import type { CanaryResult } from "./canary.js";
 import { ControlCallError } from "./control-client.js";
+import { failpoint } from "./failpoint.js";
 import type { GuardState } from "./guards.js";
 import { close, decide } from "./incidents/record.js";
 import { FINAL_STATUSES, type Incident, type IncidentStatus, type Json, type RungRun } from "./incidents/model.js";
@@ -50,6 +53,8 @@ export interface LadderOptions {
   verifyPollMs?: number;
   /** A canary runner, when the operator has a canary configured. */
   canary?: (message: string) => Promise<CanaryResult>;
+  /** Time between writes of a record the store refused, while the ladder holds (default 1000 ms). */
+  storeRetryMs?: number;
 }
 
 export interface LadderDeps {
@@ -64,6 +69,11 @@ export interface LadderDeps {
 export class LadderRunner {
   private readonly attempts: number;
   private readonly backoff: readonly number[];
+  private readonly storeRetryMs: number;
+  /** The signal of each incident's run: a save that fails holds until it works or this aborts. */
+  private readonly signals = new WeakMap<Incident, AbortSignal>();
+  /** The "before" snapshot of an incident being taken while its first rung is recorded; awaited before that rung acts. */
+  private readonly snapshots = new WeakMap<Incident, Promise<void>>();
 
   constructor(
     private readonly deps: LadderDeps,
@@ -71,6 +81,7 @@ export class LadderRunner {
   ) {
     this.attempts = options.attempts ?? 3;
     this.backoff = options.backoffMs ?? [200, 1000];
+    this.storeRetryMs = options.storeRetryMs ?? 1000;
   }
 
   /**
@@ -81,13 +92,20 @@ export class LadderRunner {
   async run(incident: Incident, rule: RemediationRule, target: Target, signal?: AbortSignal): Promise<Incident> {
     const { clock } = this.deps;
     const { spec } = rule;
+    if (signal !== undefined) this.signals.set(incident, signal);
     // After a restartPod rung the user is verified (and later rungs run) on the replacement pod.
     let current = target;
     if (incident.status === "open") {
       incident.status = "remediating";
-      incident.before = await this.snapshot(incident, target);
       decide(incident, "acting", `acting on user ${incident.target.userId} through ${target.control.baseUrl}`, clock.now());
-      await this.save(incident);
+      // No write of its own: the first rung's write (below, before anything is called) carries this too. The
+      // "before" snapshot is taken during that write, and the rung waits for it (ADR 15).
+      this.snapshots.set(
+        incident,
+        this.snapshot(incident, target).then((before) => {
+          incident.before = before;
+        }),
+      );
     }
     while (!FINAL_STATUSES.has(incident.status)) {
       if (signal?.aborted === true) return incident;
@@ -127,6 +145,7 @@ export class LadderRunner {
     signal?: AbortSignal,
   ): Promise<Target> {
     const { clock, metrics, store } = this.deps;
+    await this.snapshotTaken(incident);
     const now = clock.now();
     const resumed = incident.rungs[index] !== undefined;
     const run: RungRun = incident.rungs[index] ?? {
@@ -224,14 +243,22 @@ export class LadderRunner {
       incident.rungs.push(run);
       decide(incident, "rung_started", `rung ${index + 1} of ${rungCount}: ${step.rung} ${JSON.stringify(step.params)}`, clock.now());
     } else {
-      decide(incident, "resumed", `rung ${step.rung} was in flight when the operator stopped; running it again (rungs are idempotent)`, clock.now());
+      decide(incident, "resumed", `rung ${step.rung} was in flight when the operator stopped; sending it again with the same idempotency key (a factory that already ran it answers that run's result)`, clock.now());
     }
     await this.save(incident); // persisted before the call
+    await this.snapshotTaken(incident);
+    failpoint("after-persist");
     const started = clock.now();
+    // One key per rung of this incident, derived from the record: a retry, or a restarted operator resuming this
+    // pending rung, gets the factory's result of the run that already happened instead of running it again (ADR 13).
+    const idempotencyKey = `${incident.id}/${index}`;
+    let replayed = false;
     for (;;) {
       run.attempts++;
       try {
-        const answer = await target.control.runRung(userId, step.rung, step.params, step.timeout);
+        const answer = await target.control.runRung(userId, step.rung, step.params, step.timeout, idempotencyKey);
+        failpoint("after-rung");
+        replayed = answer.replayed;
         run.outcome = "ok";
         run.response = { status: answer.status, body: answer.body };
         run.result = answer.value;
@@ -260,7 +287,8 @@ export class LadderRunner {
       incident,
       "rung_finished",
       run.outcome === "ok"
-        ? `${step.rung} removed ${removed} manager(s); ${run.result?.remaining}/${run.result?.effectiveLimit} remain; factory says admit=${run.result?.admit}`
+        ? `${step.rung} removed ${removed} manager(s); ${run.result?.remaining}/${run.result?.effectiveLimit} remain; factory says admit=${run.result?.admit}` +
+            (replayed ? ` (the factory had already run it for this incident: result of that run, key ${idempotencyKey}; not run again)` : "")
         : `${step.rung} ${run.outcome} after ${run.attempts} attempt(s): ${run.error}`,
       clock.now(),
     );
@@ -339,6 +367,14 @@ export class LadderRunner {
     );
   }
 
+  /** Waits for the "before" snapshot of an incident this run opened, if it is still being taken (never rejects). */
+  private async snapshotTaken(incident: Incident): Promise<void> {
+    const taking = this.snapshots.get(incident);
+    if (taking === undefined) return;
+    await taking;
+    this.snapshots.delete(incident);
+  }
+
   private async snapshot(incident: Incident, target: Target): Promise<Incident["before"]> {
     try {
       const { value } = await target.control.admission(incident.target.userId, 2000);
@@ -348,18 +384,56 @@ export class LadderRunner {
     }
   }
 
+  /**
+   * Persists the record. When the write fails, the ladder HOLDS: nothing more
+   * is done for this incident (no rung, no verification) and the write is
+   * tried again every `storeRetryMs` until it works, then the ladder goes on
+   * from where it was. It gives up (StoreFailure) only when its run's signal
+   * aborts (the term ended; the record says where it stopped), or at once
+   * when the run has no signal.
+   */
   private async save(incident: Incident): Promise<void> {
-    if (!this.deps.guards.leader()) throw new NotLeader(`not the leader any more; incident ${incident.id} is left for the next one`);
-    try {
-      await this.deps.store.save(incident);
-    } catch (err) {
-      this.deps.metrics.storeErrors.inc();
-      this.deps.log.error(
-        OperatorEvent.storeError,
-        { incident: incident.id, rule: incident.rule },
-        `Cannot write incident ${incident.id}; not acting further without a record: ${err instanceof Error ? err.message : String(err)}`,
-      );
-      throw new StoreFailure(`could not persist incident ${incident.id}`, { cause: err });
+    const { metrics, log } = this.deps;
+    const signal = this.signals.get(incident);
+    let failures = 0;
+    const giveUp = (err: unknown): StoreFailure => {
+      if (failures > 0) metrics.storeWaiting.dec();
+      return new StoreFailure(`could not persist incident ${incident.id}`, { cause: err });
+    };
+    for (;;) {
+      if (!this.deps.guards.leader()) {
+        if (failures > 0) metrics.storeWaiting.dec();
+        throw new NotLeader(`not the leader any more; incident ${incident.id} is left for the next one`);
+      }
+      try {
+        await this.deps.store.save(incident);
+      } catch (err) {
+        failures++;
+        metrics.storeErrors.inc();
+        if (failures === 1) metrics.storeWaiting.inc();
+        // Loud at the first failure, then once a minute rather than at every attempt.
+        if (failures === 1 || failures % 60 === 0) {
+          log.error(
+            OperatorEvent.storeError,
+            { incident: incident.id, rule: incident.rule, failures },
+            `Cannot write incident ${incident.id}; NOT acting further until it is recorded` +
+              `${signal === undefined ? "" : ` (trying again every ${this.storeRetryMs} ms)`}: ${err instanceof Error ? err.message : String(err)}`,
+          );
+        }
+        if (signal === undefined || signal.aborted) throw giveUp(err);
+        await sleep(this.storeRetryMs, undefined, { signal }).catch(() => undefined);
+        if (signal.aborted) throw giveUp(err);
+        continue;
+      }
+      if (failures > 0) {
+        metrics.storeWaiting.dec();
+        log.warn(
+          OperatorEvent.storeError,
+          { incident: incident.id, rule: incident.rule, failures },
+          `Incident ${incident.id} recorded again after ${failures} failed write(s); its ladder goes on`,
+        );
+      }
+      return;
     }
   }
 }

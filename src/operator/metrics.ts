@@ -13,6 +13,8 @@ export class OperatorMetrics {
   readonly ruleMatches: Counter<"rule">;
   readonly entriesDropped: Counter<"rule" | "reason">;
   readonly triggers: Counter<"rule" | "outcome" | "reason">;
+  readonly suppressedKeys: Counter<"rule" | "reason">;
+  readonly suppressedUnlisted: Counter<"rule" | "reason">;
   readonly rungs: Counter<"rung" | "result">;
   readonly incidents: Counter<"status">;
   readonly openIncidents: Gauge;
@@ -20,6 +22,7 @@ export class OperatorMetrics {
   readonly rulesLoaded: Gauge;
   readonly ruleReloads: Counter<"result">;
   readonly storeErrors: Counter;
+  readonly storeWaiting: Gauge;
   readonly detectorEvictions: Counter;
   readonly sourceSuppressed: Counter<"source" | "reason">;
   readonly sourceReconnects: Counter<"source">;
@@ -55,6 +58,18 @@ export class OperatorMetrics {
       labelNames: ["rule", "outcome", "reason"],
       registers,
     });
+    this.suppressedKeys = new Counter({
+      name: "reclaim_operator_suppressed_keys_total",
+      help: "Keys (users) a rule-wide guard stopped that had no incident of their own, listed in a rollup record; each counted once per rule, reason and hour (ADR 12).",
+      labelNames: ["rule", "reason"],
+      registers,
+    });
+    this.suppressedUnlisted = new Counter({
+      name: "reclaim_operator_suppressed_unlisted_total",
+      help: "Suppressed triggers of keys not listed in any rollup record because the hour's records were full; the operator's log names them.",
+      labelNames: ["rule", "reason"],
+      registers,
+    });
     this.rungs = new Counter({ name: "reclaim_operator_rungs_total", help: "Rungs run, by rung and result.", labelNames: ["rung", "result"], registers });
     this.incidents = new Counter({
       name: "reclaim_operator_incidents_total",
@@ -79,6 +94,11 @@ export class OperatorMetrics {
     this.storeErrors = new Counter({
       name: "reclaim_operator_store_errors_total",
       help: "Incident records that could not be written (the operator does not act without a record).",
+      registers,
+    });
+    this.storeWaiting = new Gauge({
+      name: "reclaim_operator_store_waiting",
+      help: "Incidents held, not acted on, until the store can record them (new ones and ladders between steps); above 0 means the store is failing.",
       registers,
     });
     this.sourceSuppressed = new Counter({

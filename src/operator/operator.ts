@@ -14,10 +14,11 @@
  * invalid file reload keeps the last good set.
  */
 import { createServer } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import { Gauge } from "prom-client";
 import { systemClock, type Clock } from "../contract/clock.js";
 import { runCanary } from "./canary.js";
@@ -31,18 +32,19 @@ import { OrderedStore } from "./incidents/ordered-store.js";
 import { close, decide } from "./incidents/record.js";
 import type { IncidentStore } from "./incidents/store.js";
 import { TeeStore } from "./incidents/tee-store.js";
-import { EventingStore } from "./k8s/events.js";
-import { KubernetesIncidentStore } from "./k8s/incident-store.js";
-import { LeaderElector } from "./k8s/leader.js";
-import { PodLogSource, parsePodLogSpec } from "./k8s/pod-logs.js";
-import { PodTargetResolver } from "./k8s/pod-target.js";
-import { RuleObjects } from "./k8s/rule-objects.js";
+import type { EventingStore } from "./k8s/events.js";
+import type { KubernetesIncidentStore } from "./k8s/incident-store.js";
+import type { LeaderElector } from "./k8s/leader.js";
+import type { PodLogSource, parsePodLogSpec } from "./k8s/pod-logs.js";
+import type { PodTargetResolver } from "./k8s/pod-target.js";
+import type { RuleObjects } from "./k8s/rule-objects.js";
 import { DigestJob } from "./jobs/digest.js";
 import { JobMetrics } from "./jobs/metrics.js";
 import { RetentionJob } from "./jobs/retention.js";
 import { Scheduler, type Job } from "./jobs/scheduler.js";
 import { SweepJob } from "./jobs/sweep.js";
 import { LadderRunner, NotLeader, StoreFailure, type LadderOptions } from "./ladder.js";
+import { FAILPOINT_ENV } from "./failpoint.js";
 import { OperatorEvent, createOperatorLog, type OperatorLog } from "./log.js";
 import { MetricEvaluator, isMetricRule } from "./metric-evaluator.js";
 import { OperatorMetrics } from "./metrics.js";
@@ -186,14 +188,17 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   let rules: CompiledRule[] = fileRules;
   let scanner = new Scanner(rules);
 
+  // The Kubernetes client library costs ~80 MB of memory: loaded only in Kubernetes mode (ADR 12).
+  const km = kube === undefined && !config.source.startsWith("k8s:") ? null : await loadKubernetesModules();
+
   // Where incidents are kept.
   const stores: IncidentStore[] = [];
   let fileStore: FileIncidentStore | null = null;
   if (deps.store !== undefined) stores.push(deps.store);
   else {
-    if (kube?.incidents === true) {
+    if (kube?.incidents === true && km !== null) {
       stores.push(
-        new EventingStore(new KubernetesIncidentStore(kube.kubeConfig.makeApiClient(k8s.CustomObjectsApi), kube.namespace), kube.kubeConfig.makeApiClient(k8s.EventsV1Api), {
+        new km.EventingStore(new km.KubernetesIncidentStore(kube.kubeConfig.makeApiClient(km.k8s.CustomObjectsApi), kube.namespace), kube.kubeConfig.makeApiClient(km.k8s.EventsV1Api), {
           namespace: kube.namespace,
           instance: kube.identity,
           onError: (err) => log.warn(OperatorEvent.storeError, {}, `Could not create a Kubernetes Event: ${String(err)}`),
@@ -211,8 +216,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   // Whom to act on.
   const targets: TargetResolver =
     deps.targets ??
-    (kube?.podTargets === true
-      ? new PodTargetResolver(kube.kubeConfig.makeApiClient(k8s.CoreV1Api), {
+    (kube?.podTargets === true && km !== null
+      ? new km.PodTargetResolver(kube.kubeConfig.makeApiClient(km.k8s.CoreV1Api), {
           namespace: kube.namespace,
           token: config.controlToken,
           ...(kube.controlPort === undefined ? {} : { controlPort: kube.controlPort }),
@@ -226,6 +231,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   const leaderGauge = new Gauge({ name: "reclaim_operator_leader", help: "1 while this replica acts (the leader, or alone).", registers: [metrics.registry] });
 
   const stopped = new AbortController();
+  /** Between writes the store refused (held incidents, held ladders) and reads of the records at a term's start. */
+  const storeRetryMs = config.ladder?.storeRetryMs ?? 1000;
   let term: AbortController | null = null;
   const running = new Set<Promise<void>>();
   const ladder = new LadderRunner(
@@ -273,6 +280,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
           registry: metrics.registry,
           onTrigger: async (trigger) => {
             await engine.onTrigger(trigger);
+            await engine.flush();
           },
           onError: (err) =>
             log[err.recoverable ? "warn" : "error"](OperatorEvent.metricError, { rule: err.rule, kind: err.kind }, err.message),
@@ -322,7 +330,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       return;
     }
     decide(incident, "resumed", "a new operator term continues from the record", now);
-    await store.save(incident);
+    // If this write fails, the ladder's own first write holds it before anything is called.
+    await store.save(incident).catch((err: unknown) => log.error(OperatorEvent.storeError, { incident: incident.id }, `Could not record resuming ${incident.id}: ${String(err)}`));
     log.warn(OperatorEvent.resumed, { incident: incident.id, rule: incident.rule, userId: incident.target.userId }, `Resuming incident ${incident.id}`);
     engine.active.set(incident.id, incident);
     actor.act(incident, rule, await targets.resolve({ userId: incident.target.userId, pod: incident.target.pod, namespace: incident.target.namespace ?? null }));
@@ -331,10 +340,10 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   // The source: tailed only during a term.
   const makeSource = (): LogSource => {
     if (deps.source !== undefined) return deps.source;
-    const podLogs = parsePodLogSpec(config.source);
-    if (podLogs !== null) {
+    const podLogs = km?.parsePodLogSpec(config.source) ?? null;
+    if (podLogs !== null && km !== null) {
       if (kube === undefined) throw new TypeError(`--source ${config.source} needs Kubernetes mode`);
-      return new PodLogSource(kube.kubeConfig, podLogs);
+      return new km.PodLogSource(kube.kubeConfig, podLogs);
     }
     return openSource(config.source, {
       stateDir: config.stateDir,
@@ -370,34 +379,85 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   const done = new Promise<void>((resolve) => (resolveDone = resolve));
   let tailing: Promise<void> = Promise.resolve();
 
-  async function startTerm(): Promise<void> {
+  /**
+   * The incident records, read at the start of a term. A new leader that
+   * cannot read them (the API answers 500) does not act: it tries again every
+   * `storeRetryMs` until it can or the term ends (null). The first term of a
+   * replica without leader election fails instead (`retry` false): the
+   * operator then refuses to start.
+   */
+  async function listRecords(signal: AbortSignal, retry: boolean): Promise<Incident[] | null> {
+    for (let failures = 1; ; failures++) {
+      try {
+        return await store.list();
+      } catch (err) {
+        if (!retry) throw err;
+        metrics.storeErrors.inc();
+        if (failures === 1 || failures % 60 === 0) {
+          log.error(
+            OperatorEvent.storeError,
+            { failures },
+            `Cannot read the incident records; NOT acting until they can be read (trying again every ${storeRetryMs} ms): ${err instanceof Error ? err.message : String(err)}`,
+          );
+        }
+        await sleep(storeRetryMs, undefined, { signal }).catch(() => undefined);
+        if (signal.aborted) return null;
+      }
+    }
+  }
+
+  async function startTerm(retryList = true): Promise<void> {
     const current = new AbortController();
     term = current;
     engine.active.clear();
-    const records = await store.list();
-    guards.rebuild(records, (name) => ruleNamed(name)?.rule.spec.guards.circuitBreaker.failures ?? 3);
+    // Incidents the store could not record yet are written again (and acted on) every storeRetryMs during the term.
+    const retryHeld = setInterval(() => void engine.retryHeld(), storeRetryMs);
+    retryHeld.unref();
+    current.signal.addEventListener("abort", () => clearInterval(retryHeld), { once: true });
+    const records = await listRecords(current.signal, retryList);
+    if (records === null) return; // the term ended while the records could not be read
+    guards.rebuild(records, (name) => ruleNamed(name)?.rule.spec.guards.circuitBreaker.failures ?? 3, clock.now());
     for (const incident of records.filter((i) => !FINAL_STATUSES.has(i.status))) {
       if (current.signal.aborted) return;
       await resume(incident).catch((err: unknown) => log.error(OperatorEvent.storeError, { incident: incident.id }, `Could not resume ${incident.id}: ${String(err)}`));
     }
     ruleObjects?.recheck();
     metricEvaluator?.start();
+    // A term's tail starts once the last term's has ended, its last position saved (else the source is busy).
+    await tailing;
+    if (current.signal.aborted) return;
+    // A batch's position is saved while the next batch is read and handled, so that a line written just after
+    // another is not held up by the other's fsyncs; the next batch waits for that save before its own starts, and a
+    // failed save still ends the tail, one batch later. Sources save positions one at a time and never go back
+    // (ADR 15).
+    let committing: Promise<void> = Promise.resolve();
     tailing = source
       .run(async (batch) => {
-        const before = { ...scanner.stats };
-        const events = scanner.scan(batch);
-        metrics.linesRead.inc(sourceLabel, scanner.stats.linesRead - before.linesRead);
-        metrics.linesMalformed.inc(sourceLabel, scanner.stats.malformed - before.malformed);
-        for (const event of events) {
-          if (current.signal.aborted) return; // leadership lost mid-batch: leave the rest (and its position) to the next leader
-          metrics.sourceLag.set(sourceLabel, Math.max(0, (clock.now() - event.time) / 1000));
-          await engine.handle(event);
+        const used = scanner;
+        const before = { ...used.stats };
+        // Parsed one by one as handled, so a flood's entries die young (ADR 12).
+        const events = used.lazy(batch);
+        metrics.linesRead.inc(sourceLabel, used.stats.linesRead - before.linesRead);
+        try {
+          for (const event of events) {
+            if (current.signal.aborted) return; // leadership lost mid-batch: leave the rest (and its position) to the next leader
+            metrics.sourceLag.set(sourceLabel, Math.max(0, (clock.now() - event.time) / 1000));
+            await engine.handle(event);
+          }
+        } finally {
+          metrics.linesMalformed.inc(sourceLabel, used.stats.malformed - before.malformed);
         }
         exportStreamStats();
         metrics.detectorEvictions.inc(detector.stats.evictions - evictionsSeen);
         evictionsSeen = detector.stats.evictions;
-        await batch.commit();
+        // Rollup records (ADR 12) are written once per batch, before its position is saved.
+        await engine.flush();
+        const previous = committing;
+        committing = batch.commit();
+        committing.catch(() => undefined); // awaited by the next batch, or when the tail ends
+        await previous;
       }, current.signal)
+      .then(() => committing)
       .catch((err: unknown) => {
         log.error(OperatorEvent.sourceError, { source: source.name }, `Source ${source.name} failed: ${err instanceof Error ? err.message : String(err)}`);
       })
@@ -406,16 +466,17 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       });
   }
 
-  function endTerm(): void {
+  function endTerm(why: string): void {
     term?.abort();
     term = null;
+    engine.dropHeld(why);
     void metricEvaluator?.stop();
   }
 
   // Rules as cluster objects.
   const ruleObjects =
-    kube?.watchRules === true
-      ? new RuleObjects(kube.kubeConfig, {
+    kube?.watchRules === true && km !== null
+      ? new km.RuleObjects(kube.kubeConfig, {
           namespace: kube.namespace,
           canWriteStatus: () => leading,
           reservedNames: () => new Set(fileRules.map((r) => r.name)),
@@ -425,6 +486,14 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
             log.info(OperatorEvent.rulesLoaded, { rules: rules.length }, `RemediationRule objects changed; rules in force: ${rules.map((r) => r.name).join(", ")}`);
           },
           onError: (err) => log.warn(OperatorEvent.rulesInvalid, {}, `RemediationRule watch: ${String(err)}`),
+          onInvalidKept: (name, problems) => {
+            metrics.ruleReloads.inc({ result: "invalid" });
+            log.error(
+              OperatorEvent.rulesInvalid,
+              { rule: name, errors: problems.length },
+              `RemediationRule ${kube.namespace}/${name} is now invalid; keeping its last valid version in force:\n${problems.join("\n")}`,
+            );
+          },
         })
       : null;
   await ruleObjects?.start();
@@ -480,6 +549,9 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     })();
   }, config.reloadIntervalMs ?? 1000);
   reload.unref();
+  // Rollup records whose only change is trigger counts are written every 5 s at most (ADR 12), also when no line arrives.
+  const rollupTimer = setInterval(() => void engine.flush(), 1000);
+  rollupTimer.unref();
 
   // Scheduled jobs: they run on every replica's timer, but the sweep acts only on the leader and the others only read or prune.
   const scheduler = startJobs();
@@ -494,7 +566,11 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
           ruleName: jobsConfig.sweepRule,
           rule: (name) => ruleNamed(name),
           targets: factoriesToSweep,
-          onTrigger: (trigger) => engine.onTrigger(trigger),
+          onTrigger: async (trigger) => {
+            const outcome = await engine.onTrigger(trigger);
+            await engine.flush();
+            return outcome;
+          },
           clock,
           isLeader: () => leading,
         }),
@@ -524,12 +600,12 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
 
   /** The factories the sweep asks: `--control`, or in Kubernetes mode every factory pod. */
   async function factoriesToSweep(): Promise<Target[]> {
-    if (kube?.podTargets !== true) {
+    if (kube?.podTargets !== true || km === null) {
       const target = await targets.resolve({ userId: "", pod: null, namespace: null });
       return target === null ? [] : [target];
     }
-    const selector = config.jobs?.factorySelector ?? parsePodLogSpec(config.source)?.selector ?? "app.kubernetes.io/name=chat-factory";
-    const pods = await kube.kubeConfig.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace: kube.namespace, labelSelector: selector });
+    const selector = config.jobs?.factorySelector ?? km.parsePodLogSpec(config.source)?.selector ?? "app.kubernetes.io/name=chat-factory";
+    const pods = await kube.kubeConfig.makeApiClient(km.k8s.CoreV1Api).listNamespacedPod({ namespace: kube.namespace, labelSelector: selector });
     const found: Target[] = [];
     for (const pod of pods.items) {
       const target = await targets.resolve({ userId: "", pod: pod.metadata?.name ?? null, namespace: kube.namespace });
@@ -540,8 +616,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
 
   // Leadership: act now, or when elected.
   let elector: LeaderElector | null = null;
-  if (kube !== undefined && kube.leaderElection !== null) {
-    elector = new LeaderElector(kube.kubeConfig.makeApiClient(k8s.CoordinationV1Api), {
+  if (kube !== undefined && kube.leaderElection !== null && km !== null) {
+    elector = new km.LeaderElector(kube.kubeConfig.makeApiClient(km.k8s.CoordinationV1Api), {
       name: kube.leaderElection.name,
       namespace: kube.namespace,
       identity: kube.identity,
@@ -552,20 +628,20 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
         leading = true;
         leaderGauge.set(1);
         log.warn(OperatorEvent.started, { identity: kube.identity }, `Became the leader (${kube.identity}): acting`);
-        void startTerm();
+        startTerm().catch((err: unknown) => log.error(OperatorEvent.storeError, {}, `Could not start acting as the leader: ${String(err)}`));
       },
       onStoppedLeading: () => {
         leading = false;
         leaderGauge.set(0);
         log.warn(OperatorEvent.stopping, { identity: kube.identity }, `Lost the leadership (${kube.identity}): stopped acting`);
-        endTerm();
+        endTerm("leadership lost");
       },
       onError: (err) => log.warn(OperatorEvent.sourceError, {}, `Leader election: ${String(err)}`),
     });
     elector.start();
   } else {
     leaderGauge.set(1);
-    await startTerm();
+    await startTerm(false);
   }
   // Logged once the source is positioned: lines written after this line are read.
   log.info(
@@ -575,6 +651,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       `${kube?.podTargets === true ? "acting on the pod that logged each entry" : `control ${config.control}`}` +
       `${kube?.leaderElection ? `, leader election on lease ${kube.namespace}/${kube.leaderElection.name} as ${kube.identity}` : ""}${config.dryRun ? ", DRY RUN" : ""}`,
   );
+  const armed = process.env[FAILPOINT_ENV];
+  if (armed !== undefined && armed !== "") log.warn(OperatorEvent.started, { failpoint: armed }, `FAILPOINT ${armed} ARMED: this process kills itself there (test only, ADR 13)`);
 
 
   const idle = async (): Promise<void> => {
@@ -596,11 +674,13 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       (closing ??= (async () => {
         log.info(OperatorEvent.stopping, {}, "Operator stopping");
         stopped.abort();
-        endTerm();
+        endTerm("the operator stopped");
         clearInterval(reload);
         await scheduler?.stop();
         await metricEvaluator?.stop();
         await tailing;
+        clearInterval(rollupTimer);
+        await engine.flush({ all: true });
         await idle();
         await elector?.stop();
         await ruleObjects?.stop();
@@ -612,6 +692,38 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
         log.info(OperatorEvent.stopped, {}, "Operator stopped");
         if (deps.log === undefined) await log.close();
       })()),
+  };
+}
+
+/** The Kubernetes client and Reclaim's Kubernetes parts, imported on first use (they hold ~80 MB that file-source operators never need). */
+async function loadKubernetesModules(): Promise<{
+  k8s: typeof k8s;
+  EventingStore: typeof EventingStore;
+  KubernetesIncidentStore: typeof KubernetesIncidentStore;
+  LeaderElector: typeof LeaderElector;
+  PodLogSource: typeof PodLogSource;
+  parsePodLogSpec: typeof parsePodLogSpec;
+  PodTargetResolver: typeof PodTargetResolver;
+  RuleObjects: typeof RuleObjects;
+}> {
+  const [k8sClient, events, incidentStore, leader, podLogs, podTarget, ruleObjects] = await Promise.all([
+    import("@kubernetes/client-node"),
+    import("./k8s/events.js"),
+    import("./k8s/incident-store.js"),
+    import("./k8s/leader.js"),
+    import("./k8s/pod-logs.js"),
+    import("./k8s/pod-target.js"),
+    import("./k8s/rule-objects.js"),
+  ]);
+  return {
+    k8s: k8sClient,
+    EventingStore: events.EventingStore,
+    KubernetesIncidentStore: incidentStore.KubernetesIncidentStore,
+    LeaderElector: leader.LeaderElector,
+    PodLogSource: podLogs.PodLogSource,
+    parsePodLogSpec: podLogs.parsePodLogSpec,
+    PodTargetResolver: podTarget.PodTargetResolver,
+    RuleObjects: ruleObjects.RuleObjects,
   };
 }
 

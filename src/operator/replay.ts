@@ -92,13 +92,19 @@ export class Replayer {
   }
 
   async report(): Promise<ReplayReport> {
+    await this.engine.flush({ all: true });
     const stats = this.detector.stats;
     return {
       rules: this.rules.map((r) => r.name),
       entries: this.entries,
       matched: stats.matched,
       dropped: { duplicate: stats.duplicates, unkeyed: stats.unkeyed, stale: stats.stale },
-      incidents: (await this.store.list()).map((i) => report(i, this.byName.get(i.rule))),
+      // A rollup record (ADR 12) is reported as one suppressed incident per key it lists, as each key would be on its own.
+      incidents: (await this.store.list())
+        .flatMap((i) => (i.rollup === undefined ? [report(i, this.byName.get(i.rule))] : expand(i)))
+        .map((incident, n) => ({ incident, n }))
+        .sort((a, b) => Date.parse(a.incident.at) - Date.parse(b.incident.at) || a.n - b.n)
+        .map(({ incident }) => incident),
     };
   }
 }
@@ -108,6 +114,23 @@ export async function replay(rules: readonly CompiledRule[], events: AsyncIterab
   const replayer = new Replayer(rules);
   for await (const event of events) await replayer.handle(event);
   return replayer.report();
+}
+
+/** The keys of a rollup record, each as the suppressed incident it stands for. */
+function expand(incident: Incident): ReplayIncident[] {
+  const rollup = incident.rollup!;
+  return rollup.keys.map((k) => ({
+    id: incident.id,
+    at: k.firstAt,
+    firstEntryAt: k.firstEntryAt,
+    rule: incident.rule,
+    key: k.key,
+    title: incident.title,
+    action: "suppressed",
+    rungs: [],
+    suppressed: { [rollup.reason]: k.triggers },
+    entries: k.triggers,
+  }));
 }
 
 function report(incident: Incident, rule: CompiledRule | undefined): ReplayIncident {

@@ -16,7 +16,7 @@ export interface VerifyOptions {
   settleMs: number;
   /** Give up after this long (ms). */
   timeoutMs: number;
-  /** Time between admission checks (default 50 ms). */
+  /** Time between admission checks (default 50 ms); while admission holds, at most what is left of the settle time. */
   pollMs?: number;
   /** Runs the canary when the rule asks for one and the operator has one configured. */
   canary?: () => Promise<CanaryResult>;
@@ -53,7 +53,10 @@ export async function verifyUser(control: ControlClient, userId: string, clock: 
     if (checkedAt - started >= options.timeoutMs || options.signal?.aborted === true) {
       return result(false, last, held, started, clock, null, lastError || describe(last, options.settleMs));
     }
-    await sleep(pollMs, undefined, { signal: options.signal }).catch(() => undefined);
+    // While admission holds, look again once the settle time is up (never later than pollMs): a settle
+    // shorter than the poll interval is not rounded up to a whole poll.
+    const wait = heldSince === null ? pollMs : Math.max(1, Math.min(pollMs, options.settleMs - held));
+    await sleep(wait, undefined, { signal: options.signal }).catch(() => undefined);
   }
   if (options.canary === undefined) return result(true, last, held, started, clock, null, `admitted for ${held} ms`);
   const canary = await options.canary();

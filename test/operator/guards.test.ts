@@ -144,14 +144,15 @@ describe("guards", () => {
     );
   });
 
-  it("a suppressed trigger for a key without any incident makes one suppressed record, then counts on it", async () => {
+  it("a key without any incident that a rule-wide guard stops is listed in the hour's rollup record, then counted there (ADR 12)", async () => {
     const h = harness(rule("r", { guards: { maxPerHour: 1 } }));
     await h.fire("a", T0);
     await h.fire("b", T0 + 1000);
     await h.fire("b", T0 + 2000);
-    const b = (await h.store.list()).filter((i: Incident) => i.key.userId === "b");
-    expect(b).toHaveLength(1);
-    expect(b[0]).toMatchObject({ status: "suppressed", suppressed: { rate_limit: { count: 2 } } });
+    await h.engine.flush();
+    const suppressed = (await h.store.list()).filter((i: Incident) => i.status === "suppressed");
+    expect(suppressed).toHaveLength(1);
+    expect(suppressed[0]).toMatchObject({ suppressed: { rate_limit: { count: 2 } }, rollup: { reason: "rate_limit", keys: [{ userId: "b", triggers: 2 }] } });
   });
 
   it("state rebuilt from the store gives the same verdicts", async () => {

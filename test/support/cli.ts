@@ -46,8 +46,14 @@ export interface RunningCli {
   exited: Promise<number | null>;
 }
 
-export function startCli(args: string[], env: Record<string, string> = {}): RunningCli {
-  const child = spawn(process.execPath, [BIN, ...args], { env: cleanEnv(env) });
+/**
+ * Starts `reclaim ARGS`. `prefix`, when given, is a command that runs it: the
+ * child is `prefix… node bin/reclaim ARGS` (e.g. `unshare -Urm sh -c '…; exec "$@"' sh`
+ * to run it in a mount namespace of its own).
+ */
+export function startCli(args: string[], env: Record<string, string> = {}, prefix: readonly string[] = []): RunningCli {
+  const command = [...prefix, process.execPath, BIN, ...args];
+  const child = spawn(command[0]!, command.slice(1), { env: cleanEnv(env) });
   const lines: Record<string, unknown>[] = [];
   const watchers: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let partial = "";

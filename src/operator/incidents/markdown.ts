@@ -40,6 +40,7 @@ export function renderMarkdown(incident: Incident): string {
   if (incident.dryRun) out.push("> **Dry run:** the operator recorded what it would do and did not act on the factory.", "");
 
   out.push(...summary(incident));
+  if (incident.rollup !== undefined) out.push(...rollupKeys(incident));
   out.push(...impact(incident));
   out.push(...timeline(incident));
   out.push(...evidence(incident));
@@ -63,9 +64,17 @@ function summary(i: Incident): string[] {
         ["Status", mdText(i.status)],
         ["Severity", mdText(i.severity)],
         ["Rule", mdText(i.rule)],
-        ["Key", mdCode(i.keyString, { inTable: true })],
-        ["User", mdText(i.target.userId)],
-        ["Pod", i.target.pod === null ? "—" : mdText(i.target.pod)],
+        ...(i.rollup === undefined
+          ? [
+              ["Key", mdCode(i.keyString, { inTable: true })],
+              ["User", mdText(i.target.userId)],
+              ["Pod", i.target.pod === null ? "—" : mdText(i.target.pod)],
+            ]
+          : [
+              ["Rollup", `${mdText(i.rollup.reason)}, the hour from ${mdText(i.rollup.hour)}, part ${i.rollup.part}`],
+              ["Keys not acted on", `${i.rollup.keys.length} (listed below)`],
+              ["Triggers of keys not listed", String(i.rollup.unlisted.triggers)],
+            ]),
         ["Control API", mdCode(i.target.control, { inTable: true })],
         ["First matching entry", mdText(i.firstEntryAt)],
         ["Detected", mdText(i.detectedAt)],
@@ -80,6 +89,36 @@ function summary(i: Incident): string[] {
       ],
     ),
   ];
+}
+
+/** A rollup record's keys: every user it stands for, none of whom was acted on (ADR 12). */
+function rollupKeys(i: Incident): string[] {
+  const r = i.rollup!;
+  const out = ["## Keys not acted on", ""];
+  out.push(
+    `Rule ${mdText(i.rule)} did not act on these keys because of ${mdCode(r.reason)}, and none of them has an incident of its own. ` +
+      "The evidence below is the first key's.",
+    "",
+  );
+  if (r.unlisted.triggers > 0) {
+    out.push(
+      `**${r.unlisted.triggers} more ${plural(r.unlisted.triggers, "trigger", "triggers")} of keys not listed here** (the hour's records were full; ` +
+        `last at ${optional(r.unlisted.lastAt)}): the operator's log names them (${mdCode("operator.suppressed")}).`,
+      "",
+    );
+  }
+  if (r.keys.length === 0) return [...out, "_None._", ""];
+  const rows = r.keys.map((k, n) => [
+    String(n + 1),
+    mdCode(k.keyString, { inTable: true }),
+    mdText(k.userId),
+    k.pod === null ? "—" : mdText(k.pod),
+    String(k.triggers),
+    mdText(k.firstEntryAt),
+    mdText(k.firstAt),
+    mdText(k.lastAt),
+  ]);
+  return [...out, ...table(["#", "Key", "User", "Pod", "Triggers", "First entry", "First suppressed", "Last suppressed"], rows)];
 }
 
 function impact(i: Incident): string[] {
@@ -212,7 +251,11 @@ function suppressed(i: Incident): string[] {
   const entries = Object.entries(i.suppressed).sort(([a], [b]) => a.localeCompare(b));
   if (entries.length === 0) return [...out, "_None._", ""];
   const rows = entries.map(([reason, s]) => [mdText(reason), String(s.count), mdText(s.lastAt)]);
-  return [...out, "Triggers for this key that were not acted on while this incident was the latest.", "", ...table(["Reason", "Count", "Last"], rows)];
+  const what =
+    i.rollup === undefined
+      ? "Triggers for this key that were not acted on while this incident was the latest."
+      : "Triggers of the keys this record stands for (listed or not), none acted on.";
+  return [...out, what, "", ...table(["Reason", "Count", "Last"], rows)];
 }
 
 function followUps(i: Incident): string[] {

@@ -129,6 +129,44 @@ export const Decision = z.object({
 });
 export type Decision = z.infer<typeof Decision>;
 
+/** Most distinct keys one rollup record lists: its JSON stays near 300 KB, far below what a Kubernetes object may hold (1.5 MiB). */
+export const MAX_ROLLUP_KEYS = 1000;
+/** Most rollup records per rule, reason and hour; triggers of keys beyond them are counted on the last one, not listed. */
+export const MAX_ROLLUP_PARTS = 10;
+
+/** One key a rollup record lists: a user nobody acted on. */
+export const RollupKey = z.object({
+  key: z.record(z.string(), z.string()),
+  keyString: z.string(),
+  userId: UserId,
+  pod: z.string().nullable(),
+  /** Triggers of this key counted here. */
+  triggers: z.number().int().positive(),
+  /** Event time of the first matching entry of its first trigger. */
+  firstEntryAt: Iso,
+  /** When its first and its latest trigger were suppressed (the operator's clock). */
+  firstAt: Iso,
+  lastAt: Iso,
+});
+export type RollupKey = z.infer<typeof RollupKey>;
+
+/**
+ * A rollup record (ADR 12): the keys of one rule that a rule-wide guard
+ * (`rate_limit`, `circuit_open`) stopped in one hour and that have no
+ * incident of their own, listed in one record instead of one record each.
+ */
+export const Rollup = z.object({
+  reason: SuppressReason,
+  /** Start of the hour (UTC, the operator's clock) this record covers. */
+  hour: Iso,
+  /** The hour's Nth record for this rule and reason (a record lists at most MAX_ROLLUP_KEYS keys). */
+  part: z.number().int().min(1).max(MAX_ROLLUP_PARTS),
+  keys: z.array(RollupKey).max(MAX_ROLLUP_KEYS),
+  /** Triggers of keys not listed because the hour's records were full (kept on the last part only); the operator's log names them. */
+  unlisted: z.object({ triggers: z.number().int().nonnegative(), lastAt: Iso.nullable() }),
+});
+export type Rollup = z.infer<typeof Rollup>;
+
 export const Incident = z.object({
   schemaVersion: z.literal(1),
   id: IncidentId,
@@ -168,5 +206,10 @@ export const Incident = z.object({
     totalMs: z.number().nonnegative().nullable(),
   }),
   followUps: z.array(z.string()).max(MAX_FOLLOW_UPS),
+  /**
+   * Only on a rollup record: the keys it stands for. Its `target` is then the
+   * first key listed, `key` is empty, and it never counts as any key's incident.
+   */
+  rollup: Rollup.optional(),
 });
 export type Incident = z.infer<typeof Incident>;

@@ -155,10 +155,13 @@ export function summarizeDigest(
     else rule.open++;
     rules.set(i.rule, rule);
 
-    const user = users.get(i.target.userId) ?? { incidents: 0, rules: new Set<string>() };
-    user.incidents++;
-    user.rules.add(i.rule);
-    users.set(i.target.userId, user);
+    // A rollup record (ADR 12) stands for many users, none of them acted on: it is nobody's incident.
+    if (i.rollup === undefined) {
+      const user = users.get(i.target.userId) ?? { incidents: 0, rules: new Set<string>() };
+      user.incidents++;
+      user.rules.add(i.rule);
+      users.set(i.target.userId, user);
+    }
 
     for (const reason of SuppressReason.options) {
       const s = i.suppressed[reason];

@@ -32,7 +32,8 @@ export class EventingStore implements IncidentStore {
     const done = this.emitted.get(incident.id) ?? incident.decisions.length - 1;
     const fresh = incident.decisions.slice(Math.max(0, done)).filter((d) => EMITTED.has(d.kind));
     this.emitted.set(incident.id, incident.decisions.length);
-    if (incident.target.pod === null) return;
+    // A rollup record (ADR 12) is about many users on any pods: no Event on the first one's pod.
+    if (incident.target.pod === null || incident.rollup !== undefined) return;
     for (const decision of fresh) await this.emit(incident, decision);
   }
 

@@ -50,6 +50,7 @@ export const IncidentResourceStatus = Incident.pick({
   after: true,
   durations: true,
   followUps: true,
+  rollup: true,
 });
 export type IncidentResourceStatus = z.infer<typeof IncidentResourceStatus>;
 

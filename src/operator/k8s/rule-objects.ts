@@ -2,8 +2,10 @@
  * `--watch-rules`: RemediationRule objects in the cluster, kept by an
  * informer and validated with the same zod schema as rule files. Each object
  * gets a `Valid` status condition: True, or False with every problem
- * (`spec.ladder[0].rung: …`). Only the leader writes statuses; every replica
- * keeps the valid rules, ready to take over.
+ * (`spec.ladder[0].rung: …`). An object in force that an edit makes invalid
+ * keeps its last valid version in force (False, saying so), as an invalid
+ * rule file does. Only the leader writes statuses; every replica keeps the
+ * valid rules, ready to take over.
  */
 import * as k8s from "@kubernetes/client-node";
 import { compileRule, PatternError, type CompiledRule } from "../rules/compile.js";
@@ -28,6 +30,8 @@ export interface RuleObjectsOptions {
   /** Names taken by rule files: an object with one of them is refused. */
   reservedNames: () => ReadonlySet<string>;
   onError?: (err: unknown) => void;
+  /** An object in force became invalid: its last valid version stays in force (`problems` say what is wrong). */
+  onInvalidKept?: (name: string, problems: readonly string[]) => void;
 }
 
 /** The verdict on one object: the compiled rule, or the problems. */
@@ -58,6 +62,8 @@ export function checkRuleObject(object: RuleObject, reserved: ReadonlySet<string
 
 export class RuleObjects {
   private readonly valid = new Map<string, CompiledRule>();
+  /** Objects kept at their last valid version, and which invalid version was reported. */
+  private readonly reported = new Map<string, string>();
   private informer: (k8s.Informer<RuleObject> & k8s.ObjectCache<RuleObject>) | null = null;
   private readonly api: k8s.CustomObjectsApi;
 
@@ -88,6 +94,7 @@ export class RuleObjects {
     informer.on("update", (o) => void this.consider(o));
     informer.on("delete", (o) => {
       const name = o.metadata?.name;
+      if (name !== undefined) this.reported.delete(name);
       if (name !== undefined && this.valid.delete(name)) this.options.onChange(this.rules);
     });
     informer.on("error", (err) => {
@@ -111,12 +118,26 @@ export class RuleObjects {
   private async consider(object: RuleObject): Promise<void> {
     const name = object.metadata?.name;
     if (name === undefined) return;
-    const verdict = checkRuleObject(object, this.options.reservedNames());
+    const reserved = this.options.reservedNames();
+    const verdict = checkRuleObject(object, reserved);
     const before = this.valid.get(name);
-    if ("rule" in verdict) this.valid.set(name, verdict.rule);
-    else this.valid.delete(name);
+    let problems: string[] | null = null;
+    if ("rule" in verdict) {
+      this.valid.set(name, verdict.rule);
+      this.reported.delete(name);
+    } else if (before !== undefined && !reserved.has(name)) {
+      // An edit that breaks a rule in force does not switch remediation off: the last valid version stays (ADR 14).
+      problems = [...verdict.problems, "the last valid version of this rule stays in force until it is fixed or deleted"];
+      // Once per version: writing the condition brings the object back here.
+      const version = `${object.metadata?.generation ?? object.metadata?.resourceVersion}\u0000${verdict.problems.join("\n")}`;
+      if (this.reported.get(name) !== version) this.options.onInvalidKept?.(name, verdict.problems);
+      this.reported.set(name, version);
+    } else {
+      this.valid.delete(name);
+      problems = verdict.problems;
+    }
     if (before !== this.valid.get(name)) this.options.onChange(this.rules);
-    await this.writeCondition(object, "rule" in verdict ? null : verdict.problems);
+    await this.writeCondition(object, problems);
   }
 
   private async writeCondition(object: RuleObject, problems: string[] | null): Promise<void> {

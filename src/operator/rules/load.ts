@@ -178,7 +178,8 @@ async function loadFile(file: string, errors: RuleError[], options: LoadOptions)
   const at = (offset: number): Position => lineCounter.linePos(offset);
   const candidates: Candidate[] = [];
   // prettyErrors off: the messages stay one line; positions come from the LineCounter.
-  for (const doc of parseAllDocuments(text, { lineCounter, prettyErrors: false })) {
+  // logLevel error: a warning stays in the document instead of going to stderr as a process warning.
+  for (const doc of parseAllDocuments(text, { lineCounter, prettyErrors: false, logLevel: "error" })) {
     if (doc.errors.length > 0) {
       for (const e of doc.errors) {
         const p = at(e.pos[0]);

@@ -57,6 +57,8 @@ export const DEFAULT_BUFFER_WINDOW_MS = 2000;
 export const DEFAULT_OVERLAP_MS = 5000;
 /** Default look-back at the very first start (no saved position): 60 s, as the pod-log source, so a failover loses nothing. */
 export const DEFAULT_LOOKBACK_MS = 60_000;
+/** How far ahead of this process's clock the position may go: 2 s of clock difference between writer and reader. */
+const MAX_AHEAD_MS = 2000;
 /** Default limit of a catch-up: 1 h back at most. */
 export const DEFAULT_MAX_CATCH_UP_MS = 3_600_000;
 /** Default first reconnect delay: 500 ms (jittered, doubling). */
@@ -1036,7 +1038,12 @@ export class CloudLoggingSource implements LogSource {
     if (newest !== null) {
       const ms = Number(newest / NS_PER_MS);
       if (this.stats.newestEntryTime === null || ms > this.stats.newestEntryTime) this.stats.newestEntryTime = ms;
-      if (this.lastSeen === null || newest > this.lastSeen) this.lastSeen = newest;
+      // The position never passes now (give or take MAX_AHEAD_MS of clock difference): an entry stamped ahead (a
+      // writer's clock running ahead; Cloud Logging takes up to a day) would make the next catch-up start after
+      // entries that arrive later but are stamped on time (fault matrix, row 6).
+      const ceiling = BigInt(this.now() + MAX_AHEAD_MS) * NS_PER_MS;
+      const position = newest > ceiling ? ceiling : newest;
+      if (this.lastSeen === null || position > this.lastSeen) this.lastSeen = position;
     }
     const data = Buffer.from(`${lines.join("\n")}\n`, "utf8");
     this.stats.linesRead += lines.length;

@@ -213,7 +213,8 @@ const BOM = 0xfeff;
  *
  * - a blank line (nothing but whitespace) is `"ignored"`: not an entry at all;
  * - a line that is not JSON, or JSON but not an object, is `"malformed"`;
- * - a JSON object that `normalize()` rejects (no usable time) is `"malformed"`
+ * - a JSON object that `normalize()` rejects (no usable time, or nested
+ *   deeper than MAX_ENTRY_DEPTH) is `"malformed"`
  *   too: rules run in event time, so an entry without one cannot be placed
  *   in a window, and the operator's counters should show it rather than
  *   hide it among blank lines.
@@ -260,6 +261,33 @@ export class Scanner {
     const needles = combinedNeedles(rules);
     this.needles = needles === null ? null : needles.map((n) => Buffer.from(n, "utf8"));
     if (this.needles !== null) checkNeedles(this.needles);
+  }
+
+  /**
+   * Like `scan`, but each candidate line is parsed only when the consumer
+   * asks for its entry: the batch is searched (and `linesRead`, `candidates`
+   * counted) now, `malformed` and `ignored` as the entries are taken. A batch
+   * of thousands of candidates (a flood) then never holds all of its parsed
+   * entries at once, so they die young instead of filling the old
+   * generation (ADR 12).
+   */
+  lazy(batch: Pick<LineBatch, "data" | "lines">): Iterable<LogEvent> {
+    const stats = this.stats;
+    stats.linesRead += batch.lines;
+    // Where each candidate line is, as numbers: no object per line lives while the batch is handled.
+    const data = batch.data;
+    const bounds: number[] = [];
+    scanBatch(data, this.needles, (line) => bounds.push(line.byteOffset - data.byteOffset, line.length));
+    stats.candidates += bounds.length / 2;
+    return (function* parse(): Generator<LogEvent> {
+      for (let i = 0; i < bounds.length; i += 2) {
+        const start = bounds[i]!;
+        const event = parseLine(data.subarray(start, start + bounds[i + 1]!));
+        if (event === "malformed") stats.malformed++;
+        else if (event === "ignored") stats.ignored++;
+        else yield event;
+      }
+    })();
   }
 
   /** The LogEvents of the batch's candidate lines, in order. */
