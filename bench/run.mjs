@@ -3,13 +3,19 @@
 // that benchmark's results section in BENCHMARKS.md (between
 // `<!-- results:NAME:start -->` and `<!-- results:NAME:end -->`).
 //
-//   node bench/run.mjs [NAME ...] [--connections N] [--rounds N] [--lines N] [--no-write]
+//   node bench/run.mjs [NAME ...] [--OPTION N ...] [--smoke] [--no-write]
+//
+// Each benchmark is `bench/NAME/bench.mjs`. It exports `run(options)`
+// returning `{ rows, details, problems, opts }`, `defaults`, and may export
+// `optionRanges` (`{ option: [min, max] }`: the integer options it takes on
+// the command line), `smoke` (the tiny sizes `--smoke` runs: a check that the
+// benchmark still works, as `.ci/run` does, never a measurement; it implies
+// `--no-write`), and its own `resultsTable(rows, table)` and
+// `section(result, machine, command, table)` (the factory's are the default).
 //
 // Exits non-zero when a run is invalid (a connection failed to open or
-// dropped, a scan found the wrong lines); a missed target is reported as FAIL
-// in the table, not as an error. A benchmark module may export its own
-// `resultsTable(rows, table)` and `section(result, machine, command, table)`;
-// the factory's are the default.
+// dropped, a scan found the wrong lines, …); a missed target is reported as
+// FAIL in the table, not as an error.
 // Benchmarks run against the built package: `npm run build` first.
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
@@ -17,38 +23,43 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 
-const BENCHMARKS = {
-  factory: () => import("./factory/bench.mjs"),
-  pipeline: () => import("./pipeline/bench.mjs"),
-};
+const NAMES = ["factory", "pipeline", "latency", "flood", "probe"];
+const BENCHMARKS = Object.fromEntries(NAMES.map((name) => [name, () => import(`./${name}/bench.mjs`)]));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DOC = `${ROOT}BENCHMARKS.md`;
 const WATCHDOG_MS = 20 * 60_000;
 
-function parseArgs(argv) {
+async function parseArgs(argv) {
   const names = [];
-  const options = {};
+  const given = {};
   let write = true;
+  let smoke = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--no-write") write = false;
-    else if (arg === "--connections") {
-      const n = Number(argv[++i]);
-      if (!Number.isInteger(n) || n < 1 || n > 9000) throw new Error("--connections takes an integer from 1 to 9000");
-      options.connections = n;
-    } else if (arg === "--rounds") {
-      const n = Number(argv[++i]);
-      if (!Number.isInteger(n) || n < 1 || n > 20) throw new Error("--rounds takes an integer from 1 to 20");
-      options.rounds = n;
-    } else if (arg === "--lines") {
-      const n = Number(argv[++i]);
-      if (!Number.isInteger(n) || n < 1000 || n > 50_000_000) throw new Error("--lines takes an integer from 1000 to 50000000");
-      options.lines = n;
-    } else if (arg === "all") names.push(...Object.keys(BENCHMARKS));
+    else if (arg === "--smoke") smoke = true;
+    else if (arg.startsWith("--")) {
+      const value = argv[++i];
+      if (value === undefined || !/^\d+$/.test(value)) throw new Error(`${arg} takes a whole number`);
+      given[arg.slice(2)] = Number(value);
+    } else if (arg === "all") names.push(...NAMES);
     else if (arg in BENCHMARKS) names.push(arg);
-    else throw new Error(`unknown benchmark or option ${arg} (benchmarks: ${Object.keys(BENCHMARKS).join(", ")})`);
+    else throw new Error(`unknown benchmark ${arg} (benchmarks: ${NAMES.join(", ")})`);
   }
-  return { names: names.length > 0 ? [...new Set(names)] : Object.keys(BENCHMARKS), options, write };
+  const chosen = names.length > 0 ? [...new Set(names)] : NAMES;
+  const modules = Object.fromEntries(await Promise.all(chosen.map(async (name) => [name, await BENCHMARKS[name]()])));
+  // An option goes to every chosen benchmark that takes it; one that none takes is an error.
+  const options = Object.fromEntries(chosen.map((name) => [name, {}]));
+  for (const [option, value] of Object.entries(given)) {
+    const takers = chosen.filter((name) => modules[name].optionRanges?.[option] !== undefined);
+    if (takers.length === 0) throw new Error(`--${option}: none of ${chosen.join(", ")} takes it`);
+    for (const name of takers) {
+      const [min, max] = modules[name].optionRanges[option];
+      if (value < min || value > max) throw new Error(`--${option} takes a whole number from ${min} to ${max} (${name})`);
+      options[name][option] = value;
+    }
+  }
+  return { names: chosen, modules, options, write: write && !smoke, smoke };
 }
 
 /** The commit checked out, and whether src/ has uncommitted changes (what `npm run build` compiled). */
@@ -139,15 +150,18 @@ function rewriteDoc(name, body) {
 
 async function main() {
   const argv = process.argv.slice(2);
-  const { names, options, write } = parseArgs(argv);
+  const { names, modules, options, write, smoke } = await parseArgs(argv);
   const m = machine();
   const cmd = command(argv);
   console.log(`${cmd}\n${m.nproc} CPUs (${m.cpu}), ${m.memGiB} GiB, Node ${m.node}, ws ${m.ws}, ${m.date}, load ${m.load}\n`);
   let invalid = false;
   for (const name of names) {
-    const bench = await BENCHMARKS[name]();
+    const bench = modules[name];
     const started = Date.now();
-    const result = await bench.run({ ...options, log: (msg) => console.log(`  [${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`) });
+    const sizes = smoke ? { ...(bench.smoke ?? {}), ...options[name] } : options[name];
+    if (smoke) console.log(`${name}: smoke run (${JSON.stringify(sizes)}), a check that it works, not a measurement`);
+    const log = (msg) => console.log(`  [${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
+    const result = await bench.run({ ...sizes, smoke, log });
     const rowsTable = bench.resultsTable === undefined ? resultsTable(result.rows) : bench.resultsTable(result.rows, table);
     console.log(`\n${name}:\n${rowsTable}\n\n${table(result.details)}\n`);
     if (result.problems.length > 0) {

@@ -4,6 +4,12 @@
 //
 // Figures: RSS per idle connection, handshakes per second, heartbeat sweep
 // cost per connection; each with the factory/bare ratio of this same run.
+//
+// Then the hold phase: both servers again, fresh, each holding 10,000
+// connections for `holdSweeps` intervals of a real heartbeat timer (the
+// factory's own Heartbeat; ws's README `setInterval` for the bare server):
+// the sweep's CPU time per interval and the server's whole CPU time per
+// interval (the sweep plus the pongs it brings back), each per connection.
 import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -25,6 +31,40 @@ export const defaults = {
   settleMs: 1000, // before each memory reading
   openTimeoutMs: 120_000, // the whole opening phase
   handshakeTimeoutMs: 30_000, // one handshake
+  holdConnections: 10_000, // the hold phase; 0 skips it
+  holdUsers: 1000, // 10 connections each, as above
+  holdRounds: 2, // bare then factory, fresh processes each time
+  holdSweeps: 10, // heartbeat intervals timed per server and round
+  holdIntervalMs: 2000, // the heartbeat interval in the hold phase (the factory's default is 30 s; see BENCHMARKS.md)
+};
+
+/**
+ * Command-line options (`node bench/run.mjs factory --connections N`) and
+ * their ranges. 12,000 connections fit: every process may hold 20,000 file
+ * descriptors, and the load client's ports come from 32768–60999.
+ */
+export const optionRanges = {
+  connections: [1, 12_000],
+  rounds: [1, 20],
+  sweeps: [1, 100],
+  holdConnections: [0, 12_000],
+  holdRounds: [1, 10],
+  holdSweeps: [1, 60],
+  holdIntervalMs: [200, 30_000],
+};
+
+/** `--smoke`: a quick check that the benchmark works (CI), not a measurement. */
+export const smoke = {
+  connections: 200,
+  users: 20,
+  rounds: 1,
+  sweeps: 2,
+  settleMs: 100,
+  holdConnections: 200,
+  holdUsers: 20,
+  holdRounds: 1,
+  holdSweeps: 2,
+  holdIntervalMs: 500,
 };
 
 export const targets = {
@@ -33,7 +73,7 @@ export const targets = {
 };
 
 /** A child process with request/response calls over IPC, each with a timeout. */
-class Child {
+export class Child {
   constructor(label, file, { execArgv = [], env = {} } = {}) {
     this.label = label;
     this.nextId = 1;
@@ -99,7 +139,7 @@ class Child {
   }
 }
 
-function withTimeout(promise, ms, message) {
+export function withTimeout(promise, ms, message) {
   let timer;
   return Promise.race([
     promise.finally(() => clearTimeout(timer)),
@@ -109,7 +149,7 @@ function withTimeout(promise, ms, message) {
   ]);
 }
 
-const median = (xs) => {
+export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
@@ -133,12 +173,15 @@ export async function signTokens(authSecret, connections, users) {
  * memory, open the connections (timed, and the server's CPU time taken),
  * read its memory again, run the heartbeat sweeps, check that every
  * connection is still open, stop everything. `file` is the server child,
- * relative to this folder.
+ * relative to this folder. With `hold` (the hold phase) the sweeps are the
+ * server's own heartbeat timer, every `opts.holdIntervalMs`, for
+ * `opts.holdSweeps` intervals, instead of sweeps called one by one.
  */
-export async function measureServer(kind, file, { authorization, authSecret, opts, log }) {
+export async function measureServer(kind, file, { authorization, authSecret, opts, log, hold = false }) {
   const problems = [];
   const n = authorization.length;
-  const server = new Child(`${kind} server`, file, { execArgv: ["--expose-gc"], env: { RECLAIM_BENCH_AUTH_SECRET: authSecret } });
+  const env = { RECLAIM_BENCH_AUTH_SECRET: authSecret, ...(hold ? { RECLAIM_BENCH_HEARTBEAT_MS: String(opts.holdIntervalMs) } : {}) };
+  const server = new Child(`${kind} server`, file, { execArgv: ["--expose-gc"], env });
   let client;
   try {
     const { port } = await server.ready(20_000);
@@ -167,20 +210,39 @@ export async function measureServer(kind, file, { authorization, authSecret, opt
     log(`${kind}: memory after`);
     const after = await server.call("memory", { settleMs: opts.settleMs }, opts.settleMs + 10_000);
 
-    log(`${kind}: ${opts.sweeps} heartbeat sweeps`);
-    const sweepTimeout = opts.sweeps * (opts.pongTimeoutMs + opts.sweepGapMs + 2000) + opts.pongTimeoutMs + 10_000;
-    const sweeps = await server.call("sweep", { count: opts.sweeps, gapMs: opts.sweepGapMs, pongTimeoutMs: opts.pongTimeoutMs }, sweepTimeout);
-    if (sweeps.swept !== n || sweeps.terminated > 0 || sweeps.pendingAfter > 0) {
-      problems.push(`${kind}: heartbeat swept ${sweeps.swept} connections, terminated ${sweeps.terminated}, ${sweeps.pendingAfter} pongs missing at the end`);
+    let sweeps;
+    let held = null;
+    if (hold) {
+      log(`${kind}: holding ${n} connections for ${opts.holdSweeps} heartbeat intervals of ${opts.holdIntervalMs} ms`);
+      const holdTimeout = (opts.holdSweeps + 1) * opts.holdIntervalMs + opts.pongTimeoutMs + 10_000;
+      held = await server.call("hold", { sweeps: opts.holdSweeps, intervalMs: opts.holdIntervalMs, pongTimeoutMs: opts.pongTimeoutMs }, holdTimeout);
+      if (held.held !== n || held.swept !== opts.holdSweeps || held.terminated > 0 || held.pendingAfter > 0 || held.connectionsAfter !== n) {
+        problems.push(
+          `${kind}: the heartbeat held ${held.held} connections, swept ${held.swept} times (expected ${opts.holdSweeps}), ` +
+            `terminated ${held.terminated}, ${held.pendingAfter} pongs missing at the end, ${held.connectionsAfter} connections left`,
+        );
+      }
+      sweeps = { swept: held.held, cpuUs: held.cpuUs, wallUs: held.wallUs };
+    } else {
+      log(`${kind}: ${opts.sweeps} heartbeat sweeps`);
+      const sweepTimeout = opts.sweeps * (opts.pongTimeoutMs + opts.sweepGapMs + 2000) + opts.pongTimeoutMs + 10_000;
+      sweeps = await server.call("sweep", { count: opts.sweeps, gapMs: opts.sweepGapMs, pongTimeoutMs: opts.pongTimeoutMs }, sweepTimeout);
+      if (sweeps.swept !== n || sweeps.terminated > 0 || sweeps.pendingAfter > 0) {
+        problems.push(`${kind}: heartbeat swept ${sweeps.swept} connections, terminated ${sweeps.terminated}, ${sweeps.pendingAfter} pongs missing at the end`);
+      }
     }
+    const pingsExpected = (hold ? opts.holdSweeps : opts.sweeps) * n;
     const clientStats = await client.call("stats");
     if (clientStats.open !== n || clientStats.closedAfterOpen > 0) {
       problems.push(`${kind}: ${clientStats.open} of ${n} connections open at the end, ${clientStats.closedAfterOpen} closed (codes ${JSON.stringify(clientStats.closeCodes)})`);
     }
-    if (clientStats.pingsReceived !== opts.sweeps * n) {
-      problems.push(`${kind}: clients saw ${clientStats.pingsReceived} pings, expected ${opts.sweeps * n}`);
+    if (clientStats.pingsReceived !== pingsExpected) {
+      problems.push(`${kind}: clients saw ${clientStats.pingsReceived} pings, expected ${pingsExpected}`);
     }
     return {
+      held,
+      holdCpuMsPerInterval: held === null ? null : held.totalCpuUs / held.swept / 1000,
+      holdCpuUsPerConnInterval: held === null ? null : held.totalCpuUs / held.swept / n,
       kind,
       problems,
       before,
@@ -232,25 +294,37 @@ export async function run({ log = () => {}, ...overrides } = {}) {
     if (problems.length > 0) break; // an invalid round: no point in going on
   }
 
-  const med = (kind, key) => median(rounds.map((round) => round[kind][key]));
-  const spread = (key, invert = false) => {
-    const ratios = rounds.map((round) => round.factory[key] / round.bare[key]).map((x) => (invert ? 1 / x : x));
-    return `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`;
-  };
-  const figure = (metric, key, digits, target, pass) => {
-    const bare = med("bare", key);
-    const factory = med("factory", key);
+  const holdRounds = [];
+  if (opts.holdConnections > 0 && problems.length === 0) {
+    const holdAuthorization = await signTokens(authSecret, opts.holdConnections, opts.holdUsers);
+    log(`hold phase: signed ${holdAuthorization.length} tokens for ${opts.holdUsers} users`);
+    for (let r = 1; r <= opts.holdRounds; r++) {
+      const ctx = { authorization: holdAuthorization, authSecret, opts, hold: true, log: (msg) => log(`hold round ${r}/${opts.holdRounds}, ${msg}`) };
+      const bare = await measureServer("bare", "server-bare.mjs", ctx);
+      problems.push(...bare.problems);
+      const factory = await measureServer("factory", "server-factory.mjs", ctx);
+      problems.push(...factory.problems);
+      holdRounds.push({ bare, factory });
+      if (problems.length > 0) break;
+    }
+  }
+
+  const figureOf = (set) => (metric, key, digits, target, pass) => {
+    const bare = median(set.map((round) => round.bare[key]));
+    const factory = median(set.map((round) => round.factory[key]));
     const ratio = factory / bare;
+    const ratios = set.map((round) => round.factory[key] / round.bare[key]);
     return {
       metric,
       bare: bare.toFixed(digits),
       factory: factory.toFixed(digits),
       ratio: `${ratio.toFixed(2)}×`,
-      perRound: rounds.length > 1 ? spread(key) : "",
+      perRound: set.length > 1 ? `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}` : "",
       target: target ?? "none",
       result: pass === undefined ? "info" : pass(ratio) ? "PASS" : "FAIL",
     };
   };
+  const figure = figureOf(rounds);
   const rows = [
     figure("RSS per idle connection (KB)", "rssPerConnKB", 2, `≤ ${targets.rssRatioMax.toFixed(1)}×`, (x) => x <= targets.rssRatioMax),
     figure("Handshakes per second", "handshakesPerSec", 0, `≥ ${targets.handshakeRatioMin.toFixed(1)}×`, (x) => x >= targets.handshakeRatioMin),
@@ -259,6 +333,18 @@ export async function run({ log = () => {}, ...overrides } = {}) {
     figure("Heartbeat sweep CPU per connection (µs)", "sweepCpuUsPerConn", 2),
     figure("Heartbeat sweep wall per connection (µs)", "sweepWallUsPerConn", 2),
   ];
+  if (holdRounds.length > 0) {
+    const holdFigure = figureOf(holdRounds);
+    const n = opts.holdConnections.toLocaleString("en");
+    rows.push(
+      holdFigure(`${n} held, heartbeat on: sweep CPU per interval (ms)`, "sweepCpuMsMedian", 1),
+      holdFigure(`${n} held, heartbeat on: sweep CPU per connection (µs)`, "sweepCpuUsPerConn", 2),
+      holdFigure(`${n} held, heartbeat on: server CPU per interval (ms)`, "holdCpuMsPerInterval", 1),
+      holdFigure(`${n} held, heartbeat on: server CPU per connection and interval (µs)`, "holdCpuUsPerConnInterval", 2),
+      holdFigure(`${n} held: RSS per idle connection (KB)`, "rssPerConnKB", 2),
+      holdFigure(`${n} held: heap used per idle connection (KB)`, "heapPerConnKB", 2),
+    );
+  }
   const kb = (bytes) => (bytes / 1024).toFixed(0);
   const details = rounds.flatMap((round, i) =>
     [round.bare, round.factory].map((r) => ({
@@ -273,5 +359,63 @@ export async function run({ log = () => {}, ...overrides } = {}) {
       "sweep CPU / wall, median (ms)": `${r.sweepCpuMsMedian.toFixed(1)} / ${r.sweepWallMsMedian.toFixed(1)}`,
     })),
   );
-  return { name, opts, rows, details, problems, rounds };
+  const holdDetails = holdRounds.flatMap((round, i) =>
+    [round.bare, round.factory].map((r) => ({
+      "hold round": String(i + 1),
+      server: r.kind === "bare" ? "bare ws" : "factory",
+      "RSS / conn (KB)": r.rssPerConnKB.toFixed(2),
+      "heap / conn (KB)": r.heapPerConnKB.toFixed(2),
+      "handshakes/s": r.handshakesPerSec.toFixed(0),
+      sweeps: String(r.held.swept),
+      "sweep CPU, each (ms)": r.held.cpuUs.map((us) => (us / 1000).toFixed(0)).join(" "),
+      "sweep CPU / wall, median (ms)": `${r.sweepCpuMsMedian.toFixed(1)} / ${r.sweepWallMsMedian.toFixed(1)}`,
+      "server CPU over the hold (ms)": `${(r.held.totalCpuUs / 1000).toFixed(0)} in ${(r.held.windowMs / 1000).toFixed(1)} s`,
+      "server CPU / interval (ms)": r.holdCpuMsPerInterval.toFixed(1),
+    })),
+  );
+  return { name, opts, rows, details, holdDetails, problems, rounds, holdRounds };
+}
+
+/** The results table (bench/run.mjs prints it and writes it to BENCHMARKS.md). */
+export function resultsTable(rows, table) {
+  return table(
+    rows.map((r) => ({
+      figure: r.metric,
+      "bare ws": r.bare,
+      factory: r.factory,
+      "factory / bare": r.ratio,
+      "ratio per round": r.perRound,
+      target: r.target,
+      result: r.result,
+    })),
+  );
+}
+
+/** The results section of BENCHMARKS.md. */
+export function section(result, m, cmd, table) {
+  const o = result.opts;
+  const hold = result.holdRounds.length > 0;
+  return [
+    `_Written by \`bench/run.mjs\` from the run below; rerun to replace it._`,
+    "",
+    `- Command: \`${cmd}\` (after \`npm run build\`), commit ${m.commit}`,
+    `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGiB} GiB RAM, ${m.os}; Node ${m.node}, ws ${m.ws}`,
+    `- Date: ${m.date} (load average at start: ${m.load})`,
+    `- Load: ${o.connections} idle connections on 127.0.0.1 (${o.users} users × ${Math.ceil(o.connections / o.users)}), ≤ ${o.inFlight} handshakes in flight; ` +
+      `${o.rounds} rounds of bare ws then factory, each server and each load client in a fresh process; ${o.sweeps} heartbeat sweeps per server and round`,
+    ...(hold
+      ? [
+          `- Hold phase: ${o.holdConnections} connections (${o.holdUsers} users × ${Math.ceil(o.holdConnections / o.holdUsers)}), ` +
+            `${o.holdRounds} rounds of bare ws then factory in fresh processes, each held for ${o.holdSweeps} intervals of its own heartbeat timer every ${o.holdIntervalMs} ms`,
+        ]
+      : []),
+    `- Each figure is the median over the rounds; "factory / bare" is the ratio of the medians, "ratio per round" the lowest and highest ratio of a single round.`,
+    "",
+    resultsTable(result.rows, table),
+    "",
+    "Every round:",
+    "",
+    table(result.details),
+    ...(hold ? ["", "Every hold round:", "", table(result.holdDetails)] : []),
+  ].join("\n");
 }

@@ -82,3 +82,51 @@ export async function timeSweeps({ count, gapMs, pongTimeoutMs }, sweep, pending
   await waitForPongs();
   return { swept, cpuUs, wallUs, terminated, pongWaitsTimedOut, pendingAfter: pending(), connectionsAfter: connections() };
 }
+
+/**
+ * Holds the connections with a real heartbeat timer for `sweeps` intervals:
+ * `start()` starts the server's periodic timer (every `intervalMs`), which
+ * calls the sweep that `instrument` wraps; the process's CPU time is taken
+ * over `(sweeps + 0.5) × intervalMs` (the sweeps and the pongs they bring
+ * back), then `stop()` stops the timer and the pongs of the last sweep are
+ * waited for (at most `pongTimeoutMs`). `instrument(wrap)` must make the
+ * timer call `wrap(sweep)` instead of the sweep; `wrap` returns what the
+ * sweep returns (how many it terminated).
+ */
+export async function timeHold({ sweeps, intervalMs, pongTimeoutMs }, { instrument, start, stop, pending, connections }) {
+  const cpuUs = [];
+  const wallUs = [];
+  let terminated = 0;
+  instrument((sweep) => {
+    const cpu0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    const n = sweep();
+    const t1 = process.hrtime.bigint();
+    const cpu = process.cpuUsage(cpu0);
+    cpuUs.push(cpu.user + cpu.system);
+    wallUs.push(Number(t1 - t0) / 1000);
+    terminated += n;
+    return n;
+  });
+  const held = connections();
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  start();
+  await sleep((sweeps + 0.5) * intervalMs);
+  const cpu = process.cpuUsage(cpu0);
+  const windowMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  stop();
+  const deadline = Date.now() + pongTimeoutMs;
+  while (pending() > 0 && Date.now() < deadline) await sleep(10);
+  return {
+    held,
+    swept: cpuUs.length,
+    cpuUs,
+    wallUs,
+    totalCpuUs: cpu.user + cpu.system,
+    windowMs,
+    terminated,
+    pendingAfter: pending(),
+    connectionsAfter: connections(),
+  };
+}

@@ -1,9 +1,10 @@
 // The baseline: a bare `ws` server that accepts every upgrade on /ws and does
 // nothing else. Run with --expose-gc. Its heartbeat (the pattern from ws's
 // README: an isAlive flag, terminate or ping) is attached only when the sweep
-// phase starts, so it costs nothing in the memory reading.
+// or hold phase starts, so it costs nothing in the memory reading; in the hold
+// phase it runs on the README's `setInterval`.
 import { WebSocketServer } from "ws";
-import { measureMemory, ready, serve, timeSweeps } from "./child.mjs";
+import { measureMemory, ready, serve, timeHold, timeSweeps } from "./child.mjs";
 
 const noop = () => {};
 function heartbeatPong() {
@@ -56,6 +57,22 @@ serve({
   sweep: (args) => {
     attachHeartbeat();
     return timeSweeps(args, sweep, pending, () => wss.clients.size);
+  },
+  hold: (args) => {
+    attachHeartbeat();
+    let tick = sweep;
+    let interval = null;
+    return timeHold(args, {
+      instrument: (wrap) => {
+        tick = () => wrap(sweep);
+      },
+      start: () => {
+        interval = setInterval(() => tick(), args.intervalMs);
+      },
+      stop: () => clearInterval(interval),
+      pending,
+      connections: () => wss.clients.size,
+    });
   },
   exit: () => setImmediate(() => process.exit(0)),
 });

@@ -14,13 +14,26 @@
 //   3. grep -F -c with both needles (-e … -e …), for information;
 //   4. the operator's path with a saved position (stateDir: one atomic,
 //      fsynced write per batch), for information.
+//
+// Then the replay phase: that log is deleted, a ~1 GiB log (same generator,
+// cut at `replayMiB`) is written and warmed, and each of `replayRounds`
+// rounds times, as child processes from the command line:
+//   1. grep -F -c '"factory.hard_limit"' FILE (the baseline);
+//   2. bin/reclaim rules replay --rules rules --logs FILE --json, with the
+//      shipped rules; its report must name every line read, every candidate
+//      matched, one incident per candidate (each candidate's user is locked
+//      out once) and nothing dropped or malformed. Target: < 10 s;
+//   3. the same command over an empty log: the CLI's fixed start-up cost.
 import { spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const GENERATE = fileURLToPath(new URL("./generate.mjs", import.meta.url));
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const RECLAIM = join(ROOT, "bin", "reclaim");
+const SHIPPED_RULES = join(ROOT, "rules");
 const DIST = (file) => fileURLToPath(new URL(`../../dist/${file}`, import.meta.url));
 
 export const name = "pipeline";
@@ -29,10 +42,19 @@ export const defaults = {
   lines: 2_000_000,
   candidateEvery: 1000, // 0.1 % candidates
   rounds: 5, // figures are medians over the rounds
+  replayMiB: 1024, // the replay phase's log: cut at the first line that reaches this size; 0 skips the phase
+  replayRounds: 3,
 };
+
+/** Command-line options (`node bench/run.mjs pipeline --lines N`) and their ranges. */
+export const optionRanges = { lines: [1000, 50_000_000], rounds: [1, 20], replayMiB: [0, 4096], replayRounds: [1, 20] };
+
+/** `--smoke`: a quick check that the benchmark works (CI), not a measurement. */
+export const smoke = { lines: 20_000, rounds: 1, replayMiB: 8, replayRounds: 1 };
 
 export const targets = {
   ratioMin: 0.3, // operator lines/s ≥ 0.3 × grep -F -c lines/s
+  replayMaxSeconds: 10, // `rules replay` over the replay log, wall time of the whole command
 };
 
 const NEEDLE_HARD_LIMIT = '"factory.hard_limit"';
@@ -46,8 +68,9 @@ const median = (xs) => {
 const ms = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 /** Writes the log in a child process (generate.mjs), so that its garbage stays out of this heap. */
-function generate(file, opts) {
-  const r = spawnSync(process.execPath, [GENERATE, file, String(opts.lines), String(opts.candidateEvery)], {
+function generate(file, opts, maxBytes) {
+  const args = [GENERATE, file, String(opts.lines), String(opts.candidateEvery), ...(maxBytes === undefined ? [] : [String(maxBytes)])];
+  const r = spawnSync(process.execPath, args, {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -76,6 +99,95 @@ function grep(args) {
   return { ms: wall, count: Number(r.stdout.trim()) };
 }
 
+/** Throws unless the folder's file system has `bytes` free, with 1 GiB to spare for everyone else. */
+function checkFreeSpace(dir, bytes, what) {
+  const fs = statfsSync(dir);
+  const free = fs.bavail * fs.bsize;
+  if (free < bytes + 2 ** 30) {
+    throw new Error(`${dir}: ${(free / 2 ** 30).toFixed(1)} GiB free, ${what} needs ${(bytes / 2 ** 30).toFixed(1)} GiB plus 1 GiB to spare`);
+  }
+  return free;
+}
+
+/** CPU time (user + system, ms) of this process's children that have been waited for; null off Linux. */
+function childrenCpuMs() {
+  try {
+    // /proc/self/stat: fields 16 and 17 (cutime, cstime), in clock ticks (100 per second); the name in () may hold spaces.
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[13]) + Number(fields[14])) * 10;
+  } catch {
+    return null;
+  }
+}
+
+/** `bin/reclaim rules replay --rules rules --logs FILE --json` as a child process: wall time, CPU time, report. */
+function rulesReplay(file) {
+  const cpu0 = childrenCpuMs();
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, [RECLAIM, "rules", "replay", "--rules", SHIPPED_RULES, "--logs", file, "--json"], {
+    encoding: "utf8",
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  const wall = ms(t0);
+  const cpu1 = childrenCpuMs();
+  if (r.error !== undefined) throw new Error("reclaim rules replay failed to start", { cause: r.error });
+  if (r.status !== 0) throw new Error(`reclaim rules replay exited with ${r.status ?? r.signal}: ${r.stderr}`);
+  return { ms: wall, cpuMs: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0, report: JSON.parse(r.stdout) };
+}
+
+/** What is wrong with a replay report of the generated log (`written`); empty when it is right. */
+function checkReplay(report, written) {
+  const wrong = [];
+  const acted = report.incidents.filter((i) => i.action === "act").length;
+  const suppressed = report.incidents.filter((i) => i.action === "suppressed").length;
+  if (report.lines.read !== written.lines) wrong.push(`read ${report.lines.read} lines, ${written.lines} written`);
+  if (report.lines.malformed !== 0) wrong.push(`${report.lines.malformed} malformed lines`);
+  if (report.entries !== written.candidates || report.matched !== written.candidates) {
+    wrong.push(`${report.entries} entries, ${report.matched} matched; ${written.candidates} candidates written`);
+  }
+  if (report.incidents.length !== written.candidates) wrong.push(`${report.incidents.length} incidents, expected ${written.candidates} (one per locked-out user)`);
+  if (acted + suppressed !== report.incidents.length) wrong.push(`${report.incidents.length - acted - suppressed} incidents neither acting nor suppressed`);
+  const dropped = report.dropped.duplicate + report.dropped.unkeyed + report.dropped.stale;
+  if (dropped !== 0) wrong.push(`dropped ${JSON.stringify(report.dropped)}`);
+  return wrong;
+}
+
+/**
+ * The replay phase: writes a log of about `opts.replayMiB` MiB into `dir`,
+ * warms it, and times grep and `rules replay` over it (see the top of the file).
+ */
+async function replayPhase(dir, opts, log, problems) {
+  const maxBytes = opts.replayMiB * 2 ** 20;
+  checkFreeSpace(dir, maxBytes, "the replay log");
+  const file = join(dir, "replay.log");
+  const empty = join(dir, "empty.log");
+  writeFileSync(empty, "");
+  log(`replay: writing ${opts.replayMiB} MiB to ${file}`);
+  const written = generate(file, { ...opts, lines: Number.MAX_SAFE_INTEGER }, maxBytes);
+  log(`replay: ${(written.bytes / 1e6).toFixed(0)} MB, ${written.lines} lines, ${written.candidates} candidates; warming the page cache`);
+  warm(file);
+  warm(file);
+  rulesReplay(empty); // loads the CLI's modules from disk once, as a second run on the same machine would find them
+  const rounds = [];
+  for (let i = 0; i < opts.replayRounds; i++) {
+    const grep1 = grep(["-F", "-c", NEEDLE_HARD_LIMIT, file]);
+    const replay = rulesReplay(file);
+    const startup = rulesReplay(empty);
+    if (grep1.count !== written.hardLimit) problems.push(`replay round ${i + 1}: grep counted ${grep1.count} hard_limit lines, ${written.hardLimit} written`);
+    for (const wrong of checkReplay(replay.report, written)) problems.push(`replay round ${i + 1}: rules replay ${wrong}`);
+    if (startup.report.lines.read !== 0 || startup.report.incidents.length !== 0) problems.push(`replay round ${i + 1}: the empty log gave a non-empty report`);
+    const acted = replay.report.incidents.filter((x) => x.action === "act").length;
+    rounds.push({ grep1, replay, startup, acted, incidents: replay.report.incidents.length });
+    log(
+      `replay round ${i + 1}/${opts.replayRounds}: grep ${grep1.ms.toFixed(0)} ms, rules replay ${replay.ms.toFixed(0)} ms` +
+        ` (CPU ${replay.cpuMs ?? "?"} ms), empty log ${startup.ms.toFixed(0)} ms; ${replay.report.incidents.length} incidents (${acted} acting)`,
+    );
+  }
+  rmSync(file, { force: true });
+  return { written, rounds };
+}
+
 /** The operator's path over the file; returns its time, CPU time and counts. */
 async function operator(file, rule, needles, lib, stateDir) {
   const source = new lib.FileSource({ path: file, follow: false, fromStart: true, ...(stateDir === undefined ? {} : { stateDir }) });
@@ -100,7 +212,8 @@ async function operator(file, rule, needles, lib, stateDir) {
 }
 
 export async function run(options = {}) {
-  const opts = { ...defaults, ...(options.lines === undefined ? {} : { lines: options.lines }), ...(options.rounds === undefined ? {} : { rounds: options.rounds }) };
+  const opts = { ...defaults };
+  for (const key of Object.keys(optionRanges)) if (options[key] !== undefined) opts[key] = options[key];
   const log = options.log ?? (() => {});
   for (const f of ["operator/sources/file.js", "operator/sources/scan.js", "operator/rules/compile.js", "operator/rules/schema.js"]) {
     if (!existsSync(DIST(f))) throw new Error(`dist/${f} is missing: run \`npm run build\` first`);
@@ -129,6 +242,7 @@ export async function run(options = {}) {
   const dir = mkdtempSync(join(tmpdir(), "reclaim-bench-pipeline-"));
   try {
     const file = join(dir, "factory.log");
+    checkFreeSpace(dir, opts.lines * 400, "the scan log");
     log(`writing ${opts.lines} lines to ${file}`);
     const written = generate(file, opts);
     log(`${(written.bytes / 1e6).toFixed(0)} MB, ${written.hardLimit} hard_limit + ${written.factoryError} factory.error lines; warming the page cache`);
@@ -196,10 +310,61 @@ export async function run(options = {}) {
       "operator / grep": (r.grep1.ms / r.op.ms).toFixed(2),
       "matches / candidates": `${r.op.matches} / ${r.op.candidates}`,
     }));
-    return { name, opts, rows, details, problems, written, rounds, grepVersion: grepVersion() };
+
+    let replay = null;
+    if (opts.replayMiB > 0 && problems.length === 0) {
+      rmSync(file, { force: true }); // room for the replay log
+      replay = await replayPhase(dir, opts, log, problems);
+      rows.push(...replayRows(replay));
+    }
+    return { name, opts, rows, details, problems, written, rounds, replay, grepVersion: grepVersion() };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The replay phase's rows of the results table. */
+function replayRows({ written, rounds }) {
+  const seconds = (x) => `${(x / 1000).toFixed(2)} s`;
+  const size = `${(written.bytes / 2 ** 30).toFixed(2)} GiB`;
+  const grepMs = median(rounds.map((r) => r.grep1.ms));
+  const replayMs = median(rounds.map((r) => r.replay.ms));
+  const startupMs = median(rounds.map((r) => r.startup.ms));
+  const per = rounds.map((r) => r.grep1.ms / r.replay.ms);
+  const spread = rounds.length > 1 ? `${Math.min(...per).toFixed(2)}–${Math.max(...per).toFixed(2)}` : "";
+  const rate = (wallMs) => `${(written.lines / (wallMs / 1000) / 1e6).toFixed(2)} M`;
+  return [
+    {
+      metric: `rules replay, ${size} log: wall time`,
+      baseline: "grep -F -c (1 needle)",
+      base: seconds(grepMs),
+      test: seconds(replayMs),
+      ratio: "",
+      perRound: rounds.length > 1 ? `${seconds(Math.min(...rounds.map((r) => r.replay.ms)))}–${seconds(Math.max(...rounds.map((r) => r.replay.ms)))}` : "",
+      target: `< ${targets.replayMaxSeconds} s`,
+      result: replayMs < targets.replayMaxSeconds * 1000 ? "PASS" : "FAIL",
+    },
+    {
+      metric: `rules replay, ${size} log: lines per second`,
+      baseline: "grep -F -c (1 needle)",
+      base: rate(grepMs),
+      test: rate(replayMs),
+      ratio: `${(grepMs / replayMs).toFixed(2)}×`,
+      perRound: spread,
+      target: "none",
+      result: "info",
+    },
+    {
+      metric: "rules replay, empty log (start-up): wall time",
+      baseline: "",
+      base: "",
+      test: seconds(startupMs),
+      ratio: "",
+      perRound: "",
+      target: "none",
+      result: "info",
+    },
+  ];
 }
 
 function grepVersion() {
@@ -242,5 +407,26 @@ export function section(result, m, cmd, table) {
     "Every round:",
     "",
     table(result.details),
+    ...(result.replay === null ? [] : replaySection(result.replay, table)),
   ].join("\n");
+}
+
+function replaySection({ written, rounds }, table) {
+  return [
+    "",
+    `Replay log: ${written.lines.toLocaleString("en")} lines, ${(written.bytes / 1e6).toFixed(0)} MB (${(written.bytes / 2 ** 30).toFixed(2)} GiB), in the page cache; ` +
+      `${written.candidates} candidates, each for a user of its own; every replay round below reported ${written.candidates} matches and ${written.candidates} incidents, nothing dropped or malformed.`,
+    "",
+    table(
+      rounds.map((r, i) => ({
+        "replay round": String(i + 1),
+        "grep -F -c (ms)": r.grep1.ms.toFixed(0),
+        "rules replay (ms)": r.replay.ms.toFixed(0),
+        "rules replay CPU (ms)": r.replay.cpuMs === null ? "n/a" : String(r.replay.cpuMs),
+        "empty log (ms)": r.startup.ms.toFixed(0),
+        "empty log CPU (ms)": r.startup.cpuMs === null ? "n/a" : String(r.startup.cpuMs),
+        "incidents (acting)": `${r.incidents} (${r.acted})`,
+      })),
+    ),
+  ];
 }

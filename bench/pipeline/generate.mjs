@@ -6,13 +6,18 @@
 // Per block of `candidateEvery` lines (default 1,000, i.e. 0.1 %) exactly one
 // candidate: a `factory.hard_limit` or `factory.error` line at ERROR, as in
 // the original outage, at a seeded position in the block and preceded, as in
-// the outage, by a `factory.resource_limit` WARNING (not a candidate). The
-// rest is everyday traffic: connections opened and closed, control requests,
-// cleanups, heartbeat terminations, zombies, queueing.
+// the outage, by a `factory.resource_limit` WARNING (not a candidate) for the
+// same user. Each block's candidate names a user of its own (nobody else in
+// the log is locked out twice), so `rules replay` with the shipped rule must
+// open exactly one incident per candidate. The rest is everyday traffic:
+// connections opened and closed, control requests, cleanups, heartbeat
+// terminations, zombies, queueing.
 //
-// Run as a script (`node generate.mjs FILE LINES CANDIDATE_EVERY`), it prints
-// the result as JSON: the benchmark writes the log in a child process, so
-// that the garbage of writing it is not in the measuring process's heap.
+// Run as a script (`node generate.mjs FILE LINES CANDIDATE_EVERY [MAX_BYTES]`),
+// it prints the result as JSON: the benchmark writes the log in a child
+// process, so that the garbage of writing it is not in the measuring
+// process's heap. With MAX_BYTES it stops at the first line that reaches that
+// size (LINES is then only an upper bound).
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
 import { argv } from "node:process";
 import { fileURLToPath } from "node:url";
@@ -31,6 +36,8 @@ function prng(seed) {
 
 const PODS = ["chat-factory-7d9f-abcde", "chat-factory-7d9f-fghij", "chat-factory-7d9f-klmno", "chat-factory-7d9f-pqrst"];
 const USERS = Array.from({ length: 5000 }, (_, i) => String(105945141827451681156n + BigInt(i * 7919)));
+/** The user locked out in block `block`: one of its own per block, outside USERS. */
+const lockedOut = (block) => String(205945141827451681156n + BigInt(block));
 
 function uuid(rand) {
   const hex = (n) =>
@@ -64,10 +71,11 @@ function everyday(rand, head, user) {
 }
 
 /**
- * Writes `lines` lines to `file`. Returns the file's size and how many
- * candidate lines of each kind it holds.
+ * Writes `lines` lines to `file`, or fewer if `maxBytes` is given and reached
+ * first. Returns the file's size, its lines and how many candidate lines of
+ * each kind it holds.
  */
-export function generateLog(file, { lines, candidateEvery = 1000, seed = 20261127 }) {
+export function generateLog(file, { lines, candidateEvery = 1000, seed = 20261127, maxBytes = Number.POSITIVE_INFINITY }) {
   const rand = prng(seed);
   const fd = openSync(file, "w");
   let bytes = 0;
@@ -87,9 +95,11 @@ export function generateLog(file, { lines, candidateEvery = 1000, seed = 2026112
     pendingChars += line.length;
     if (pendingChars > 4 * 1024 * 1024) flush();
   };
+  let i = 0;
   try {
     let candidateAt = -1;
-    for (let i = 0; i < lines; i++) {
+    // pendingChars + pending.length: the bytes not yet written (ASCII lines and their newlines).
+    for (; i < lines && bytes + pendingChars + pending.length < maxBytes; i++) {
       const inBlock = i % candidateEvery;
       // The candidate's place in the block, leaving room for the WARNING before it.
       if (inBlock === 0) candidateAt = 1 + Math.floor(rand() * (candidateEvery - 1));
@@ -97,7 +107,8 @@ export function generateLog(file, { lines, candidateEvery = 1000, seed = 2026112
       const pod = PODS[Math.floor(rand() * PODS.length)];
       const time = new Date(t).toISOString();
       const head = (severity) => `{"severity":"${severity}","time":"${time}","pod":"${pod}"`;
-      const user = USERS[Math.floor(rand() * USERS.length)];
+      let user = USERS[Math.floor(rand() * USERS.length)];
+      if (inBlock === candidateAt - 1 || inBlock === candidateAt) user = lockedOut(Math.floor(i / candidateEvery));
       if (inBlock === candidateAt - 1) {
         push(
           `${head("WARNING")},"event":"factory.resource_limit","userId":"${user}","managers":20,"limit":20,"message":"Resource limit exceeded for user ${user} (20/20 managers) - attempting immediate cleanup"}`,
@@ -124,10 +135,11 @@ export function generateLog(file, { lines, candidateEvery = 1000, seed = 2026112
   } finally {
     closeSync(fd);
   }
-  return { bytes, lines, hardLimit, factoryError, candidates: hardLimit + factoryError };
+  return { bytes, lines: i, hardLimit, factoryError, candidates: hardLimit + factoryError };
 }
 
 if (argv[1] === fileURLToPath(import.meta.url)) {
-  const [file, lines, candidateEvery] = argv.slice(2);
-  console.log(JSON.stringify(generateLog(file, { lines: Number(lines), candidateEvery: Number(candidateEvery) })));
+  const [file, lines, candidateEvery, maxBytes] = argv.slice(2);
+  const options = { lines: Number(lines), candidateEvery: Number(candidateEvery), ...(maxBytes === undefined ? {} : { maxBytes: Number(maxBytes) }) };
+  console.log(JSON.stringify(generateLog(file, options)));
 }
