@@ -27,6 +27,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { median, sectionHeader } from "../lib.mjs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BIN = join(ROOT, "bin/reclaim");
@@ -54,11 +55,6 @@ export const targets = {
 /** Most keys one rollup record lists (src/operator/incidents/model.ts, MAX_ROLLUP_KEYS). */
 const ROLLUP_PAGE = 1000;
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function freePort() {
@@ -85,10 +81,21 @@ function writeRule(dir, matchNothing) {
   return { file, maxPerHour: Number(/maxPerHour:\s*(\d+)/.exec(yaml)?.[1] ?? "NaN") };
 }
 
-function start(args, out) {
+/**
+ * The operator container's NODE_OPTIONS in manifests/base/operator/deployment.yaml
+ * (its V8 heap cap): the operator is measured as it is deployed.
+ */
+export function deployedNodeOptions() {
+  const text = readFileSync(join(ROOT, "manifests/base/operator/deployment.yaml"), "utf8");
+  const match = /- name: NODE_OPTIONS\s*\n\s*value:\s*(\S[^\n]*)/.exec(text);
+  if (match === null) throw new Error("manifests/base/operator/deployment.yaml sets no NODE_OPTIONS for the operator");
+  return match[1].trim().replace(/^["']|["']$/g, "");
+}
+
+function start(args, out, extraEnv = {}) {
   const fd = openSync(out, "a");
   // Dev mode: the built-in secrets, so factory and operator agree without any set here.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RECLAIM_")));
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("RECLAIM_") && k !== "NODE_OPTIONS")), ...extraEnv };
   const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ["ignore", fd, fd], env });
   closeSync(fd);
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
@@ -186,6 +193,7 @@ async function side(opts, matchNothing, log) {
         "--state", join(dir, "state"), "--control", `http://127.0.0.1:${controlPort}`, "--metrics-port", String(metricsPort),
         "--sweep-schedule", "off", "--digest-schedule", "off", "--retention-schedule", "off"],
       join(dir, "operator.out"),
+      { NODE_OPTIONS: opts.nodeOptions },
     );
     procs.push(operator);
     const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
@@ -297,7 +305,9 @@ async function side(opts, matchNothing, log) {
 export async function run(options = {}) {
   const opts = { ...defaults };
   for (const k of Object.keys(defaults)) if (options[k] !== undefined) opts[k] = options[k];
+  opts.nodeOptions = deployedNodeOptions();
   const log = options.log ?? (() => {});
+  log(`operator NODE_OPTIONS as deployed (manifests/base/operator/deployment.yaml): ${opts.nodeOptions}`);
   if (!existsSync(join(ROOT, "dist/cli/main.js"))) throw new Error("dist/ is missing: run `npm run build` first");
   const total = opts.users * opts.linesPerUser;
   const problems = [];
@@ -472,13 +482,10 @@ export function resultsTable(rows, table) {
 export function section(result, m, cmd, table) {
   const o = result.opts;
   return [
-    `_Written by \`bench/run.mjs\` from the run below; rerun to replace it._`,
-    "",
-    `- Command: \`${cmd}\` (after \`npm run build\`), commit ${m.commit}`,
-    `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGiB} GiB RAM, ${m.os}; Node ${m.node}`,
-    `- Date: ${m.date} (load average at start: ${m.load})`,
+    ...sectionHeader(m, cmd),
     `- Flood: ${result.total.toLocaleString("en")} HARD LIMIT lines for ${o.users.toLocaleString("en")} users (${o.linesPerUser} each), appended in 100 slices within ${o.seconds} s; ` +
       `the shipped rule \`rules/factory-lockout.yaml\` (maxPerHour ${result.rounds[0].flood.maxPerHour}); ${o.rounds} round(s), baseline first in each`,
+    `- Operator as deployed: \`NODE_OPTIONS=${o.nodeOptions}\` (from manifests/base/operator/deployment.yaml), on both sides`,
     `- Each figure is the median over the rounds; "per round" is the lowest and highest ratio (or value) of a single round. Targets are checked against the worst round.`,
     "",
     resultsTable(result.rows, table),

@@ -242,6 +242,12 @@ describe.skipIf(!HAVE_KUBECTL).each([
     expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: "metadata.name" } });
     expect(env.POD_NAMESPACE).toEqual({ fieldRef: { fieldPath: "metadata.namespace" } });
     expect(env.RECLAIM_CONTROL_TOKEN).toEqual({ secretKeyRef: { name: "reclaim-secrets", key: "control-token" } });
+    // V8's heap is capped well inside the container's memory limit (the flood benchmark runs with this value).
+    const heapMiB = Number(/--max-old-space-size=(\d+)/.exec(String(env.NODE_OPTIONS))?.[1]);
+    const limit = /^(\d+)Mi$/.exec(String(c.resources.limits.memory));
+    expect(limit, "the operator's memory limit, in Mi").not.toBeNull();
+    expect(heapMiB).toBeGreaterThanOrEqual(64);
+    expect(heapMiB).toBeLessThanOrEqual(Number(limit![1]) * 0.6);
     expect(c.ports).toEqual([{ name: "metrics", containerPort: 9464, protocol: "TCP" }]);
     const rules = (c.volumeMounts as Any[]).find((m) => m.mountPath === "/etc/reclaim/rules");
     expect(rules.readOnly).toBe(true);
