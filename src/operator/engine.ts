@@ -53,6 +53,8 @@ export type TriggerOutcome = { acted: Incident } | { suppressed: SuppressReason;
 
 /** Most incidents held in memory while the store cannot record them; beyond it the oldest is dropped (logged). */
 const MAX_HELD = 1000;
+/** At most one "entries older than maxAge" warning per rule per this long. */
+export const STALE_WARN_EVERY_MS = 60_000;
 
 /** An incident that passed the guards but could not be recorded: nothing acts on it until it is. */
 interface Held {
@@ -75,6 +77,8 @@ export class Engine {
    * and acted on once written. One per key: a repeat while held is counted on it.
    */
   private readonly held = new Map<string, Held>();
+  /** Per rule: stale entries not yet reported in the log, and when the rule last warned. */
+  private readonly stale = new Map<string, { count: number; oldestAgeMs: number; warnedAt: number }>();
   private retrying = false;
   private rules: readonly CompiledRule[] = [];
 
@@ -106,11 +110,35 @@ export class Engine {
       if (observed === null) continue;
       if (typeof observed === "string") {
         this.deps.metrics.entriesDropped.inc({ rule: rule.name, reason: observed });
+        if (observed === "stale") this.warnStale(rule, event);
         continue;
       }
       outcomes.push(await this.onTrigger(observed));
     }
     return outcomes;
+  }
+
+  /**
+   * A matched entry older than the rule's maxAge is not acted on. That is
+   * right for an old line re-read after a restart, but a factory whose clock
+   * runs behind, or a source that lags, would have every lockout dropped: so
+   * it is said in the log, at most once a minute per rule, with the count.
+   */
+  private warnStale(rule: CompiledRule, event: LogEvent): void {
+    const now = this.deps.clock.now();
+    const seen = this.stale.get(rule.name) ?? { count: 0, oldestAgeMs: 0, warnedAt: Number.NEGATIVE_INFINITY };
+    seen.count++;
+    seen.oldestAgeMs = Math.max(seen.oldestAgeMs, now - event.time);
+    this.stale.set(rule.name, seen);
+    if (now - seen.warnedAt < STALE_WARN_EVERY_MS) return;
+    this.deps.log.warn(
+      OperatorEvent.entryStale,
+      { rule: rule.name, entries: seen.count, oldestAgeMs: seen.oldestAgeMs, maxAgeMs: rule.rule.spec.maxAge },
+      `${seen.count} matching entr${seen.count === 1 ? "y" : "ies"} for rule ${rule.name} older than its maxAge ` +
+        `(${Math.round(rule.rule.spec.maxAge / 1000)} s; oldest ${Math.round(seen.oldestAgeMs / 1000)} s) not acted on: ` +
+        `expected after a restart re-reads old lines; otherwise check the clock of the pod that logs them and the source's lag`,
+    );
+    this.stale.set(rule.name, { count: 0, oldestAgeMs: 0, warnedAt: now });
   }
 
   /** A trigger: guards, then an incident or a counted suppression. */

@@ -14,6 +14,7 @@ export const OperatorEvent = {
   rulesInvalid: "operator.rules_invalid",
   incidentOpened: "operator.incident_opened",
   suppressed: "operator.suppressed",
+  entryStale: "operator.entry_stale",
   rung: "operator.rung",
   verification: "operator.verification",
   incidentClosed: "operator.incident_closed",

@@ -99,10 +99,20 @@ describe("fault matrix, row 6: clock skew", () => {
     await resolvedFor("marker");
     expect(await metricLine(/^reclaim_operator_entries_dropped_total\{rule="lockout",reason="stale"\}/)).toMatch(/ 1$/);
     expect(rungsRun(factory!, "clock-behind")).toEqual([]);
+    // Said in the log, not only counted: a pod whose clock runs behind would otherwise lose every lockout silently.
+    const warned = operator!.lines.filter((l) => l.event === "operator.entry_stale");
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ severity: "WARNING", rule: "lockout", entries: 1 });
+    expect(warned[0]!.oldestAgeMs).toBeGreaterThanOrEqual(20 * MINUTE);
+    // More stale entries within the minute are counted, not logged again.
+    await appendFile(file, hardLimitLine("clock-behind-2", Date.now() - 30 * MINUTE) + hardLimitLine("marker-2", Date.now()));
+    await resolvedFor("marker-2");
+    expect(await metricLine(/^reclaim_operator_entries_dropped_total\{rule="lockout",reason="stale"\}/)).toMatch(/ 2$/);
+    expect(operator!.lines.filter((l) => l.event === "operator.entry_stale")).toHaveLength(1);
     // The same user, on time: acted on (the stale entry left nothing behind that would stop it).
     await appendFile(file, hardLimitLine("clock-behind", Date.now()));
     await resolvedFor("clock-behind");
-    await onceEachAndServing(file, ["marker", "clock-behind"]);
+    await onceEachAndServing(file, ["marker", "marker-2", "clock-behind"]);
   });
 
   it.each([
