@@ -10,8 +10,9 @@
 // `optionRanges` (`{ option: [min, max] }`: the integer options it takes on
 // the command line), `smoke` (the tiny sizes `--smoke` runs: a check that the
 // benchmark still works, as `.ci/run` does, never a measurement; it implies
-// `--no-write`), and its own `resultsTable(rows, table)` and
-// `section(result, machine, command, table)` (the factory's are the default).
+// `--no-write`), `resultsTable(rows, table)` (the summary it prints) and
+// `section(result, machine, command, table)` (its results in BENCHMARKS.md;
+// `bench/lib.mjs` has the lines every section starts with).
 //
 // Exits non-zero when a run is invalid (a connection failed to open or
 // dropped, a scan found the wrong lines, …); a missed target is reported as
@@ -102,40 +103,6 @@ function table(rows) {
   return [line(cols), `|${width.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map((r) => line(cols.map((c) => r[c])))].join("\n");
 }
 
-function resultsTable(rows) {
-  return table(
-    rows.map((r) => ({
-      figure: r.metric,
-      "bare ws": r.bare,
-      factory: r.factory,
-      "factory / bare": r.ratio,
-      "ratio per round": r.perRound,
-      target: r.target,
-      result: r.result,
-    })),
-  );
-}
-
-function section(result, m, cmd) {
-  const o = result.opts;
-  return [
-    `_Written by \`bench/run.mjs\` from the run below; rerun to replace it._`,
-    "",
-    `- Command: \`${cmd}\` (after \`npm run build\`), commit ${m.commit}`,
-    `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGiB} GiB RAM, ${m.os}; Node ${m.node}, ws ${m.ws}`,
-    `- Date: ${m.date} (load average at start: ${m.load})`,
-    `- Load: ${o.connections} idle connections on 127.0.0.1 (${o.users} users × ${Math.ceil(o.connections / o.users)}), ≤ ${o.inFlight} handshakes in flight; ` +
-      `${o.rounds} rounds of bare ws then factory, each server and each load client in a fresh process; ${o.sweeps} heartbeat sweeps per server and round`,
-    `- Each figure is the median over the rounds; "factory / bare" is the ratio of the medians, "ratio per round" the lowest and highest ratio of a single round.`,
-    "",
-    resultsTable(result.rows),
-    "",
-    "Every round:",
-    "",
-    table(result.details),
-  ].join("\n");
-}
-
 function rewriteDoc(name, body) {
   const start = `<!-- results:${name}:start -->`;
   const end = `<!-- results:${name}:end -->`;
@@ -162,7 +129,7 @@ async function main() {
     if (smoke) console.log(`${name}: smoke run (${JSON.stringify(sizes)}), a check that it works, not a measurement`);
     const log = (msg) => console.log(`  [${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
     const result = await bench.run({ ...sizes, smoke, log });
-    const rowsTable = bench.resultsTable === undefined ? resultsTable(result.rows) : bench.resultsTable(result.rows, table);
+    const rowsTable = bench.resultsTable(result.rows, table);
     console.log(`\n${name}:\n${rowsTable}\n\n${table(result.details)}\n`);
     if (result.problems.length > 0) {
       invalid = true;
@@ -170,7 +137,7 @@ async function main() {
       continue;
     }
     if (write) {
-      rewriteDoc(name, bench.section === undefined ? section(result, m, cmd) : bench.section(result, m, cmd, table));
+      rewriteDoc(name, bench.section(result, m, cmd, table));
       console.log(`BENCHMARKS.md: results:${name} rewritten`);
     }
   }

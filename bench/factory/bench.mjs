@@ -14,6 +14,7 @@ import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { median, sectionHeader } from "../lib.mjs";
 
 const here = (file) => fileURLToPath(new URL(file, import.meta.url));
 const DIST_FACTORY = fileURLToPath(new URL("../../dist/factory/factory.js", import.meta.url));
@@ -149,11 +150,7 @@ export function withTimeout(promise, ms, message) {
   ]);
 }
 
-export const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
+export { median };
 const cpuTotal = (c) => c.user + c.system;
 
 /** Signs one token per connection (`users` users, round robin), before any timing starts. */
@@ -396,11 +393,7 @@ export function section(result, m, cmd, table) {
   const o = result.opts;
   const hold = result.holdRounds.length > 0;
   return [
-    `_Written by \`bench/run.mjs\` from the run below; rerun to replace it._`,
-    "",
-    `- Command: \`${cmd}\` (after \`npm run build\`), commit ${m.commit}`,
-    `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGiB} GiB RAM, ${m.os}; Node ${m.node}, ws ${m.ws}`,
-    `- Date: ${m.date} (load average at start: ${m.load})`,
+    ...sectionHeader(m, cmd),
     `- Load: ${o.connections} idle connections on 127.0.0.1 (${o.users} users × ${Math.ceil(o.connections / o.users)}), ≤ ${o.inFlight} handshakes in flight; ` +
       `${o.rounds} rounds of bare ws then factory, each server and each load client in a fresh process; ${o.sweeps} heartbeat sweeps per server and round`,
     ...(hold

@@ -29,6 +29,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { spawnJsonLines } from "./children.mjs";
+import { sectionHeader } from "../lib.mjs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DIST = (file) => join(ROOT, "dist", file);
@@ -374,11 +375,7 @@ export function resultsTable(rows, table) {
 export function section(result, m, cmd, table) {
   const o = result.opts;
   return [
-    `_Written by \`bench/run.mjs\` from the run below; rerun to replace it._`,
-    "",
-    `- Command: \`${cmd}\` (after \`npm run build\`), commit ${m.commit}`,
-    `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGiB} GiB RAM, ${m.os}; Node ${m.node}, ws ${m.ws}`,
-    `- Date: ${m.date} (load average at start: ${m.load})`,
+    ...sectionHeader(m, cmd),
     `- ${o.incidents} incidents per side after ${o.warmup} warm-up incidents per side, alternating operator and baseline; ` +
       `${LIMIT} zombie clients each; probe timeout ${o.probeTimeoutMs} ms; ${o.gapMs} ms between incidents`,
     `- Milliseconds from the factory's \`time\` on the HARD LIMIT line; nearest-rank percentiles over the incidents of each side.`,

@@ -29,6 +29,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, r
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { median, sectionHeader } from "../lib.mjs";
 
 const GENERATE = fileURLToPath(new URL("./generate.mjs", import.meta.url));
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -60,11 +61,6 @@ export const targets = {
 const NEEDLE_HARD_LIMIT = '"factory.hard_limit"';
 const NEEDLE_ERROR = '"factory.error"';
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const ms = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 /** Writes the log in a child process (generate.mjs), so that its garbage stays out of this heap. */
@@ -393,11 +389,7 @@ export function section(result, m, cmd, table) {
   const o = result.opts;
   const w = result.written;
   return [
-    `_Written by \`bench/run.mjs\` from the run below; rerun to replace it._`,
-    "",
-    `- Command: \`${cmd}\` (after \`npm run build\`), commit ${m.commit}`,
-    `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGiB} GiB RAM, ${m.os}; Node ${m.node}, ${result.grepVersion}`,
-    `- Date: ${m.date} (load average at start: ${m.load})`,
+    ...sectionHeader(m, cmd),
     `- Log: ${o.lines.toLocaleString("en")} lines, ${(w.bytes / 1e6).toFixed(0)} MB, in the page cache; ` +
       `${w.candidates} candidates (${w.hardLimit} factory.hard_limit + ${w.factoryError} factory.error, ${((100 * w.candidates) / o.lines).toFixed(2)} %); ${o.rounds} rounds`,
     `- Each rate is the median over the rounds (lines / wall time); "operator / baseline" is the ratio of the medians, "ratio per round" the lowest and highest ratio of a single round.`,

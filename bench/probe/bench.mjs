@@ -22,6 +22,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Child, median, signTokens } from "../factory/bench.mjs";
+import { sectionHeader } from "../lib.mjs";
 
 const DIST_FACTORY = fileURLToPath(new URL("../../dist/factory/factory.js", import.meta.url));
 
@@ -258,11 +259,7 @@ export function resultsTable(rows, table) {
 export function section(result, m, cmd, table) {
   const o = result.opts;
   return [
-    `_Written by \`bench/run.mjs\` from the run below; rerun to replace it._`,
-    "",
-    `- Command: \`${cmd}\` (after \`npm run build\`), commit ${m.commit}`,
-    `- Machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGiB} GiB RAM, ${m.os}; Node ${m.node}, ws ${m.ws}`,
-    `- Date: ${m.date} (load average at start: ${m.load})`,
+    ...sectionHeader(m, cmd),
     `- Load: ${result.counts.map((n) => n.toLocaleString("en")).join(" / ")} other idle connections (${o.othersPerUser} per user); ` +
       `user A with 20 live connections, user B with ${o.live} live + ${o.zombies} zombies; ${o.rounds} rounds of every scenario in fresh processes; ` +
       `per scenario and round ${o.warmup} untimed and ${o.reps} timed probes of each user; probe timeout: the factory's default, 1 s`,

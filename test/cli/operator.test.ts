@@ -9,19 +9,14 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FileIncidentStore } from "../../src/operator/incidents/file-store.js";
 import type { Incident } from "../../src/operator/incidents/model.js";
-import { BIN, cleanEnv, runCli, startCli, type RunningCli } from "../support/cli.js";
+import { BIN, cleanEnv, killAll, runCli, type RunningCli, startCli } from "../support/cli.js";
 import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../support/factory.js";
 import { LOCKOUT_RULE, tempDir } from "../support/operator.js";
 
 let factory: TestFactory | undefined;
 const processes: RunningCli[] = [];
 afterEach(async () => {
-  for (const p of processes.splice(0)) {
-    if (p.child.exitCode === null && p.child.signalCode === null) {
-      p.child.kill("SIGKILL");
-      await p.exited;
-    }
-  }
+  await killAll(processes);
   await factory?.close();
   factory = undefined;
 });

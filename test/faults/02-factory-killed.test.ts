@@ -17,7 +17,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { DEV_AUTH_SECRET, DEV_CONTROL_TOKEN } from "../../src/contract/dev.js";
 import { connect, isRefusal, type ChatClient } from "../../src/demo/clients.js";
 import { TokenAuth } from "../../src/factory/auth.js";
-import { startCli, type RunningCli } from "../support/cli.js";
+import { killAll, type RunningCli, startCli } from "../support/cli.js";
 import { faultRule } from "../support/fault-matrix.js";
 import { startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
 
@@ -31,12 +31,7 @@ afterEach(async () => {
   await operator?.close();
   operator = undefined;
   for (const c of clients.splice(0)) c.destroy();
-  for (const p of processes.splice(0)) {
-    if (p.child.exitCode === null && p.child.signalCode === null) {
-      p.child.kill("SIGKILL");
-      await p.exited;
-    }
-  }
+  await killAll(processes);
 });
 
 async function freePort(): Promise<number> {

@@ -15,7 +15,7 @@ import { writeFile, mkdir } from "node:fs/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { FileIncidentStore } from "../../src/operator/incidents/file-store.js";
 import type { Incident } from "../../src/operator/incidents/model.js";
-import { startCli, type RunningCli } from "../support/cli.js";
+import { killAll, type RunningCli, startCli } from "../support/cli.js";
 import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../support/factory.js";
 import { faultRule, lockOut, rungsRun } from "../support/fault-matrix.js";
 import { tempDir } from "../support/operator.js";
@@ -25,12 +25,7 @@ const SLOTS = 3;
 let factory: TestFactory | undefined;
 const processes: RunningCli[] = [];
 afterEach(async () => {
-  for (const p of processes.splice(0)) {
-    if (p.child.exitCode === null && p.child.signalCode === null) {
-      p.child.kill("SIGKILL");
-      await p.exited;
-    }
-  }
+  await killAll(processes);
   await factory?.close();
   factory = undefined;
 });

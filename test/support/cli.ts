@@ -102,3 +102,13 @@ export function startCli(args: string[], env: Record<string, string> = {}, prefi
     },
   };
 }
+
+/** Kills (SIGKILL) every process of `processes` still running, waits for each, and empties the list: an afterEach's cleanup. */
+export async function killAll(processes: RunningCli[]): Promise<void> {
+  for (const p of processes.splice(0)) {
+    if (p.child.exitCode === null && p.child.signalCode === null) {
+      p.child.kill("SIGKILL");
+      await p.exited;
+    }
+  }
+}
