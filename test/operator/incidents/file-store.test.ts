@@ -3,14 +3,19 @@
  * leftovers, ids that try to leave the folder, and write faults that must
  * reach the caller (the operator does not act when save throws).
  */
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FileIncidentStore, IncidentIdError, IncidentStoreError, IncidentStoreErrorCode } from "../../../src/operator/incidents/file-store.js";
 import { renderMarkdown } from "../../../src/operator/incidents/markdown.js";
 import { Incident, MAX_DECISIONS } from "../../../src/operator/incidents/model.js";
 import { buildIncident, incidentId } from "../../support/incidents.js";
+
+/** The built store (`npm test` builds first): what a child process running as another user loads. */
+const DIST_FILE_STORE = fileURLToPath(new URL("../../../dist/operator/incidents/file-store.js", import.meta.url));
 
 let root: string;
 beforeEach(async () => {
@@ -337,12 +342,36 @@ describe("FileIncidentStore: save throws when it cannot write (the operator must
     expect((await readdir(root)).sort()).toEqual([`${i.id}.json`]);
   });
 
-  const isRoot = process.getuid?.() === 0;
-  it.skipIf(isRoot)("wraps EACCES from a read-only folder (chmod 0o500; skipped as root, where modes do not stop writes)", async () => {
-    const store = new FileIncidentStore({ dir: root });
+  it("wraps EACCES from a read-only folder (as root, where modes do not stop writes, in a child process as nobody)", async () => {
+    if (process.getuid?.() !== 0) {
+      const store = new FileIncidentStore({ dir: root });
+      await chmod(root, 0o500);
+      const err = await rejection(store.save(buildIncident()), IncidentStoreErrorCode.write);
+      expect((err.cause as NodeJS.ErrnoException).code).toBe("EACCES");
+      expect(err.message).toContain(root);
+      return;
+    }
+    // Root ignores file modes: the same save runs as `nobody` (uid/gid 65534) in a child, on the built store.
+    const NOBODY = 65534;
+    await chown(root, NOBODY, NOBODY);
     await chmod(root, 0o500);
-    const err = await rejection(store.save(buildIncident()), IncidentStoreErrorCode.write);
-    expect((err.cause as NodeJS.ErrnoException).code).toBe("EACCES");
-    expect(err.message).toContain(root);
+    const script = [
+      `const { FileIncidentStore } = await import(${JSON.stringify(pathToFileURL(DIST_FILE_STORE).href)});`,
+      `const incident = JSON.parse(process.env.INCIDENT);`,
+      `try { await new FileIncidentStore({ dir: process.env.DIR }).save(incident); console.log(JSON.stringify({ saved: true })); }`,
+      `catch (err) { console.log(JSON.stringify({ code: err.code, cause: err.cause?.code, message: err.message })); }`,
+    ].join("\n");
+    const child = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+      uid: NOBODY,
+      gid: NOBODY,
+      cwd: tmpdir(),
+      env: { PATH: process.env.PATH ?? "", DIR: root, INCIDENT: JSON.stringify(buildIncident()) },
+      encoding: "utf8",
+    });
+    expect(child.status, child.stderr).toBe(0);
+    const result = JSON.parse(child.stdout) as { saved?: boolean; code?: string; cause?: string; message?: string };
+    expect(result).toMatchObject({ code: IncidentStoreErrorCode.write, cause: "EACCES" });
+    expect(result.message).toContain(root);
+    expect(await readdir(root)).toEqual([]);
   });
 });
