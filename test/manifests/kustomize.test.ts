@@ -372,8 +372,16 @@ describe.skipIf(!HAVE_KUBECTL).each([
     }
   });
 
-  it.runIf(flavour === "staging")("adds Workload Identity, Managed Prometheus scraping, and the pushed image", () => {
+  it(flavour === "staging" ? "adds Workload Identity, Managed Prometheus scraping, and the pushed image" : "is cloud-neutral: no Workload Identity, no PodMonitoring, the local image", () => {
     const sa = find("ServiceAccount", "reclaim-operator");
+    if (flavour === "base") {
+      expect(sa.metadata.annotations?.["iam.gke.io/gcp-service-account"]).toBeUndefined();
+      expect(objects.filter((o) => o.kind === "PodMonitoring")).toEqual([]);
+      for (const d of deployments()) {
+        for (const c of d.spec.template.spec.containers) expect(c.image).toBe("reclaim:latest");
+      }
+      return;
+    }
     expect(sa.metadata.annotations["iam.gke.io/gcp-service-account"]).toBe("reclaim-operator@PROJECT_ID.iam.gserviceaccount.com");
     const monitors = objects.filter((o): o is Any => o.kind === "PodMonitoring");
     expect(monitors.map((m) => m.apiVersion)).toEqual(["monitoring.googleapis.com/v1", "monitoring.googleapis.com/v1"]);
