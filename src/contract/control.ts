@@ -153,6 +153,12 @@ export const RungResult = z.object({
   degradedUntil: z.string().nullable(),
   admit: z.boolean(),
   durationMs: z.number().nonnegative(),
+  /**
+   * The ids of the user's managers right after the rung: a manager with
+   * another id later is a connection admitted since (the user reconnected by
+   * themselves). Absent from factories older than this field.
+   */
+  managerIds: z.array(z.string()).optional(),
 });
 export type RungResult = z.infer<typeof RungResult>;
 

@@ -322,9 +322,11 @@ export class LadderRunner {
       await this.save(incident);
       return;
     }
+    const after = result?.managerIds;
     const verification = await verifyUser(target.control, incident.target.userId, clock, {
       settleMs: verify.settle,
       timeoutMs: verify.timeout,
+      ...(after === undefined ? {} : { admittedSince: () => this.admittedSince(target, incident.target.userId, new Set(after)) }),
       ...(this.options.verifyPollMs === undefined ? {} : { pollMs: this.options.verifyPollMs }),
       ...(canary === undefined ? {} : { canary: () => canary(message) }),
       ...(signal === undefined ? {} : { signal }),
@@ -373,6 +375,12 @@ export class LadderRunner {
     if (taking === undefined) return;
     await taking;
     this.snapshots.delete(incident);
+  }
+
+  /** How many of the user's managers now were not there right after the rung: connections admitted since. */
+  private async admittedSince(target: Target, userId: string, afterRung: ReadonlySet<string>): Promise<number> {
+    const { value } = await target.control.user(userId, 2000);
+    return value.managers.filter((m) => !afterRung.has(m.id) && m.socketState === "OPEN").length;
   }
 
   private async snapshot(incident: Incident, target: Target): Promise<Incident["before"]> {

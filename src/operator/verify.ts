@@ -18,6 +18,13 @@ export interface VerifyOptions {
   timeoutMs: number;
   /** Time between admission checks (default 50 ms); while admission holds, at most what is left of the settle time. */
   pollMs?: number;
+  /**
+   * How many of the user's connections were admitted since the rung (0 when
+   * that cannot be told). Asked when the factory says the user would not be
+   * admitted: a user whose own reconnecting tabs took the freed slots can
+   * connect, which is what verification is for.
+   */
+  admittedSince?: () => Promise<number>;
   /** Runs the canary when the rule asks for one and the operator has one configured. */
   canary?: () => Promise<CanaryResult>;
   signal?: AbortSignal;
@@ -31,6 +38,7 @@ export async function verifyUser(control: ControlClient, userId: string, clock: 
   let heldSince: number | null = null;
   let lastError = "";
   let held = 0;
+  let reconnected = 0;
   for (;;) {
     const now = clock.now();
     const remaining = started + options.timeoutMs - now;
@@ -49,6 +57,10 @@ export async function verifyUser(control: ControlClient, userId: string, clock: 
     } else {
       heldSince = null;
       held = 0;
+      if (last !== null && options.admittedSince !== undefined) {
+        reconnected = await options.admittedSince().catch(() => 0);
+        if (reconnected > 0) break;
+      }
     }
     if (checkedAt - started >= options.timeoutMs || options.signal?.aborted === true) {
       return result(false, last, held, started, clock, null, lastError || describe(last, options.settleMs));
@@ -58,9 +70,13 @@ export async function verifyUser(control: ControlClient, userId: string, clock: 
     const wait = heldSince === null ? pollMs : Math.max(1, Math.min(pollMs, options.settleMs - held));
     await sleep(wait, undefined, { signal: options.signal }).catch(() => undefined);
   }
-  if (options.canary === undefined) return result(true, last, held, started, clock, null, `admitted for ${held} ms`);
+  const admitted =
+    reconnected > 0
+      ? `the user connected again by themselves: ${reconnected} connection(s) admitted since the rung now hold the freed slots`
+      : `admitted for ${held} ms`;
+  if (options.canary === undefined) return result(true, last, held, started, clock, null, admitted);
   const canary = await options.canary();
-  return result(canary.ok, last, held, started, clock, canary, canary.ok ? `admitted for ${held} ms; canary answered` : `admitted, but the canary failed: ${canary.detail}`);
+  return result(canary.ok, last, held, started, clock, canary, canary.ok ? `${admitted}; canary answered` : `${admitted}, but the canary failed: ${canary.detail}`);
 }
 
 function describe(last: Admission | null, settleMs: number): string {

@@ -42,6 +42,7 @@ export class RungRunner {
       degradedUntil: raise === null ? null : new Date(raise.until).toISOString(),
       admit: this.wouldAdmit(userId),
       durationMs,
+      managerIds: registry.managersOf(userId).map((m) => m.id),
     };
     this.log.info(
       FactoryEvent.cleanup,
