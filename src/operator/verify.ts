@@ -76,7 +76,8 @@ export async function verifyUser(control: ControlClient, userId: string, clock: 
       : `admitted for ${held} ms`;
   if (options.canary === undefined) return result(true, last, held, started, clock, null, admitted);
   const canary = await options.canary();
-  return result(canary.ok, last, held, started, clock, canary, canary.ok ? `${admitted}; canary answered` : `${admitted}, but the canary failed: ${canary.detail}`);
+  if (canary.ok) return result(true, last, held, started, clock, canary, `${admitted}; canary answered`);
+  return result(false, last, held, started, clock, canary, `${reconnected > 0 ? admitted : "admitted"}, but the canary failed: ${canary.detail}`);
 }
 
 function describe(last: Admission | null, settleMs: number): string {
