@@ -18,11 +18,12 @@ import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from "node:fs/promise
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { isRefusal } from "../../src/demo/clients.js";
 import { FileIncidentStore } from "../../src/operator/incidents/file-store.js";
 import type { Incident } from "../../src/operator/incidents/model.js";
 import { startCli, type RunningCli } from "../support/cli.js";
+import { describeNeeding } from "../support/needs.js";
 import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../support/factory.js";
 
 const run = promisify(execFile);
@@ -33,7 +34,6 @@ const SKIP: string | null = (() => {
   if (probe.error !== undefined) return `unshare is not available (${probe.error.message})`;
   return probe.status === 0 ? null : `unshare -Urm cannot mount a tmpfs here: ${probe.stderr.trim()}`;
 })();
-if (SKIP !== null) console.warn(`SKIPPED fault matrix row 7: ${SKIP}`);
 
 const RULE = `apiVersion: reclaim.dev/v1
 kind: RemediationRule
@@ -51,7 +51,7 @@ spec:
 
 const ROW = "fault matrix 7: the incident folder full (ENOSPC) or read-only (EROFS)";
 
-describe.skipIf(SKIP !== null)(SKIP === null ? ROW : `${ROW} (SKIPPED: ${SKIP})`, () => {
+describeNeeding(SKIP, ROW, () => {
   let dir: string;
   let factory: TestFactory;
   let operator: RunningCli;

@@ -8,9 +8,10 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, expect, it } from "vitest";
 import { reclaimCrds } from "../../src/operator/k8s/crds.js";
 import { runCli } from "../support/cli.js";
+import { describeNeeding } from "../support/needs.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const NAMESPACE = "reclaim";
@@ -39,8 +40,7 @@ interface K8sObject {
 type Any = any;
 
 const kubectl = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" });
-const HAVE_KUBECTL = kubectl.error === undefined && kubectl.status === 0;
-if (!HAVE_KUBECTL) console.warn("test/manifests: kubectl is not installed, skipping the kustomize tests (.ci/run installs it)");
+const KUBECTL_MISSING = kubectl.error === undefined && kubectl.status === 0 ? null : "kubectl is not installed (.ci/run installs it)";
 
 function render(dir: string): K8sObject[] {
   const result = spawnSync("kubectl", ["kustomize", `${ROOT}${dir}`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
@@ -88,312 +88,314 @@ const OPERATOR_GRANTS = [
   "reclaim.dev/remediationrules/status: update",
 ].sort();
 
-describe.skipIf(!HAVE_KUBECTL).each([
+for (const [dir, flavour] of [
   ["manifests/base", "base"],
   ["manifests/overlays/staging", "staging"],
-] as const)(`kubectl kustomize %s${HAVE_KUBECTL ? "" : " (skipped: kubectl is not installed)"}`, (dir, flavour) => {
-  let objects: K8sObject[] = [];
-  const find = (kind: string, name: string): Any => {
-    const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
-    expect(found, `${kind}/${name}`).toBeDefined();
-    return found;
-  };
-  const deployments = (): Any[] => objects.filter((o) => o.kind === "Deployment");
-  const podLabels = (deployment: Any): Record<string, string> => deployment.spec.template.metadata.labels;
+] as const) {
+  describeNeeding(KUBECTL_MISSING, `kubectl kustomize ${dir}`, () => {
+    let objects: K8sObject[] = [];
+    const find = (kind: string, name: string): Any => {
+      const found = objects.find((o) => o.kind === kind && o.metadata.name === name);
+      expect(found, `${kind}/${name}`).toBeDefined();
+      return found;
+    };
+    const deployments = (): Any[] => objects.filter((o) => o.kind === "Deployment");
+    const podLabels = (deployment: Any): Record<string, string> => deployment.spec.template.metadata.labels;
 
-  beforeAll(() => {
-    objects = render(dir);
-  });
+    beforeAll(() => {
+      objects = render(dir);
+    });
 
-  it("renders the objects a cluster needs", () => {
-    const names = objects.map((o) => `${o.kind}/${o.metadata.name}`);
-    expect(names).toEqual(expect.arrayContaining([
-      "Namespace/reclaim",
-      "CustomResourceDefinition/incidents.reclaim.dev",
-      "CustomResourceDefinition/remediationrules.reclaim.dev",
-      "ServiceAccount/reclaim-operator",
-      "Role/reclaim-operator",
-      "RoleBinding/reclaim-operator",
-      "ConfigMap/reclaim-rules",
-      "Deployment/reclaim-operator",
-      "ServiceAccount/chat-factory",
-      "Deployment/chat-factory",
-      "Service/chat-factory",
-      "NetworkPolicy/chat-factory",
-    ]));
-    expect(new Set(names).size, "no object twice").toBe(names.length);
-    expect(objects.filter((o) => o.kind === "Secret"), "no Secret: the installer creates reclaim-secrets").toEqual([]);
-  });
+    it("renders the objects a cluster needs", () => {
+      const names = objects.map((o) => `${o.kind}/${o.metadata.name}`);
+      expect(names).toEqual(expect.arrayContaining([
+        "Namespace/reclaim",
+        "CustomResourceDefinition/incidents.reclaim.dev",
+        "CustomResourceDefinition/remediationrules.reclaim.dev",
+        "ServiceAccount/reclaim-operator",
+        "Role/reclaim-operator",
+        "RoleBinding/reclaim-operator",
+        "ConfigMap/reclaim-rules",
+        "Deployment/reclaim-operator",
+        "ServiceAccount/chat-factory",
+        "Deployment/chat-factory",
+        "Service/chat-factory",
+        "NetworkPolicy/chat-factory",
+      ]));
+      expect(new Set(names).size, "no object twice").toBe(names.length);
+      expect(objects.filter((o) => o.kind === "Secret"), "no Secret: the installer creates reclaim-secrets").toEqual([]);
+    });
 
-  it("gives every object apiVersion, kind, a name, and the namespace where namespaced", () => {
-    for (const o of objects) {
-      const what = `${o.kind}/${o.metadata?.name}`;
-      expect(o.apiVersion, what).toMatch(/^([a-z0-9.-]+\/)?v\d+((alpha|beta)\d+)?$/);
-      expect(o.kind, what).toMatch(/^[A-Z][A-Za-z]+$/);
-      expect(o.metadata.name, what).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
-      if (CLUSTER_SCOPED.has(o.kind)) expect(o.metadata.namespace, what).toBeUndefined();
-      else expect(o.metadata.namespace, what).toBe(NAMESPACE);
-      expect(o.metadata.labels?.["app.kubernetes.io/part-of"], `${what} is labelled part-of reclaim`).toBe("reclaim");
-    }
-  });
+    it("gives every object apiVersion, kind, a name, and the namespace where namespaced", () => {
+      for (const o of objects) {
+        const what = `${o.kind}/${o.metadata?.name}`;
+        expect(o.apiVersion, what).toMatch(/^([a-z0-9.-]+\/)?v\d+((alpha|beta)\d+)?$/);
+        expect(o.kind, what).toMatch(/^[A-Z][A-Za-z]+$/);
+        expect(o.metadata.name, what).toMatch(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/);
+        if (CLUSTER_SCOPED.has(o.kind)) expect(o.metadata.namespace, what).toBeUndefined();
+        else expect(o.metadata.namespace, what).toBe(NAMESPACE);
+        expect(o.metadata.labels?.["app.kubernetes.io/part-of"], `${what} is labelled part-of reclaim`).toBe("reclaim");
+      }
+    });
 
-  it("keeps the CRDs exactly as generated", () => {
-    for (const crd of reclaimCrds()) {
-      const rendered = find("CustomResourceDefinition", crd.metadata.name);
-      expect(rendered.spec).toEqual(JSON.parse(JSON.stringify(crd.spec)));
-    }
-  });
+    it("keeps the CRDs exactly as generated", () => {
+      for (const crd of reclaimCrds()) {
+        const rendered = find("CustomResourceDefinition", crd.metadata.name);
+        expect(rendered.spec).toEqual(JSON.parse(JSON.stringify(crd.spec)));
+      }
+    });
 
-  it("selects each Deployment's pods with labels its pod template has", () => {
-    expect(deployments().length).toBe(2);
-    for (const d of deployments()) {
-      const selector = d.spec.selector.matchLabels;
-      expect(Object.keys(selector).length, d.metadata.name).toBeGreaterThan(0);
-      expect(d.spec.selector.matchExpressions, d.metadata.name).toBeUndefined();
-      expect(matches(selector, podLabels(d)), `${d.metadata.name}: ${JSON.stringify(selector)}`).toBe(true);
-    }
-    // The two workloads' selectors do not select each other's pods.
-    const [a, b] = deployments();
-    expect(matches(a.spec.selector.matchLabels, podLabels(b))).toBe(false);
-    expect(matches(b.spec.selector.matchLabels, podLabels(a))).toBe(false);
-  });
+    it("selects each Deployment's pods with labels its pod template has", () => {
+      expect(deployments().length).toBe(2);
+      for (const d of deployments()) {
+        const selector = d.spec.selector.matchLabels;
+        expect(Object.keys(selector).length, d.metadata.name).toBeGreaterThan(0);
+        expect(d.spec.selector.matchExpressions, d.metadata.name).toBeUndefined();
+        expect(matches(selector, podLabels(d)), `${d.metadata.name}: ${JSON.stringify(selector)}`).toBe(true);
+      }
+      // The two workloads' selectors do not select each other's pods.
+      const [a, b] = deployments();
+      expect(matches(a.spec.selector.matchLabels, podLabels(b))).toBe(false);
+      expect(matches(b.spec.selector.matchLabels, podLabels(a))).toBe(false);
+    });
 
-  it("hardens every container: image, resources, probes, non-root, read-only, no privilege, no capabilities", () => {
-    for (const d of deployments()) {
-      const pod = d.spec.template.spec;
-      expect(pod.hostNetwork ?? false).toBe(false);
-      expect(pod.hostPID ?? false).toBe(false);
-      expect(pod.securityContext?.runAsUser, `${d.metadata.name}: pod runAsUser`).not.toBe(0);
-      expect([...(pod.initContainers ?? []), ...pod.containers].length).toBeGreaterThan(0);
-      for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
-        const what = `${d.metadata.name}/${c.name}`;
-        expect(c.image, what).toMatch(/\S/);
-        for (const kind of ["requests", "limits"]) {
-          expect(c.resources?.[kind]?.cpu, `${what} ${kind}.cpu`).toBeDefined();
-          expect(c.resources?.[kind]?.memory, `${what} ${kind}.memory`).toBeDefined();
-        }
-        const ports = new Map<string | number, number>((c.ports ?? []).flatMap((p: Any) => [[p.name, p.containerPort], [p.containerPort, p.containerPort]]));
-        for (const probe of ["livenessProbe", "readinessProbe"]) {
-          expect(c[probe]?.httpGet?.path, `${what} ${probe}`).toMatch(/^\/(healthz|readyz)$/);
-          expect(ports.has(c[probe].httpGet.port), `${what} ${probe} port ${c[probe].httpGet.port} is a container port`).toBe(true);
-        }
-        expect(c.livenessProbe.httpGet.path).toBe("/healthz");
-        expect(c.readinessProbe.httpGet.path).toBe("/readyz");
-        const sc = { ...pod.securityContext, ...c.securityContext };
-        expect(sc.runAsNonRoot, `${what} runAsNonRoot`).toBe(true);
-        expect(sc.runAsUser, `${what} runAsUser`).toBe(10001);
-        expect(c.securityContext?.readOnlyRootFilesystem, `${what} readOnlyRootFilesystem`).toBe(true);
-        expect(c.securityContext?.allowPrivilegeEscalation, `${what} allowPrivilegeEscalation`).toBe(false);
-        expect(c.securityContext?.privileged ?? false, `${what} privileged`).toBe(false);
-        expect(c.securityContext?.capabilities?.drop, `${what} drops ALL`).toEqual(["ALL"]);
-        expect(c.securityContext?.capabilities?.add, `${what} adds nothing`).toBeUndefined();
-        expect(sc.seccompProfile?.type, `${what} seccomp`).toBe("RuntimeDefault");
-        // A read-only root needs somewhere to write.
-        const tmp = (c.volumeMounts ?? []).find((m: Any) => m.mountPath === "/tmp");
-        expect(tmp, `${what} mounts /tmp`).toBeDefined();
-        expect(pod.volumes.find((v: Any) => v.name === tmp.name)?.emptyDir, `${what} /tmp is an emptyDir`).toBeDefined();
-        // Secrets only by reference.
-        for (const env of c.env ?? []) {
-          if (/TOKEN|SECRET|PASSWORD|KEY/.test(env.name)) {
-            expect(env.value, `${what} ${env.name} has no literal value`).toBeUndefined();
-            expect(env.valueFrom?.secretKeyRef?.name, `${what} ${env.name}`).toBe("reclaim-secrets");
+    it("hardens every container: image, resources, probes, non-root, read-only, no privilege, no capabilities", () => {
+      for (const d of deployments()) {
+        const pod = d.spec.template.spec;
+        expect(pod.hostNetwork ?? false).toBe(false);
+        expect(pod.hostPID ?? false).toBe(false);
+        expect(pod.securityContext?.runAsUser, `${d.metadata.name}: pod runAsUser`).not.toBe(0);
+        expect([...(pod.initContainers ?? []), ...pod.containers].length).toBeGreaterThan(0);
+        for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
+          const what = `${d.metadata.name}/${c.name}`;
+          expect(c.image, what).toMatch(/\S/);
+          for (const kind of ["requests", "limits"]) {
+            expect(c.resources?.[kind]?.cpu, `${what} ${kind}.cpu`).toBeDefined();
+            expect(c.resources?.[kind]?.memory, `${what} ${kind}.memory`).toBeDefined();
+          }
+          const ports = new Map<string | number, number>((c.ports ?? []).flatMap((p: Any) => [[p.name, p.containerPort], [p.containerPort, p.containerPort]]));
+          for (const probe of ["livenessProbe", "readinessProbe"]) {
+            expect(c[probe]?.httpGet?.path, `${what} ${probe}`).toMatch(/^\/(healthz|readyz)$/);
+            expect(ports.has(c[probe].httpGet.port), `${what} ${probe} port ${c[probe].httpGet.port} is a container port`).toBe(true);
+          }
+          expect(c.livenessProbe.httpGet.path).toBe("/healthz");
+          expect(c.readinessProbe.httpGet.path).toBe("/readyz");
+          const sc = { ...pod.securityContext, ...c.securityContext };
+          expect(sc.runAsNonRoot, `${what} runAsNonRoot`).toBe(true);
+          expect(sc.runAsUser, `${what} runAsUser`).toBe(10001);
+          expect(c.securityContext?.readOnlyRootFilesystem, `${what} readOnlyRootFilesystem`).toBe(true);
+          expect(c.securityContext?.allowPrivilegeEscalation, `${what} allowPrivilegeEscalation`).toBe(false);
+          expect(c.securityContext?.privileged ?? false, `${what} privileged`).toBe(false);
+          expect(c.securityContext?.capabilities?.drop, `${what} drops ALL`).toEqual(["ALL"]);
+          expect(c.securityContext?.capabilities?.add, `${what} adds nothing`).toBeUndefined();
+          expect(sc.seccompProfile?.type, `${what} seccomp`).toBe("RuntimeDefault");
+          // A read-only root needs somewhere to write.
+          const tmp = (c.volumeMounts ?? []).find((m: Any) => m.mountPath === "/tmp");
+          expect(tmp, `${what} mounts /tmp`).toBeDefined();
+          expect(pod.volumes.find((v: Any) => v.name === tmp.name)?.emptyDir, `${what} /tmp is an emptyDir`).toBeDefined();
+          // Secrets only by reference.
+          for (const env of c.env ?? []) {
+            if (/TOKEN|SECRET|PASSWORD|KEY/.test(env.name)) {
+              expect(env.value, `${what} ${env.name} has no literal value`).toBeUndefined();
+              expect(env.valueFrom?.secretKeyRef?.name, `${what} ${env.name}`).toBe("reclaim-secrets");
+            }
           }
         }
       }
-    }
-  });
+    });
 
-  it("runs the operator: 2 replicas, leader election, the rules ConfigMap, the token from the Secret", () => {
-    const d = find("Deployment", "reclaim-operator");
-    expect(d.spec.replicas).toBe(2);
-    expect(matches(OPERATOR_LABELS, podLabels(d))).toBe(true);
-    const pod = d.spec.template.spec;
-    expect(pod.serviceAccountName).toBe("reclaim-operator");
-    const [c] = pod.containers;
-    expect(pod.containers).toHaveLength(1);
-    expect(c.image).toBe(flavour === "base" ? "reclaim:latest" : "REGION-docker.pkg.dev/PROJECT_ID/reclaim/reclaim:latest");
-    // The base follows the factory pods' logs; staging reads Cloud Logging and Managed Prometheus.
-    const sources =
-      flavour === "base"
-        ? ["--source", "k8s:reclaim/app.kubernetes.io/name=chat-factory"]
-        : [
-            "--source",
-            "gcp:PROJECT_ID",
-            "--filter",
-            'resource.labels.cluster_name="CLUSTER_NAME" AND resource.labels.namespace_name="reclaim"',
-            "--prometheus",
-            "http://frontend.gmp-system.svc:9090",
-          ];
-    expect(c.args).toEqual([
-      "operator",
-      "--leader-elect",
-      "--incidents",
-      "k8s",
-      "--target",
-      "pod",
-      ...sources,
-      "--rules",
-      "/etc/reclaim/rules",
-      "--watch-rules",
-      "--metrics-host",
-      "0.0.0.0",
-    ]);
-    const env = Object.fromEntries((c.env as Any[]).map((e) => [e.name, e.valueFrom ?? e.value]));
-    expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: "metadata.name" } });
-    expect(env.POD_NAMESPACE).toEqual({ fieldRef: { fieldPath: "metadata.namespace" } });
-    expect(env.RECLAIM_CONTROL_TOKEN).toEqual({ secretKeyRef: { name: "reclaim-secrets", key: "control-token" } });
-    // V8's heap is capped well inside the container's memory limit (the flood benchmark runs with this value).
-    const heapMiB = Number(/--max-old-space-size=(\d+)/.exec(String(env.NODE_OPTIONS))?.[1]);
-    const limit = /^(\d+)Mi$/.exec(String(c.resources.limits.memory));
-    expect(limit, "the operator's memory limit, in Mi").not.toBeNull();
-    expect(heapMiB).toBeGreaterThanOrEqual(64);
-    expect(heapMiB).toBeLessThanOrEqual(Number(limit![1]) * 0.6);
-    expect(c.ports).toEqual([{ name: "metrics", containerPort: 9464, protocol: "TCP" }]);
-    const rules = (c.volumeMounts as Any[]).find((m) => m.mountPath === "/etc/reclaim/rules");
-    expect(rules.readOnly).toBe(true);
-    expect(pod.volumes.find((v: Any) => v.name === rules.name).configMap.name).toBe("reclaim-rules");
-    find("ConfigMap", "reclaim-rules");
-    // The namespace the operator reads is the one the objects are in.
-    if (flavour === "base") expect(c.args[c.args.indexOf("--source") + 1]).toBe(`k8s:${NAMESPACE}/app.kubernetes.io/name=chat-factory`);
-    else expect(c.args[c.args.indexOf("--filter") + 1]).toContain(`resource.labels.namespace_name="${NAMESPACE}"`);
-  });
+    it("runs the operator: 2 replicas, leader election, the rules ConfigMap, the token from the Secret", () => {
+      const d = find("Deployment", "reclaim-operator");
+      expect(d.spec.replicas).toBe(2);
+      expect(matches(OPERATOR_LABELS, podLabels(d))).toBe(true);
+      const pod = d.spec.template.spec;
+      expect(pod.serviceAccountName).toBe("reclaim-operator");
+      const [c] = pod.containers;
+      expect(pod.containers).toHaveLength(1);
+      expect(c.image).toBe(flavour === "base" ? "reclaim:latest" : "REGION-docker.pkg.dev/PROJECT_ID/reclaim/reclaim:latest");
+      // The base follows the factory pods' logs; staging reads Cloud Logging and Managed Prometheus.
+      const sources =
+        flavour === "base"
+          ? ["--source", "k8s:reclaim/app.kubernetes.io/name=chat-factory"]
+          : [
+              "--source",
+              "gcp:PROJECT_ID",
+              "--filter",
+              'resource.labels.cluster_name="CLUSTER_NAME" AND resource.labels.namespace_name="reclaim"',
+              "--prometheus",
+              "http://frontend.gmp-system.svc:9090",
+            ];
+      expect(c.args).toEqual([
+        "operator",
+        "--leader-elect",
+        "--incidents",
+        "k8s",
+        "--target",
+        "pod",
+        ...sources,
+        "--rules",
+        "/etc/reclaim/rules",
+        "--watch-rules",
+        "--metrics-host",
+        "0.0.0.0",
+      ]);
+      const env = Object.fromEntries((c.env as Any[]).map((e) => [e.name, e.valueFrom ?? e.value]));
+      expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: "metadata.name" } });
+      expect(env.POD_NAMESPACE).toEqual({ fieldRef: { fieldPath: "metadata.namespace" } });
+      expect(env.RECLAIM_CONTROL_TOKEN).toEqual({ secretKeyRef: { name: "reclaim-secrets", key: "control-token" } });
+      // V8's heap is capped well inside the container's memory limit (the flood benchmark runs with this value).
+      const heapMiB = Number(/--max-old-space-size=(\d+)/.exec(String(env.NODE_OPTIONS))?.[1]);
+      const limit = /^(\d+)Mi$/.exec(String(c.resources.limits.memory));
+      expect(limit, "the operator's memory limit, in Mi").not.toBeNull();
+      expect(heapMiB).toBeGreaterThanOrEqual(64);
+      expect(heapMiB).toBeLessThanOrEqual(Number(limit![1]) * 0.6);
+      expect(c.ports).toEqual([{ name: "metrics", containerPort: 9464, protocol: "TCP" }]);
+      const rules = (c.volumeMounts as Any[]).find((m) => m.mountPath === "/etc/reclaim/rules");
+      expect(rules.readOnly).toBe(true);
+      expect(pod.volumes.find((v: Any) => v.name === rules.name).configMap.name).toBe("reclaim-rules");
+      find("ConfigMap", "reclaim-rules");
+      // The namespace the operator reads is the one the objects are in.
+      if (flavour === "base") expect(c.args[c.args.indexOf("--source") + 1]).toBe(`k8s:${NAMESPACE}/app.kubernetes.io/name=chat-factory`);
+      else expect(c.args[c.args.indexOf("--filter") + 1]).toContain(`resource.labels.namespace_name="${NAMESPACE}"`);
+    });
 
-  it("runs the factory: both ports, both secrets, probes on the control port, time to close connections", () => {
-    const d = find("Deployment", "chat-factory");
-    expect(podLabels(d)["app.kubernetes.io/name"]).toBe("chat-factory");
-    const pod = d.spec.template.spec;
-    expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(10);
-    expect(pod.automountServiceAccountToken).toBe(false);
-    const [c] = pod.containers;
-    expect(c.args).toEqual(["factory", "--control-host", "0.0.0.0"]);
-    expect(c.ports).toEqual([
-      { name: "ws", containerPort: 8080, protocol: "TCP" },
-      { name: "control", containerPort: 8081, protocol: "TCP" },
-    ]);
-    expect(c.livenessProbe.httpGet.port).toBe("control");
-    expect(c.readinessProbe.httpGet.port).toBe("control");
-    const env = Object.fromEntries((c.env as Any[]).map((e) => [e.name, e.valueFrom ?? e.value]));
-    expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: "metadata.name" } });
-    expect(env.RECLAIM_AUTH_SECRET).toEqual({ secretKeyRef: { name: "reclaim-secrets", key: "auth-secret" } });
-    expect(env.RECLAIM_CONTROL_TOKEN).toEqual({ secretKeyRef: { name: "reclaim-secrets", key: "control-token" } });
-  });
+    it("runs the factory: both ports, both secrets, probes on the control port, time to close connections", () => {
+      const d = find("Deployment", "chat-factory");
+      expect(podLabels(d)["app.kubernetes.io/name"]).toBe("chat-factory");
+      const pod = d.spec.template.spec;
+      expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(10);
+      expect(pod.automountServiceAccountToken).toBe(false);
+      const [c] = pod.containers;
+      expect(c.args).toEqual(["factory", "--control-host", "0.0.0.0"]);
+      expect(c.ports).toEqual([
+        { name: "ws", containerPort: 8080, protocol: "TCP" },
+        { name: "control", containerPort: 8081, protocol: "TCP" },
+      ]);
+      expect(c.livenessProbe.httpGet.port).toBe("control");
+      expect(c.readinessProbe.httpGet.port).toBe("control");
+      const env = Object.fromEntries((c.env as Any[]).map((e) => [e.name, e.valueFrom ?? e.value]));
+      expect(env.POD_NAME).toEqual({ fieldRef: { fieldPath: "metadata.name" } });
+      expect(env.RECLAIM_AUTH_SECRET).toEqual({ secretKeyRef: { name: "reclaim-secrets", key: "auth-secret" } });
+      expect(env.RECLAIM_CONTROL_TOKEN).toEqual({ secretKeyRef: { name: "reclaim-secrets", key: "control-token" } });
+    });
 
-  it("exposes only the WebSocket port through the Service, to the factory pods", () => {
-    const service = find("Service", "chat-factory");
-    expect(service.spec.type ?? "ClusterIP").toBe("ClusterIP");
-    expect(service.spec.ports).toEqual([{ name: "ws", port: 8080, targetPort: "ws", protocol: "TCP" }]);
-    expect(service.spec.selector).toEqual(FACTORY_LABELS);
-    expect(matches(service.spec.selector, podLabels(find("Deployment", "chat-factory")))).toBe(true);
-    expect(objects.filter((o) => o.kind === "Service")).toHaveLength(1);
-  });
+    it("exposes only the WebSocket port through the Service, to the factory pods", () => {
+      const service = find("Service", "chat-factory");
+      expect(service.spec.type ?? "ClusterIP").toBe("ClusterIP");
+      expect(service.spec.ports).toEqual([{ name: "ws", port: 8080, targetPort: "ws", protocol: "TCP" }]);
+      expect(service.spec.selector).toEqual(FACTORY_LABELS);
+      expect(matches(service.spec.selector, podLabels(find("Deployment", "chat-factory")))).toBe(true);
+      expect(objects.filter((o) => o.kind === "Service")).toHaveLength(1);
+    });
 
-  it("lets only the operator's pods reach the factory's control port (8081); anyone reach 8080", () => {
-    const factory = podLabels(find("Deployment", "chat-factory"));
-    const operator = podLabels(find("Deployment", "reclaim-operator"));
-    const policies = objects.filter((o): o is Any => o.kind === "NetworkPolicy");
-    const selecting = policies.filter((p) => matches(p.spec.podSelector.matchLabels ?? {}, factory));
-    expect(selecting.map((p) => p.metadata.name).sort()).toEqual(flavour === "base" ? ["chat-factory"] : ["chat-factory", "chat-factory-metrics"]);
-    const rules: Any[] = [];
-    for (const p of selecting) {
-      expect(p.spec.policyTypes).toEqual(["Ingress"]);
-      expect(p.spec.podSelector.matchExpressions).toBeUndefined();
-      rules.push(...p.spec.ingress);
-    }
-    // Every rule names its ports (none opens all ports), and only 8080 and 8081 appear.
-    for (const r of rules) {
-      expect(r.ports?.length, JSON.stringify(r)).toBeGreaterThan(0);
-      for (const port of r.ports) expect([8080, 8081]).toContain(port.port);
-    }
-    // 8080 from anywhere.
-    expect(rules.some((r) => r.from === undefined && r.ports.some((p: Any) => p.port === 8080))).toBe(true);
-    // 8081: never from anywhere; from the operator's pods in this namespace (and in staging, Managed Prometheus's collectors).
-    const peers = rules.filter((r) => r.ports.some((p: Any) => p.port === 8081)).map((r) => r.from);
-    expect(peers.every((from) => Array.isArray(from) && from.length > 0)).toBe(true);
-    const allowed = peers.flat();
-    const operatorPeers = allowed.filter((peer: Any) => peer.namespaceSelector === undefined);
-    expect(operatorPeers).toEqual([{ podSelector: { matchLabels: OPERATOR_LABELS } }]);
-    expect(matches(OPERATOR_LABELS, operator)).toBe(true);
-    expect(matches(OPERATOR_LABELS, factory)).toBe(false);
-    const others = allowed.filter((peer: Any) => peer.namespaceSelector !== undefined);
-    expect(others).toEqual(
-      flavour === "base"
-        ? []
-        : [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "gmp-system" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "collector" } } }],
-    );
-    expect(allowed.some((peer: Any) => peer.ipBlock !== undefined)).toBe(false);
-  });
-
-  it("grants the operator exactly what its code calls, in its namespace only", () => {
-    expect(grants(find("Role", "reclaim-operator"))).toEqual(OPERATOR_GRANTS);
-    const binding = find("RoleBinding", "reclaim-operator");
-    expect(binding.roleRef).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "reclaim-operator" });
-    expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "reclaim-operator", namespace: NAMESPACE }]);
-    expect(objects.filter((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding")).toEqual([]);
-    // Deleting pods (the restartPod rung) is the overlay's choice, granted on its own.
-    const restart = objects.filter((o) => o.kind === "Role" && o.metadata.name === "reclaim-operator-restart-pod");
-    if (flavour === "base") {
-      expect(restart).toEqual([]);
-    } else {
-      expect(grants(restart[0])).toEqual(["core/pods: delete"]);
-      const b = find("RoleBinding", "reclaim-operator-restart-pod");
-      expect(b.roleRef.name).toBe("reclaim-operator-restart-pod");
-      expect(b.subjects).toEqual([{ kind: "ServiceAccount", name: "reclaim-operator", namespace: NAMESPACE }]);
-    }
-    // Nothing grants Secrets or wildcards.
-    for (const role of objects.filter((o): o is Any => o.kind === "Role")) {
-      for (const rule of role.rules) {
-        expect(rule.resources).not.toContain("secrets");
-        expect([...rule.resources, ...rule.verbs, ...rule.apiGroups]).not.toContain("*");
+    it("lets only the operator's pods reach the factory's control port (8081); anyone reach 8080", () => {
+      const factory = podLabels(find("Deployment", "chat-factory"));
+      const operator = podLabels(find("Deployment", "reclaim-operator"));
+      const policies = objects.filter((o): o is Any => o.kind === "NetworkPolicy");
+      const selecting = policies.filter((p) => matches(p.spec.podSelector.matchLabels ?? {}, factory));
+      expect(selecting.map((p) => p.metadata.name).sort()).toEqual(flavour === "base" ? ["chat-factory"] : ["chat-factory", "chat-factory-metrics"]);
+      const rules: Any[] = [];
+      for (const p of selecting) {
+        expect(p.spec.policyTypes).toEqual(["Ingress"]);
+        expect(p.spec.podSelector.matchExpressions).toBeUndefined();
+        rules.push(...p.spec.ingress);
       }
-    }
-  });
+      // Every rule names its ports (none opens all ports), and only 8080 and 8081 appear.
+      for (const r of rules) {
+        expect(r.ports?.length, JSON.stringify(r)).toBeGreaterThan(0);
+        for (const port of r.ports) expect([8080, 8081]).toContain(port.port);
+      }
+      // 8080 from anywhere.
+      expect(rules.some((r) => r.from === undefined && r.ports.some((p: Any) => p.port === 8080))).toBe(true);
+      // 8081: never from anywhere; from the operator's pods in this namespace (and in staging, Managed Prometheus's collectors).
+      const peers = rules.filter((r) => r.ports.some((p: Any) => p.port === 8081)).map((r) => r.from);
+      expect(peers.every((from) => Array.isArray(from) && from.length > 0)).toBe(true);
+      const allowed = peers.flat();
+      const operatorPeers = allowed.filter((peer: Any) => peer.namespaceSelector === undefined);
+      expect(operatorPeers).toEqual([{ podSelector: { matchLabels: OPERATOR_LABELS } }]);
+      expect(matches(OPERATOR_LABELS, operator)).toBe(true);
+      expect(matches(OPERATOR_LABELS, factory)).toBe(false);
+      const others = allowed.filter((peer: Any) => peer.namespaceSelector !== undefined);
+      expect(others).toEqual(
+        flavour === "base"
+          ? []
+          : [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "gmp-system" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "collector" } } }],
+      );
+      expect(allowed.some((peer: Any) => peer.ipBlock !== undefined)).toBe(false);
+    });
 
-  it("passes the operator only flags that `reclaim operator --help` documents, with values it names", async () => {
-    const { code, stdout } = await runCli(["operator", "--help"]);
-    expect(code).toBe(0);
-    const documented = new Set(stdout.match(/--[a-z][a-z-]*/g));
-    const args: string[] = find("Deployment", "reclaim-operator").spec.template.spec.containers[0].args;
-    expect(args[0]).toBe("operator");
-    args.forEach((arg, i) => {
-      if (!arg.startsWith("--")) return;
-      expect(documented.has(arg) || NOT_YET_DOCUMENTED.has(arg), `${arg} is not documented by reclaim operator --help`).toBe(true);
-      // A Kubernetes-mode value (`--incidents k8s`, `--source k8s:NS/SELECTOR`) is one the flag's help names.
-      const value = args[i + 1];
-      if (value?.startsWith("k8s") === true) {
-        const help = stdout.slice(stdout.indexOf(`${arg} `)).split(/\n {2}-/)[0];
-        expect(help, `${arg} ${value}`).toContain("k8s");
+    it("grants the operator exactly what its code calls, in its namespace only", () => {
+      expect(grants(find("Role", "reclaim-operator"))).toEqual(OPERATOR_GRANTS);
+      const binding = find("RoleBinding", "reclaim-operator");
+      expect(binding.roleRef).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "reclaim-operator" });
+      expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "reclaim-operator", namespace: NAMESPACE }]);
+      expect(objects.filter((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding")).toEqual([]);
+      // Deleting pods (the restartPod rung) is the overlay's choice, granted on its own.
+      const restart = objects.filter((o) => o.kind === "Role" && o.metadata.name === "reclaim-operator-restart-pod");
+      if (flavour === "base") {
+        expect(restart).toEqual([]);
+      } else {
+        expect(grants(restart[0])).toEqual(["core/pods: delete"]);
+        const b = find("RoleBinding", "reclaim-operator-restart-pod");
+        expect(b.roleRef.name).toBe("reclaim-operator-restart-pod");
+        expect(b.subjects).toEqual([{ kind: "ServiceAccount", name: "reclaim-operator", namespace: NAMESPACE }]);
+      }
+      // Nothing grants Secrets or wildcards.
+      for (const role of objects.filter((o): o is Any => o.kind === "Role")) {
+        for (const rule of role.rules) {
+          expect(rule.resources).not.toContain("secrets");
+          expect([...rule.resources, ...rule.verbs, ...rule.apiGroups]).not.toContain("*");
+        }
       }
     });
-    // The factory's flags exist today.
-    const factoryHelp = await runCli(["factory", "--help"]);
-    const factoryFlags = new Set(factoryHelp.stdout.match(/--[a-z][a-z-]*/g));
-    for (const arg of find("Deployment", "chat-factory").spec.template.spec.containers[0].args as string[]) {
-      if (arg.startsWith("--")) expect(factoryFlags.has(arg), arg).toBe(true);
-    }
-  });
 
-  it(flavour === "staging" ? "adds Workload Identity, Managed Prometheus scraping, and the pushed image" : "is cloud-neutral: no Workload Identity, no PodMonitoring, the local image", () => {
-    const sa = find("ServiceAccount", "reclaim-operator");
-    if (flavour === "base") {
-      expect(sa.metadata.annotations?.["iam.gke.io/gcp-service-account"]).toBeUndefined();
-      expect(objects.filter((o) => o.kind === "PodMonitoring")).toEqual([]);
+    it("passes the operator only flags that `reclaim operator --help` documents, with values it names", async () => {
+      const { code, stdout } = await runCli(["operator", "--help"]);
+      expect(code).toBe(0);
+      const documented = new Set(stdout.match(/--[a-z][a-z-]*/g));
+      const args: string[] = find("Deployment", "reclaim-operator").spec.template.spec.containers[0].args;
+      expect(args[0]).toBe("operator");
+      args.forEach((arg, i) => {
+        if (!arg.startsWith("--")) return;
+        expect(documented.has(arg) || NOT_YET_DOCUMENTED.has(arg), `${arg} is not documented by reclaim operator --help`).toBe(true);
+        // A Kubernetes-mode value (`--incidents k8s`, `--source k8s:NS/SELECTOR`) is one the flag's help names.
+        const value = args[i + 1];
+        if (value?.startsWith("k8s") === true) {
+          const help = stdout.slice(stdout.indexOf(`${arg} `)).split(/\n {2}-/)[0];
+          expect(help, `${arg} ${value}`).toContain("k8s");
+        }
+      });
+      // The factory's flags exist today.
+      const factoryHelp = await runCli(["factory", "--help"]);
+      const factoryFlags = new Set(factoryHelp.stdout.match(/--[a-z][a-z-]*/g));
+      for (const arg of find("Deployment", "chat-factory").spec.template.spec.containers[0].args as string[]) {
+        if (arg.startsWith("--")) expect(factoryFlags.has(arg), arg).toBe(true);
+      }
+    });
+
+    it(flavour === "staging" ? "adds Workload Identity, Managed Prometheus scraping, and the pushed image" : "is cloud-neutral: no Workload Identity, no PodMonitoring, the local image", () => {
+      const sa = find("ServiceAccount", "reclaim-operator");
+      if (flavour === "base") {
+        expect(sa.metadata.annotations?.["iam.gke.io/gcp-service-account"]).toBeUndefined();
+        expect(objects.filter((o) => o.kind === "PodMonitoring")).toEqual([]);
+        for (const d of deployments()) {
+          for (const c of d.spec.template.spec.containers) expect(c.image).toBe("reclaim:latest");
+        }
+        return;
+      }
+      expect(sa.metadata.annotations["iam.gke.io/gcp-service-account"]).toBe("reclaim-operator@PROJECT_ID.iam.gserviceaccount.com");
+      const monitors = objects.filter((o): o is Any => o.kind === "PodMonitoring");
+      expect(monitors.map((m) => m.apiVersion)).toEqual(["monitoring.googleapis.com/v1", "monitoring.googleapis.com/v1"]);
+      const scraped = monitors.map((m) => {
+        const d = deployments().find((dep) => matches(m.spec.selector.matchLabels, podLabels(dep)));
+        expect(d, m.metadata.name).toBeDefined();
+        const ports = d.spec.template.spec.containers.flatMap((c: Any) => c.ports);
+        return m.spec.endpoints.map((e: Any) => `${d.metadata.name}:${ports.find((p: Any) => p.name === e.port)?.containerPort}${e.path}`);
+      });
+      expect(scraped.flat().sort()).toEqual(["chat-factory:8081/metrics", "reclaim-operator:9464/metrics"]);
       for (const d of deployments()) {
-        for (const c of d.spec.template.spec.containers) expect(c.image).toBe("reclaim:latest");
+        for (const c of d.spec.template.spec.containers) expect(c.image).not.toBe("reclaim:latest");
       }
-      return;
-    }
-    expect(sa.metadata.annotations["iam.gke.io/gcp-service-account"]).toBe("reclaim-operator@PROJECT_ID.iam.gserviceaccount.com");
-    const monitors = objects.filter((o): o is Any => o.kind === "PodMonitoring");
-    expect(monitors.map((m) => m.apiVersion)).toEqual(["monitoring.googleapis.com/v1", "monitoring.googleapis.com/v1"]);
-    const scraped = monitors.map((m) => {
-      const d = deployments().find((dep) => matches(m.spec.selector.matchLabels, podLabels(dep)));
-      expect(d, m.metadata.name).toBeDefined();
-      const ports = d.spec.template.spec.containers.flatMap((c: Any) => c.ports);
-      return m.spec.endpoints.map((e: Any) => `${d.metadata.name}:${ports.find((p: Any) => p.name === e.port)?.containerPort}${e.path}`);
     });
-    expect(scraped.flat().sort()).toEqual(["chat-factory:8081/metrics", "reclaim-operator:9464/metrics"]);
-    for (const d of deployments()) {
-      for (const c of d.spec.template.spec.containers) expect(c.image).not.toBe("reclaim:latest");
-    }
   });
-});
+}

@@ -3,8 +3,8 @@
  * /usr/bin/prometheus) for tests: a temp config and TSDB, a free port on
  * 127.0.0.1, scrape interval 1s, scraping the `/metrics` of the given targets
  * with the labels given (e.g. `pod`). `.ci/run` installs the package; suites
- * that need it (`describeWithPrometheus`) skip only when the binary is
- * missing, and say so.
+ * that need it (`describeWithPrometheus`) fail in CI when the binary is
+ * missing, and elsewhere skip, saying so (./needs.ts).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -13,28 +13,20 @@ import { createServer as createHttpServer, type IncomingHttpHeaders } from "node
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe } from "vitest";
 import { eventually } from "./factory.js";
+import { describeNeeding } from "./needs.js";
 
 /** Where Debian installs the server. */
 export const PROMETHEUS_BIN = process.env.PROMETHEUS_BIN ?? "/usr/bin/prometheus";
 
-/** Why Prometheus suites are skipped, or null when they run. Pass to `describe.skipIf(PROMETHEUS_SKIP !== null)`. */
+/** Why Prometheus suites cannot run here, or null when they can. */
 export const PROMETHEUS_SKIP: string | null = existsSync(PROMETHEUS_BIN)
   ? null
   : `${PROMETHEUS_BIN} is missing: install Debian's prometheus package (apt-get install -y prometheus; .ci/run does) to run the Prometheus tests`;
 
-/**
- * `describe` for a suite that runs the real Prometheus: skipped, with the
- * reason in its title and on stderr, only when the binary is missing.
- */
+/** `describe` for a suite that runs the real Prometheus (see ./needs.ts for a missing binary). */
 export function describeWithPrometheus(title: string, suite: () => void): void {
-  if (PROMETHEUS_SKIP === null) {
-    describe(title, suite);
-    return;
-  }
-  console.warn(`SKIPPED "${title}": ${PROMETHEUS_SKIP}`);
-  describe.skip(`${title} (SKIPPED: ${PROMETHEUS_SKIP})`, suite);
+  describeNeeding(PROMETHEUS_SKIP, title, suite);
 }
 
 /** One scrape target: `host:port` of a `/metrics` endpoint, and labels added to its series. */
