@@ -2,7 +2,8 @@
  * Atomic file writes: a reader sees the old file or the new one, never a
  * part. Temp file in the same folder (same filesystem, so rename is atomic),
  * fsync, rename over the target, fsync the folder (so the rename itself
- * survives a crash). Used by the incident store and the digest job.
+ * survives a crash). Used by the incident store, the digest job and the log
+ * sources' saved positions.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, open, rename, unlink } from "node:fs/promises";

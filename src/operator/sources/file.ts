@@ -20,11 +20,12 @@
  */
 import { createHash } from "node:crypto";
 import { statSync, watch, type FSWatcher } from "node:fs";
-import { mkdir, open, readFile, rename, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readFile, stat, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { DEFAULT_MAX_LINE_BYTES, LineFramer, type Framed } from "./lines.js";
 import { newSourceStats, type LineBatch, type LogSource, type SourceStats } from "./source.js";
+import { writeFileAtomic } from "../atomic-file.js";
 
 /** Default polling interval: 250 ms. */
 export const DEFAULT_POLL_INTERVAL_MS = 250;
@@ -163,26 +164,6 @@ async function readAt(fh: FileHandle, length: number, position: number): Promise
     filled += bytesRead;
   }
   return buf.subarray(0, filled);
-}
-
-/** Writes `text` to `file` atomically and durably: temp file, fsync, rename, fsync of the folder. */
-async function writeAtomic(file: string, text: string): Promise<void> {
-  // One fixed temp name: saves are serialized, and a crash's leftover is overwritten next time.
-  const tmp = `${file}.tmp`;
-  const fh = await open(tmp, "w", 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, file);
-  const dir = await open(dirname(file), "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
 }
 
 /**
@@ -529,7 +510,7 @@ export class FileSource implements LogSource {
         head: { bytes: position.head.length, sha256: sha256(position.head) },
       };
       try {
-        await writeAtomic(file, `${JSON.stringify(checkpoint)}\n`);
+        await writeFileAtomic(file, `${JSON.stringify(checkpoint)}\n`);
       } catch (err) {
         throw new FileSourceError("ERR_RECLAIM_CHECKPOINT", `${this.name}: could not save its position to ${file}`, { cause: err });
       }

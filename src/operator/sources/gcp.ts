@@ -38,12 +38,13 @@
  * server, never production.
  */
 import { createHash } from "node:crypto";
-import { mkdir, open, readFile, rename } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import type { Duplex } from "node:stream";
 import { z } from "zod";
 import { andFilters, timestampAtLeast, timestampBefore } from "./gcp-filter.js";
 import { newSourceStats, type LineBatch, type LogSource, type SourceStats } from "./source.js";
+import { writeFileAtomic } from "../atomic-file.js";
 
 /** A Google Cloud project id: 6 to 30 lower-case letters, digits and hyphens, starting with a letter, not ending with a hyphen. */
 export const PROJECT_ID = /^[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
@@ -672,26 +673,6 @@ async function waitReady(client: LoggingClient, timeoutMs: number, signal: Abort
   }
 }
 
-/** Writes `text` to `file` atomically and durably: temp file, fsync, rename, fsync of the folder. */
-async function writeAtomic(file: string, text: string): Promise<void> {
-  // Same steps as the file source's; one fixed temp name, as saves are serialized.
-  const tmp = `${file}.tmp`;
-  const fh = await open(tmp, "w", 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, file);
-  const dir = await open(dirname(file), "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}
-
 // ---------------------------------------------------------------------------
 // The live source.
 
@@ -1071,8 +1052,7 @@ export class CloudLoggingSource implements LogSource {
       if (seq <= this.savedBatch) return;
       const checkpoint: Checkpoint = { version: 1, project: this.projectId, lastSeen: nanosToRfc3339(position.lastSeen), recent: position.recent };
       try {
-        await mkdir(dirname(file), { recursive: true });
-        await writeAtomic(file, `${JSON.stringify(checkpoint)}\n`);
+        await writeFileAtomic(file, `${JSON.stringify(checkpoint)}\n`);
       } catch (err) {
         throw new CloudLoggingSourceError("ERR_RECLAIM_CHECKPOINT", `${this.name}: could not save its position to ${file}`, { cause: err });
       }
