@@ -2,7 +2,7 @@
  * `reclaim rules test PATH…`: runs rule unit tests (rules/tests/*.yaml).
  */
 import { Command } from "commander";
-import { runRuleTests } from "../operator/rule-tests.js";
+import { runRuleTests } from "../operator/rules/rule-tests.js";
 
 export function rulesTestCommand(): Command {
   return new Command("test")

@@ -6,10 +6,10 @@
  * gives the same answer every run.
  */
 import type { Clock } from "../contract/clock.js";
-import { Detector } from "./detector.js";
-import { Engine, type Actor } from "./engine.js";
-import type { LogEvent } from "./event.js";
-import { GuardState } from "./guards.js";
+import { Detector } from "./detect/detector.js";
+import { Engine, type Actor } from "./decide/engine.js";
+import type { LogEvent } from "./sources/event.js";
+import { GuardState } from "./decide/guards.js";
 import { MemoryIncidentStore } from "./incidents/memory-store.js";
 import { close } from "./incidents/record.js";
 import type { Incident } from "./incidents/model.js";

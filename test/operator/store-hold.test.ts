@@ -8,17 +8,17 @@
  */
 import { writeFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { ControlClient } from "../../src/operator/control-client.js";
-import { Detector } from "../../src/operator/detector.js";
-import { Engine, type Actor } from "../../src/operator/engine.js";
-import { GuardState } from "../../src/operator/guards.js";
+import { ControlClient } from "../../src/operator/act/control-client.js";
+import { Detector } from "../../src/operator/detect/detector.js";
+import { Engine, type Actor } from "../../src/operator/decide/engine.js";
+import { GuardState } from "../../src/operator/decide/guards.js";
 import { MemoryIncidentStore } from "../../src/operator/incidents/memory-store.js";
 import type { Incident } from "../../src/operator/incidents/model.js";
-import { LadderRunner, StoreFailure } from "../../src/operator/ladder.js";
+import { LadderRunner, StoreFailure } from "../../src/operator/act/ladder.js";
 import type { OperatorLog } from "../../src/operator/log.js";
 import { OperatorMetrics } from "../../src/operator/metrics.js";
 import type { CompiledRule } from "../../src/operator/rules/compile.js";
-import { StaticTarget } from "../../src/operator/target.js";
+import { StaticTarget } from "../../src/operator/act/target.js";
 import { hardLimit, rule, T0 } from "../support/rules.js";
 
 /** What writing to a full file system throws: taken from the kernel once (/dev/full), so it is the real thing. */

@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isUserId } from "../../src/contract/ids.js";
-import { ControlClient } from "../../src/operator/control-client.js";
+import { ControlClient } from "../../src/operator/act/control-client.js";
 import { FileIncidentStore, IncidentIdError } from "../../src/operator/incidents/file-store.js";
 import { INCIDENT_ID_PATTERN } from "../../src/operator/incidents/model.js";
 import { startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../support/factory.js";

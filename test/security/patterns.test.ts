@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { RE2JS } from "re2js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OutageMessage } from "../../src/contract/events.js";
-import type { LogEvent } from "../../src/operator/event.js";
+import type { LogEvent } from "../../src/operator/sources/event.js";
 import { compilePattern, type CompiledRule } from "../../src/operator/rules/compile.js";
 import { loadRules, type LoadedRule } from "../../src/operator/rules/load.js";
 import { scanBatch, Scanner } from "../../src/operator/sources/scan.js";

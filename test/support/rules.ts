@@ -2,7 +2,7 @@
  * Rules and log entries built in code, for operator tests.
  */
 import { OutageMessage } from "../../src/contract/events.js";
-import type { LogEvent } from "../../src/operator/event.js";
+import type { LogEvent } from "../../src/operator/sources/event.js";
 import { compileRule, type CompiledRule } from "../../src/operator/rules/compile.js";
 import { RemediationRule, type RemediationRuleInput } from "../../src/operator/rules/schema.js";
 

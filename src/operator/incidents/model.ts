@@ -7,7 +7,7 @@ import { z } from "zod";
 import { Admission, RungResult } from "../../contract/control.js";
 import { FactoryRung } from "../../contract/events.js";
 import { UserId } from "../../contract/ids.js";
-import { SEVERITY_ORDER } from "../event.js";
+import { SEVERITY_ORDER } from "../sources/event.js";
 
 /** Most log entries kept as evidence; the rest are counted. */
 export const MAX_EVIDENCE = 20;

@@ -4,8 +4,8 @@
  * caller persists.
  */
 import { createHash } from "node:crypto";
-import type { LogEvent } from "../event.js";
-import type { Trigger } from "../detector.js";
+import type { LogEvent } from "../sources/event.js";
+import type { Trigger } from "../detect/detector.js";
 import { renderTitle } from "../rules/template.js";
 import {
   FINAL_STATUSES,

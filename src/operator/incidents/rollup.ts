@@ -19,7 +19,7 @@
  * is not listed again.
  */
 import { createHash } from "node:crypto";
-import type { Trigger } from "../detector.js";
+import type { Trigger } from "../detect/detector.js";
 import { MAX_ROLLUP_KEYS, MAX_ROLLUP_PARTS, type Incident, type RollupKey, type SuppressReason } from "./model.js";
 import { close, newIncident } from "./record.js";
 

@@ -7,11 +7,11 @@
  * swept.
  */
 import type { Clock } from "../../contract/clock.js";
-import type { Trigger } from "../detector.js";
-import type { TriggerOutcome } from "../engine.js";
+import type { Trigger } from "../detect/detector.js";
+import type { TriggerOutcome } from "../decide/engine.js";
 import type { CompiledRule } from "../rules/compile.js";
-import { syntheticTrigger } from "../synthetic.js";
-import type { Target } from "../target.js";
+import { syntheticTrigger } from "../detect/synthetic.js";
+import type { Target } from "../act/target.js";
 import type { Job } from "./scheduler.js";
 
 /**

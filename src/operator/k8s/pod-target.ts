@@ -7,8 +7,8 @@
  */
 import type * as k8s from "@kubernetes/client-node";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ControlClient } from "../control-client.js";
-import type { RestartOutcome, Target, TargetQuery, TargetResolver } from "../target.js";
+import { ControlClient } from "../act/control-client.js";
+import type { RestartOutcome, Target, TargetQuery, TargetResolver } from "../act/target.js";
 import { statusOf } from "./client.js";
 
 /** Pod and namespace names are DNS labels/subdomains: checked before they go into a URL or an API path. */

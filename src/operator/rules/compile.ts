@@ -5,7 +5,7 @@
  * linear time on any input, because log text is attacker-influenced.
  */
 import { RE2JS } from "re2js";
-import { severityRank, type LogEvent } from "../event.js";
+import { severityRank, type LogEvent } from "../sources/event.js";
 import type { FieldCondition, RemediationRule } from "./schema.js";
 
 /** What a matching entry yields besides the fact that it matched. */

@@ -21,7 +21,7 @@
 import { z } from "zod";
 import { ConservativeParams, DegradeParams, ForceParams, ProbeParams } from "../../contract/control.js";
 import { parseDuration } from "../../contract/duration.js";
-import { SEVERITY_ORDER } from "../event.js";
+import { SEVERITY_ORDER } from "../sources/event.js";
 
 export const API_VERSION = "reclaim.dev/v1";
 export const KIND = "RemediationRule";

@@ -13,7 +13,7 @@
  * (jsonPayload.event="factory.hard_limit" OR jsonPayload.event="factory.error") AND severity>=ERROR AND (USER FILTER)
  * ```
  */
-import { SEVERITY_ORDER, severityRank, type EventSeverity } from "../event.js";
+import { SEVERITY_ORDER, severityRank, type EventSeverity } from "./event.js";
 import type { CompiledRule } from "../rules/compile.js";
 
 /** Longest filter Cloud Logging accepts: 20,000 characters. */

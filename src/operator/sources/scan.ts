@@ -9,7 +9,7 @@
  * than in `event` is a false candidate the rule's matcher rejects; a line
  * that holds none cannot match, so nothing is missed.
  */
-import { normalize, type LogEvent } from "../event.js";
+import { normalize, type LogEvent } from "./event.js";
 import { combinedNeedles, type CompiledRule } from "../rules/compile.js";
 import type { LineBatch } from "./source.js";
 

@@ -8,10 +8,10 @@
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Clock } from "../../../src/contract/clock.js";
-import { ControlClient } from "../../../src/operator/control-client.js";
-import { Detector, type Trigger } from "../../../src/operator/detector.js";
-import { Engine, type Actor, type TriggerOutcome } from "../../../src/operator/engine.js";
-import { GuardState } from "../../../src/operator/guards.js";
+import { ControlClient } from "../../../src/operator/act/control-client.js";
+import { Detector, type Trigger } from "../../../src/operator/detect/detector.js";
+import { Engine, type Actor, type TriggerOutcome } from "../../../src/operator/decide/engine.js";
+import { GuardState } from "../../../src/operator/decide/guards.js";
 import { MemoryIncidentStore } from "../../../src/operator/incidents/memory-store.js";
 import type { Incident } from "../../../src/operator/incidents/model.js";
 import { Scheduler } from "../../../src/operator/jobs/scheduler.js";
@@ -19,7 +19,7 @@ import { SweepJob, SweepRuleError, formatSweep } from "../../../src/operator/job
 import type { OperatorLog } from "../../../src/operator/log.js";
 import { OperatorMetrics } from "../../../src/operator/metrics.js";
 import type { CompiledRule } from "../../../src/operator/rules/compile.js";
-import { StaticTarget, type Target } from "../../../src/operator/target.js";
+import { StaticTarget, type Target } from "../../../src/operator/act/target.js";
 import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../../support/factory.js";
 import { rule as buildRule } from "../../support/rules.js";
 

@@ -4,7 +4,7 @@
  * linear time on an adversarial message, and incident titles.
  */
 import { describe, expect, it } from "vitest";
-import type { LogEvent } from "../../../src/operator/event.js";
+import type { LogEvent } from "../../../src/operator/sources/event.js";
 import { compilePattern, compileRule, PatternError } from "../../../src/operator/rules/compile.js";
 import { RemediationRule, type RemediationRuleInput } from "../../../src/operator/rules/schema.js";
 import { renderTitle } from "../../../src/operator/rules/template.js";

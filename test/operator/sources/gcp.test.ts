@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { LogEvent } from "../../../src/operator/event.js";
+import type { LogEvent } from "../../../src/operator/sources/event.js";
 import {
   CloudLoggingSource,
   logEntryToJson,

@@ -5,18 +5,18 @@
  * user is at their limit, which users to trigger for.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { ControlClient } from "../../src/operator/control-client.js";
-import type { Trigger } from "../../src/operator/detector.js";
-import { holds, isMetricRule, MetricEvaluator, seriesKey, type MetricEvaluationError, type MetricEvaluatorOptions } from "../../src/operator/metric-evaluator.js";
-import { PrometheusClient, PrometheusError } from "../../src/operator/prometheus.js";
-import type { CompiledRule } from "../../src/operator/rules/compile.js";
+import { ControlClient } from "../../../src/operator/act/control-client.js";
+import type { Trigger } from "../../../src/operator/detect/detector.js";
+import { holds, isMetricRule, MetricEvaluator, seriesKey, type MetricEvaluationError, type MetricEvaluatorOptions } from "../../../src/operator/detect/metric-evaluator.js";
+import { PrometheusClient, PrometheusError } from "../../../src/operator/sources/prometheus.js";
+import type { CompiledRule } from "../../../src/operator/rules/compile.js";
 import type { z } from "zod";
-import type { MetricTrigger } from "../../src/operator/rules/schema.js";
-import { StaticTarget, type TargetResolver } from "../../src/operator/target.js";
-import { ManualClock } from "../support/clock.js";
-import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../support/factory.js";
-import { startFakePrometheus, vectorAnswer, type FakeAnswer, type FakePrometheus } from "../support/prometheus.js";
-import { rule } from "../support/rules.js";
+import type { MetricTrigger } from "../../../src/operator/rules/schema.js";
+import { StaticTarget, type TargetResolver } from "../../../src/operator/act/target.js";
+import { ManualClock } from "../../support/clock.js";
+import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../../support/factory.js";
+import { startFakePrometheus, vectorAnswer, type FakeAnswer, type FakePrometheus } from "../../support/prometheus.js";
+import { rule } from "../../support/rules.js";
 
 const ALICE = "105945141827451681156"; // at her limit (2/2)
 const BOB = "bob"; // 1/2: not at the limit

@@ -4,10 +4,10 @@
  * log triggers (Engine.onTrigger: guards, a persisted incident, the ladder),
  * with a synthetic evidence entry that says where they came from.
  */
-import { isUserId } from "../contract/ids.js";
+import { isUserId } from "../../contract/ids.js";
 import type { Trigger } from "./detector.js";
-import type { LogEvent } from "./event.js";
-import type { CompiledRule } from "./rules/compile.js";
+import type { LogEvent } from "../sources/event.js";
+import type { CompiledRule } from "../rules/compile.js";
 
 export interface SyntheticSource {
   /** `metric` or `sweep`: the evidence entry's event is `reclaim.metric` / `reclaim.sweep`. */

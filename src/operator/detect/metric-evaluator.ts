@@ -33,14 +33,14 @@
  * evaluation per rule runs at a time, and timers are unref'd.
  */
 import { Counter, Gauge, Registry } from "prom-client";
-import type { Clock } from "../contract/clock.js";
-import type { UserSummary } from "../contract/control.js";
+import type { Clock } from "../../contract/clock.js";
+import type { UserSummary } from "../../contract/control.js";
 import type { Trigger } from "./detector.js";
-import { PrometheusError, type InstantQuerier, type Sample } from "./prometheus.js";
-import type { CompiledRule } from "./rules/compile.js";
-import type { MetricTrigger } from "./rules/schema.js";
+import { PrometheusError, type InstantQuerier, type Sample } from "../sources/prometheus.js";
+import type { CompiledRule } from "../rules/compile.js";
+import type { MetricTrigger } from "../rules/schema.js";
 import { syntheticTrigger } from "./synthetic.js";
-import type { Target, TargetResolver } from "./target.js";
+import type { Target, TargetResolver } from "../act/target.js";
 
 /** A compiled rule whose trigger is a metric. */
 export type MetricRule = CompiledRule & { readonly rule: { readonly spec: { readonly trigger: { readonly metric: MetricTrigger } } } };

@@ -3,16 +3,16 @@
  * reason it gives, and that the incident it counts on is the key's latest.
  */
 import { describe, expect, it } from "vitest";
-import { Detector, type Trigger } from "../../src/operator/detector.js";
-import { Engine, type Actor, type TriggerOutcome } from "../../src/operator/engine.js";
-import { GuardState, checkGuards } from "../../src/operator/guards.js";
-import { MemoryIncidentStore } from "../../src/operator/incidents/memory-store.js";
-import { close } from "../../src/operator/incidents/record.js";
-import type { Incident } from "../../src/operator/incidents/model.js";
-import type { OperatorLog } from "../../src/operator/log.js";
-import { OperatorMetrics } from "../../src/operator/metrics.js";
-import type { CompiledRule } from "../../src/operator/rules/compile.js";
-import { hardLimit, rule, T0 } from "../support/rules.js";
+import { Detector, type Trigger } from "../../../src/operator/detect/detector.js";
+import { Engine, type Actor, type TriggerOutcome } from "../../../src/operator/decide/engine.js";
+import { GuardState, checkGuards } from "../../../src/operator/decide/guards.js";
+import { MemoryIncidentStore } from "../../../src/operator/incidents/memory-store.js";
+import { close } from "../../../src/operator/incidents/record.js";
+import type { Incident } from "../../../src/operator/incidents/model.js";
+import type { OperatorLog } from "../../../src/operator/log.js";
+import { OperatorMetrics } from "../../../src/operator/metrics.js";
+import type { CompiledRule } from "../../../src/operator/rules/compile.js";
+import { hardLimit, rule, T0 } from "../../support/rules.js";
 
 const silent: OperatorLog = { debug() {}, info() {}, warn() {}, error() {}, close: () => Promise.resolve() };
 

@@ -4,10 +4,10 @@
  * failure says whether retrying could help.
  */
 import type { z } from "zod";
-import { Admission, ControlError, RungResult, UserList, UserState } from "../contract/control.js";
-import type { FactoryRung } from "../contract/events.js";
-import { isUserId } from "../contract/ids.js";
-import type { Json } from "./incidents/model.js";
+import { Admission, ControlError, RungResult, UserList, UserState } from "../../contract/control.js";
+import type { FactoryRung } from "../../contract/events.js";
+import { isUserId } from "../../contract/ids.js";
+import type { Json } from "../incidents/model.js";
 
 /** Why a call failed: network and timeout and 5xx/429 are worth retrying; other answers are not. */
 export type CallFailureKind = "network" | "timeout" | "http" | "invalid_response";

@@ -3,7 +3,7 @@
  * Cloud Logging `LogEntry` JSON both normalize to it, so rules, the detector
  * and replay never care where an entry came from.
  */
-import { Severity } from "../contract/events.js";
+import { Severity } from "../../contract/events.js";
 
 /** Cloud Logging severities including `DEFAULT` (no severity), lowest first. */
 export const SEVERITY_ORDER = ["DEFAULT", ...Severity.options] as const;

@@ -5,11 +5,11 @@
  * with a canary configured, a real chat round trip must work too.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Admission } from "../contract/control.js";
-import type { Clock } from "../contract/clock.js";
+import type { Admission } from "../../contract/control.js";
+import type { Clock } from "../../contract/clock.js";
 import type { CanaryResult } from "./canary.js";
-import type { ControlClient } from "./control-client.js";
-import type { Verification } from "./incidents/model.js";
+import type { ControlClient } from "../act/control-client.js";
+import type { Verification } from "../incidents/model.js";
 
 export interface VerifyOptions {
   /** Admission must hold this long (ms). */

@@ -4,18 +4,18 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { Writable } from "node:stream";
-import { systemClock } from "../../src/contract/clock.js";
-import type { ChatClient } from "../../src/demo/clients.js";
-import { ControlClient } from "../../src/operator/control-client.js";
-import { GuardState } from "../../src/operator/guards.js";
-import type { Incident } from "../../src/operator/incidents/model.js";
-import { MemoryIncidentStore } from "../../src/operator/incidents/memory-store.js";
-import { LadderRunner } from "../../src/operator/ladder.js";
-import { createOperatorLog } from "../../src/operator/log.js";
-import { OperatorMetrics } from "../../src/operator/metrics.js";
-import { startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../support/factory.js";
-import { buildIncident } from "../support/incidents.js";
-import { rule } from "../support/rules.js";
+import { systemClock } from "../../../src/contract/clock.js";
+import type { ChatClient } from "../../../src/demo/clients.js";
+import { ControlClient } from "../../../src/operator/act/control-client.js";
+import { GuardState } from "../../../src/operator/decide/guards.js";
+import type { Incident } from "../../../src/operator/incidents/model.js";
+import { MemoryIncidentStore } from "../../../src/operator/incidents/memory-store.js";
+import { LadderRunner } from "../../../src/operator/act/ladder.js";
+import { createOperatorLog } from "../../../src/operator/log.js";
+import { OperatorMetrics } from "../../../src/operator/metrics.js";
+import { startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../../support/factory.js";
+import { buildIncident } from "../../support/incidents.js";
+import { rule } from "../../support/rules.js";
 
 let factory: TestFactory | undefined;
 const tabs: ChatClient[] = [];

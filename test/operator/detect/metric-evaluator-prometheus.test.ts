@@ -7,16 +7,16 @@
  * exactly that user; once the zombies are gone it stops.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { systemClock } from "../../src/contract/clock.js";
-import { ControlClient } from "../../src/operator/control-client.js";
-import type { Trigger } from "../../src/operator/detector.js";
-import { MetricEvaluator, type MetricEvaluationError } from "../../src/operator/metric-evaluator.js";
-import { PrometheusClient } from "../../src/operator/prometheus.js";
-import { StaticTarget } from "../../src/operator/target.js";
-import type { ChatClient } from "../../src/demo/clients.js";
-import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../support/factory.js";
-import { describeWithPrometheus, startTestPrometheus, type TestPrometheus } from "../support/prometheus.js";
-import { rule } from "../support/rules.js";
+import { systemClock } from "../../../src/contract/clock.js";
+import { ControlClient } from "../../../src/operator/act/control-client.js";
+import type { Trigger } from "../../../src/operator/detect/detector.js";
+import { MetricEvaluator, type MetricEvaluationError } from "../../../src/operator/detect/metric-evaluator.js";
+import { PrometheusClient } from "../../../src/operator/sources/prometheus.js";
+import { StaticTarget } from "../../../src/operator/act/target.js";
+import type { ChatClient } from "../../../src/demo/clients.js";
+import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../../support/factory.js";
+import { describeWithPrometheus, startTestPrometheus, type TestPrometheus } from "../../support/prometheus.js";
+import { rule } from "../../support/rules.js";
 
 const STUCK = "105945141827451681156";
 const FINE = "bob";

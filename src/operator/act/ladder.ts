@@ -17,19 +17,19 @@
  * record) and writes it again until it can, then goes on (see `save`).
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Clock } from "../contract/clock.js";
-import type { CanaryResult } from "./canary.js";
+import type { Clock } from "../../contract/clock.js";
+import type { CanaryResult } from "../verify/canary.js";
 import { ControlCallError } from "./control-client.js";
-import { failpoint } from "./failpoint.js";
-import type { GuardState } from "./guards.js";
-import { close, decide } from "./incidents/record.js";
-import { FINAL_STATUSES, type Incident, type IncidentStatus, type Json, type RungRun } from "./incidents/model.js";
-import type { IncidentStore } from "./incidents/store.js";
-import { OperatorEvent, type OperatorLog } from "./log.js";
-import type { OperatorMetrics } from "./metrics.js";
-import type { RemediationRule } from "./rules/schema.js";
+import { failpoint } from "../failpoint.js";
+import type { GuardState } from "../decide/guards.js";
+import { close, decide } from "../incidents/record.js";
+import { FINAL_STATUSES, type Incident, type IncidentStatus, type Json, type RungRun } from "../incidents/model.js";
+import type { IncidentStore } from "../incidents/store.js";
+import { OperatorEvent, type OperatorLog } from "../log.js";
+import type { OperatorMetrics } from "../metrics.js";
+import type { RemediationRule } from "../rules/schema.js";
 import type { Target } from "./target.js";
-import { verifyUser } from "./verify.js";
+import { verifyUser } from "../verify/verify.js";
 
 /** Raised when the incident could not be persisted: the ladder stops there. */
 export class StoreFailure extends Error {

@@ -4,9 +4,9 @@
  * tiny local HTTP servers for the answers a broken proxy or frontend gives.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PrometheusClient, PrometheusError, type PrometheusFailureKind } from "../../src/operator/prometheus.js";
-import { startTestFactory, type TestFactory } from "../support/factory.js";
-import { describeWithPrometheus, startFakePrometheus, startTestPrometheus, type FakeAnswer, type TestPrometheus } from "../support/prometheus.js";
+import { PrometheusClient, PrometheusError, type PrometheusFailureKind } from "../../../src/operator/sources/prometheus.js";
+import { startTestFactory, type TestFactory } from "../../support/factory.js";
+import { describeWithPrometheus, startFakePrometheus, startTestPrometheus, type FakeAnswer, type TestPrometheus } from "../../support/prometheus.js";
 
 /** The error a query rejected with (fails the test if it resolved). */
 async function failureOf(promise: Promise<unknown>): Promise<PrometheusError> {

@@ -9,10 +9,10 @@
  * and a bounded memory of recently seen entries for de-duplication.
  */
 import { createHash } from "node:crypto";
-import { isUserId } from "../contract/ids.js";
-import type { LogEvent } from "./event.js";
-import { MAX_EVIDENCE } from "./incidents/model.js";
-import { fieldValue, type CompiledRule, type Match } from "./rules/compile.js";
+import { isUserId } from "../../contract/ids.js";
+import type { LogEvent } from "../sources/event.js";
+import { MAX_EVIDENCE } from "../incidents/model.js";
+import { fieldValue, type CompiledRule, type Match } from "../rules/compile.js";
 
 /** A threshold reached: the detector's output. */
 export interface Trigger {

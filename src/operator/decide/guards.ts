@@ -15,9 +15,9 @@
  * breakers) is derived from persisted incidents, so a restart rebuilds it
  * from the store.
  */
-import type { Trigger } from "./detector.js";
-import { FINAL_STATUSES, type Incident, type SuppressReason } from "./incidents/model.js";
-import { SuppressionRollups } from "./incidents/rollup.js";
+import type { Trigger } from "../detect/detector.js";
+import { FINAL_STATUSES, type Incident, type SuppressReason } from "../incidents/model.js";
+import { SuppressionRollups } from "../incidents/rollup.js";
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;

@@ -9,18 +9,18 @@
  * The same engine runs live (the actor starts the ladder) and in replay (the
  * actor only records the plan), so replay gives the answers live would.
  */
-import type { Clock } from "../contract/clock.js";
-import type { Detector, Trigger } from "./detector.js";
-import type { LogEvent } from "./event.js";
+import type { Clock } from "../../contract/clock.js";
+import type { Detector, Trigger } from "../detect/detector.js";
+import type { LogEvent } from "../sources/event.js";
 import { checkGuards, type GuardState } from "./guards.js";
-import { close, decide, newIncident, noteSuppressed } from "./incidents/record.js";
-import { FINAL_STATUSES, type Incident, type SuppressReason } from "./incidents/model.js";
-import { ROLLED_UP_REASONS } from "./incidents/rollup.js";
-import type { IncidentStore } from "./incidents/store.js";
-import { OperatorEvent, type OperatorLog } from "./log.js";
-import type { OperatorMetrics } from "./metrics.js";
-import type { CompiledRule } from "./rules/compile.js";
-import type { Target, TargetResolver } from "./target.js";
+import { close, decide, newIncident, noteSuppressed } from "../incidents/record.js";
+import { FINAL_STATUSES, type Incident, type SuppressReason } from "../incidents/model.js";
+import { ROLLED_UP_REASONS } from "../incidents/rollup.js";
+import type { IncidentStore } from "../incidents/store.js";
+import { OperatorEvent, type OperatorLog } from "../log.js";
+import type { OperatorMetrics } from "../metrics.js";
+import type { CompiledRule } from "../rules/compile.js";
+import type { Target, TargetResolver } from "../act/target.js";
 
 /** The key an incident is held under while the store cannot record it. */
 function heldKey(trigger: Trigger): string {

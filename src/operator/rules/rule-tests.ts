@@ -21,9 +21,9 @@ import { readFile, readdir, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
-import { normalize, type LogEvent } from "./event.js";
-import { replay, type ReplayIncident } from "./replay.js";
-import { loadRules, RuleError } from "./rules/load.js";
+import { normalize, type LogEvent } from "../sources/event.js";
+import { replay, type ReplayIncident } from "../replay.js";
+import { loadRules, RuleError } from "./load.js";
 
 const ExpectedIncident = z
   .object({

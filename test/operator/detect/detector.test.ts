@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { Detector, type Trigger } from "../../src/operator/detector.js";
-import { hardLimit, rule, T0 } from "../support/rules.js";
+import { Detector, type Trigger } from "../../../src/operator/detect/detector.js";
+import { hardLimit, rule, T0 } from "../../support/rules.js";
 
 const isTrigger = (x: unknown): x is Trigger => typeof x === "object" && x !== null;
 
