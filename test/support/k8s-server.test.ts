@@ -455,6 +455,26 @@ describe("pods", () => {
     controller.abort();
   });
 
+  it("gives every pod a uid and a whole-second creationTimestamp (a seed may date it earlier); a replacement gets its own, and keeps the owner", async () => {
+    const owner = { apiVersion: "apps/v1", kind: "ReplicaSet", name: "chat-7d4b", uid: "rs-1", controller: true };
+    api.addPod({ namespace: NS, name: "chat-7d4b-aaaaa", labels: { app: "owned" }, ownerReferences: [owner], creationTimestamp: "2020-01-02T03:04:05Z" });
+    api.simulateReplicaSet({ namespace: NS, matchLabels: { app: "owned" } });
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const old = await core.readNamespacedPod({ namespace: NS, name: "chat-7d4b-aaaaa" });
+    expect(old.metadata?.creationTimestamp?.toISOString()).toBe("2020-01-02T03:04:05.000Z");
+    const seeded = await core.readNamespacedPod({ namespace: NS, name: "chat-0" });
+    expect(seeded.metadata?.uid).toMatch(/^[0-9a-f-]{36}$/);
+    expect(api.pod(NS, "chat-0")!.metadata.creationTimestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    const before = Date.now();
+    await core.deleteNamespacedPod({ namespace: NS, name: "chat-7d4b-aaaaa" });
+    await waitFor(() => expect(api.pods(NS).filter((p) => p.metadata.labels?.app === "owned")).toHaveLength(1));
+    const replacement = api.pods(NS).find((p) => p.metadata.labels?.app === "owned")!;
+    expect(replacement.metadata.name).toMatch(/^chat-7d4b-[a-z0-9]{5}$/);
+    expect(replacement.metadata.uid).not.toBe(old.metadata?.uid);
+    expect(replacement.metadata.ownerReferences).toEqual([owner]);
+    expect(Date.parse(replacement.metadata.creationTimestamp!)).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000);
+  });
+
   it("keeps a deleted pod Terminating for the configured time, then removes it", async () => {
     await api.close();
     api = await FakeKubeApi.start({ podTerminationMs: 20 });

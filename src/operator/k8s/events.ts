@@ -5,6 +5,8 @@
  * interest. A failed Event is logged, never fatal — the record is the
  * Incident object.
  */
+import { systemTimers, type Timers } from "../../contract/clock.js";
+import { withDeadline } from "./client.js";
 import * as k8s from "@kubernetes/client-node";
 import type { Decision, Incident } from "../incidents/model.js";
 import type { IncidentFilter, IncidentStore } from "../incidents/store.js";
@@ -24,7 +26,7 @@ export class EventingStore implements IncidentStore {
   constructor(
     private readonly inner: IncidentStore,
     private readonly events: k8s.EventsV1Api,
-    private readonly options: { namespace: string; instance: string; onError: (err: unknown) => void },
+    private readonly options: { namespace: string; instance: string; onError: (err: unknown) => void; timers?: Timers; callTimeoutMs?: number },
   ) {}
 
   async save(incident: Incident): Promise<void> {
@@ -49,7 +51,8 @@ export class EventingStore implements IncidentStore {
     // MicroTime: six fractional digits, as the API server's parser requires.
     const now = new k8s.V1MicroTime(Date.now());
     try {
-      await this.events.createNamespacedEvent({
+      // An Event is worth a few seconds at most: the incident's own write (done above) must not wait on a hung one.
+      await withDeadline((o) => this.events.createNamespacedEvent({
         namespace: this.options.namespace,
         body: {
           metadata: { generateName: "reclaim-", namespace: this.options.namespace },
@@ -63,7 +66,7 @@ export class EventingStore implements IncidentStore {
           regarding: { kind: "Pod", apiVersion: "v1", namespace: this.options.namespace, name: incident.target.pod! },
           related: { kind: "Incident", apiVersion: "reclaim.dev/v1", namespace: this.options.namespace, name: incident.id.toLowerCase() },
         },
-      });
+      }, o), { timers: this.options.timers ?? systemTimers, ms: this.options.callTimeoutMs ?? 5000, what: `creating an Event for ${incident.id}` });
     } catch (err) {
       this.options.onError(err);
     }

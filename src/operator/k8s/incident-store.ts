@@ -7,8 +7,9 @@
  */
 import * as k8s from "@kubernetes/client-node";
 import { FINAL_STATUSES, INCIDENT_ID_PATTERN, type Incident } from "../incidents/model.js";
-import type { IncidentFilter, IncidentStore } from "../incidents/store.js";
-import { statusOf } from "./client.js";
+import { IncidentStoreError, IncidentStoreErrorCode, type IncidentFilter, type IncidentStore } from "../incidents/store.js";
+import { systemTimers, type Timers } from "../../contract/clock.js";
+import { statusOf, withDeadline } from "./client.js";
 import {
   GROUP,
   INCIDENT,
@@ -24,16 +25,34 @@ import {
 /** Most attempts at a status write that keeps meeting 409 Conflict. */
 const CONFLICT_RETRIES = 5;
 
+/** Where the store's calls keep time, and how long each may take (default 10 s). */
+export interface KubernetesIncidentStoreOptions {
+  timers?: Timers;
+  callTimeoutMs?: number;
+}
+
 export class KubernetesIncidentStore implements IncidentStore {
   /** Objects that exist, by name, with the labels and spec last written (as JSON). */
   private readonly known = new Map<string, { labels: string; spec: string }>();
   /** How many objects the last `list` skipped as invalid. */
   lastListSkipped = 0;
 
+  private readonly timers: Timers;
+  private readonly callTimeoutMs: number;
+
   constructor(
     private readonly api: k8s.CustomObjectsApi,
     readonly namespace: string,
-  ) {}
+    options: KubernetesIncidentStoreOptions = {},
+  ) {
+    this.timers = options.timers ?? systemTimers;
+    this.callTimeoutMs = options.callTimeoutMs ?? 10_000;
+  }
+
+  /** One API call under its deadline: a hung API server fails the write (and the operator holds) instead of hanging it. */
+  private call<T>(what: string, call: (options: k8s.ConfigurationOptions) => Promise<T>): Promise<T> {
+    return withDeadline(call, { timers: this.timers, ms: this.callTimeoutMs, what });
+  }
 
   async save(incident: Incident): Promise<void> {
     const object = toIncidentObject(incident, this.namespace);
@@ -44,7 +63,7 @@ export class KubernetesIncidentStore implements IncidentStore {
       const spec = JSON.stringify(object.spec);
       if (!this.known.has(name)) {
         try {
-          await this.api.createNamespacedCustomObject({ ...base, body: { ...object, status: undefined } });
+          await this.call(`creating Incident ${name}`, (o) => this.api.createNamespacedCustomObject({ ...base, body: { ...object, status: undefined } }, o));
           this.known.set(name, { labels, spec });
         } catch (err) {
           if (statusOf(err) !== 409) throw err; // 409: it exists (a previous leader created it)
@@ -54,9 +73,11 @@ export class KubernetesIncidentStore implements IncidentStore {
       const written = this.known.get(name)!;
       // The spec changes rarely (a restartPod moves the target to the replacement pod); labels with the status.
       if (written.labels !== labels || written.spec !== spec) {
-        await this.api.patchNamespacedCustomObject(
-          { ...base, name, body: { metadata: { labels: object.metadata.labels }, ...(written.spec === spec ? {} : { spec: object.spec }) } },
-          k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+        await this.call(`patching Incident ${name}`, (o) =>
+          this.api.patchNamespacedCustomObject(
+            { ...base, name, body: { metadata: { labels: object.metadata.labels }, ...(written.spec === spec ? {} : { spec: object.spec }) } },
+            k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch, o),
+          ),
         );
         this.known.set(name, { labels, spec });
       }
@@ -69,12 +90,11 @@ export class KubernetesIncidentStore implements IncidentStore {
   private async writeStatus(name: string, object: IncidentObject): Promise<void> {
     const base = { group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural, name };
     for (let attempt = 1; ; attempt++) {
-      const current = (await this.api.getNamespacedCustomObject(base)) as { metadata?: { resourceVersion?: string } };
+      const current = (await this.call(`reading Incident ${name}`, (o) => this.api.getNamespacedCustomObject(base, o))) as { metadata?: { resourceVersion?: string } };
       try {
-        await this.api.replaceNamespacedCustomObjectStatus({
-          ...base,
-          body: { ...object, metadata: { ...object.metadata, resourceVersion: current.metadata?.resourceVersion } },
-        });
+        await this.call(`writing the status of Incident ${name}`, (o) =>
+          this.api.replaceNamespacedCustomObjectStatus({ ...base, body: { ...object, metadata: { ...object.metadata, resourceVersion: current.metadata?.resourceVersion } } }, o),
+        );
         return;
       } catch (err) {
         if (statusOf(err) !== 409 || attempt >= CONFLICT_RETRIES) throw err;
@@ -85,14 +105,17 @@ export class KubernetesIncidentStore implements IncidentStore {
   async get(id: string): Promise<Incident | null> {
     if (!INCIDENT_ID_PATTERN.test(id)) throw new TypeError(`malformed incident id ${JSON.stringify(id)}`);
     try {
-      const object = (await this.api.getNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        namespace: this.namespace,
-        plural: INCIDENT.plural,
-        name: incidentObjectName(id),
-      })) as IncidentObject;
-      return fromIncidentObject(object);
+      const object = (await this.call(`reading Incident ${incidentObjectName(id)}`, (o) =>
+        this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural, name: incidentObjectName(id) }, o),
+      )) as IncidentObject;
+      try {
+        return fromIncidentObject(object);
+      } catch (invalid) {
+        // The object is there but is not an incident this operator can read: corrupt, as a damaged file would be.
+        throw new IncidentStoreError(IncidentStoreErrorCode.corrupt, `Incident ${this.namespace}/${incidentObjectName(id)} is not a valid record`, incidentObjectName(id), {
+          cause: invalid,
+        });
+      }
     } catch (err) {
       if (statusOf(err) === 404) return null;
       throw err;
@@ -103,13 +126,12 @@ export class KubernetesIncidentStore implements IncidentStore {
     const selectors: string[] = [];
     if (filter.rule !== undefined) selectors.push(`${LABEL_RULE}=${filter.rule}`);
     if (filter.status !== undefined && filter.status.length > 0) selectors.push(`${LABEL_STATUS} in (${filter.status.join(",")})`);
-    const response = (await this.api.listNamespacedCustomObject({
-      group: GROUP,
-      version: VERSION,
-      namespace: this.namespace,
-      plural: INCIDENT.plural,
-      ...(selectors.length > 0 ? { labelSelector: selectors.join(",") } : {}),
-    })) as { items?: IncidentObject[] };
+    const response = (await this.call("listing Incidents", (o) =>
+      this.api.listNamespacedCustomObject(
+        { group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural, ...(selectors.length > 0 ? { labelSelector: selectors.join(",") } : {}) },
+        o,
+      ),
+    )) as { items?: IncidentObject[] };
     const incidents: Incident[] = [];
     let skipped = 0;
     for (const item of response.items ?? []) {

@@ -10,7 +10,11 @@
 import * as k8s from "@kubernetes/client-node";
 import { compileRule, PatternError, type CompiledRule } from "../rules/compile.js";
 import { RemediationRule } from "../rules/schema.js";
-import { statusOf } from "./client.js";
+import { statusOf, withDeadline } from "./client.js";
+import { systemTimers } from "../../contract/clock.js";
+
+/** How long one call of the rule watch (the list, a status write) may take. */
+const CALL_TIMEOUT_MS = 10_000;
 import { GROUP, RULE, VERSION, type RuleObjectStatus } from "./resources.js";
 
 interface RuleObject {
@@ -86,9 +90,11 @@ export class RuleObjects {
       this.kc,
       path,
       () =>
-        this.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: RULE.plural }) as Promise<
-          k8s.KubernetesListObject<RuleObject>
-        >,
+        withDeadline((o) => this.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: RULE.plural }, o), {
+          timers: systemTimers,
+          ms: CALL_TIMEOUT_MS,
+          what: "listing RemediationRules",
+        }) as Promise<k8s.KubernetesListObject<RuleObject>>,
     );
     informer.on("add", (o) => void this.consider(o));
     informer.on("update", (o) => void this.consider(o));
@@ -99,7 +105,9 @@ export class RuleObjects {
     });
     informer.on("error", (err) => {
       this.options.onError?.(err);
-      setTimeout(() => void informer.start().catch((e: unknown) => this.options.onError?.(e)), 1000).unref();
+      setTimeout(() => {
+        if (this.informer === informer) informer.start().catch((e: unknown) => this.options.onError?.(e));
+      }, 1000).unref();
     });
     this.informer = informer;
     await informer.start();
@@ -166,14 +174,14 @@ export class RuleObjects {
       },
     };
     try {
-      await this.api.replaceNamespacedCustomObjectStatus({
-        group: GROUP,
-        version: VERSION,
-        namespace: this.options.namespace,
-        plural: RULE.plural,
-        name: object.metadata!.name!,
-        body,
-      });
+      await withDeadline(
+        (o) =>
+          this.api.replaceNamespacedCustomObjectStatus(
+            { group: GROUP, version: VERSION, namespace: this.options.namespace, plural: RULE.plural, name: object.metadata!.name!, body },
+            o,
+          ),
+        { timers: systemTimers, ms: CALL_TIMEOUT_MS, what: `writing the status of RemediationRule ${object.metadata!.name!}` },
+      );
     } catch (err) {
       // 409: the object changed since; its update event brings us back here.
       if (statusOf(err) !== 409) this.options.onError?.(err);

@@ -18,7 +18,8 @@
  * entries wait, under gRPC flow control, meanwhile). What the catch-up and
  * the tail both return, and what the overlap repeats, is dropped by
  * `insertId` (with the timestamp: Cloud Logging's own identity of an entry)
- * against a bounded ring of recent ids. So a broken session leaves neither a
+ * against a bounded ring of the ids recently handled (an entry joins it only
+ * once the batch handler resolved for it). So a broken session leaves neither a
  * gap nor a duplicate; `commit()` persists the position (the newest time and
  * the ids within the overlap) so that a restart does not either.
  *
@@ -695,6 +696,31 @@ interface Position {
   recent: string[];
 }
 
+/** An entry handed over: its identity (entryKey) and time. */
+interface HandedOver {
+  key: string;
+  ns: bigint;
+}
+
+/** A batch handed over: the position after it, its entries, and whether they are marked handled yet (in the ring). */
+interface PendingBatch {
+  seq: number;
+  lastSeen: bigint;
+  keys: readonly HandedOver[];
+  marked: boolean;
+}
+
+/**
+ * The batch handler's own rejection, kept apart from the session's faults
+ * (which are retried): it ends `run()` with the handler's error, `cause`.
+ */
+class HandlerFailure extends Error {
+  constructor(cause: unknown) {
+    super("the batch handler failed", { cause });
+    this.name = "HandlerFailure";
+  }
+}
+
 /** How a session ended. */
 interface SessionEnd {
   /** It lasted or delivered: the backoff starts over. */
@@ -708,10 +734,12 @@ interface SessionEnd {
  * `filter`, reconnecting for ever (a dead endpoint is retried, never
  * fatal), without gaps or duplicates across reconnects and (with
  * `stateDir`) restarts. Options and defaults: `CloudLoggingSourceOptions`.
- * Only an INVALID_ARGUMENT answer (a filter Cloud Logging refuses) or an
- * unreadable saved position ends `run()` with an error. One `run` at a time;
- * a later `run` (a new leadership term) continues from the last committed
- * position.
+ * Only an INVALID_ARGUMENT answer (a filter Cloud Logging refuses), an
+ * unreadable saved position or a rejection of the batch handler ends
+ * `run()` with an error. An entry counts as handed over (de-duplicated from
+ * then on, the position past it) only once its batch's handler resolved.
+ * One `run` at a time; a later `run` (a new leadership term) continues from
+ * the last committed position.
  */
 export class CloudLoggingSource implements LogSource {
   readonly name: string;
@@ -747,7 +775,7 @@ export class CloudLoggingSource implements LogSource {
   private readonly random: () => number;
   private readonly recent: RecentEntries;
   private running = false;
-  /** Newest entry time handed over in this run (ns), or null before any position. */
+  /** Newest entry time handled in this run (ns: the position of the batches whose handler resolved), or null before any position. */
   private lastSeen: bigint | null = null;
   /** The last committed position; a new run starts from it. */
   private committed: Position | null = null;
@@ -813,7 +841,10 @@ export class CloudLoggingSource implements LogSource {
    * CloudLoggingSourceError: `ERR_RECLAIM_SOURCE_BUSY` (already running),
    * `ERR_RECLAIM_CHECKPOINT` (unreadable saved position),
    * `ERR_RECLAIM_GCP_REQUEST` (Cloud Logging refused the request as
-   * invalid, e.g. the filter). Everything else is retried.
+   * invalid, e.g. the filter); or with `onBatch`'s own error when it
+   * rejects: nothing of that batch counts as handled, so the next run hands
+   * it over again (and nothing handled before it). Everything else is
+   * retried.
    */
   async run(onBatch: (batch: LineBatch) => Promise<void>, signal: AbortSignal): Promise<void> {
     if (this.running) throw new CloudLoggingSourceError("ERR_RECLAIM_SOURCE_BUSY", `${this.name}: already running`);
@@ -889,6 +920,9 @@ export class CloudLoggingSource implements LogSource {
       if (session.signal.aborted) return this.aborted(signal, healthy());
       return { healthy: healthy(), kind: "ended" };
     } catch (err) {
+      // Not a session fault: the entries are fine, their handling failed. Reconnecting would not help the
+      // handler; the caller decides whether to run again, and that run hands the batch over again.
+      if (err instanceof HandlerFailure && !signal.aborted) throw err.cause;
       if (session.signal.aborted) return this.aborted(signal, healthy());
       const code = grpcCodeOf(err);
       if (code === GRPC.INVALID_ARGUMENT) {
@@ -996,26 +1030,36 @@ export class CloudLoggingSource implements LogSource {
     await this.deliver(response.entries ?? [], onBatch);
   }
 
-  /** Hands over the entries not seen before as one batch; returns how many. */
+  /**
+   * Hands over the entries not handled before as one batch; returns how
+   * many. They count as handled (the ring drops them from then on, the
+   * position moves past them) only once `onBatch` resolves: when it rejects,
+   * nothing of the batch is marked, so the next run hands it over again
+   * (rejects with a HandlerFailure).
+   */
   private async deliver(entries: readonly WireLogEntry[], onBatch: (batch: LineBatch) => Promise<void>): Promise<number> {
     if (entries.length === 0) return 0;
-    const seq = this.batches + 1;
     const lines: string[] = [];
+    const keys: HandedOver[] = [];
+    // The same entry twice in one response is one entry; the ring only knows entries of earlier batches.
+    const inBatch = new Set<string>();
     let newest: bigint | null = null;
     for (const entry of entries) {
       const line = JSON.stringify(logEntryToJson(entry));
       const ns = entryNanos(entry);
       const key = entryKey(ns, entry, line);
-      if (this.recent.has(key)) {
+      if (this.recent.has(key) || inBatch.has(key)) {
         this.stats.duplicates++;
         continue;
       }
-      this.recent.add(key, ns ?? 0n, seq);
+      inBatch.add(key);
+      keys.push({ key, ns: ns ?? 0n });
       if (ns !== null && (newest === null || ns > newest)) newest = ns;
       lines.push(line);
     }
     if (lines.length === 0) return 0;
-    this.batches = seq;
+    const seq = ++this.batches;
+    let lastSeen = this.lastSeen;
     if (newest !== null) {
       const ms = Number(newest / NS_PER_MS);
       if (this.stats.newestEntryTime === null || ms > this.stats.newestEntryTime) this.stats.newestEntryTime = ms;
@@ -1024,13 +1068,20 @@ export class CloudLoggingSource implements LogSource {
       // entries that arrive later but are stamped on time (fault matrix, row 6).
       const ceiling = BigInt(this.now() + MAX_AHEAD_MS) * NS_PER_MS;
       const position = newest > ceiling ? ceiling : newest;
-      if (this.lastSeen === null || position > this.lastSeen) this.lastSeen = position;
+      if (lastSeen === null || position > lastSeen) lastSeen = position;
     }
     const data = Buffer.from(`${lines.join("\n")}\n`, "utf8");
     this.stats.linesRead += lines.length;
     this.stats.bytesRead += data.length;
-    const lastSeen = this.lastSeen ?? 0n;
-    await onBatch({ data, lines: lines.length, commit: () => this.commit(lastSeen, seq) });
+    const batch: PendingBatch = { seq, lastSeen: lastSeen ?? 0n, keys, marked: false };
+    try {
+      await onBatch({ data, lines: lines.length, commit: () => this.commit(batch) });
+    } catch (err) {
+      throw new HandlerFailure(err);
+    }
+    for (const { key, ns } of keys) this.recent.add(key, ns, seq);
+    batch.marked = true;
+    if (lastSeen !== null && (this.lastSeen === null || lastSeen > this.lastSeen)) this.lastSeen = lastSeen;
     return lines.length;
   }
 
@@ -1039,9 +1090,15 @@ export class CloudLoggingSource implements LogSource {
    * saves it with `stateDir`. Saves run one at a time; one older than the
    * last saved is dropped, so the position never goes back.
    */
-  private commit(lastSeen: bigint, seq: number): Promise<void> {
+  private commit(batch: PendingBatch): Promise<void> {
+    const { seq, lastSeen } = batch;
     if (seq <= this.savedBatch) return Promise.resolve();
-    const position: Position = { lastSeen, recent: this.recent.since(lastSeen - this.overlapNs, seq, MAX_SAVED_IDS) };
+    const from = lastSeen - this.overlapNs;
+    // Committed from within onBatch, as the operator does, the batch is not in the ring yet: its own ids go last
+    // (they arrived last), and the ring is looked back over for the rest of MAX_SAVED_IDS.
+    const own = batch.marked ? [] : batch.keys.filter((k) => k.ns >= from).map((k) => k.key).slice(-MAX_SAVED_IDS);
+    const recent = [...this.recent.since(from, seq, MAX_SAVED_IDS - own.length), ...own];
+    const position: Position = { lastSeen, recent };
     if (this.committed === null || position.lastSeen >= this.committed.lastSeen) this.committed = position;
     const file = this.checkpointFile;
     if (file === null) {

@@ -36,7 +36,7 @@ describe("the pod-log source", () => {
     const seen: string[] = [];
     const stop = new AbortController();
     const running = source.run(async (batch) => {
-      for (const l of batch.data.toString("utf8").split("\n")) if (l !== "") seen.push(`${JSON.parse(l).pod}#${JSON.parse(l).n}`);
+      for (const l of batch.data.toString("utf8").split("\n")) if (l !== "") seen.push(`${JSON.parse(l).jsonPayload.pod}#${JSON.parse(l).jsonPayload.n}`);
       await batch.commit();
     }, stop.signal);
 
@@ -100,7 +100,7 @@ describe("RemediationRule objects", () => {
     expect(condition("broken").message).toContain("spec.ladder[0].rung: rung must be one of");
     expect(condition("lockout")).toMatchObject({ status: "False", message: "metadata.name: a rule file already defines a rule named lockout" });
     expect(condition("from-the-cluster")).toMatchObject({ status: "True", reason: "Valid" });
-    expect(operator.engine.ruleSet.map((r) => r.name).sort()).toEqual(["from-the-cluster", "lockout"]);
+    expect(operator.rules().map((r) => r.name).sort()).toEqual(["from-the-cluster", "lockout"]);
 
     api.appendLog(
       NS,
@@ -116,7 +116,7 @@ describe("RemediationRule objects", () => {
       k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
     );
     await eventually(() => condition("broken")?.status === "True", 5000, "the fixed rule to be valid");
-    expect(operator.engine.ruleSet.map((r) => r.name)).toContain("broken");
+    expect(operator.rules().map((r) => r.name)).toContain("broken");
   });
 });
 

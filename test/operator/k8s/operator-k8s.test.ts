@@ -104,7 +104,7 @@ describe("Kubernetes mode: leader election", () => {
     const followerMetrics = await follower.metrics.registry.metrics();
     expect(followerMetrics).not.toMatch(/reclaim_operator_triggers_total\{[^}]*outcome="acted"/);
     expect(followerMetrics).toContain("reclaim_operator_leader 0");
-    expect(follower.engine.active.size).toBe(0);
+    expect(follower.term()).toBeNull();
     const lease = api.object<Json>("leases.coordination.k8s.io", NS, "reclaim-operator");
     expect(lease.spec.holderIdentity).toBe(leader === one ? "operator-one" : "operator-two");
     expect(lease.spec.renewTime).toMatch(/\.\d{6}Z$/); // MicroTime

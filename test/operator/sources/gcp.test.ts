@@ -51,6 +51,8 @@ async function server(port = 0): Promise<FakeLoggingServer> {
 /** A running source and what it handed over. */
 class Run {
   readonly lines: Record<string, unknown>[] = [];
+  /** The insertIds of every batch handed over, handled or not, in order. */
+  readonly attempts: string[][] = [];
   readonly events: LogEvent[] = [];
   readonly batches: LineBatch[] = [];
   readonly warnings: CloudLoggingWarning[] = [];
@@ -60,7 +62,16 @@ class Run {
   private readonly controller = new AbortController();
   readonly done: Promise<void>;
 
-  constructor(options: Partial<CloudLoggingSourceOptions> & { endpoint: string }, commit: (batch: LineBatch) => boolean = () => true, source?: CloudLoggingSource) {
+  /**
+   * @param commit whether to commit a batch once handled (default: every one)
+   * @param fail the error the handler throws for a batch with these insertIds, or null to handle it (default)
+   */
+  constructor(
+    options: Partial<CloudLoggingSourceOptions> & { endpoint: string },
+    commit: (batch: LineBatch) => boolean = () => true,
+    source?: CloudLoggingSource,
+    fail: (ids: string[]) => Error | null = () => null,
+  ) {
     this.source =
       source ??
       new CloudLoggingSource({
@@ -79,7 +90,12 @@ class Run {
         expect(text.endsWith("\n")).toBe(true);
         const lines = text.slice(0, -1).split("\n");
         expect(lines).toHaveLength(batch.lines);
-        for (const line of lines) this.lines.push(JSON.parse(line) as Record<string, unknown>);
+        const parsed = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+        const ids = parsed.map((l) => l.insertId as string);
+        this.attempts.push(ids);
+        const error = fail(ids);
+        if (error !== null) throw error;
+        this.lines.push(...parsed);
         this.events.push(...this.scanner.scan(batch));
         this.batches.push(batch);
         if (commit(batch)) await batch.commit();
@@ -344,6 +360,69 @@ describe("CloudLoggingSource", () => {
     const second = new Run({ endpoint: fake.endpoint }, () => true, source);
     await eventually(() => second.lines.length === 1, WAIT, "r1 again");
     expect(second.ids).toEqual(["r1"]);
+  });
+
+  it("hands a tailed batch whose handler failed over again on the next run, and nothing handled before it", async () => {
+    const fake = await server();
+    const source = new CloudLoggingSource({ projectId: PROJECT, filter: FILTER, endpoint: fake.endpoint, backoffInitialMs: 20, backoffMaxMs: 100 });
+    // A pod lookup or an incident read failing once, on the batch that holds r1.
+    const failure = Object.assign(new Error("incident store unreadable"), { code: "ERR_TEST_HANDLER" });
+    let failed = false;
+    const first = new Run({ endpoint: fake.endpoint }, () => true, source, (ids) => {
+      if (failed || !ids.includes("r1")) return null;
+      failed = true;
+      return failure;
+    });
+    await eventually(() => fake.openTails === 1, WAIT, "a tail session");
+    const [r0, r1, r2, r3] = lockouts(Date.now(), 4, "r");
+    fake.write([r0!]);
+    await eventually(() => first.lines.length === 1, WAIT, "r0");
+    // One response, so one batch; Cloud Logging may repeat an entry within it.
+    fake.write([r1!, r2!, r1!]);
+    await eventually(() => first.error !== null, WAIT, "the run to end with the handler's error");
+    expect(first.error).toBe(failure);
+    expect(first.attempts).toEqual([["r0"], ["r1", "r2"]]);
+    // The handler's fault is not the session's: no reconnect was tried.
+    expect(source.stats).toMatchObject({ sessions: 1, failures: 0, reconnects: 0 });
+    expect(first.warnings).toEqual([]);
+
+    // The next run (the caller's retry, or a new leadership term): r1 and r2 again, once each; r0 not again.
+    const second = new Run({ endpoint: fake.endpoint }, () => true, source);
+    await eventually(() => second.lines.length === 2 && fake.openTails === 1, WAIT, "r1, r2 again, and a tail");
+    fake.write([r3!]);
+    await eventually(() => second.ids.includes("r3"), WAIT, "r3");
+    expect(second.attempts).toEqual([["r1", "r2"], ["r3"]]);
+    expect(second.error).toBeNull();
+  });
+
+  it("hands a caught-up batch whose handler failed over again on the next run, and nothing handled before it", async () => {
+    const fake = await server();
+    const source = new CloudLoggingSource({ projectId: PROJECT, filter: FILTER, endpoint: fake.endpoint, backoffInitialMs: 20, backoffMaxMs: 100 });
+    const failure = Object.assign(new Error("pod lookup failed"), { code: "ERR_TEST_HANDLER" });
+    let failed = false;
+    const first = new Run({ endpoint: fake.endpoint }, () => true, source, (ids) => {
+      if (failed || !ids.includes("c1")) return null;
+      failed = true;
+      return failure;
+    });
+    await eventually(() => fake.openTails === 1, WAIT, "a tail session");
+    const [c0, c1, c2, c3] = lockouts(Date.now(), 4, "c");
+    fake.write([c0!]);
+    await eventually(() => first.lines.length === 1, WAIT, "c0");
+    // The server ends the session; c1, c2 arrive in the break, so the next session's catch-up lists them (with c0).
+    fake.endTails();
+    expect(fake.write([c1!, c2!])).toBe(0);
+    await eventually(() => first.error !== null, WAIT, "the run to end with the handler's error");
+    expect(first.error).toBe(failure);
+    expect(first.attempts).toEqual([["c0"], ["c1", "c2"]]);
+    expect(source.stats).toMatchObject({ sessions: 2, failures: 0 });
+
+    const second = new Run({ endpoint: fake.endpoint }, () => true, source);
+    await eventually(() => second.lines.length === 2 && fake.openTails === 1, WAIT, "c1, c2 again, and a tail");
+    fake.write([c3!]);
+    await eventually(() => second.ids.includes("c3"), WAIT, "c3");
+    expect(second.attempts).toEqual([["c1", "c2"], ["c3"]]);
+    expect(second.error).toBeNull();
   });
 
   it("reconnects at once with a new filter", async () => {

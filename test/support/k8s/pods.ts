@@ -49,6 +49,12 @@ export interface PodSeed {
   containers?: string[];
   ownerReferences?: ObjectMeta["ownerReferences"];
   nodeName?: string;
+  /**
+   * When the pod was created, RFC 3339 in whole seconds (`2026-11-26T11:00:00Z`);
+   * default: now, set by the server as it stores the pod. For a pod that
+   * existed long before the test began.
+   */
+  creationTimestamp?: string;
 }
 
 /** What a test may change on a seeded pod. */
@@ -61,7 +67,7 @@ export interface PodChanges {
   annotations?: Record<string, string>;
 }
 
-/** A Pod object for a seed (without server-set metadata). */
+/** A Pod object for a seed: a fresh uid; the server sets creationTimestamp (unless the seed gives one) and resourceVersion. */
 export function buildPod(seed: PodSeed, allocateIP: () => string): PodObject {
   const metadata: PodObject["metadata"] = {
     name: seed.name,
@@ -71,6 +77,7 @@ export function buildPod(seed: PodSeed, allocateIP: () => string): PodObject {
   };
   if (seed.annotations !== undefined) metadata.annotations = { ...seed.annotations };
   if (seed.ownerReferences !== undefined) metadata.ownerReferences = structuredClone(seed.ownerReferences);
+  if (seed.creationTimestamp !== undefined) metadata.creationTimestamp = seed.creationTimestamp;
   const containers = (seed.containers ?? ["app"]).map((name) => ({ name, image: `registry.example/${name}:1` }));
   const pod: PodObject = {
     apiVersion: "v1",
