@@ -24,6 +24,15 @@ export function durationMs(value: string): number {
   }
 }
 
+/** A duration (as `durationMs`) from `min` to `max` milliseconds. */
+export function durationIn(min: number, max: number): (value: string) => number {
+  return (value) => {
+    const ms = durationMs(value);
+    if (ms < min || ms > max) throw new InvalidArgumentError(`expected ${min} ms to ${max} ms, got ${ms} ms`);
+    return ms;
+  };
+}
+
 /** Like `durationMs`, but `0` (off) is allowed. */
 export function durationOrZeroMs(value: string): number {
   return value.trim() === "0" ? 0 : durationMs(value);

@@ -103,6 +103,39 @@ export const ManagerInfo = z.object({
 });
 export type ManagerInfo = z.infer<typeof ManagerInfo>;
 
+/**
+ * How long, at least, the factory remembers a user's last refusal after it
+ * happened (1 h; unless over 100 000 users were refused within it, when the
+ * oldest of those who hold nothing go first). A user still holding managers
+ * keeps their record longer; one who holds nothing and was not refused for
+ * this long is forgotten, so `lastRefusedAt` reads null again. Readers that ask "was this user refused
+ * recently?" should ask about a window no longer than this.
+ */
+export const REFUSAL_RETENTION_MS = 3_600_000;
+
+/**
+ * Is this user locked out, or only busy? Fields every user view carries
+ * (`UserSummary`, `UserState`, `Admission`). Optional on parse: factories
+ * older than these fields do not send them, and a reader must then treat
+ * the user as "not known to be refused" rather than as refused.
+ *
+ * - `atLimitSince`: when the user's managers last reached their effective
+ *   limit (ISO 8601); null while they are below it.
+ * - `lastRefusedAt`: the last upgrade of this user the factory refused for
+ *   want of a slot (`limit`, `queue_full` or `queue_timeout`; not a shutdown,
+ *   not a client that went away while waiting); null when none is on record.
+ * - `refusals`: refusals since the factory started this user's record (at a
+ *   refusal, when none was on record). The record ends when the user holds
+ *   no managers and was not refused for `REFUSAL_RETENTION_MS`; a user who
+ *   keeps a tab open keeps counting.
+ */
+export const LimitPressure = z.object({
+  atLimitSince: z.iso.datetime().nullable().optional(),
+  lastRefusedAt: z.iso.datetime().nullable().optional(),
+  refusals: z.number().int().nonnegative().optional(),
+});
+export type LimitPressure = z.infer<typeof LimitPressure>;
+
 /** `GET /v1/users/{userId}`. */
 export const UserState = z.object({
   userId: UserId,
@@ -112,6 +145,7 @@ export const UserState = z.object({
   active: z.number().int(),
   queued: z.number().int(),
   managers: z.array(ManagerInfo),
+  ...LimitPressure.shape,
 });
 export type UserState = z.infer<typeof UserState>;
 
@@ -122,10 +156,17 @@ export const UserSummary = z.object({
   limit: z.number().int(),
   effectiveLimit: z.number().int(),
   queued: z.number().int(),
+  ...LimitPressure.shape,
 });
 export type UserSummary = z.infer<typeof UserSummary>;
 
-export const UserList = z.object({ users: z.array(UserSummary) });
+/**
+ * `GET /v1/users[?atLimit=true]`. `asOf` is the factory's clock when it
+ * answered (absent from older factories): a reader measures the age of the
+ * users' times against it, not against its own clock, so that clock skew
+ * between the two never makes an old refusal look recent.
+ */
+export const UserList = z.object({ users: z.array(UserSummary), asOf: z.iso.datetime().optional() });
 export type UserList = z.infer<typeof UserList>;
 
 /** `GET /v1/users/{userId}/admission`: would a new connection be admitted now? Consumes nothing. */
@@ -135,6 +176,7 @@ export const Admission = z.object({
   active: z.number().int(),
   effectiveLimit: z.number().int(),
   queued: z.number().int(),
+  ...LimitPressure.shape,
 });
 export type Admission = z.infer<typeof Admission>;
 

@@ -4,7 +4,8 @@
  * in-process cleanup; admit if a slot freed. Otherwise admit under an active
  * `degrade` raise; otherwise wait in the user's queue if queueing is on;
  * otherwise refuse, logging the original HARD LIMIT and UNEXPECTED FACTORY
- * ERROR lines word for word.
+ * ERROR lines word for word, and recording the refusal for the control API
+ * (`lastRefusedAt`, `refusals`).
  */
 import type { Clock } from "../contract/clock.js";
 import { FactoryEvent, OutageMessage, type RefusalReason } from "../contract/events.js";
@@ -12,6 +13,7 @@ import type { InProcessCleanup } from "./cleanup.js";
 import type { EventLog } from "./log.js";
 import type { AdmissionOutcome, FactoryMetrics } from "./metrics.js";
 import type { AdmissionQueue } from "./queue.js";
+import type { RefusalTracker } from "./refusals.js";
 import type { Registry } from "./registry.js";
 
 /** What the client is told after being admitted in a constrained state. */
@@ -43,6 +45,7 @@ export class AdmissionControl {
     private readonly log: EventLog,
     private readonly metrics: FactoryMetrics,
     private readonly options: AdmissionOptions,
+    private readonly refusals: RefusalTracker,
   ) {}
 
   /** Would a new connection for this user be admitted now, without waiting? Consumes nothing. */
@@ -107,7 +110,14 @@ export class AdmissionControl {
 
   private refuse(userId: string, reason: RefusalReason | "aborted"): Decision {
     const retryAfterSeconds = this.options.retryAfterSeconds;
+    // Not a refusal: the wait ended because the client went away (closed the tab) while cleanup ran or it
+    // waited in the queue, or because the factory is shutting down and ended every wait. Neither says the
+    // user has no slot; recording it would let a user who merely closed a tab look locked out, and the
+    // operator's sweep evicts a live tab for a user who looks locked out. A client that keeps asking is
+    // refused for real (limit, queue_full, queue_timeout) and recorded then.
     if (reason === "aborted") return { admitted: false, reason, retryAfterSeconds };
+    // The server is stopping: it says nothing about this user's slots.
+    if (reason !== "shutting_down") this.refusals.record(userId);
     this.metrics.admissions.inc({ outcome: "refused" });
     if (reason !== "shutting_down") {
       const managers = this.registry.occupied(userId);

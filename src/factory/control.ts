@@ -3,9 +3,10 @@
  * at a user's managers and to run a rung of the ladder from outside.
  *
  * Routes (all JSON; `/v1/*` needs `Authorization: Bearer $RECLAIM_CONTROL_TOKEN`):
- *   GET  /v1/users[?atLimit=true]          users (at or over their limit)
+ *   GET  /v1/users[?atLimit=true]          users (at or over their limit), with `asOf`
  *   GET  /v1/users/{userId}                limit, effective limit, managers
  *   GET  /v1/users/{userId}/admission      would a new connection be admitted now?
+ *     (the three user views also say `atLimitSince`, `lastRefusedAt`, `refusals`: busy, or refused?)
  *   POST /v1/users/{userId}/rungs/{rung}   run conservative | probe | force | degrade
  *                                          (once per `Idempotency-Key`, ADR 13)
  *   GET  /metrics, /healthz, /readyz       unauthenticated: no user data, no actions
@@ -14,11 +15,13 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { ZodError } from "zod";
+import type { Clock } from "../contract/clock.js";
 import {
   CONTROL_API_PREFIX,
   CONTROL_MAX_BODY_BYTES,
   type Admission,
   type ControlErrorCode,
+  type LimitPressure,
   type RungResult,
   type UserList,
   type UserState,
@@ -29,6 +32,7 @@ import type { AdmissionControl } from "./admission.js";
 import { listen, sendJson } from "./http-util.js";
 import type { FactoryMetrics } from "./metrics.js";
 import type { AdmissionQueue } from "./queue.js";
+import type { RefusalTracker } from "./refusals.js";
 import type { Registry } from "./registry.js";
 import { IDEMPOTENCY_KEY_PATTERN, IdempotencyCache, IdempotencyKeyReused, REPLAYED_HEADER } from "./idempotency.js";
 import { RungParamError } from "./rungs/degrade.js";
@@ -44,6 +48,10 @@ export interface ControlDeps {
   admission: AdmissionControl;
   runner: RungRunner;
   metrics: FactoryMetrics;
+  /** Refused upgrades per user, for `lastRefusedAt` and `refusals`. */
+  refusals: RefusalTracker;
+  /** The factory's clock: `asOf` of a user list. */
+  clock: Clock;
   /** Ready to serve traffic (listening, not shutting down)? */
   ready(): boolean;
 }
@@ -186,12 +194,14 @@ export class ControlApi {
     if (atLimit !== null && atLimit !== "true" && atLimit !== "false") {
       throw new HttpError(400, "invalid_params", "atLimit must be true or false");
     }
-    const users = this.deps.registry.summaries({
-      atLimit: atLimit === "true",
-      queued: (u) => this.deps.queue.length(u),
-      max: USER_LIST_MAX,
-    });
-    const body: UserList = { users };
+    const users = this.deps.registry
+      .summaries({
+        atLimit: atLimit === "true",
+        queued: (u) => this.deps.queue.length(u),
+        max: USER_LIST_MAX,
+      })
+      .map((user) => ({ ...user, ...this.refusalsOf(user.userId) }));
+    const body: UserList = { users, asOf: new Date(this.deps.clock.now()).toISOString() };
     sendJson(res, 200, body);
   }
 
@@ -207,6 +217,7 @@ export class ControlApi {
       active: registry.active(userId),
       queued: queue.length(userId),
       managers: registry.managersOf(userId).map((m) => m.snapshot()),
+      ...this.pressureOf(userId),
     };
     sendJson(res, 200, body);
   }
@@ -220,8 +231,20 @@ export class ControlApi {
       active: registry.active(userId),
       effectiveLimit: registry.effectiveLimit(userId),
       queued: queue.length(userId),
+      ...this.pressureOf(userId),
     };
     sendJson(res, 200, body);
+  }
+
+  /** At the limit since when, and refused when and how often: what tells a locked-out user from a busy one. */
+  private pressureOf(userId: string): Required<LimitPressure> {
+    const since = this.deps.registry.atLimitSince(userId);
+    return { atLimitSince: since === null ? null : new Date(since).toISOString(), ...this.refusalsOf(userId) };
+  }
+
+  private refusalsOf(userId: string): Required<Pick<LimitPressure, "lastRefusedAt" | "refusals">> {
+    const record = this.deps.refusals.of(userId);
+    return record === null ? { lastRefusedAt: null, refusals: 0 } : { lastRefusedAt: new Date(record.lastRefusedAt).toISOString(), refusals: record.refusals };
   }
 
   private async runRung(req: IncomingMessage, res: ServerResponse, rawUser: string, rawRung: string): Promise<void> {

@@ -16,6 +16,7 @@ import { Heartbeat } from "./heartbeat.js";
 import { createEventLog, type EventLog } from "./log.js";
 import { FactoryMetrics } from "./metrics.js";
 import { AdmissionQueue } from "./queue.js";
+import { RefusalTracker } from "./refusals.js";
 import { Registry } from "./registry.js";
 import type { RungContext } from "./rungs/context.js";
 import { RungRunner } from "./rungs/runner.js";
@@ -41,6 +42,8 @@ export interface Factory {
   /** `http://controlHost:controlPort`. */
   readonly controlUrl: string;
   readonly registry: Registry;
+  /** Refused upgrades per user (what `lastRefusedAt` and `refusals` of the control API read). */
+  readonly refusals: RefusalTracker;
   readonly heartbeat: Heartbeat;
   readonly metrics: FactoryMetrics;
   readonly auth: TokenAuth;
@@ -64,7 +67,9 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
         { userId, managers: registry.active(userId), limit: config.limit, effectiveLimit: config.limit },
         `User ${userId} temporary limit ${raise.limit} ended; back to ${config.limit}`,
       ),
+    forgotten: (userId): void => refusals.forgotten(userId),
   });
+  const refusals = new RefusalTracker(clock, (userId) => registry.holds(userId));
   const queue = new AdmissionQueue((userId) => {
     if (!registry.hasRoom(userId)) return false;
     registry.reserve(userId);
@@ -96,11 +101,16 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
   };
   const runner = new RungRunner(rungContext, log, (userId): boolean => admission.wouldAdmit(userId));
   const cleanup = new InProcessCleanup(config.cleanup, config.ladder, { registry, evictor, runner, clock, metrics, log });
-  const admission = new AdmissionControl(registry, queue, cleanup, clock, log, metrics, {
-    queueTimeoutMs: config.queueTimeoutMs,
-    queueMax: config.queueMax,
-    retryAfterSeconds: config.retryAfterSeconds,
-  });
+  const admission = new AdmissionControl(
+    registry,
+    queue,
+    cleanup,
+    clock,
+    log,
+    metrics,
+    { queueTimeoutMs: config.queueTimeoutMs, queueMax: config.queueMax, retryAfterSeconds: config.retryAfterSeconds },
+    refusals,
+  );
   const auth = new TokenAuth(config.authSecret);
   const chat = new ChatServer({
     auth,
@@ -114,7 +124,7 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     maxPayloadBytes: config.maxPayloadBytes,
   });
   let ready = false;
-  const control = new ControlApi({ token: config.controlToken, registry, queue, admission, runner, metrics, ready: () => ready });
+  const control = new ControlApi({ token: config.controlToken, registry, queue, admission, runner, metrics, refusals, clock, ready: () => ready });
   const heartbeat = new Heartbeat(config.cleanup, config.heartbeatIntervalMs, registry, evictor, metrics);
 
   if (config.dev) {
@@ -163,6 +173,7 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     wsUrl: `ws://${hostFor(config.host)}:${port}/ws`,
     controlUrl: `http://${hostFor(config.controlHost)}:${controlPort}`,
     registry,
+    refusals,
     heartbeat,
     metrics,
     auth,

@@ -5,6 +5,11 @@
  *
  * Admission is decided synchronously against `active + pending`, so two
  * upgrades racing for the last slot can never both win it.
+ *
+ * It also keeps, per user it holds, since when their managers have been at
+ * their effective limit: "at the limit" alone is not "locked out" (a user
+ * may keep 20 live tabs and never ask for a 21st), but how long they have
+ * been there is what an incident about them should say.
  */
 import type { Clock } from "../contract/clock.js";
 import type { UserSummary } from "../contract/control.js";
@@ -22,6 +27,8 @@ interface UserEntry {
   pending: number;
   raise: Raise | null;
   raiseTimer: NodeJS.Timeout | null;
+  /** When `managers.size` last reached the effective limit; null while below it. */
+  atLimitSince: number | null;
 }
 
 /** What the registry tells the rest of the factory. */
@@ -30,6 +37,8 @@ export interface RegistryHooks {
   slotFreed?(userId: string): void;
   /** This user's raise ended. */
   raiseEnded?(userId: string, raise: Raise): void;
+  /** The registry holds nothing more for this user (no manager, reservation or raise) and dropped them. */
+  forgotten?(userId: string): void;
 }
 
 export class Registry {
@@ -66,6 +75,20 @@ export class Registry {
     return this.raiseOf(userId)?.limit ?? this.limit;
   }
 
+  /** Whether the registry holds anything for this user (a manager, a reservation or a raise). */
+  holds(userId: string): boolean {
+    return this.users.has(userId);
+  }
+
+  /**
+   * Since when this user's managers have been at (or over) their effective
+   * limit, by the injected clock; null while below it or not held.
+   */
+  atLimitSince(userId: string): number | null {
+    const entry = this.users.get(userId);
+    return entry === undefined ? null : this.settle(userId, entry);
+  }
+
   /** Managers this user holds. */
   active(userId: string): number {
     return this.users.get(userId)?.managers.size ?? 0;
@@ -93,6 +116,7 @@ export class Registry {
     if (entry.pending > 0) entry.pending--;
     entry.managers.set(manager.id, manager);
     this.managerTotal++;
+    this.settle(manager.userId, entry);
   }
 
   /** Gives back a reservation whose upgrade did not complete. */
@@ -110,6 +134,7 @@ export class Registry {
     if (entry === undefined || !entry.managers.delete(manager.id)) return false;
     manager.removed = true;
     this.managerTotal--;
+    this.settle(manager.userId, entry);
     this.forgetIfEmpty(manager.userId, entry);
     this.hooks.slotFreed?.(manager.userId);
     return true;
@@ -135,7 +160,15 @@ export class Registry {
       const effectiveLimit = this.effectiveLimit(userId);
       const active = entry.managers.size;
       if (options.atLimit === true && active < effectiveLimit) continue;
-      out.push({ userId, active, limit: this.limit, effectiveLimit, queued: options.queued?.(userId) ?? 0 });
+      const since = this.settle(userId, entry);
+      out.push({
+        userId,
+        active,
+        limit: this.limit,
+        effectiveLimit,
+        queued: options.queued?.(userId) ?? 0,
+        atLimitSince: since === null ? null : new Date(since).toISOString(),
+      });
     }
     return out;
   }
@@ -157,6 +190,7 @@ export class Registry {
     entry.raise = raise;
     entry.raiseTimer = setTimeout(() => this.endRaise(userId), Math.max(0, raise.until - this.clock.now()));
     entry.raiseTimer.unref();
+    this.settle(userId, entry);
     this.hooks.slotFreed?.(userId);
   }
 
@@ -174,6 +208,7 @@ export class Registry {
     const raise = entry.raise;
     entry.raise = null;
     entry.raiseTimer = null;
+    this.settle(userId, entry);
     this.forgetIfEmpty(userId, entry);
     this.hooks.raiseEnded?.(userId, raise);
   }
@@ -181,13 +216,28 @@ export class Registry {
   private entry(userId: string): UserEntry {
     let entry = this.users.get(userId);
     if (entry === undefined) {
-      entry = { managers: new Map(), pending: 0, raise: null, raiseTimer: null };
+      entry = { managers: new Map(), pending: 0, raise: null, raiseTimer: null, atLimitSince: null };
       this.users.set(userId, entry);
     }
     return entry;
   }
 
+  /**
+   * Brings `atLimitSince` up to date after the managers or the limit changed,
+   * and returns it. Also called on reads, because a raise lapses by the clock
+   * before its timer fires; a user found at the limit then is dated from the
+   * read, a little late rather than a guess.
+   */
+  private settle(userId: string, entry: UserEntry): number | null {
+    if (entry.managers.size < this.effectiveLimit(userId)) entry.atLimitSince = null;
+    else entry.atLimitSince ??= this.clock.now();
+    return entry.atLimitSince;
+  }
+
   private forgetIfEmpty(userId: string, entry: UserEntry): void {
-    if (entry.managers.size === 0 && entry.pending === 0 && entry.raise === null) this.users.delete(userId);
+    if (entry.managers.size === 0 && entry.pending === 0 && entry.raise === null) {
+      this.users.delete(userId);
+      this.hooks.forgotten?.(userId);
+    }
   }
 }

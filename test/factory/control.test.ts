@@ -33,6 +33,12 @@ const LIGHT = "bob.light-19c2e4";
 const LIMIT = 20;
 const RUNGS: readonly FactoryRung[] = ["conservative", "probe", "force", "degrade"];
 const BEARER = `Bearer ${TEST_CONTROL_TOKEN}`;
+/** The pressure fields of a user below the limit and never refused. */
+const CALM = { atLimitSince: null, lastRefusedAt: null, refusals: 0 };
+/** A user at the limit (since a time the real clock chose) and never refused. */
+const AT_LIMIT = { atLimitSince: expect.any(String), lastRefusedAt: null, refusals: 0 };
+/** A list's `asOf`: the factory's clock when it answered. */
+const AS_OF = { asOf: expect.any(String) };
 
 
 let factory: TestFactory | undefined;
@@ -300,6 +306,7 @@ describe("GET /v1/users/{userId}", () => {
       active: 0,
       queued: 0,
       managers: [],
+      ...CALM,
     });
   });
 
@@ -324,12 +331,12 @@ describe("GET /v1/users", () => {
     await f.open(LIGHT);
 
     const atLimit = expectOk(await send(f, "GET", "/v1/users?atLimit=true"), UserList);
-    expect(atLimit.users).toEqual([{ userId: FULL, active: LIMIT, limit: LIMIT, effectiveLimit: LIMIT, queued: 0 }]);
+    expect(atLimit.users).toEqual([{ userId: FULL, active: LIMIT, limit: LIMIT, effectiveLimit: LIMIT, queued: 0, ...AT_LIMIT }]);
 
     const all = expectOk(await send(f, "GET", "/v1/users"), UserList);
     expect([...all.users].sort((a, b) => a.userId.localeCompare(b.userId))).toEqual([
-      { userId: FULL, active: LIMIT, limit: LIMIT, effectiveLimit: LIMIT, queued: 0 },
-      { userId: LIGHT, active: 1, limit: LIMIT, effectiveLimit: LIMIT, queued: 0 },
+      { userId: FULL, active: LIMIT, limit: LIMIT, effectiveLimit: LIMIT, queued: 0, ...AT_LIMIT },
+      { userId: LIGHT, active: 1, limit: LIMIT, effectiveLimit: LIMIT, queued: 0, ...CALM },
     ]);
   });
 
@@ -342,8 +349,8 @@ describe("GET /v1/users", () => {
 
   it("an empty factory lists no users", async () => {
     const f = await start();
-    expect(expectOk(await send(f, "GET", "/v1/users"), UserList)).toEqual({ users: [] });
-    expect(expectOk(await send(f, "GET", "/v1/users?atLimit=true"), UserList)).toEqual({ users: [] });
+    expect(expectOk(await send(f, "GET", "/v1/users"), UserList)).toEqual({ users: [], ...AS_OF });
+    expect(expectOk(await send(f, "GET", "/v1/users?atLimit=true"), UserList)).toEqual({ users: [], ...AS_OF });
   });
 
   it.each(["maybe", "", "1", "yes"])("?atLimit=%s → 400 invalid_params", async (value) => {
@@ -358,7 +365,7 @@ describe("GET /v1/users", () => {
     const atLimit = expectOk(await send(f, "GET", "/v1/users?atLimit=true"), UserList);
     expect(atLimit.users).toEqual([]);
     const all = expectOk(await send(f, "GET", "/v1/users"), UserList);
-    expect(all.users).toEqual([{ userId: FULL, active: LIMIT, limit: LIMIT, effectiveLimit: 25, queued: 0 }]);
+    expect(all.users).toEqual([{ userId: FULL, active: LIMIT, limit: LIMIT, effectiveLimit: 25, queued: 0, ...CALM }]);
   });
 });
 
@@ -372,7 +379,7 @@ describe("GET /v1/users/{userId}/admission", () => {
     await openMany(f, FULL, LIMIT - 1);
     for (let i = 0; i < 5; i++) {
       const admission = expectOk(await send(f, "GET", `/v1/users/${FULL}/admission`), Admission);
-      expect(admission).toEqual({ userId: FULL, admit: true, active: LIMIT - 1, effectiveLimit: LIMIT, queued: 0 });
+      expect(admission).toEqual({ userId: FULL, admit: true, active: LIMIT - 1, effectiveLimit: LIMIT, queued: 0, ...CALM });
     }
     expect(f.registry.active(FULL)).toBe(LIMIT - 1);
     expect(f.registry.occupied(FULL)).toBe(LIMIT - 1); // no reservation left behind either
@@ -387,7 +394,7 @@ describe("GET /v1/users/{userId}/admission", () => {
     const f = await start();
     const clients = await openMany(f, FULL, LIMIT);
     const admission = expectOk(await send(f, "GET", `/v1/users/${FULL}/admission`), Admission);
-    expect(admission).toEqual({ userId: FULL, admit: false, active: LIMIT, effectiveLimit: LIMIT, queued: 0 });
+    expect(admission).toEqual({ userId: FULL, admit: false, active: LIMIT, effectiveLimit: LIMIT, queued: 0, ...AT_LIMIT });
     expect(f.registry.active(FULL)).toBe(LIMIT);
     expect(clients.every(isOpen)).toBe(true);
     expect(f.events(FactoryEvent.resourceLimit, FULL)).toHaveLength(0);
@@ -401,9 +408,9 @@ describe("GET /v1/users/{userId}/admission", () => {
     await eventually(async () => (await f.control("GET", `/v1/users/${FULL}`)).body.queued === 1, 5000, "a queued upgrade");
 
     const admission = expectOk(await send(f, "GET", `/v1/users/${FULL}/admission`), Admission);
-    expect(admission).toEqual({ userId: FULL, admit: false, active: LIMIT, effectiveLimit: LIMIT, queued: 1 });
+    expect(admission).toEqual({ userId: FULL, admit: false, active: LIMIT, effectiveLimit: LIMIT, queued: 1, ...AT_LIMIT });
     const list = expectOk(await send(f, "GET", "/v1/users?atLimit=true"), UserList);
-    expect(list.users).toEqual([{ userId: FULL, active: LIMIT, limit: LIMIT, effectiveLimit: LIMIT, queued: 1 }]);
+    expect(list.users).toEqual([{ userId: FULL, active: LIMIT, limit: LIMIT, effectiveLimit: LIMIT, queued: 1, ...AT_LIMIT }]);
 
     const result = expectOk(await postRung(f, FULL, "force", { max: 1 }), RungResult);
     expect(result.removed).toHaveLength(1);
@@ -416,7 +423,7 @@ describe("GET /v1/users/{userId}/admission", () => {
   it("a valid user with no connections would be admitted", async () => {
     const f = await start();
     const admission = expectOk(await send(f, "GET", `/v1/users/${LIGHT}/admission`), Admission);
-    expect(admission).toEqual({ userId: LIGHT, admit: true, active: 0, effectiveLimit: LIMIT, queued: 0 });
+    expect(admission).toEqual({ userId: LIGHT, admit: true, active: 0, effectiveLimit: LIMIT, queued: 0, ...CALM });
   });
 });
 
@@ -598,7 +605,7 @@ describe("POST /v1/users/{userId}/rungs/{rung}", () => {
       const state = expectOk(await send(f, "GET", `/v1/users/${FULL}`), UserState);
       expect(state).toMatchObject({ limit: LIMIT, effectiveLimit: 25, degradedUntil: until, active: LIMIT });
       const admission = expectOk(await send(f, "GET", `/v1/users/${FULL}/admission`), Admission);
-      expect(admission).toEqual({ userId: FULL, admit: true, active: LIMIT, effectiveLimit: 25, queued: 0 });
+      expect(admission).toEqual({ userId: FULL, admit: true, active: LIMIT, effectiveLimit: 25, queued: 0, ...CALM });
 
       const extra = await f.attempt(FULL);
       expect("ws" in extra, "the 21st connection is admitted under the raise").toBe(true);

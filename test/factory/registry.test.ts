@@ -20,13 +20,17 @@ describe("Registry", () => {
   });
 
   it("forgets a user once nothing is left, so memory does not grow with past users", () => {
-    const r = new Registry(2, clockAt({ now: 0 }));
+    const forgotten: string[] = [];
+    const r = new Registry(2, clockAt({ now: 0 }), { forgotten: (u) => forgotten.push(u) });
     const m = fakeManager("u", "m1");
     r.reserve("u");
     r.commit(m);
+    expect(r.holds("u")).toBe(true);
     expect(r.remove(m)).toBe(true);
     expect(r.remove(m)).toBe(false);
     expect(r.userCount).toBe(0);
+    expect(r.holds("u")).toBe(false);
+    expect(forgotten).toEqual(["u"]);
     expect(m.removed).toBe(true);
   });
 
@@ -52,6 +56,32 @@ describe("Registry", () => {
     expect(r.summaries({ atLimit: true }).map((s) => s.userId)).toEqual(["a"]);
     expect(r.countAtLimit()).toBe(1);
     r.clearTimers();
+  });
+
+  it("dates when a user reached their effective limit, clears it below, and follows a raise and its end", () => {
+    const t = { now: 1000 };
+    const forgotten: string[] = [];
+    const r = new Registry(2, clockAt(t), { forgotten: (u) => forgotten.push(u) });
+    const [m1, m2] = [fakeManager("u", "1"), fakeManager("u", "2")];
+    r.reserve("u");
+    r.commit(m1);
+    expect(r.atLimitSince("u")).toBeNull();
+    t.now = 2000;
+    r.reserve("u");
+    r.commit(m2);
+    t.now = 3000;
+    expect(r.atLimitSince("u")).toBe(2000);
+    r.setRaise("u", { limit: 3, until: 5000, queueTimeoutMs: 0 });
+    expect(r.atLimitSince("u")).toBeNull();
+    // The raise lapsed by the clock before its timer fired: at the limit again, dated from when it is seen.
+    t.now = 6000;
+    expect(r.atLimitSince("u")).toBe(6000);
+    t.now = 7000;
+    expect(r.atLimitSince("u")).toBe(6000);
+    r.clearTimers();
+    r.remove(m1);
+    expect(r.atLimitSince("u")).toBeNull();
+    expect(forgotten).toEqual([]);
   });
 
   it("tells the queue when a slot frees", () => {

@@ -34,6 +34,7 @@
  */
 import { Counter, Gauge, Registry } from "prom-client";
 import type { Clock } from "../../contract/clock.js";
+import { DEFAULT_REFUSED_WITHIN_MS, refusedRecently } from "./locked-out.js";
 import type { UserSummary } from "../../contract/control.js";
 import type { Trigger } from "./detector.js";
 import { PrometheusError, type InstantQuerier, type Sample } from "../sources/prometheus.js";
@@ -101,6 +102,8 @@ export class MetricEvaluatorMetrics {
   readonly series: Gauge<"rule" | "state">;
   /** `reclaim_operator_metric_triggers_total{rule}`: triggers handed to the engine. */
   readonly triggers: Counter<"rule">;
+  /** `reclaim_operator_metric_users_left_alone_total{rule}`: users at the limit the factory did not refuse recently. */
+  readonly leftAlone: Counter<"rule">;
 
   constructor(readonly registry: Registry = new Registry()) {
     const registers = [registry];
@@ -124,7 +127,13 @@ export class MetricEvaluatorMetrics {
     });
     this.triggers = new Counter({
       name: "reclaim_operator_metric_triggers_total",
-      help: "Triggers a metric rule handed to the engine (one per user at the limit on a firing series' factory).",
+      help: "Triggers a metric rule handed to the engine (one per user the firing series' factory refused recently).",
+      labelNames: ["rule"],
+      registers,
+    });
+    this.leftAlone = new Counter({
+      name: "reclaim_operator_metric_users_left_alone_total",
+      help: "Users at the limit on a firing series' factory that it did not refuse recently (busy, not locked out): no trigger.",
       labelNames: ["rule"],
       registers,
     });
@@ -140,6 +149,12 @@ export interface MetricEvaluatorOptions {
   queryTimeoutMs?: number;
   /** Timeout of the factory's users-at-limit call (default 5000 ms). */
   controlTimeoutMs?: number;
+  /**
+   * Only users the factory refused within this long get a trigger (default
+   * 10 min, as the sweep): a user at the limit who never asked for another
+   * connection is busy, not locked out, and is left alone.
+   */
+  refusedWithinMs?: number;
 }
 
 export interface MetricEvaluatorDeps {
@@ -186,7 +201,13 @@ interface RuleState {
   running: Promise<void> | null;
 }
 
-const REQUIRED_DEFAULTS: Required<MetricEvaluatorOptions> = { maxSeries: 1000, maxUsersPerSeries: 100, queryTimeoutMs: 10_000, controlTimeoutMs: 5000 };
+const REQUIRED_DEFAULTS: Required<MetricEvaluatorOptions> = {
+  maxSeries: 1000,
+  maxUsersPerSeries: 100,
+  queryTimeoutMs: 10_000,
+  controlTimeoutMs: 5000,
+  refusedWithinMs: DEFAULT_REFUSED_WITHIN_MS,
+};
 
 /** Evaluates metric rules on their intervals and turns firing series into engine triggers. */
 export class MetricEvaluator {
@@ -337,12 +358,19 @@ export class MetricEvaluator {
     if (asked.has(target.control.baseUrl)) return 0;
     asked.add(target.control.baseUrl);
     let users: UserSummary[];
+    let factoryNow = now;
     try {
-      users = (await target.control.usersAtLimit(this.options.controlTimeoutMs)).value.users;
+      const { value } = await target.control.usersAtLimit(this.options.controlTimeoutMs);
+      users = value.users;
+      if (value.asOf !== undefined) factoryNow = Date.parse(value.asOf);
     } catch (err) {
       this.report(name, "control", `Metric rule ${name}: cannot list the users at the limit on ${target.control.baseUrl}: ${err instanceof Error ? err.message : String(err)}`, err);
       return 0;
     }
+    // Locked out, not only busy: the factory refused them recently (issue 11). The rest are counted and left alone.
+    const atLimit = users.length;
+    users = users.filter((user) => refusedRecently(user, factoryNow, this.options.refusedWithinMs) !== null);
+    this.metrics.leftAlone.inc({ rule: name }, atLimit - users.length);
     if (users.length > this.options.maxUsersPerSeries) {
       this.report(
         name,

@@ -12,8 +12,20 @@ describe("Detector", () => {
     expect(d.observe(r, hardLimit("u", T0 + 70_000), { groups: {} })).toBeNull(); // T0 is now out of the window
     expect(d.observe(r, hardLimit("u", T0 + 80_000), { groups: {} })).toBeNull();
     const fired = d.observe(r, hardLimit("u", T0 + 90_000), { groups: {} });
-    expect(isTrigger(fired) && fired).toMatchObject({ userId: "u", pod: "factory-0", keyString: "userId=u,pod=factory-0", firstAt: T0 });
+    // What fired is the three entries inside the window: T0 fell out of it, so it is neither evidence nor the first time.
+    expect(isTrigger(fired) && fired).toMatchObject({ userId: "u", pod: "factory-0", keyString: "userId=u,pod=factory-0", firstAt: T0 + 70_000, total: 3 });
+    expect(isTrigger(fired) && fired.entries.map((e) => e.time)).toEqual([T0 + 70_000, T0 + 80_000, T0 + 90_000]);
     expect(d.observe(r, hardLimit("u", T0 + 95_000), { groups: {} })).toBeNull();
+  });
+
+  it("keeps as evidence only entries inside the window, also when they arrive out of order", () => {
+    const r = rule("r", { threshold: { count: 2, window: "10s" } });
+    const d = new Detector({ now: () => T0 + 60_000 });
+    expect(d.observe(r, hardLimit("u", T0 + 30_000), { groups: {} })).toBeNull();
+    expect(d.observe(r, hardLimit("u", T0), { groups: {} })).toBeNull(); // late, and 30 s before the first: outside any window with it
+    const fired = d.observe(r, hardLimit("u", T0 + 35_000), { groups: {} });
+    expect(isTrigger(fired) && fired.entries.map((e) => e.time)).toEqual([T0 + 30_000, T0 + 35_000]);
+    expect(isTrigger(fired) && fired).toMatchObject({ firstAt: T0 + 30_000, total: 2 });
   });
 
   it("keys windows by the rule's key fields", () => {

@@ -30,6 +30,7 @@ describeWithPrometheus("metric rule end to end: real Prometheus, real factory", 
   beforeAll(async () => {
     factory = await startTestFactory({ limit: LIMIT, cleanup: "legacy" }, { pod: "factory-a" });
     for (let i = 0; i < LIMIT; i++) zombies.push(await factory.open(STUCK, "no-pong"));
+    await factory.attempt(STUCK); // refused: locked out
     await factory.open(FINE);
     prometheus = await startTestPrometheus([{ address: new URL(factory.controlUrl).host, labels: { pod: "factory-a" } }]);
   });

@@ -43,6 +43,7 @@ describe("MetricEvaluator", () => {
     factory = await startTestFactory({ limit: 2 }, { pod: "factory-a" });
     await factory.open(ALICE);
     await factory.open(ALICE);
+    await factory.attempt(ALICE); // refused: locked out, not only at the limit
     await factory.open(BOB);
     control = new ControlClient(factory.controlUrl, TEST_CONTROL_TOKEN);
     prometheus = await startFakePrometheus(() => atLimit());
@@ -279,10 +280,29 @@ describe("MetricEvaluator", () => {
     expect(errors[0]?.message).toContain("store full");
   });
 
+  it("leaves alone a user at the limit whom the factory did not refuse: busy, not locked out (counted, no trigger)", async () => {
+    const dave = "dave";
+    await factory.open(dave);
+    await factory.open(dave);
+    try {
+      const ev = make([metricRule({ for: "1s" })]);
+      await ev.tick(clock.now());
+      expect((await ev.tick(clock.now() + S))[0]).toMatchObject({ triggers: 1 });
+      expect(triggers.map((t) => t.userId)).toEqual([ALICE]);
+      expect(await ev.metrics.registry.getSingleMetricAsString("reclaim_operator_metric_users_left_alone_total")).toContain(
+        'reclaim_operator_metric_users_left_alone_total{rule="users-at-limit"} 1',
+      );
+    } finally {
+      await factory.control("POST", `/v1/users/${dave}/rungs/force`, { max: 1, freeSlots: 1 });
+      await eventually(async () => (await control.usersAtLimit(2000)).value.users.length === 1, 5000, "dave below his limit");
+    }
+  });
+
   it("caps the users of one factory at maxUsersPerSeries", async () => {
     const carol = "carol";
     await factory.open(carol);
     await factory.open(carol);
+    await factory.attempt(carol);
     try {
       const ev = make([metricRule({ for: "1s" })], { evaluator: { maxUsersPerSeries: 1 } });
       await ev.tick(clock.now());
