@@ -9,7 +9,7 @@ import { checkSchedule } from "../operator/jobs/scheduler.js";
 import { InvalidRulesError, startOperator, type KubernetesConfig } from "../operator/operator.js";
 import { createOperatorLog } from "../operator/log.js";
 import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
-import { durationMs, intIn } from "./options.js";
+import { durationIn, durationMs, intIn } from "./options.js";
 
 interface OperatorFlags {
   rules: string[];
@@ -39,11 +39,13 @@ interface OperatorFlags {
   prometheusTimeout: number;
   sweepSchedule: string;
   sweepRule: string;
+  sweepRefusedWithin: number;
   digestSchedule: string;
   retentionSchedule: string;
   retentionDays: number;
   jobsTimezone: string;
   factorySelector?: string;
+  factoryNamespace?: string;
   filter?: string;
 }
 
@@ -86,13 +88,22 @@ export function operatorCommand(): Command {
     .addOption(new Option("--namespace <ns>", "namespace of the Lease, Incident and RemediationRule objects (default: POD_NAMESPACE)").env("POD_NAMESPACE"))
     .addOption(new Option("--prometheus <url>", "evaluate metric rules against this Prometheus-compatible HTTP API").env("RECLAIM_PROMETHEUS_URL"))
     .addOption(new Option("--prometheus-timeout <duration>", "timeout of one Prometheus query").argParser(durationMs).default(10_000, "10s"))
-    .addOption(new Option("--sweep-schedule <cron>", "ask every factory for users at their limit (off to disable)").default("*/5 * * * *").env("RECLAIM_SWEEP_SCHEDULE"))
+    .addOption(
+      new Option("--sweep-schedule <cron>", "ask every factory for the users it refused recently (off to disable)").default("*/5 * * * *").env("RECLAIM_SWEEP_SCHEDULE"),
+    )
+    .addOption(
+      new Option("--sweep-refused-within <duration>", "the sweep acts only for users the factory refused this recently (1s to 1h)")
+        .argParser(durationIn(1000, 3_600_000))
+        .default(600_000, "10m")
+        .env("RECLAIM_SWEEP_REFUSED_WITHIN"),
+    )
     .addOption(new Option("--sweep-rule <name>", "the rule sweep triggers are raised for").default("factory-users-at-limit").env("RECLAIM_SWEEP_RULE"))
     .addOption(new Option("--digest-schedule <cron>", "write the daily digest next to the incidents (off to disable)").default("0 6 * * *").env("RECLAIM_DIGEST_SCHEDULE"))
     .addOption(new Option("--retention-schedule <cron>", "remove old closed incident records from the folder (off to disable)").default("30 3 * * *").env("RECLAIM_RETENTION_SCHEDULE"))
     .addOption(new Option("--retention-days <n>", "keep closed incident records this many days").argParser(intIn(1, 3650)).default(30).env("RECLAIM_RETENTION_DAYS"))
     .addOption(new Option("--jobs-timezone <tz>", "time zone the schedules are read in").default("UTC").env("RECLAIM_JOBS_TIMEZONE"))
     .addOption(new Option("--factory-selector <selector>", "Kubernetes mode: the factory pods the sweep asks (default: the source's selector)"))
+    .addOption(new Option("--factory-namespace <ns>", "Kubernetes mode: their namespace (default: a k8s: source's, else --namespace)"))
     .addHelpText(
       "after",
       "\nSecrets come from the environment: RECLAIM_CONTROL_TOKEN (the factory's control API token),\n" +
@@ -158,11 +169,13 @@ export function operatorCommand(): Command {
       const jobs = {
         sweepSchedule: schedule("sweep", flags.sweepSchedule),
         sweepRule: flags.sweepRule,
+        sweepRefusedWithinMs: flags.sweepRefusedWithin,
         digestSchedule: schedule("digest", flags.digestSchedule),
         retentionSchedule: schedule("retention", flags.retentionSchedule),
         retentionDays: flags.retentionDays,
         timezone: flags.jobsTimezone,
         ...(flags.factorySelector === undefined ? {} : { factorySelector: flags.factorySelector }),
+        ...(flags.factoryNamespace === undefined ? {} : { factoryNamespace: flags.factoryNamespace }),
       };
       const log = createOperatorLog({ level: flags.logLevel });
       let operator;
@@ -209,8 +222,16 @@ export function operatorCommand(): Command {
       };
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
-      // A finite source (stdin) ends: finish the ladders in flight, then stop.
-      await running.done;
+      // A finite source (stdin) ends: finish the ladders in flight, then stop (exit 0). A source that failed for good
+      // (or anything else that ends the operator unasked) exits 1, so that it is restarted and seen.
+      try {
+        await running.done;
+      } catch (err) {
+        console.error(`reclaim operator: ${err instanceof Error ? err.message : String(err)}`);
+        await running.close().catch(() => undefined);
+        await log.close().catch(() => undefined);
+        process.exit(1);
+      }
       await running.idle();
       stop();
     });

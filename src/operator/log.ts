@@ -26,6 +26,11 @@ export const OperatorEvent = {
   jobFinished: "operator.job_finished",
   jobFailed: "operator.job_failed",
   jobSkipped: "operator.job_skipped",
+  triggerFailed: "operator.trigger_failed",
+  triggerRetried: "operator.trigger_retried",
+  termStarted: "operator.term_started",
+  termEnded: "operator.term_ended",
+  incidentInterrupted: "operator.incident_interrupted",
 } as const;
 export type OperatorEvent = (typeof OperatorEvent)[keyof typeof OperatorEvent];
 
@@ -48,4 +53,11 @@ export function createOperatorLog(options: StructuredLogOptions = {}): OperatorL
       logger[lvl]({ event, ...fields }, message);
     };
   return { debug: write("debug"), info: write("info"), warn: write("warn"), error: write("error"), close };
+}
+
+/** An error as one line for the log and the records: its message, and its cause's when the message does not already say it. */
+export function errorText(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = (err as Error & { cause?: unknown }).cause;
+  return cause instanceof Error && !err.message.includes(cause.message) ? `${err.message}: ${cause.message}` : err.message;
 }

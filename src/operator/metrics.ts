@@ -28,6 +28,9 @@ export class OperatorMetrics {
   readonly sourceReconnects: Counter<"source">;
   readonly sourceDuplicates: Counter<"source">;
   readonly sourceConnected: Gauge<"source">;
+  readonly triggerErrors: Counter<"rule">;
+  readonly sourceErrors: Counter<"source">;
+  readonly terms: Counter<"end">;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -77,7 +80,7 @@ export class OperatorMetrics {
       labelNames: ["status"],
       registers,
     });
-    this.openIncidents = new Gauge({ name: "reclaim_operator_open_incidents", help: "Incidents open or remediating.", registers });
+    this.openIncidents = new Gauge({ name: "reclaim_operator_open_incidents", help: "Incidents whose ladder is running now in this replica (0 on a replica that does not lead).", registers });
     this.detectToResolved = new Histogram({
       name: "reclaim_operator_detect_to_resolved_seconds",
       help: "From detection to verified recovery.",
@@ -123,6 +126,24 @@ export class OperatorMetrics {
       name: "reclaim_operator_source_connected",
       help: "1 while a streaming source has its stream open.",
       labelNames: ["source"],
+      registers,
+    });
+    this.triggerErrors = new Counter({
+      name: "reclaim_operator_trigger_errors_total",
+      help: "Attempts to handle a trigger that failed (a pod lookup or an incident read); the trigger is tried again with backoff, never dropped.",
+      labelNames: ["rule"],
+      registers,
+    });
+    this.sourceErrors = new Counter({
+      name: "reclaim_operator_source_errors_total",
+      help: "Times the log tail failed and was started again with backoff (from the last position handled).",
+      labelNames: ["source"],
+      registers,
+    });
+    this.terms = new Counter({
+      name: "reclaim_operator_terms_total",
+      help: "Leadership terms ended, by why: leadership lost, stopped, or failed.",
+      labelNames: ["end"],
       registers,
     });
     this.detectorEvictions = new Counter({

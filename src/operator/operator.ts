@@ -4,32 +4,25 @@
  *   source ─▶ scanner (needles, parse) ─▶ engine: rules ─▶ detector ─▶ guards
  *          ─▶ incident PERSISTED ─▶ ladder runner: rung ─▶ verify ─▶ … ─▶ store
  *
- * It acts in *terms*. A term starts when this replica may act — at once, or
- * when it wins the leader election — and rebuilds the guards from the
- * incident records, resumes incidents left open (or marks them interrupted
- * when too old or their rule is gone), and starts tailing the source. A term
- * ends when leadership is lost: the source stops and ladders stop writing at
- * once, leaving each incident at its last persisted step for the next leader.
+ * It acts in *terms* (term.ts): a term starts when this replica may act — at
+ * once, or when it wins the leader election — and ends when leadership is
+ * lost or the operator stops. This function only builds the parts every term
+ * uses (rules, stores, targets, source, metrics), creates a term when acting
+ * starts and disposes it when acting ends, one term at a time (ADR 20).
  * Rules are reloaded when their files (or RemediationRule objects) change; an
  * invalid file reload keeps the last good set.
  */
 import { createServer } from "node:http";
-import { setTimeout as sleep } from "node:timers/promises";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { AddressInfo } from "node:net";
 import type * as k8s from "@kubernetes/client-node";
 import { Gauge } from "prom-client";
-import { systemClock, type Clock } from "../contract/clock.js";
+import { systemTimers, type Clock, type Timers } from "../contract/clock.js";
 import { runCanary } from "./verify/canary.js";
 import { ControlClient } from "./act/control-client.js";
-import { Detector } from "./detect/detector.js";
-import { Engine, type Actor } from "./decide/engine.js";
-import { GuardState } from "./decide/guards.js";
 import { FileIncidentStore } from "./incidents/file-store.js";
-import { FINAL_STATUSES, type Incident } from "./incidents/model.js";
 import { OrderedStore } from "./incidents/ordered-store.js";
-import { close, decide } from "./incidents/record.js";
 import type { IncidentStore } from "./incidents/store.js";
 import { TeeStore } from "./incidents/tee-store.js";
 import type { EventingStore } from "./k8s/events.js";
@@ -38,14 +31,16 @@ import type { LeaderElector } from "./k8s/leader.js";
 import type { PodLogSource, parsePodLogSpec } from "./k8s/pod-logs.js";
 import type { PodTargetResolver } from "./k8s/pod-target.js";
 import type { RuleObjects } from "./k8s/rule-objects.js";
+import type { withDeadline } from "./k8s/client.js";
 import { DigestJob } from "./jobs/digest.js";
 import { JobMetrics } from "./jobs/metrics.js";
 import { RetentionJob } from "./jobs/retention.js";
 import { Scheduler, type Job } from "./jobs/scheduler.js";
 import { SweepJob } from "./jobs/sweep.js";
-import { LadderRunner, NotLeader, StoreFailure, type LadderOptions } from "./act/ladder.js";
+import type { LadderOptions } from "./act/ladder.js";
 import { FAILPOINT_ENV } from "./failpoint.js";
-import { OperatorEvent, createOperatorLog, type OperatorLog } from "./log.js";
+import { errorText, OperatorEvent, createOperatorLog, type OperatorLog } from "./log.js";
+import { Term, type TermDeps, type TermEnd, type TermOptions } from "./term.js";
 import { MetricEvaluator, isMetricRule } from "./detect/metric-evaluator.js";
 import { OperatorMetrics } from "./metrics.js";
 import { PrometheusClient } from "./sources/prometheus.js";
@@ -115,6 +110,8 @@ export interface OperatorConfig {
   prometheus?: { url: string; timeoutMs?: number };
   /** Scheduled jobs; a schedule of null turns that job off. */
   jobs?: JobsConfig;
+  /** How terms retry, bound and back off (term.ts; every field has a default). */
+  term?: Omit<TermOptions, "dryRun" | "ladder" | "canary">;
 }
 
 /** The operator's scheduled jobs (`--sweep-schedule` …). */
@@ -123,6 +120,8 @@ export interface JobsConfig {
   sweepSchedule: string | null;
   /** The rule sweep triggers are raised for (default `factory-users-at-limit`). */
   sweepRule: string;
+  /** The sweep acts only for users the factory refused this recently (default 10 min). */
+  sweepRefusedWithinMs?: number;
   /** The daily digest (default `0 6 * * *`). */
   digestSchedule: string | null;
   /** Removing closed incident records older than `retentionDays` (default `30 3 * * *`, 30 days). */
@@ -132,10 +131,13 @@ export interface JobsConfig {
   timezone: string;
   /** In Kubernetes mode, the factory pods the sweep asks (default `app.kubernetes.io/name=chat-factory`). */
   factorySelector?: string;
+  /** Their namespace, when the source does not name it (`k8s:NAMESPACE/…`); default the operator's. */
+  factoryNamespace?: string;
 }
 
 export interface OperatorDeps {
-  clock?: Clock;
+  /** Time for records, waits and deadlines (default the real clock and timers). A plain Clock keeps real timers. */
+  clock?: Clock | Timers;
   log?: OperatorLog;
   defaultMetrics?: boolean;
   /** A source to use instead of the configured one (tests). */
@@ -147,19 +149,22 @@ export interface OperatorDeps {
 
 export interface Operator {
   readonly metricsPort: number;
-  readonly engine: Engine;
   readonly store: IncidentStore;
   /** The scheduled jobs, when any are configured. */
   readonly scheduler: Scheduler | null;
   readonly metrics: OperatorMetrics;
   readonly scanner: () => Scanner;
+  /** The rules in force now. */
+  readonly rules: () => readonly CompiledRule[];
+  /** The term acting now, or null (a follower, or stopped). */
+  readonly term: () => Term | null;
   /** Is this replica acting (the leader, or alone)? */
   readonly leading: () => boolean;
-  /** Resolves when a finite source has ended (or the operator stopped). */
+  /** Resolves when a finite source has ended (or the operator stopped); rejects when the log source failed for good. */
   readonly done: Promise<void>;
   /** Ladders running now. */
   inFlight(): number;
-  /** Waits until no ladder is running. */
+  /** Waits until no ladder of the current term is running. */
   idle(): Promise<void>;
   /** Stops reading and acting; ladders stop between steps (their records say where); a leader gives up its lease. */
   close(): Promise<void>;
@@ -174,7 +179,8 @@ export class InvalidRulesError extends Error {
 }
 
 export async function startOperator(config: OperatorConfig, deps: OperatorDeps = {}): Promise<Operator> {
-  const clock = deps.clock ?? systemClock;
+  const given = deps.clock;
+  const timers: Timers = given === undefined ? systemTimers : "sleep" in given ? given : { ...systemTimers, now: () => given.now() };
   const log = deps.log ?? createOperatorLog();
   const metrics = new OperatorMetrics({ defaultMetrics: deps.defaultMetrics ?? true });
   const kube = config.kubernetes;
@@ -198,11 +204,16 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   else {
     if (kube?.incidents === true && km !== null) {
       stores.push(
-        new km.EventingStore(new km.KubernetesIncidentStore(kube.kubeConfig.makeApiClient(km.k8s.CustomObjectsApi), kube.namespace), kube.kubeConfig.makeApiClient(km.k8s.EventsV1Api), {
+        new km.EventingStore(
+          new km.KubernetesIncidentStore(kube.kubeConfig.makeApiClient(km.k8s.CustomObjectsApi), kube.namespace, { timers }),
+          kube.kubeConfig.makeApiClient(km.k8s.EventsV1Api),
+          {
           namespace: kube.namespace,
           instance: kube.identity,
-          onError: (err) => log.warn(OperatorEvent.storeError, {}, `Could not create a Kubernetes Event: ${String(err)}`),
-        }),
+          timers,
+          onError: (err) => log.warn(OperatorEvent.storeError, {}, `Could not create a Kubernetes Event: ${errorText(err)}`),
+          },
+        ),
       );
     }
     if (config.incidentsDir !== null) {
@@ -220,55 +231,19 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       ? new km.PodTargetResolver(kube.kubeConfig.makeApiClient(km.k8s.CoreV1Api), {
           namespace: kube.namespace,
           token: config.controlToken,
+          timers,
           ...(kube.controlPort === undefined ? {} : { controlPort: kube.controlPort }),
           ...(kube.controlUrlTemplate === undefined ? {} : { urlTemplate: kube.controlUrlTemplate }),
         })
-      : new StaticTarget(new ControlClient(config.control, config.controlToken)));
+      : new StaticTarget(new ControlClient(config.control, config.controlToken, timers)));
 
-  const guards = new GuardState();
-  let leading = (kube?.leaderElection ?? null) === null;
-  guards.leader = () => leading;
   const leaderGauge = new Gauge({ name: "reclaim_operator_leader", help: "1 while this replica acts (the leader, or alone).", registers: [metrics.registry] });
-
   const stopped = new AbortController();
-  /** Between writes the store refused (held incidents, held ladders) and reads of the records at a term's start. */
-  const storeRetryMs = config.ladder?.storeRetryMs ?? 1000;
-  let term: AbortController | null = null;
-  const running = new Set<Promise<void>>();
-  const ladder = new LadderRunner(
-    { store, guards, clock, metrics, log },
-    {
-      ...config.ladder,
-      ...(config.canary === undefined ? {} : { canary: (message: string) => runCanary(config.canary!, message) }),
-    },
-  );
-  const actor: Actor = {
-    act(incident, rule, target) {
-      if (target === null || term === null) return;
-      const run = ladder
-        .run(incident, rule.rule, target, term.signal)
-        .then(
-          () => undefined,
-          (err: unknown) => {
-            if (err instanceof NotLeader) {
-              log.warn(OperatorEvent.resumed, { incident: incident.id }, `Stopped acting on ${incident.id}: leadership lost; the next leader continues it`);
-            } else if (!(err instanceof StoreFailure)) {
-              log.error(OperatorEvent.storeError, { incident: incident.id }, `Ladder of ${incident.id} stopped: ${String(err)}`);
-            }
-          },
-        )
-        .finally(() => {
-          engine.release(incident);
-          metrics.openIncidents.set(engine.active.size);
-          running.delete(run);
-        });
-      running.add(run);
-      metrics.openIncidents.set(engine.active.size);
-    },
-  };
-  const detector = new Detector({ now: () => clock.now() });
-  const engine = new Engine({ detector, guards, store, targets, actor, clock, metrics, log, dryRun: config.dryRun });
-  // Metric rules: evaluated against Prometheus by the leader; their triggers take the normal path.
+  /** The term acting now; transitions between terms run one after the other. */
+  let current: Term | null = null;
+  let transitions: Promise<void> = Promise.resolve();
+
+  // Metric rules: evaluated against Prometheus by the leader; their triggers take the normal path of the current term.
   const metricEvaluator =
     config.prometheus === undefined
       ? null
@@ -276,12 +251,9 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
           rules: [],
           prometheus: new PrometheusClient(config.prometheus.url, config.prometheus.timeoutMs === undefined ? {} : { timeoutMs: config.prometheus.timeoutMs }),
           targets,
-          clock,
+          clock: timers,
           registry: metrics.registry,
-          onTrigger: async (trigger) => {
-            await engine.onTrigger(trigger);
-            await engine.flush();
-          },
+          onTrigger: (trigger) => current?.trigger(trigger),
           onError: (err) =>
             log[err.recoverable ? "warn" : "error"](OperatorEvent.metricError, { rule: err.rule, kind: err.kind }, err.message),
         });
@@ -290,7 +262,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   const applyRules = (): void => {
     rules = [...fileRules, ...objectRules];
     scanner = new Scanner(rules);
-    engine.setRules(rules);
+    current?.setRules(rules);
     metricEvaluator?.setRules(rules);
     metrics.rulesLoaded.set(rules.length);
     // The Cloud Logging tail only receives what the rules can match: refresh its server-side filter.
@@ -304,38 +276,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       );
     }
   };
-  applyRules();
 
   const ruleNamed = (name: string): CompiledRule | undefined => rules.find((r) => r.name === name);
-
-  /** An incident a previous term (or process) left open: continue it, or close it as interrupted. */
-  async function resume(incident: Incident): Promise<void> {
-    const now = clock.now();
-    const rule = ruleNamed(incident.rule);
-    const age = now - Date.parse(incident.updatedAt);
-    const window = config.resumeWindowMs ?? 600_000;
-    if (rule === undefined || age > window) {
-      close(
-        incident,
-        "interrupted",
-        now,
-        rule === undefined
-          ? `the operator restarted and rule ${incident.rule} is no longer loaded`
-          : `the operator restarted ${Math.round(age / 1000)} s after the last step (more than ${window / 1000} s): not resumed`,
-      );
-      incident.followUps.push("Check whether the user can connect; a new trigger will open a new incident.");
-      await store.save(incident);
-      guards.closed(incident, rule?.rule.spec.guards.circuitBreaker.failures ?? 3);
-      metrics.incidents.inc({ status: "interrupted" });
-      return;
-    }
-    decide(incident, "resumed", "a new operator term continues from the record", now);
-    // If this write fails, the ladder's own first write holds it before anything is called.
-    await store.save(incident).catch((err: unknown) => log.error(OperatorEvent.storeError, { incident: incident.id }, `Could not record resuming ${incident.id}: ${String(err)}`));
-    log.warn(OperatorEvent.resumed, { incident: incident.id, rule: incident.rule, userId: incident.target.userId }, `Resuming incident ${incident.id}`);
-    engine.active.set(incident.id, incident);
-    actor.act(incident, rule, await targets.resolve({ userId: incident.target.userId, pod: incident.target.pod, namespace: incident.target.namespace ?? null }));
-  }
 
   // The source: tailed only during a term.
   const makeSource = (): LogSource => {
@@ -357,6 +299,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   };
   const source = makeSource();
   if (source instanceof CloudLoggingSource) cloudSource = source;
+  applyRules();
   const sourceLabel = { source: source.name };
   // A streaming source's own counters (Cloud Logging), exported as they move; lag keeps rising while nothing arrives.
   const streamStats = source instanceof CloudLoggingSource ? source.stats : null;
@@ -372,113 +315,76 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       exported.suppressed[reason] = n;
     }
     metrics.sourceConnected.set(sourceLabel, streamStats.connected ? 1 : 0);
-    if (streamStats.newestEntryTime !== null) metrics.sourceLag.set(sourceLabel, Math.max(0, (clock.now() - streamStats.newestEntryTime) / 1000));
+    if (streamStats.newestEntryTime !== null) metrics.sourceLag.set(sourceLabel, Math.max(0, (timers.now() - streamStats.newestEntryTime) / 1000));
   };
   let evictionsSeen = 0;
+  const afterBatch = (): void => {
+    exportStreamStats();
+    const evictions = current?.detector.stats.evictions ?? evictionsSeen;
+    metrics.detectorEvictions.inc(Math.max(0, evictions - evictionsSeen));
+    evictionsSeen = evictions;
+  };
+
+  // Terms: one at a time. The next starts only once the last has been disposed (its ladders stopped, its tail ended).
   let resolveDone!: () => void;
-  const done = new Promise<void>((resolve) => (resolveDone = resolve));
-  let tailing: Promise<void> = Promise.resolve();
-
+  let rejectDone!: (err: Error) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  const termOptions: TermOptions = {
+    dryRun: config.dryRun,
+    ...(config.resumeWindowMs === undefined ? {} : { resumeWindowMs: config.resumeWindowMs }),
+    ...(config.ladder?.storeRetryMs === undefined ? {} : { storeRetryMs: config.ladder.storeRetryMs }),
+    ...config.term,
+    ...(config.ladder === undefined ? {} : { ladder: config.ladder }),
+    ...(config.canary === undefined ? {} : { canary: (message: string) => runCanary(config.canary!, message) }),
+  };
+  const termDeps: TermDeps = { store, targets, timers, metrics, log, rules: () => rules, scanner: () => scanner, source, onBatch: afterBatch };
   /**
-   * The incident records, read at the start of a term. A new leader that
-   * cannot read them (the API answers 500) does not act: it tries again every
-   * `storeRetryMs` until it can or the term ends (null). The first term of a
-   * replica without leader election fails instead (`retry` false): the
-   * operator then refuses to start.
+   * Starts acting: a new term, which starts once the last one has been
+   * disposed. The first term of a replica without leader election must read
+   * the records, or the operator does not start (`waitForRecords` false).
    */
-  async function listRecords(signal: AbortSignal, retry: boolean): Promise<Incident[] | null> {
-    for (let failures = 1; ; failures++) {
-      try {
-        return await store.list();
-      } catch (err) {
-        if (!retry) throw err;
-        metrics.storeErrors.inc();
-        if (failures === 1 || failures % 60 === 0) {
-          log.error(
-            OperatorEvent.storeError,
-            { failures },
-            `Cannot read the incident records; NOT acting until they can be read (trying again every ${storeRetryMs} ms): ${err instanceof Error ? err.message : String(err)}`,
-          );
-        }
-        await sleep(storeRetryMs, undefined, { signal }).catch(() => undefined);
-        if (signal.aborted) return null;
-      }
-    }
-  }
-
-  async function startTerm(retryList = true): Promise<void> {
-    const current = new AbortController();
-    term = current;
-    engine.active.clear();
-    // Incidents the store could not record yet are written again (and acted on) every storeRetryMs during the term.
-    const retryHeld = setInterval(() => void engine.retryHeld(), storeRetryMs);
-    retryHeld.unref();
-    current.signal.addEventListener("abort", () => clearInterval(retryHeld), { once: true });
-    const records = await listRecords(current.signal, retryList);
-    if (records === null) return; // the term ended while the records could not be read
-    guards.rebuild(records, (name) => ruleNamed(name)?.rule.spec.guards.circuitBreaker.failures ?? 3, clock.now());
-    for (const incident of records.filter((i) => !FINAL_STATUSES.has(i.status))) {
-      if (current.signal.aborted) return;
-      await resume(incident).catch((err: unknown) => log.error(OperatorEvent.storeError, { incident: incident.id }, `Could not resume ${incident.id}: ${String(err)}`));
-    }
-    ruleObjects?.recheck();
-    metricEvaluator?.start();
-    // A term's tail starts once the last term's has ended, its last position saved (else the source is busy).
-    await tailing;
-    if (current.signal.aborted) return;
-    // A batch's position is saved while the next batch is read and handled, so that a line written just after
-    // another is not held up by the other's fsyncs; the next batch waits for that save before its own starts, and a
-    // failed save still ends the tail, one batch later. Sources save positions one at a time and never go back
-    // (ADR 15).
-    let committing: Promise<void> = Promise.resolve();
-    tailing = source
-      .run(async (batch) => {
-        const used = scanner;
-        const before = { ...used.stats };
-        // Parsed one by one as handled, so a flood's entries die young (ADR 12).
-        const events = used.lazy(batch);
-        metrics.linesRead.inc(sourceLabel, used.stats.linesRead - before.linesRead);
-        try {
-          for (const event of events) {
-            if (current.signal.aborted) return; // leadership lost mid-batch: leave the rest (and its position) to the next leader
-            metrics.sourceLag.set(sourceLabel, Math.max(0, (clock.now() - event.time) / 1000));
-            await engine.handle(event);
-          }
-        } finally {
-          metrics.linesMalformed.inc(sourceLabel, used.stats.malformed - before.malformed);
-        }
-        exportStreamStats();
-        metrics.detectorEvictions.inc(detector.stats.evictions - evictionsSeen);
-        evictionsSeen = detector.stats.evictions;
-        // Rollup records (ADR 12) are written once per batch, before its position is saved.
-        await engine.flush();
-        const previous = committing;
-        committing = batch.commit();
-        committing.catch(() => undefined); // awaited by the next batch, or when the tail ends
-        await previous;
-      }, current.signal)
-      .then(() => committing)
-      .catch((err: unknown) => {
-        log.error(OperatorEvent.sourceError, { source: source.name }, `Source ${source.name} failed: ${err instanceof Error ? err.message : String(err)}`);
-      })
-      .finally(() => {
-        if (!current.signal.aborted || stopped.signal.aborted) resolveDone();
+  const beginTerm = (waitForRecords: boolean): Promise<void> => {
+    const term = new Term(termDeps, termOptions);
+    current = term;
+    leaderGauge.set(1);
+    const next = transitions.then(async () => {
+      await term.start(waitForRecords);
+      if (!term.acting) return;
+      ruleObjects?.recheck();
+      metricEvaluator?.start();
+      void term.tailEnded.then(() => {
+        if (term.failure !== null) {
+          log.error(OperatorEvent.sourceError, { source: source.name }, `Stopping: ${term.failure.message}`);
+          rejectDone(term.failure);
+        } else if (term.acting && !stopped.signal.aborted) resolveDone(); // a finite source ran out
       });
-  }
-
-  function endTerm(why: string): void {
-    term?.abort();
-    term = null;
-    engine.dropHeld(why);
-    void metricEvaluator?.stop();
-  }
+    });
+    transitions = next.catch(() => undefined);
+    return next;
+  };
+  /** Stops acting at once (the term's signal aborts); the next term waits until its ladders and tail have stopped. */
+  const endTerm = (why: TermEnd, detail: string): Promise<void> => {
+    const ending = current;
+    current = null;
+    leaderGauge.set(0);
+    const disposed = ending?.dispose(why, detail) ?? Promise.resolve();
+    const next = transitions.then(async () => {
+      await metricEvaluator?.stop();
+      await disposed;
+    });
+    transitions = next.catch(() => undefined);
+    return next;
+  };
 
   // Rules as cluster objects.
   const ruleObjects =
     kube?.watchRules === true && km !== null
       ? new km.RuleObjects(kube.kubeConfig, {
           namespace: kube.namespace,
-          canWriteStatus: () => leading,
+          canWriteStatus: () => current?.acting === true,
           reservedNames: () => new Set(fileRules.map((r) => r.name)),
           onChange: (valid) => {
             objectRules = valid;
@@ -502,7 +408,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/metrics") {
-      leaderGauge.set(leading ? 1 : 0);
+      leaderGauge.set(current?.acting === true ? 1 : 0);
       exportStreamStats();
       metrics.registry.metrics().then(
         (text) => {
@@ -518,7 +424,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     }
     const ok = path === "/healthz" || (path === "/readyz" && !stopped.signal.aborted);
     res.writeHead(path === "/healthz" || path === "/readyz" ? (ok ? 200 : 503) : 404, { "Content-Type": "application/json" });
-    res.end(JSON.stringify(ok ? { status: "ok", leader: leading } : { error: { code: "not_found", message: "not found" } }));
+    res.end(JSON.stringify(ok ? { status: "ok", leader: current?.acting === true } : { error: { code: "not_found", message: "not found" } }));
   });
   const metricsPort = await new Promise<number>((resolve, reject) => {
     server.once("error", reject);
@@ -527,7 +433,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
 
   // Hot reload of the rule files.
   let fingerprint = await fingerprintOf(config.rules);
-  const reload = setInterval(() => {
+  const stopReload = timers.every(config.reloadIntervalMs ?? 1000, () => {
     void (async () => {
       const next = await fingerprintOf(config.rules);
       if (next === fingerprint) return;
@@ -546,12 +452,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       applyRules();
       metrics.ruleReloads.inc({ result: "ok" });
       log.info(OperatorEvent.rulesLoaded, { rules: rules.length }, `Rules reloaded: ${rules.map((r) => r.name).join(", ")}`);
-    })();
-  }, config.reloadIntervalMs ?? 1000);
-  reload.unref();
-  // Rollup records whose only change is trigger counts are written every 5 s at most (ADR 12), also when no line arrives.
-  const rollupTimer = setInterval(() => void engine.flush(), 1000);
-  rollupTimer.unref();
+    })().catch((err: unknown) => log.error(OperatorEvent.rulesInvalid, {}, `Rule reload failed; keeping the rules in force: ${errorText(err)}`));
+  });
 
   // Scheduled jobs: they run on every replica's timer, but the sweep acts only on the leader and the others only read or prune.
   const scheduler = startJobs();
@@ -564,28 +466,25 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
         new SweepJob({
           schedule: jobsConfig.sweepSchedule,
           ruleName: jobsConfig.sweepRule,
+          ...(jobsConfig.sweepRefusedWithinMs === undefined ? {} : { refusedWithinMs: jobsConfig.sweepRefusedWithinMs }),
           rule: (name) => ruleNamed(name),
           targets: factoriesToSweep,
-          onTrigger: async (trigger) => {
-            const outcome = await engine.onTrigger(trigger);
-            await engine.flush();
-            return outcome;
-          },
-          clock,
-          isLeader: () => leading,
+          onTrigger: async (trigger) => (await current?.trigger(trigger)) ?? { suppressed: "not_leader", incident: null },
+          clock: timers,
+          isLeader: () => current?.acting === true,
         }),
       );
     }
     if (jobsConfig.digestSchedule !== null) {
-      jobs.push(new DigestJob({ store, dir: config.incidentsDir ?? config.stateDir, clock, schedule: jobsConfig.digestSchedule }));
+      jobs.push(new DigestJob({ store, dir: config.incidentsDir ?? config.stateDir, clock: timers, schedule: jobsConfig.digestSchedule }));
     }
     if (jobsConfig.retentionSchedule !== null && fileStore !== null) {
-      jobs.push(new RetentionJob({ store: fileStore, clock, days: jobsConfig.retentionDays, schedule: jobsConfig.retentionSchedule }));
+      jobs.push(new RetentionJob({ store: fileStore, clock: timers, days: jobsConfig.retentionDays, schedule: jobsConfig.retentionSchedule }));
     }
     if (jobs.length === 0) return null;
     const started = new Scheduler(jobs, {
       timezone: jobsConfig.timezone,
-      clock,
+      clock: timers,
       metrics: new JobMetrics(metrics.registry),
       onRun: (report) =>
         report.result === "ok"
@@ -598,17 +497,29 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     return started;
   }
 
-  /** The factories the sweep asks: `--control`, or in Kubernetes mode every factory pod. */
+  /**
+   * The factories the sweep asks: `--control`, or in Kubernetes mode every
+   * factory pod — in the namespace of a `k8s:NAMESPACE/…` source, else
+   * `jobs.factoryNamespace`, else the operator's own.
+   */
   async function factoriesToSweep(): Promise<Target[]> {
     if (kube?.podTargets !== true || km === null) {
       const target = await targets.resolve({ userId: "", pod: null, namespace: null });
       return target === null ? [] : [target];
     }
-    const selector = config.jobs?.factorySelector ?? km.parsePodLogSpec(config.source)?.selector ?? "app.kubernetes.io/name=chat-factory";
-    const pods = await kube.kubeConfig.makeApiClient(km.k8s.CoreV1Api).listNamespacedPod({ namespace: kube.namespace, labelSelector: selector });
+    const podLogs = km.parsePodLogSpec(config.source);
+    const namespace = podLogs?.namespace ?? config.jobs?.factoryNamespace ?? kube.namespace;
+    const selector = config.jobs?.factorySelector ?? podLogs?.selector ?? "app.kubernetes.io/name=chat-factory";
+    const core = kube.kubeConfig.makeApiClient(km.k8s.CoreV1Api);
+    const pods = await km.withDeadline((o) => core.listNamespacedPod({ namespace, labelSelector: selector }, o), {
+      timers,
+      ms: K8S_CALL_TIMEOUT_MS,
+      ...(current === null ? {} : { signal: current.signal }),
+      what: `listing the factory pods in ${namespace}`,
+    });
     const found: Target[] = [];
     for (const pod of pods.items) {
-      const target = await targets.resolve({ userId: "", pod: pod.metadata?.name ?? null, namespace: kube.namespace });
+      const target = await targets.resolve({ userId: "", pod: pod.metadata?.name ?? null, namespace });
       if (target !== null) found.push(target);
     }
     return found;
@@ -621,27 +532,33 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       name: kube.leaderElection.name,
       namespace: kube.namespace,
       identity: kube.identity,
+      timers,
       ...(kube.leaderElection.leaseDurationMs === undefined ? {} : { leaseDurationMs: kube.leaderElection.leaseDurationMs }),
       ...(kube.leaderElection.renewDeadlineMs === undefined ? {} : { renewDeadlineMs: kube.leaderElection.renewDeadlineMs }),
       ...(kube.leaderElection.retryPeriodMs === undefined ? {} : { retryPeriodMs: kube.leaderElection.retryPeriodMs }),
       onStartedLeading: () => {
-        leading = true;
-        leaderGauge.set(1);
         log.warn(OperatorEvent.started, { identity: kube.identity }, `Became the leader (${kube.identity}): acting`);
-        startTerm().catch((err: unknown) => log.error(OperatorEvent.storeError, {}, `Could not start acting as the leader: ${String(err)}`));
+        beginTerm(true).catch((err: unknown) => log.error(OperatorEvent.storeError, {}, `Could not start acting as the leader: ${errorText(err)}`));
       },
       onStoppedLeading: () => {
-        leading = false;
-        leaderGauge.set(0);
         log.warn(OperatorEvent.stopping, { identity: kube.identity }, `Lost the leadership (${kube.identity}): stopped acting`);
-        endTerm("leadership lost");
+        void endTerm("leadership_lost", "leadership lost");
       },
-      onError: (err) => log.warn(OperatorEvent.sourceError, {}, `Leader election: ${String(err)}`),
+      onError: (err) => log.warn(OperatorEvent.sourceError, {}, `Leader election: ${errorText(err)}`),
     });
     elector.start();
   } else {
-    leaderGauge.set(1);
-    await startTerm(false);
+    try {
+      await beginTerm(false);
+    } catch (err) {
+      // Not started: give back what was opened.
+      stopped.abort();
+      stopReload();
+      await scheduler?.stop();
+      await ruleObjects?.stop();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw err;
+    }
   }
   // Logged once the source is positioned: lines written after this line are read.
   log.info(
@@ -654,34 +571,29 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   const armed = process.env[FAILPOINT_ENV];
   if (armed !== undefined && armed !== "") log.warn(OperatorEvent.started, { failpoint: armed }, `FAILPOINT ${armed} ARMED: this process kills itself there (test only, ADR 13)`);
 
-
-  const idle = async (): Promise<void> => {
-    while (running.size > 0) await Promise.all([...running]);
-  };
   let closing: Promise<void> | undefined;
   return {
     metricsPort,
-    engine,
     store,
     scheduler,
     metrics,
     scanner: () => scanner,
-    leading: () => leading,
+    rules: () => rules,
+    term: () => current,
+    leading: () => current?.acting === true,
     done,
-    inFlight: () => running.size,
-    idle,
+    inFlight: () => current?.inFlight ?? 0,
+    idle: async () => {
+      await transitions;
+      await current?.idle();
+    },
     close: () =>
       (closing ??= (async () => {
         log.info(OperatorEvent.stopping, {}, "Operator stopping");
         stopped.abort();
-        endTerm("the operator stopped");
-        clearInterval(reload);
+        stopReload();
         await scheduler?.stop();
-        await metricEvaluator?.stop();
-        await tailing;
-        clearInterval(rollupTimer);
-        await engine.flush({ all: true });
-        await idle();
+        await endTerm("stopped", "the operator stopped");
         await elector?.stop();
         await ruleObjects?.stop();
         resolveDone();
@@ -695,6 +607,9 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   };
 }
 
+/** How long one Kubernetes API call of the operator's own may take (the sweep's pod list). */
+const K8S_CALL_TIMEOUT_MS = 10_000;
+
 /** The Kubernetes client and Reclaim's Kubernetes parts, imported on first use (they hold ~80 MB that file-source operators never need). */
 async function loadKubernetesModules(): Promise<{
   k8s: typeof k8s;
@@ -705,8 +620,9 @@ async function loadKubernetesModules(): Promise<{
   parsePodLogSpec: typeof parsePodLogSpec;
   PodTargetResolver: typeof PodTargetResolver;
   RuleObjects: typeof RuleObjects;
+  withDeadline: typeof withDeadline;
 }> {
-  const [k8sClient, events, incidentStore, leader, podLogs, podTarget, ruleObjects] = await Promise.all([
+  const [k8sClient, events, incidentStore, leader, podLogs, podTarget, ruleObjects, client] = await Promise.all([
     import("@kubernetes/client-node"),
     import("./k8s/events.js"),
     import("./k8s/incident-store.js"),
@@ -714,6 +630,7 @@ async function loadKubernetesModules(): Promise<{
     import("./k8s/pod-logs.js"),
     import("./k8s/pod-target.js"),
     import("./k8s/rule-objects.js"),
+    import("./k8s/client.js"),
   ]);
   return {
     k8s: k8sClient,
@@ -724,6 +641,7 @@ async function loadKubernetesModules(): Promise<{
     parsePodLogSpec: podLogs.parsePodLogSpec,
     PodTargetResolver: podTarget.PodTargetResolver,
     RuleObjects: ruleObjects.RuleObjects,
+    withDeadline: client.withDeadline,
   };
 }
 

@@ -69,7 +69,7 @@ describe("fault matrix 8: rule files become invalid on hot reload", () => {
       expect(String(invalidReloads(op)[n - 1]!.message), what).toMatch(at);
       expect(String(invalidReloads(op)[n - 1]!.message), what).toContain("keeping the last good set of 1 rule(s)");
       expect(await reloadsMetric(op, "invalid")).toBe(n);
-      expect(op.engine.ruleSet.map((r) => r.name)).toEqual(["lockout"]);
+      expect(op.rules().map((r) => r.name)).toEqual(["lockout"]);
       // The last good rule still acts on a new trigger.
       await appendFile(log, hardLimitLine(`during-${n}`, Date.now()));
       const [incident] = await resolvedFor(`during-${n}`);
@@ -90,7 +90,7 @@ describe("fault matrix 8: rule files become invalid on hot reload", () => {
 
     // The fixed file is picked up: the next trigger is handled by the new version (a dry run, so it shows).
     await writeFile(ruleFile, faultRule({ name: "lockout-v2" }).replace("guards: { cooldown: 10m }", "guards: { cooldown: 10m, dryRun: true }"));
-    await eventually(() => op.engine.ruleSet.map((r) => r.name).join() === "lockout-v2", 5000, "the fixed rules");
+    await eventually(() => op.rules().map((r) => r.name).join() === "lockout-v2", 5000, "the fixed rules");
     expect(await reloadsMetric(op, "ok")).toBeGreaterThanOrEqual(1);
     await appendFile(log, hardLimitLine("after-fix", Date.now()));
     const all = await op.until((incidents) => incidents.some((i) => i.target.userId === "after-fix"), "the new rule's record");
@@ -151,7 +151,7 @@ describe("fault matrix 8: a RemediationRule object becomes invalid (--watch-rule
     expect(condition().message).toContain("the last valid version of this rule stays in force");
     await eventually(() => op.lines.some((l) => l.event === "operator.rules_invalid" && l.severity === "ERROR" && l.rule === "cluster-lockout"), 5000, "the ERROR");
     expect(await reloadsMetric(op, "invalid")).toBe(1);
-    expect(op.engine.ruleSet.map((r) => r.name).sort()).toEqual(["cluster-lockout", "file-rule"]);
+    expect(op.rules().map((r) => r.name).sort()).toEqual(["cluster-lockout", "file-rule"]);
     alarm("u-while-invalid");
     const [kept] = await resolvedFor("u-while-invalid");
     expect(kept.rule).toBe("cluster-lockout");
@@ -166,7 +166,7 @@ describe("fault matrix 8: a RemediationRule object becomes invalid (--watch-rule
 
     // Deleting the object (not an invalid edit) does remove the rule.
     await objects.deleteNamespacedCustomObject(ref);
-    await eventually(() => !op.engine.ruleSet.some((r) => r.name === "cluster-lockout"), 5000, "the deleted rule to be gone");
+    await eventually(() => !op.rules().some((r) => r.name === "cluster-lockout"), 5000, "the deleted rule to be gone");
 
     // Exactly one incident per alarm; the factory ran each rung once.
     expect((await op.incidents()).map((i) => i.target.userId).sort()).toEqual(["u-fixed", "u-valid", "u-while-invalid"]);

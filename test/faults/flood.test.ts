@@ -108,7 +108,7 @@ describe("fault 11: a flood of triggers for many users at once", () => {
     expect(metrics).toContain('reclaim_operator_triggers_total{rule="flood",outcome="acted",reason="none"} 5');
 
     // Memory: no detection window left, no ladder, and the rollup holds the 295 users — not the 1,800 lines.
-    expect(operator.engine.sizes()).toEqual({ windows: 0, active: 0, rollups: { records: 1, keys: 295, dirty: 0 } });
+    expect(operator.term()!.engine.sizes()).toEqual({ windows: 0, active: 0, rollups: { records: 1, keys: 295, dirty: 0 } });
   });
 
   it("circuit breaker: after 3 failed verifications the rule stops acting; the flood that follows is listed, not acted on", async () => {
@@ -143,6 +143,6 @@ describe("fault 11: a flood of triggers for many users at once", () => {
     expect(rollupsOf(incidents).map((i) => i.rollup!.reason)).toEqual(["circuit_open"]);
     const metrics = await operator.metrics.registry.metrics();
     expect(metrics).toContain('reclaim_operator_suppressed_keys_total{rule="flood",reason="circuit_open"} 201');
-    expect(operator.engine.sizes()).toEqual({ windows: 0, active: 0, rollups: { records: 1, keys: 201, dirty: 0 } });
+    expect(operator.term()!.engine.sizes()).toEqual({ windows: 0, active: 0, rollups: { records: 1, keys: 201, dirty: 0 } });
   });
 });

@@ -46,9 +46,11 @@ async function logFile(dir: string): Promise<string> {
 
 describeWithPrometheus("metric rules against a real Prometheus", () => {
   it("a user held at the limit with no log line: the metric rule fires after its for, and the operator remediates", async () => {
-    // Legacy cleanup, and nobody asks for a 21st tab: no HARD LIMIT line is ever written.
+    // Legacy cleanup; the user's 21st tab is refused, but its HARD LIMIT line never reaches the operator (it reads
+    // another file): only the metric, and the factory's record of the refusal, tell.
     factory = await startTestFactory({ cleanup: "legacy", probeTimeoutMs: 300 });
     for (let i = 0; i < 20; i++) await factory.open("quiet-user", "no-pong");
+    await factory.attempt("quiet-user");
     prometheus = await startTestPrometheus([{ address: factory.controlUrl.replace("http://", ""), labels: { pod: "test-factory-0" } }]);
     await prometheus.until("reclaim_factory_users_at_limit", (r) => r.some((s) => s.value[1] === "1"), 20_000);
     const dir = await tempDir();
@@ -58,7 +60,7 @@ describeWithPrometheus("metric rules against a real Prometheus", () => {
     expect(incident).toMatchObject({ rule: "at-limit", target: { userId: "quiet-user", pod: "test-factory-0" }, title: "User quiet-user sat at the limit on test-factory-0" });
     expect(incident!.evidence.entries[0]).toMatchObject({ event: "reclaim.metric", message: "max by (pod) (reclaim_factory_users_at_limit) = 1 > 0 for 1s" });
     expect(incident!.rungs.map((r) => [r.rung, r.result?.removed.length])).toEqual([["probe", 20]]);
-    expect(factory.events("factory.hard_limit")).toHaveLength(0);
+    expect(factory.events("factory.hard_limit")).toHaveLength(1); // written, but never read by this operator
   });
 });
 
@@ -86,6 +88,7 @@ describe("the sweep job", () => {
   it("finds users at their limit with no log line or metric and opens incidents through the normal path", async () => {
     factory = await startTestFactory({ cleanup: "legacy", probeTimeoutMs: 300 });
     for (let i = 0; i < 20; i++) await factory.open("swept-user", "no-pong");
+    await factory.attempt("swept-user"); // refused: locked out, not only at the limit (the sweep leaves those alone)
     const dir = await tempDir();
     operator = await startTestOperator({
       dir,

@@ -96,14 +96,17 @@ describe("the operator's tail", () => {
     source.saves[1]!.resolve();
   }, 20_000);
 
-  it("ends the tail when a position cannot be saved, one batch later, and reads nothing more", async () => {
+  it("fails the tail when a position cannot be saved, one batch later, reads nothing more of that run, and starts the tail again", async () => {
     const source = new ScriptedSource([warning("frank"), warning("frank"), hardLimit("frank")]);
     const op = await operatorOn(source);
     await eventually(() => source.saves.length === 2, 5000, "two position saves");
     source.saves[0]!.reject(new Error("disk full"));
     await eventually(() => op.lines.some((l) => l.event === "operator.source_error"), 5000, "the source error");
-    expect(op.lines.find((l) => l.event === "operator.source_error")!.message).toBe("Source scripted failed: disk full");
+    expect(op.lines.find((l) => l.event === "operator.source_error")!.message).toBe(
+      "Source scripted failed (disk full); starting it again from the last position handled in 1000 ms",
+    );
     expect(source.delivered).toBe(2); // the third batch was never read
+    await eventually(() => source.runs === 2, 5000, "the tail started again"); // a transient error never stops the operator
     source.saves[1]!.resolve();
     expect(await op.incidents()).toEqual([]);
   }, 20_000);

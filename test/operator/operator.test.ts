@@ -176,7 +176,7 @@ describe("hot reload", () => {
     await operator!.until((all) => all.some((i) => i.target.userId === "still-served"), "the old rule to still act");
 
     await writeFile(ruleFile, LOCKOUT_RULE.replace("name: lockout", "name: renamed").replace("guards: { cooldown: 10m }", "guards: { cooldown: 10m, dryRun: true }"));
-    await eventually(() => operator!.engine.ruleSet.some((r) => r.name === "renamed"), 5000, "the valid reload");
+    await eventually(() => operator!.rules().some((r) => r.name === "renamed"), 5000, "the valid reload");
     await appendFile(log, hardLimitLine("after-reload"));
     const all = await operator!.until((incidents) => incidents.some((i) => i.target.userId === "after-reload"), "the new rule");
     expect(all.find((i) => i.target.userId === "after-reload")).toMatchObject({ rule: "renamed", dryRun: true, status: "suppressed" });

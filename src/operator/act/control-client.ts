@@ -7,10 +7,15 @@ import type { z } from "zod";
 import { Admission, ControlError, RungResult, UserList, UserState } from "../../contract/control.js";
 import type { FactoryRung } from "../../contract/events.js";
 import { isUserId } from "../../contract/ids.js";
+import { deadline, systemTimers, type CallDeadline, type Timers } from "../../contract/clock.js";
 import type { Json } from "../incidents/model.js";
 
-/** Why a call failed: network and timeout and 5xx/429 are worth retrying; other answers are not. */
-export type CallFailureKind = "network" | "timeout" | "http" | "invalid_response";
+/**
+ * Why a call failed: network and timeout and 5xx/429 are worth retrying;
+ * other answers are not, nor a call the caller stopped (`aborted`: its
+ * leadership term ended — nothing more may be sent).
+ */
+export type CallFailureKind = "network" | "timeout" | "http" | "invalid_response" | "aborted";
 
 export class ControlCallError extends Error {
   readonly code = "ERR_RECLAIM_CONTROL_CALL";
@@ -54,24 +59,28 @@ export class ControlClient {
    * @param baseUrl the factory's control API, e.g. `http://10.0.0.12:8081`
    * @param token `RECLAIM_CONTROL_TOKEN`
    */
+  /**
+   * @param timers whose clock times each call's deadline (default the real one)
+   */
   constructor(
     readonly baseUrl: string,
     private readonly token: string,
+    private readonly timers: Timers = systemTimers,
   ) {}
 
-  /** `GET /v1/users/{id}/admission`. */
-  admission(userId: string, timeoutMs: number): Promise<CallRecord<Admission>> {
-    return this.call("GET", `/v1/users/${path(userId)}/admission`, undefined, Admission, timeoutMs);
+  /** `GET /v1/users/{id}/admission`. With `signal`, nothing is sent once it aborted, and a call in flight is cut off. */
+  admission(userId: string, timeoutMs: number, signal?: AbortSignal): Promise<CallRecord<Admission>> {
+    return this.call("GET", `/v1/users/${path(userId)}/admission`, undefined, Admission, timeoutMs, undefined, signal);
   }
 
   /** `GET /v1/users/{id}`. */
-  user(userId: string, timeoutMs: number): Promise<CallRecord<UserState>> {
-    return this.call("GET", `/v1/users/${path(userId)}`, undefined, UserState, timeoutMs);
+  user(userId: string, timeoutMs: number, signal?: AbortSignal): Promise<CallRecord<UserState>> {
+    return this.call("GET", `/v1/users/${path(userId)}`, undefined, UserState, timeoutMs, undefined, signal);
   }
 
   /** `GET /v1/users?atLimit=true`. */
-  usersAtLimit(timeoutMs: number): Promise<CallRecord<UserList>> {
-    return this.call("GET", "/v1/users?atLimit=true", undefined, UserList, timeoutMs);
+  usersAtLimit(timeoutMs: number, signal?: AbortSignal): Promise<CallRecord<UserList>> {
+    return this.call("GET", "/v1/users?atLimit=true", undefined, UserList, timeoutMs, undefined, signal);
   }
 
   /**
@@ -79,8 +88,8 @@ export class ControlClient {
    * `idempotencyKey`, a factory that already ran a call with that key answers
    * its result instead of running the rung again (ADR 13).
    */
-  runRung(userId: string, rung: FactoryRung, params: unknown, timeoutMs: number, idempotencyKey?: string): Promise<CallRecord<RungResult>> {
-    return this.call("POST", `/v1/users/${path(userId)}/rungs/${rung}`, params ?? {}, RungResult, timeoutMs, idempotencyKey);
+  runRung(userId: string, rung: FactoryRung, params: unknown, timeoutMs: number, idempotencyKey?: string, signal?: AbortSignal): Promise<CallRecord<RungResult>> {
+    return this.call("POST", `/v1/users/${path(userId)}/rungs/${rung}`, params ?? {}, RungResult, timeoutMs, idempotencyKey, signal);
   }
 
   /** The request a call would send, for recording before it is sent. */
@@ -88,8 +97,38 @@ export class ControlClient {
     return { method, url: `${this.baseUrl}${pathname}`, body: body === undefined ? null : (JSON.parse(JSON.stringify(body)) as Json) };
   }
 
-  private async call<T>(method: string, pathname: string, body: unknown, schema: z.ZodType<T>, timeoutMs: number, idempotencyKey?: string): Promise<CallRecord<T>> {
+  private async call<T>(
+    method: string,
+    pathname: string,
+    body: unknown,
+    schema: z.ZodType<T>,
+    timeoutMs: number,
+    idempotencyKey?: string,
+    signal?: AbortSignal,
+  ): Promise<CallRecord<T>> {
     const request = this.describe(method, pathname, body);
+    // A function, not the property: TypeScript would keep the narrowing of the first check across the awaits.
+    const stopped = (): boolean => signal?.aborted === true;
+    if (stopped()) throw new ControlCallError(`${method} ${request.url} not sent: stopped`, "aborted", null, null);
+    const call = deadline(this.timers, timeoutMs, signal);
+    try {
+      return await this.exchange(method, request, body, schema, timeoutMs, call, stopped, idempotencyKey);
+    } finally {
+      call.release();
+    }
+  }
+
+  /** One request and its answer, under `call`'s deadline. */
+  private async exchange<T>(
+    method: string,
+    request: RecordedRequest,
+    body: unknown,
+    schema: z.ZodType<T>,
+    timeoutMs: number,
+    call: CallDeadline,
+    stopped: () => boolean,
+    idempotencyKey?: string,
+  ): Promise<CallRecord<T>> {
     let res: Response;
     try {
       res = await fetch(request.url, {
@@ -100,10 +139,11 @@ export class ControlClient {
           ...(idempotencyKey === undefined ? {} : { "Idempotency-Key": idempotencyKey }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: call.signal,
       });
     } catch (err) {
-      const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
+      if (stopped()) throw new ControlCallError(`${method} ${request.url} stopped before an answer`, "aborted", null, null, { cause: err });
+      const timedOut = call.timedOut || (err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError"));
       throw new ControlCallError(
         timedOut ? `${method} ${request.url} timed out after ${timeoutMs} ms` : `${method} ${request.url} failed: ${causeText(err)}`,
         timedOut ? "timeout" : "network",
@@ -116,6 +156,8 @@ export class ControlClient {
     try {
       text = await res.text();
     } catch (err) {
+      if (stopped()) throw new ControlCallError(`${method} ${request.url} stopped before the whole answer`, "aborted", res.status, null, { cause: err });
+      if (call.timedOut) throw new ControlCallError(`${method} ${request.url} timed out after ${timeoutMs} ms (answer cut off)`, "timeout", res.status, null, { cause: err });
       throw new ControlCallError(`${method} ${request.url}: the answer was cut off (${causeText(err)})`, "network", res.status, null, { cause: err });
     }
     let parsed: Json = null;

@@ -16,8 +16,7 @@
  * fails, the runner holds without acting further (it never acts without a
  * record) and writes it again until it can, then goes on (see `save`).
  */
-import { setTimeout as sleep } from "node:timers/promises";
-import type { Clock } from "../../contract/clock.js";
+import { systemTimers, type Clock, type Timers } from "../../contract/clock.js";
 import type { CanaryResult } from "../verify/canary.js";
 import { ControlCallError } from "./control-client.js";
 import { failpoint } from "../failpoint.js";
@@ -59,9 +58,10 @@ export interface LadderOptions {
 
 export interface LadderDeps {
   store: IncidentStore;
-  /** Leadership lives here (`guards.leader()`): a ladder writes nothing once it is lost. */
+  /** The term's guards: told when an incident closes. Leadership lives here too (`guards.leader()`): a ladder writes nothing once it is lost. */
   guards: GuardState;
-  clock: Clock;
+  /** "Now" for the records; with timers (a `Timers`), also every wait and deadline of the ladder. */
+  clock: Clock | Timers;
   metrics: OperatorMetrics;
   log: OperatorLog;
 }
@@ -70,6 +70,7 @@ export class LadderRunner {
   private readonly attempts: number;
   private readonly backoff: readonly number[];
   private readonly storeRetryMs: number;
+  private readonly timers: Timers;
   /** The signal of each incident's run: a save that fails holds until it works or this aborts. */
   private readonly signals = new WeakMap<Incident, AbortSignal>();
   /** The "before" snapshot of an incident being taken while its first rung is recorded; awaited before that rung acts. */
@@ -82,12 +83,17 @@ export class LadderRunner {
     this.attempts = options.attempts ?? 3;
     this.backoff = options.backoffMs ?? [200, 1000];
     this.storeRetryMs = options.storeRetryMs ?? 1000;
+    const { clock } = deps;
+    this.timers = "sleep" in clock ? clock : { ...systemTimers, now: () => clock.now() };
   }
 
   /**
    * Runs (or continues) the ladder of `incident` until it is resolved,
-   * escalated or failed, or `signal` aborts (the record then shows where it
-   * stopped). Rejects only with a `StoreFailure`.
+   * escalated or failed, or `signal` aborts (its leadership term ended).
+   * After `signal` aborts nothing more is sent — no rung, no retry, no
+   * check — and nothing more is written: the record shows where it stopped
+   * (a rung in flight stays `pending`, and the next term sends it again with
+   * the same idempotency key). Rejects with a `StoreFailure` or `NotLeader`.
    */
   async run(incident: Incident, rule: RemediationRule, target: Target, signal?: AbortSignal): Promise<Incident> {
     const { clock } = this.deps;
@@ -102,7 +108,7 @@ export class LadderRunner {
       // "before" snapshot is taken during that write, and the rung waits for it (ADR 15).
       this.snapshots.set(
         incident,
-        this.snapshot(incident, target).then((before) => {
+        this.snapshot(incident, target, signal).then((before) => {
           incident.before = before;
         }),
       );
@@ -197,7 +203,9 @@ export class LadderRunner {
     );
     run.attempts++;
     await this.save(incident); // persisted before the pod is deleted
+    if (signal?.aborted === true) return target; // the term ended: the next one deletes it (the record says pending)
     const outcome = await target.restart({ waitReadyMs: step.params.waitReady, ...(signal === undefined ? {} : { signal }) });
+    if (stopped(signal) && (outcome.replacement === null || !outcome.deleted)) return target; // stopped waiting: not a failure
     const replacement = outcome.replacement;
     if (replacement !== null) {
       incident.target.pod = replacement.pod;
@@ -243,8 +251,18 @@ export class LadderRunner {
       incident.rungs.push(run);
       decide(incident, "rung_started", `rung ${index + 1} of ${rungCount}: ${step.rung} ${JSON.stringify(step.params)}`, clock.now());
     } else {
-      decide(incident, "resumed", `rung ${step.rung} was in flight when the operator stopped; sending it again with the same idempotency key (a factory that already ran it answers that run's result)`, clock.now());
+      decide(
+        incident,
+        "resumed",
+        `rung ${run.rung} was in flight when the operator stopped; sending it again as first sent (${JSON.stringify(run.params)}) with the same idempotency key (a factory that already ran it answers that run's result)`,
+        clock.now(),
+      );
     }
+    // A resumed rung is the same rung: sent with the parameters and timeout it was first sent with, as recorded,
+    // even if the rule changed meanwhile, so that its idempotency key still names the same call.
+    const rung = run.rung as typeof step.rung;
+    const params = run.params;
+    const timeoutMs = run.timeoutMs;
     await this.save(incident); // persisted before the call
     await this.snapshotTaken(incident);
     failpoint("after-persist");
@@ -254,9 +272,10 @@ export class LadderRunner {
     const idempotencyKey = `${incident.id}/${index}`;
     let replayed = false;
     for (;;) {
+      if (stopped(signal)) return; // nothing is sent once the term ended, retries included
       run.attempts++;
       try {
-        const answer = await target.control.runRung(userId, step.rung, step.params, step.timeout, idempotencyKey);
+        const answer = await target.control.runRung(userId, rung, params, timeoutMs, idempotencyKey, signal);
         failpoint("after-rung");
         replayed = answer.replayed;
         run.outcome = "ok";
@@ -266,13 +285,14 @@ export class LadderRunner {
         break;
       } catch (err) {
         if (!(err instanceof ControlCallError)) throw err;
+        if (err.kind === "aborted") return; // the term ended mid-call: the rung stays pending for the next term
         run.error = err.message;
         run.response = err.status === null ? null : { status: err.status, body: err.body };
         const wait = this.backoff[Math.min(run.attempts - 1, this.backoff.length - 1)] ?? 1000;
-        if (err.recoverable && run.attempts < this.attempts && signal?.aborted !== true) {
-          decide(incident, "retry", `${step.rung} attempt ${run.attempts} failed (${err.message}); retrying in ${wait} ms`, clock.now());
+        if (err.recoverable && run.attempts < this.attempts && !stopped(signal)) {
+          decide(incident, "retry", `${rung} attempt ${run.attempts} failed (${err.message}); retrying in ${wait} ms`, clock.now());
           await this.save(incident);
-          await sleep(wait, undefined, { signal }).catch(() => undefined);
+          await this.timers.sleep(wait, signal);
           continue;
         }
         run.outcome = err.kind === "timeout" ? "timeout" : "error";
@@ -281,21 +301,21 @@ export class LadderRunner {
     }
     run.finishedAt = new Date(clock.now()).toISOString();
     run.durationMs = clock.now() - started;
-    metrics.rungs.inc({ rung: step.rung, result: run.outcome });
+    metrics.rungs.inc({ rung, result: run.outcome });
     const removed = run.result?.removed.length ?? 0;
     decide(
       incident,
       "rung_finished",
       run.outcome === "ok"
-        ? `${step.rung} removed ${removed} manager(s); ${run.result?.remaining}/${run.result?.effectiveLimit} remain; factory says admit=${run.result?.admit}` +
+        ? `${rung} removed ${removed} manager(s); ${run.result?.remaining}/${run.result?.effectiveLimit} remain; factory says admit=${run.result?.admit}` +
             (replayed ? ` (the factory had already run it for this incident: result of that run, key ${idempotencyKey}; not run again)` : "")
-        : `${step.rung} ${run.outcome} after ${run.attempts} attempt(s): ${run.error}`,
+        : `${rung} ${run.outcome} after ${run.attempts} attempt(s): ${run.error}`,
       clock.now(),
     );
     log.info(
       OperatorEvent.rung,
-      { incident: incident.id, rule: incident.rule, userId, rung: step.rung, outcome: run.outcome, removed, attempts: run.attempts },
-      `Incident ${incident.id}: rung ${step.rung} ${run.outcome}${run.outcome === "ok" ? `, removed ${removed}` : `: ${run.error}`}`,
+      { incident: incident.id, rule: incident.rule, userId, rung, outcome: run.outcome, removed, attempts: run.attempts },
+      `Incident ${incident.id}: rung ${rung} ${run.outcome}${run.outcome === "ok" ? `, removed ${removed}` : `: ${run.error}`}`,
     );
     await this.save(incident);
   }
@@ -323,10 +343,10 @@ export class LadderRunner {
       return;
     }
     const after = result?.managerIds;
-    const verification = await verifyUser(target.control, incident.target.userId, clock, {
+    const verification = await verifyUser(target.control, incident.target.userId, this.timers, {
       settleMs: verify.settle,
       timeoutMs: verify.timeout,
-      ...(after === undefined ? {} : { admittedSince: () => this.admittedSince(target, incident.target.userId, new Set(after)) }),
+      ...(after === undefined ? {} : { admittedSince: () => this.admittedSince(target, incident.target.userId, new Set(after), signal) }),
       ...(this.options.verifyPollMs === undefined ? {} : { pollMs: this.options.verifyPollMs }),
       ...(canary === undefined ? {} : { canary: () => canary(message) }),
       ...(signal === undefined ? {} : { signal }),
@@ -342,6 +362,14 @@ export class LadderRunner {
     if (verification.verified) {
       incident.after = verification.admission === null ? null : { ...verification.admission, at: verification.at };
       await this.finish(incident, rule, "resolved", `user ${incident.target.userId} can connect again (verified after ${run.rung})`);
+    } else if (verification.unknown === true) {
+      // Fail safe: escalating to the next rung would close live tabs on a guess. Stop and let on-call decide.
+      await this.finish(
+        incident,
+        rule,
+        "failed",
+        `could not verify after ${run.rung} (${verification.detail}); stopped without running the next rung: whether the user can connect is not known`,
+      );
     } else {
       await this.save(incident);
     }
@@ -356,7 +384,10 @@ export class LadderRunner {
         "Check the factory's pod (memory, event loop lag) and the user's connections: GET /v1/users/" + incident.target.userId,
       );
     } else if (status === "failed") {
-      incident.followUps.push("The control API could not be used: check the factory's control port, its token and the network path.");
+      incident.followUps.push(
+        "The control API could not be used: check the factory's control port, its token and the network path.",
+        `Check by hand whether user ${incident.target.userId} can connect (GET /v1/users/${incident.target.userId}/admission); no further rung was run.`,
+      );
     }
     await this.save(incident);
     metrics.incidents.inc({ status });
@@ -378,14 +409,14 @@ export class LadderRunner {
   }
 
   /** How many of the user's managers now were not there right after the rung: connections admitted since. */
-  private async admittedSince(target: Target, userId: string, afterRung: ReadonlySet<string>): Promise<number> {
-    const { value } = await target.control.user(userId, 2000);
+  private async admittedSince(target: Target, userId: string, afterRung: ReadonlySet<string>, signal?: AbortSignal): Promise<number> {
+    const { value } = await target.control.user(userId, 2000, signal);
     return value.managers.filter((m) => !afterRung.has(m.id) && m.socketState === "OPEN").length;
   }
 
-  private async snapshot(incident: Incident, target: Target): Promise<Incident["before"]> {
+  private async snapshot(incident: Incident, target: Target, signal?: AbortSignal): Promise<Incident["before"]> {
     try {
-      const { value } = await target.control.admission(incident.target.userId, 2000);
+      const { value } = await target.control.admission(incident.target.userId, 2000, signal);
       return { ...value, at: new Date(this.deps.clock.now()).toISOString() };
     } catch {
       return null;
@@ -409,7 +440,7 @@ export class LadderRunner {
       return new StoreFailure(`could not persist incident ${incident.id}`, { cause: err });
     };
     for (;;) {
-      if (!this.deps.guards.leader()) {
+      if (!this.deps.guards.leader() || signal?.aborted === true) {
         if (failures > 0) metrics.storeWaiting.dec();
         throw new NotLeader(`not the leader any more; incident ${incident.id} is left for the next one`);
       }
@@ -429,7 +460,7 @@ export class LadderRunner {
           );
         }
         if (signal === undefined || signal.aborted) throw giveUp(err);
-        await sleep(this.storeRetryMs, undefined, { signal }).catch(() => undefined);
+        await this.timers.sleep(this.storeRetryMs, signal);
         if (signal.aborted) throw giveUp(err);
         continue;
       }
@@ -444,4 +475,9 @@ export class LadderRunner {
       return;
     }
   }
+}
+
+/** Has the run's term ended? A function, so that TypeScript does not keep a narrowing of `aborted` across awaits. */
+function stopped(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
 }

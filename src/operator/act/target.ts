@@ -29,6 +29,8 @@ export interface TargetQuery {
   userId: string;
   pod: string | null;
   namespace: string | null;
+  /** Whoever waits for the answer (the leadership term): a lookup it no longer needs is abandoned. */
+  signal?: AbortSignal;
 }
 
 export interface TargetResolver {

@@ -9,15 +9,15 @@
  * The same engine runs live (the actor starts the ladder) and in replay (the
  * actor only records the plan), so replay gives the answers live would.
  */
-import type { Clock } from "../../contract/clock.js";
+import { systemTimers, type Clock, type Timers } from "../../contract/clock.js";
 import type { Detector, Trigger } from "../detect/detector.js";
 import type { LogEvent } from "../sources/event.js";
-import { checkGuards, type GuardState } from "./guards.js";
+import { checkGuards, isDryRun, type GuardState, type Reservation } from "./guards.js";
 import { close, decide, newIncident, noteSuppressed } from "../incidents/record.js";
 import { FINAL_STATUSES, type Incident, type SuppressReason } from "../incidents/model.js";
 import { ROLLED_UP_REASONS } from "../incidents/rollup.js";
-import type { IncidentStore } from "../incidents/store.js";
-import { OperatorEvent, type OperatorLog } from "../log.js";
+import { IncidentStoreErrorCode, type IncidentStore } from "../incidents/store.js";
+import { errorText, OperatorEvent, type OperatorLog } from "../log.js";
 import type { OperatorMetrics } from "../metrics.js";
 import type { CompiledRule } from "../rules/compile.js";
 import type { Target, TargetResolver } from "../act/target.js";
@@ -46,6 +46,12 @@ export interface EngineDeps {
   log: OperatorLog;
   /** `--dry-run`: act on nothing, record everything. */
   dryRun: boolean;
+  /** The term this engine decides for: once it aborts, a trigger that failed is not tried again. */
+  signal?: AbortSignal;
+  /** Waits between attempts of a trigger whose handling threw (default: the real timers). */
+  timers?: Timers;
+  /** Waits between attempts of a trigger whose handling threw: doubling from the first to the last (default 200 ms … 30 s). */
+  retryBackoffMs?: readonly [number, number];
 }
 
 /** How one trigger ended, for tests and replay reports. */
@@ -62,6 +68,8 @@ interface Held {
   trigger: Trigger;
   target: Target | null;
   dryRun: boolean;
+  /** Its key, held while it waits (see GuardState.reserve). */
+  reservation: Reservation;
   /** When the first write failed. */
   since: number;
   /** Failed writes so far. */
@@ -99,7 +107,13 @@ export class Engine {
     return { windows: this.deps.detector.size, active: this.active.size, rollups: this.deps.guards.rollups.size };
   }
 
-  /** One entry through every rule. Resolves once any resulting incident is persisted. */
+  /**
+   * One entry through every rule. Resolves once any resulting incident is
+   * persisted. A trigger whose handling throws (a pod lookup or an incident
+   * read failing) is tried again with backoff until it is handled or the
+   * term ends: the entry that caused it is never lost to a transient error,
+   * and the error never reaches the tail (it is logged with its cause).
+   */
   async handle(event: LogEvent): Promise<TriggerOutcome[]> {
     const outcomes: TriggerOutcome[] = [];
     for (const rule of this.rules) {
@@ -113,9 +127,44 @@ export class Engine {
         if (observed === "stale") this.warnStale(rule, event);
         continue;
       }
-      outcomes.push(await this.onTrigger(observed));
+      const outcome = await this.triggerUntilHandled(observed);
+      if (outcome !== null) outcomes.push(outcome);
     }
     return outcomes;
+  }
+
+  /** `onTrigger`, tried again with backoff while it throws; null when the term ended first. */
+  async triggerUntilHandled(trigger: Trigger): Promise<TriggerOutcome | null> {
+    const { deps } = this;
+    const timers = deps.timers ?? systemTimers;
+    const [first, last] = deps.retryBackoffMs ?? [200, 30_000];
+    for (let failures = 0; ; failures++) {
+      if (deps.signal?.aborted === true) return null;
+      try {
+        const outcome = await this.onTrigger(trigger);
+        if (failures > 0) {
+          deps.log.warn(
+            OperatorEvent.triggerRetried,
+            { rule: trigger.rule.name, userId: trigger.userId, failures },
+            `Trigger for ${trigger.keyString} (rule ${trigger.rule.name}) handled after ${failures} failed attempt(s)`,
+          );
+        }
+        return outcome;
+      } catch (err) {
+        deps.metrics.triggerErrors.inc({ rule: trigger.rule.name });
+        const wait = Math.min(last, first * 2 ** Math.min(failures, 20));
+        // Loud at the first failure, then once the wait reaches its ceiling (at most once per ceiling), not every attempt.
+        if (failures === 0 || wait === last) {
+          deps.log.error(
+            OperatorEvent.triggerFailed,
+            { rule: trigger.rule.name, userId: trigger.userId, failures: failures + 1, cause: errorText(err) },
+            `Could not handle the trigger for ${trigger.keyString} (rule ${trigger.rule.name}); trying again in ${wait} ms, ` +
+              `nothing is acted on meanwhile: ${errorText(err)}`,
+          );
+        }
+        await timers.sleep(wait, deps.signal);
+      }
+    }
   }
 
   /**
@@ -141,17 +190,18 @@ export class Engine {
     this.stale.set(rule.name, { count: 0, oldestAgeMs: 0, warnedAt: now });
   }
 
-  /** A trigger: guards, then an incident or a counted suppression. */
+  /**
+   * A trigger: guards, then an incident or a counted suppression. The
+   * guards' verdict and the hold on the key happen in one synchronous step,
+   * so two triggers for one key (a log rule, a metric rule and the sweep at
+   * once) never both act. Throws only what a retry could mend (a lookup or
+   * a read failing); the hold on the key is then given back.
+   */
   async onTrigger(trigger: Trigger): Promise<TriggerOutcome> {
     const { deps } = this;
     const now = deps.clock.now();
     const verdict = checkGuards({ trigger, now, globalDryRun: deps.dryRun }, deps.guards);
     let reason = verdict.reason;
-    let target: Target | null = null;
-    if (reason === null && deps.targets !== null) {
-      target = await deps.targets.resolve({ userId: trigger.userId, pod: trigger.pod, namespace: trigger.namespace });
-      if (target === null) reason = "no_target";
-    }
     // A replica that is not the leader writes nothing at all, not even a suppression.
     if (reason === "not_leader") {
       deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason });
@@ -167,6 +217,26 @@ export class Engine {
     if (reason !== null && reason !== "dry_run") return this.suppress(trigger, reason, now);
 
     const dryRun = reason === "dry_run";
+    const reservation = deps.guards.reserve(trigger); // in the same step as the verdict: nothing awaited in between
+    let target: Target | null = null;
+    try {
+      if (!dryRun && deps.targets !== null) {
+        target = await deps.targets.resolve({
+          userId: trigger.userId,
+          pod: trigger.pod,
+          namespace: trigger.namespace,
+          ...(deps.signal === undefined ? {} : { signal: deps.signal }),
+        });
+        if (target === null) reason = "no_target";
+      }
+    } catch (err) {
+      deps.guards.release(reservation);
+      throw err;
+    }
+    if (reason === "no_target") {
+      deps.guards.release(reservation);
+      return this.suppress(trigger, reason, now);
+    }
     const incident = newIncident(trigger, {
       now,
       control: target?.control.baseUrl ?? "(none)",
@@ -183,10 +253,10 @@ export class Engine {
       await deps.store.save(incident);
     } catch (err) {
       // Never act without a record: hold it, write it again every second, act once it is written (ADR 14).
-      this.hold({ incident, trigger, target, dryRun, since: now, failures: 1 }, err);
+      this.hold({ incident, trigger, target, dryRun, reservation, since: now, failures: 1 }, err);
       return { suppressed: "store_unavailable", incident: null };
     }
-    return this.recorded(incident, trigger, target, dryRun, now);
+    return this.recorded(incident, trigger, target, dryRun, now, reservation);
   }
 
   /** Incidents waiting for the store (see `retryHeld`). */
@@ -239,12 +309,13 @@ export class Engine {
           `Incident ${incident.id} recorded after ${waited}; ${stale === null ? "acting on it now" : stale}`,
         );
         if (stale !== null) {
+          deps.guards.release(held.reservation);
           deps.guards.opened(incident, now);
           deps.guards.closed(incident, trigger.rule.rule.spec.guards.circuitBreaker.failures);
           deps.metrics.incidents.inc({ status: "suppressed" });
           continue;
         }
-        this.recorded(incident, { ...trigger, rule: rule! }, held.target, held.dryRun, now);
+        this.recorded(incident, { ...trigger, rule: rule! }, held.target, held.dryRun, now, held.reservation);
       }
     } finally {
       this.retrying = false;
@@ -254,7 +325,8 @@ export class Engine {
   /** Forgets the held incidents (the term ended: leadership lost, or stopping), naming each in the log. Returns how many. */
   dropHeld(why: string): number {
     const count = this.held.size;
-    for (const { incident } of this.held.values()) {
+    for (const { incident, reservation } of this.held.values()) {
+      this.deps.guards.release(reservation);
       this.deps.metrics.storeWaiting.dec();
       this.deps.log.error(
         OperatorEvent.storeError,
@@ -273,6 +345,7 @@ export class Engine {
     if (this.held.size >= MAX_HELD) {
       const [oldestKey, oldest] = this.held.entries().next().value!;
       this.held.delete(oldestKey);
+      deps.guards.release(oldest.reservation);
       deps.metrics.storeWaiting.dec();
       deps.log.error(
         OperatorEvent.storeError,
@@ -295,8 +368,9 @@ export class Engine {
   }
 
   /** The incident is on record: count it, and act on it unless it is a dry run. */
-  private recorded(incident: Incident, trigger: Trigger, target: Target | null, dryRun: boolean, now: number): TriggerOutcome {
+  private recorded(incident: Incident, trigger: Trigger, target: Target | null, dryRun: boolean, now: number, reservation: Reservation): TriggerOutcome {
     const { deps } = this;
+    deps.guards.release(reservation);
     deps.guards.opened(incident, now);
     if (dryRun) {
       deps.guards.closed(incident, trigger.rule.rule.spec.guards.circuitBreaker.failures);
@@ -334,6 +408,13 @@ export class Engine {
     // and ten at once would all be promoted to the old generation together.
     for (const incident of pending) {
       try {
+        // Merged with what is on record, never written over it: a record another leader wrote this hour lists
+        // users this term may not have seen (ADR 20).
+        const stored = await deps.store.get(incident.id).catch((err: unknown) => {
+          if (isCorrupt(err)) return null; // unreadable: this term's record replaces it
+          throw err;
+        });
+        if (stored?.rollup !== undefined) deps.guards.rollups.merge(incident, stored);
         await deps.store.save(incident);
       } catch (err) {
         ok = false;
@@ -356,10 +437,28 @@ export class Engine {
 
   private async suppress(trigger: Trigger, reason: SuppressReason, now: number): Promise<TriggerOutcome> {
     const { deps } = this;
+    const mode = isDryRun(trigger, deps.dryRun);
+    const latestId = deps.guards.latestIncident(trigger.rule.name, trigger.keyString, mode);
+    if (latestId === null && ROLLED_UP_REASONS.has(reason)) {
+      deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason });
+      return this.rollUp(trigger, reason, now);
+    }
+    let incident: Incident | null = null;
+    if (latestId !== null) {
+      try {
+        incident = this.active.get(latestId) ?? (await deps.store.get(latestId));
+      } catch (err) {
+        // A damaged record cannot be counted on, and never will be: the suppression gets a record of its own.
+        // Anything else (the store not answering) may pass: thrown, and the trigger is tried again.
+        if (!isCorrupt(err)) throw err;
+        deps.log.error(
+          OperatorEvent.storeError,
+          { incident: latestId, rule: trigger.rule.name, userId: trigger.userId },
+          `The latest incident ${latestId} of ${trigger.keyString} cannot be read (${errorText(err)}); this suppression is recorded in a new record`,
+        );
+      }
+    }
     deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason });
-    const latestId = deps.guards.latestIncident(trigger.rule.name, trigger.keyString);
-    if (latestId === null && ROLLED_UP_REASONS.has(reason)) return this.rollUp(trigger, reason, now);
-    let incident: Incident | null = latestId === null ? null : (this.active.get(latestId) ?? (await deps.store.get(latestId)));
     if (incident === null) {
       // Nothing to count it on: one record for this key says it was not acted on, and why.
       incident = newIncident(trigger, { now, control: "(none)", dryRun: false, status: "suppressed" });
@@ -403,4 +502,9 @@ export class Engine {
     }
     return { suppressed: reason, incident };
   }
+}
+
+/** Was the store's error a record that exists but cannot be read (it will never become readable by retrying)? */
+function isCorrupt(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === IncidentStoreErrorCode.corrupt;
 }

@@ -7,13 +7,19 @@
  * Order: not_leader, in_flight, user_busy, cooldown, max_attempts,
  * rate_limit, circuit_open, dry_run. `user_busy` spans rules: while any rule's
  * ladder is acting on a user (on the same pod, or where either side does not
- * know the pod), a trigger of another rule for that user waits its turn. Dry run comes last on purpose: a dry-run rule then
- * records exactly the incidents it would have acted on, with the same
- * cooldowns and limits (ADR 8).
+ * know the pod), a trigger of another rule for that user waits its turn.
  *
- * The state (in-flight keys, cooldowns, attempts, hourly counts, circuit
- * breakers) is derived from persisted incidents, so a restart rebuilds it
- * from the store.
+ * Dry run comes last on purpose: a dry-run rule then records exactly the
+ * incidents it would have acted on, with the same cooldowns and limits (ADR 8)
+ * — counted in a ledger of their own. Live decisions read only the live
+ * ledger, so a dry run leaves nothing behind that would hold back the first
+ * real remediation after it (ADR 20).
+ *
+ * The state belongs to one leadership term: it is built from the persisted
+ * incidents when the term starts (`rebuild`) and kept up to date by that
+ * term; the next term builds its own from scratch. Old entries are pruned by
+ * age and the number of keys is bounded, so a replica that leads for weeks
+ * holds what the guards can still use, not every key it ever saw.
  */
 import type { Trigger } from "../detect/detector.js";
 import { FINAL_STATUSES, type Incident, type SuppressReason } from "../incidents/model.js";
@@ -21,6 +27,9 @@ import { SuppressionRollups } from "../incidents/rollup.js";
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
+
+/** Most keys one ledger remembers (default); the least recently changed is forgotten first. */
+export const MAX_GUARD_KEYS = 50_000;
 
 /** What a guard sees. */
 export interface GuardContext {
@@ -49,27 +58,147 @@ interface Breaker {
   openedAt: number | null;
 }
 
-const keyIdOf = (rule: string, keyString: string): string => `${rule}\u0000${keyString}`;
+/** What one key of one rule has on record in a ledger. */
+interface KeyState {
+  /** Its latest incident: where a suppressed trigger is counted. */
+  latest: string;
+  /** When its latest incident that was acted on (or dry-run) closed. */
+  lastClosed: number | null;
+  /** When its incidents were opened in the last day. */
+  attempts: number[];
+  /** The newest time this entry changed (for pruning). */
+  touched: number;
+}
 
-/** The guards' memory. Built from the store at start, then kept up to date by the operator. */
-export class GuardState {
-  /** Is this operator allowed to act (leader election comes later: always true now)? */
-  leader: () => boolean = () => true;
-  private readonly inFlight = new Map<string, string>();
-  /** In-flight incidents by user: their pods ("" when unknown), across rules. */
-  private readonly busyUsers = new Map<string, Map<string, string>>();
-  private readonly latest = new Map<string, string>();
-  private readonly lastClosed = new Map<string, number>();
-  private readonly attempts = new Map<string, number[]>();
+/**
+ * Cooldowns, attempts, hourly counts and circuit breakers of one mode: live
+ * incidents, or dry-run incidents.
+ */
+class Ledger {
+  /** By rule and key, least recently changed first. */
+  private readonly keys = new Map<string, KeyState>();
   private readonly hourly = new Map<string, number[]>();
   private readonly breakers = new Map<string, Breaker>();
+
+  constructor(private readonly maxKeys: number) {}
+
+  get size(): number {
+    return this.keys.size;
+  }
+
+  key(id: string): KeyState | undefined {
+    return this.keys.get(id);
+  }
+
+  opened(id: string, incident: Incident, openedAt: number): void {
+    const state = this.touch(id, incident.id, openedAt);
+    state.attempts = state.attempts.filter((t) => t > openedAt - DAY_MS);
+    state.attempts.push(openedAt);
+    push(this.hourly, incident.rule, openedAt, openedAt - HOUR_MS);
+  }
+
+  /** Only the latest incident changes (a suppression record): no attempt, no cooldown. */
+  noted(id: string, incident: Incident, at: number): void {
+    this.touch(id, incident.id, at);
+  }
+
+  closed(id: string, incident: Incident, closedAt: number, failuresToOpen: number): void {
+    const state = this.touch(id, incident.id, closedAt);
+    state.lastClosed = Math.max(closedAt, state.lastClosed ?? 0);
+    if (incident.status === "suppressed" || incident.status === "interrupted") return;
+    const b = this.breakers.get(incident.rule) ?? { failures: 0, openedAt: null };
+    if (incident.status === "resolved") {
+      b.failures = 0;
+      b.openedAt = null;
+    } else {
+      b.failures++;
+      if (b.failures >= failuresToOpen) b.openedAt = closedAt;
+    }
+    this.breakers.set(incident.rule, b);
+  }
+
+  actedThisHour(rule: string, now: number): number {
+    return recent(this.hourly.get(rule), now - HOUR_MS);
+  }
+
+  breaker(rule: string): Breaker | undefined {
+    return this.breakers.get(rule);
+  }
+
+  /** Forgets keys unchanged for longer than `horizonMs`, and hourly counts older than an hour. */
+  prune(now: number, horizonMs: number): void {
+    for (const [id, state] of this.keys) {
+      if (state.touched > now - horizonMs) break; // least recently changed first: the rest are newer
+      this.keys.delete(id);
+    }
+    for (const [rule, times] of this.hourly) {
+      const kept = times.filter((t) => t > now - HOUR_MS);
+      if (kept.length === 0) this.hourly.delete(rule);
+      else this.hourly.set(rule, kept);
+    }
+  }
+
+  private touch(id: string, incidentId: string, at: number): KeyState {
+    let state = this.keys.get(id);
+    if (state === undefined) state = { latest: incidentId, lastClosed: null, attempts: [], touched: at };
+    else this.keys.delete(id); // re-inserted below: Map order is the order of last change
+    state.latest = incidentId;
+    state.touched = Math.max(state.touched, at);
+    this.keys.set(id, state);
+    if (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value!);
+    return state;
+  }
+}
+
+const keyIdOf = (rule: string, keyString: string): string => `${rule}\u0000${keyString}`;
+
+/** Is a trigger of this rule decided in dry-run mode? */
+export function isDryRun(trigger: Trigger, globalDryRun: boolean): boolean {
+  return globalDryRun || trigger.rule.rule.spec.guards.dryRun;
+}
+
+/** A key held for a trigger between the guards' verdict and its incident's record (see `reserve`). */
+export interface Reservation {
+  readonly id: string;
+  readonly userId: string;
+  readonly pod: string;
+}
+
+/** The guards' memory for one leadership term. Built from the store at the term's start, then kept up to date by it. */
+export class GuardState {
+  /** Is this term still allowed to act? The term sets it to "my signal has not aborted". */
+  leader: () => boolean = () => true;
+  private readonly live: Ledger;
+  private readonly dry: Ledger;
+  /** Keys with a live ladder running, or reserved by a trigger being recorded: the incident id, or "" while reserved. */
+  private readonly inFlight = new Map<string, string>();
+  /** In-flight (or reserved) keys by user: their pods ("" when unknown), across rules. */
+  private readonly busyUsers = new Map<string, Map<string, string>>();
   /** Rollup records of keys a rule-wide guard stopped (ADR 12): never any key's incident, so kept apart. */
   readonly rollups = new SuppressionRollups();
 
-  /** The open incident of a key, else its latest one: where a suppressed trigger is counted. */
-  latestIncident(rule: string, keyString: string): string | null {
+  constructor(options: { maxKeys?: number } = {}) {
+    const maxKeys = options.maxKeys ?? MAX_GUARD_KEYS;
+    if (!Number.isInteger(maxKeys) || maxKeys < 1) throw new TypeError(`GuardState: maxKeys must be a positive integer, got ${String(options.maxKeys)}`);
+    this.live = new Ledger(maxKeys);
+    this.dry = new Ledger(maxKeys);
+  }
+
+  /** Keys remembered, live and dry-run (for tests and the soak benchmark: it must stay bounded). */
+  get size(): { live: number; dry: number; inFlight: number; users: number } {
+    return { live: this.live.size, dry: this.dry.size, inFlight: this.inFlight.size, users: this.busyUsers.size };
+  }
+
+  private ledger(dryRun: boolean): Ledger {
+    return dryRun ? this.dry : this.live;
+  }
+
+  /** The open incident of a key, else its latest one in the given mode: where a suppressed trigger is counted. */
+  latestIncident(rule: string, keyString: string, dryRun = false): string | null {
     const id = keyIdOf(rule, keyString);
-    return this.inFlight.get(id) ?? this.latest.get(id) ?? null;
+    const held = this.inFlight.get(id);
+    if (held !== undefined && held !== "") return held;
+    return this.ledger(dryRun).key(id)?.latest ?? null;
   }
 
   inFlightFor(rule: string, keyString: string): boolean {
@@ -83,43 +212,70 @@ export class GuardState {
     return pod === null || pods.has(pod) || pods.has("");
   }
 
-  cooling(rule: string, keyString: string, now: number, cooldownMs: number): boolean {
-    const closed = this.lastClosed.get(keyIdOf(rule, keyString));
-    return closed !== undefined && now - closed < cooldownMs;
+  cooling(rule: string, keyString: string, now: number, cooldownMs: number, dryRun = false): boolean {
+    const closed = this.ledger(dryRun).key(keyIdOf(rule, keyString))?.lastClosed;
+    return closed !== undefined && closed !== null && now - closed < cooldownMs;
   }
 
-  attemptsToday(rule: string, keyString: string, now: number): number {
-    return recent(this.attempts.get(keyIdOf(rule, keyString)), now - DAY_MS);
+  attemptsToday(rule: string, keyString: string, now: number, dryRun = false): number {
+    return recent(this.ledger(dryRun).key(keyIdOf(rule, keyString))?.attempts, now - DAY_MS);
   }
 
-  actedThisHour(rule: string, now: number): number {
-    return recent(this.hourly.get(rule), now - HOUR_MS);
+  actedThisHour(rule: string, now: number, dryRun = false): number {
+    return this.ledger(dryRun).actedThisHour(rule, now);
   }
 
-  circuitOpen(rule: string, now: number, openForMs: number): boolean {
-    const b = this.breakers.get(rule);
+  circuitOpen(rule: string, now: number, openForMs: number, dryRun = false): boolean {
+    const b = this.ledger(dryRun).breaker(rule);
     return b !== undefined && b.openedAt !== null && now < b.openedAt + openForMs;
   }
 
-  /** Consecutive failed incidents of a rule (for the record and the metric). */
+  /** Consecutive failed live incidents of a rule (for the record and the metric). */
   failuresInARow(rule: string): number {
-    return this.breakers.get(rule)?.failures ?? 0;
+    return this.live.breaker(rule)?.failures ?? 0;
+  }
+
+  /**
+   * Holds a key for a trigger that passed the guards, in the same
+   * synchronous step as the verdict: until `opened` or `release`, another
+   * trigger for the key (any rule's, for the user) is stopped by `in_flight`
+   * or `user_busy`, so two triggers that arrive together never both act.
+   */
+  reserve(trigger: Trigger): Reservation {
+    const reservation: Reservation = { id: keyIdOf(trigger.rule.name, trigger.keyString), userId: trigger.userId, pod: trigger.pod ?? "" };
+    this.inFlight.set(reservation.id, "");
+    const pods = this.busyUsers.get(reservation.userId) ?? new Map<string, string>();
+    pods.set(reservation.pod, "");
+    this.busyUsers.set(reservation.userId, pods);
+    return reservation;
+  }
+
+  /** Gives a reserved key back: its trigger was not recorded (or was a dry run, which holds nothing). */
+  release(reservation: Reservation): void {
+    if (this.inFlight.get(reservation.id) === "") this.inFlight.delete(reservation.id);
+    const pods = this.busyUsers.get(reservation.userId);
+    if (pods?.get(reservation.pod) === "") pods.delete(reservation.pod);
+    if (pods?.size === 0) this.busyUsers.delete(reservation.userId);
   }
 
   /** An incident was opened (acted on unless it is a dry run or suppressed). */
   opened(incident: Incident, openedAt: number = Date.parse(incident.detectedAt)): void {
     if (incident.rollup !== undefined) return;
     const id = keyIdOf(incident.rule, incident.keyString);
-    this.latest.set(id, incident.id);
-    if (incident.dryRun || incident.status === "suppressed") return;
-    if (!FINAL_STATUSES.has(incident.status)) {
+    const ledger = this.ledger(incident.dryRun);
+    // A record of a trigger that was NOT acted on counts no attempt: only where later suppressions are counted.
+    if (incident.status === "suppressed" && !incident.dryRun) {
+      ledger.noted(id, incident, openedAt);
+      return;
+    }
+    ledger.opened(id, incident, openedAt);
+    if (!incident.dryRun && !FINAL_STATUSES.has(incident.status)) {
       this.inFlight.set(id, incident.id);
       const pods = this.busyUsers.get(incident.target.userId) ?? new Map<string, string>();
+      for (const [pod, holder] of pods) if (holder === "" && pod === (incident.target.pod ?? "")) pods.delete(pod);
       pods.set(incident.target.pod ?? "", incident.id);
       this.busyUsers.set(incident.target.userId, pods);
     }
-    push(this.attempts, id, openedAt, openedAt - DAY_MS);
-    push(this.hourly, incident.rule, openedAt, openedAt - HOUR_MS);
   }
 
   /** An incident reached a final status. `failuresToOpen` is the rule's circuit-breaker threshold. */
@@ -135,21 +291,24 @@ export class GuardState {
     }
     // A record of a trigger that was NOT acted on starts no cooldown: the user would wait for nothing.
     if (incident.status === "suppressed" && !incident.dryRun) return;
-    this.lastClosed.set(id, Math.max(closedAt, this.lastClosed.get(id) ?? 0));
-    if (incident.dryRun || incident.status === "suppressed" || incident.status === "interrupted") return;
-    const b = this.breakers.get(incident.rule) ?? { failures: 0, openedAt: null };
-    if (incident.status === "resolved") {
-      b.failures = 0;
-      b.openedAt = null;
-    } else {
-      b.failures++;
-      if (b.failures >= failuresToOpen) b.openedAt = closedAt;
-    }
-    this.breakers.set(incident.rule, b);
+    this.ledger(incident.dryRun).closed(id, incident, closedAt, failuresToOpen);
   }
 
   /**
-   * Rebuilds the state from stored incidents (any order).
+   * Forgets what no guard can use any more: keys whose last change is older
+   * than `horizonMs` (at least a day: attempts are counted over a day; give
+   * the longest cooldown and circuit `openFor` of the rules when longer).
+   * Keys with a ladder in flight are never forgotten.
+   */
+  prune(now: number, horizonMs = DAY_MS): void {
+    const horizon = Math.max(DAY_MS, horizonMs);
+    this.live.prune(now, horizon);
+    this.dry.prune(now, horizon);
+  }
+
+  /**
+   * Builds the state from stored incidents (any order). Call it on a new
+   * GuardState: a term's state is built once, from the records alone.
    * @param failuresToOpen the circuit-breaker threshold of a rule (default 3 when the rule is gone)
    * @param now when given, rollup records of hours before the previous one are not kept in memory
    */
@@ -166,28 +325,29 @@ export class GuardState {
   }
 }
 
-/** The guards, in order. */
+/** The guards, in order. Cooldowns, attempts, hourly limits and breakers are read from the trigger's own mode's ledger. */
 export const GUARDS: readonly Guard[] = [
   { reason: "not_leader", stops: (_ctx, s) => !s.leader() },
   { reason: "in_flight", stops: ({ trigger: t }, s) => s.inFlightFor(t.rule.name, t.keyString) },
   { reason: "user_busy", stops: ({ trigger: t }, s) => s.userBusy(t.userId, t.pod) },
   {
     reason: "cooldown",
-    stops: ({ trigger: t, now }, s) => s.cooling(t.rule.name, t.keyString, now, t.rule.rule.spec.guards.cooldown),
+    stops: ({ trigger: t, now, globalDryRun }, s) => s.cooling(t.rule.name, t.keyString, now, t.rule.rule.spec.guards.cooldown, isDryRun(t, globalDryRun)),
   },
   {
     reason: "max_attempts",
-    stops: ({ trigger: t, now }, s) => s.attemptsToday(t.rule.name, t.keyString, now) >= t.rule.rule.spec.guards.maxAttemptsPerDay,
+    stops: ({ trigger: t, now, globalDryRun }, s) =>
+      s.attemptsToday(t.rule.name, t.keyString, now, isDryRun(t, globalDryRun)) >= t.rule.rule.spec.guards.maxAttemptsPerDay,
   },
   {
     reason: "rate_limit",
-    stops: ({ trigger: t, now }, s) => s.actedThisHour(t.rule.name, now) >= t.rule.rule.spec.guards.maxPerHour,
+    stops: ({ trigger: t, now, globalDryRun }, s) => s.actedThisHour(t.rule.name, now, isDryRun(t, globalDryRun)) >= t.rule.rule.spec.guards.maxPerHour,
   },
   {
     reason: "circuit_open",
-    stops: ({ trigger: t, now }, s) => s.circuitOpen(t.rule.name, now, t.rule.rule.spec.guards.circuitBreaker.openFor),
+    stops: ({ trigger: t, now, globalDryRun }, s) => s.circuitOpen(t.rule.name, now, t.rule.rule.spec.guards.circuitBreaker.openFor, isDryRun(t, globalDryRun)),
   },
-  { reason: "dry_run", stops: ({ trigger: t, globalDryRun }) => globalDryRun || t.rule.rule.spec.guards.dryRun },
+  { reason: "dry_run", stops: ({ trigger: t, globalDryRun }) => isDryRun(t, globalDryRun) },
 ];
 
 /** Runs the guards in order; the first that stops the trigger gives the reason. */
@@ -200,7 +360,7 @@ export function checkGuards(ctx: GuardContext, state: GuardState, guards: readon
   return { reason: null, passed };
 }
 
-function recent(times: number[] | undefined, since: number): number {
+function recent(times: readonly number[] | undefined, since: number): number {
   if (times === undefined) return 0;
   let n = 0;
   for (const t of times) if (t > since) n++;

@@ -28,9 +28,9 @@ export interface Trigger {
   namespace: string | null;
   /** The entries that reached the threshold, oldest first (at most MAX_EVIDENCE). */
   entries: LogEvent[];
-  /** Matching entries seen for this key in the window (may exceed `entries`). */
+  /** Matching entries of this key inside the window when it fired (may exceed `entries`). */
   total: number;
-  /** Event time of the first and the last entry. */
+  /** Event time of the first entry inside the window, and of the entry that fired. */
   firstAt: number;
   at: number;
   /** The last entry's pattern groups, for the title. */
@@ -50,9 +50,10 @@ export interface DetectorStats {
 }
 
 interface Window {
+  /** Times of the entries in the window (clamped to "now"), ascending. */
   times: number[];
-  entries: LogEvent[];
-  total: number;
+  /** The newest entries in the window (at most MAX_EVIDENCE), each with its clamped time, ascending. */
+  entries: { at: number; event: LogEvent }[];
 }
 
 export interface DetectorOptions {
@@ -104,7 +105,7 @@ export class Detector {
     const id = `${rule.name}\u0000${keyed.keyString}`;
     let window = this.windows.get(id);
     if (window === undefined) {
-      window = { times: [], entries: [], total: 0 };
+      window = { times: [], entries: [] };
       if (this.windows.size >= this.maxKeys) this.evictOldest();
     } else {
       this.windows.delete(id); // re-insert below: Map order is the LRU order
@@ -115,24 +116,31 @@ export class Detector {
     // stamped later than now (a pod clock running ahead) happened by the time it was read: it counts as now, so
     // it cannot push the on-time entries of its key out of the window (fault matrix, row 6). In replay, "now"
     // is the newest entry time, so this changes nothing there.
-    insertSorted(window.times, Math.min(event.time, this.options.now()));
+    const at = Math.min(event.time, this.options.now());
+    insertSorted(window.times, at);
     const newest = window.times[window.times.length - 1]!;
-    while (window.times.length > 0 && window.times[0]! <= newest - windowMs) window.times.shift();
+    const start = newest - windowMs;
+    while (window.times.length > 0 && window.times[0]! <= start) window.times.shift();
     if (window.times.length > count) window.times.splice(0, window.times.length - count);
-    window.total++;
-    window.entries.push(event);
-    if (window.entries.length > MAX_EVIDENCE) window.entries.shift();
+    // Evidence is what fired: only entries inside the window, so the record's first time, count and entries
+    // describe the threshold that was reached, not older entries that fell out of it.
+    let i = window.entries.length;
+    while (i > 0 && window.entries[i - 1]!.at > at) i--;
+    window.entries.splice(i, 0, { at, event });
+    while (window.entries.length > 0 && window.entries[0]!.at <= start) window.entries.shift();
+    if (window.entries.length > MAX_EVIDENCE) window.entries.splice(0, window.entries.length - MAX_EVIDENCE);
 
     if (window.times.length < count) return null;
     this.windows.delete(id);
     this.stats.triggers++;
-    const entries = [...window.entries].sort((a, b) => a.time - b.time);
+    const entries = window.entries.map((e) => e.event);
     return {
       rule,
       ...keyed,
       entries,
-      total: window.total,
-      firstAt: entries[0]!.time,
+      total: window.times.length,
+      // The event time the first entry claims (a pod clock running ahead shows), unless the evidence was cut short.
+      firstAt: entries.length === window.times.length ? Math.min(...entries.map((e) => e.time)) : window.times[0]!,
       at: event.time,
       groups: match.groups,
     };

@@ -17,7 +17,7 @@ import type { z } from "zod";
 import { fsyncDir as fsyncDirectory, writeFileAtomic } from "../atomic-file.js";
 import { renderMarkdown } from "./markdown.js";
 import { FINAL_STATUSES, INCIDENT_ID_PATTERN, Incident } from "./model.js";
-import type { IncidentFilter, IncidentStore } from "./store.js";
+import { IncidentIdError, IncidentRecordError, IncidentStoreError, IncidentStoreErrorCode, type IncidentFilter, type IncidentStore } from "./store.js";
 
 /** The folder incidents are kept in when none is given. */
 export const DEFAULT_INCIDENTS_DIR = "./incidents";
@@ -25,58 +25,7 @@ export const DEFAULT_INCIDENTS_DIR = "./incidents";
 /** Temp files end with this; `list` ignores (and counts) them. */
 const TEMP_SUFFIX = ".tmp";
 
-/** Stable codes of the errors this store throws. Callers and tests branch on these, not on wording. */
-export const IncidentStoreErrorCode = {
-  /** The id is not an incident id (INCIDENT_ID_PATTERN); no path was built from it. A TypeError. */
-  invalidId: "ERR_RECLAIM_INCIDENT_ID",
-  /** The incident does not satisfy the schema (or would not read back once written as JSON). A TypeError. */
-  invalidRecord: "ERR_RECLAIM_INCIDENT_INVALID",
-  /** A file or the folder could not be written. */
-  write: "ERR_RECLAIM_INCIDENT_WRITE",
-  /** A file or the folder could not be read. */
-  read: "ERR_RECLAIM_INCIDENT_READ",
-  /** A record exists but is not valid JSON, not a valid Incident, or holds another id. */
-  corrupt: "ERR_RECLAIM_INCIDENT_CORRUPT",
-} as const;
-export type IncidentStoreErrorCode = (typeof IncidentStoreErrorCode)[keyof typeof IncidentStoreErrorCode];
-
-/** A malformed incident id, refused before any path is built from it. */
-export class IncidentIdError extends TypeError {
-  readonly code = IncidentStoreErrorCode.invalidId;
-  constructor(readonly id: unknown) {
-    super(
-      `invalid incident id ${typeof id === "string" ? JSON.stringify(id.length > 100 ? `${id.slice(0, 100)}…` : id) : typeof id}: ` +
-        "expected one such as 20261126T120000Z-factory-hard-limit-1a2b3c4d",
-    );
-    this.name = "IncidentIdError";
-  }
-}
-
-/** An incident that does not satisfy the schema; nothing was written. */
-export class IncidentRecordError extends TypeError {
-  readonly code = IncidentStoreErrorCode.invalidRecord;
-  constructor(
-    message: string,
-    readonly issues: readonly string[],
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = "IncidentRecordError";
-  }
-}
-
-/** A read or write fault of the store; `cause` holds the underlying error, `file` the path involved. */
-export class IncidentStoreError extends Error {
-  constructor(
-    readonly code: typeof IncidentStoreErrorCode.write | typeof IncidentStoreErrorCode.read | typeof IncidentStoreErrorCode.corrupt,
-    message: string,
-    readonly file: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = "IncidentStoreError";
-  }
-}
+export { IncidentIdError, IncidentRecordError, IncidentStoreError, IncidentStoreErrorCode } from "./store.js";
 
 /** Throws IncidentIdError unless `id` is an incident id. Call it before building any path from an id. */
 export function assertIncidentId(id: unknown): asserts id is string {

@@ -78,6 +78,12 @@ export const Verification = z.object({
   durationMs: z.number().nonnegative(),
   canary: z.object({ ok: z.boolean(), detail: z.string() }).nullable(),
   detail: z.string(),
+  /**
+   * The factory could not be asked when it mattered (the last check failed or
+   * timed out): whether the user can connect is not known. The ladder then
+   * stops (`failed`) instead of escalating on a guess. Absent in older records.
+   */
+  unknown: z.boolean().optional(),
 });
 export type Verification = z.infer<typeof Verification>;
 

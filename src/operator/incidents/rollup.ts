@@ -180,6 +180,51 @@ export class SuppressionRollups {
     for (const entry of rollup.keys) unit.index.set(entry.keyString, { incident, entry });
   }
 
+  /**
+   * Merges a stored version of one of these records into the one held here,
+   * before it is written: keys listed only on record are listed here too,
+   * and counts and times take the larger of the two (ADR 20). Another leader
+   * may have written the record this hour; writing over it would lose the
+   * users it listed. Counts are a lower bound when both counted at once.
+   */
+  merge(incident: Incident, stored: Incident): void {
+    const mine = incident.rollup;
+    const theirs = stored.rollup;
+    if (mine === undefined || theirs === undefined || stored.id !== incident.id) return;
+    const hour = Date.parse(mine.hour);
+    const unit = this.units.get(`${incident.rule}\u0000${mine.reason}\u0000${hour}`);
+    const listed = new Map(mine.keys.map((k) => [k.keyString, k]));
+    for (const entry of theirs.keys) {
+      const own = listed.get(entry.keyString);
+      if (own !== undefined) {
+        own.triggers = Math.max(own.triggers, entry.triggers);
+        own.firstEntryAt = minIso(own.firstEntryAt, entry.firstEntryAt);
+        own.firstAt = minIso(own.firstAt, entry.firstAt);
+        own.lastAt = maxIso(own.lastAt, entry.lastAt);
+        continue;
+      }
+      // Listed in another part already (the parts of one hour fill in order): nothing to add here.
+      if (unit?.index.has(entry.keyString) === true) continue;
+      if (mine.keys.length < MAX_ROLLUP_KEYS) {
+        const copy = { ...entry, key: { ...entry.key } };
+        mine.keys.push(copy);
+        listed.set(copy.keyString, copy);
+        unit?.index.set(copy.keyString, { incident, entry: copy });
+      } else {
+        mine.unlisted.triggers += entry.triggers;
+        mine.unlisted.lastAt = mine.unlisted.lastAt === null ? entry.lastAt : maxIso(mine.unlisted.lastAt, entry.lastAt);
+      }
+    }
+    mine.unlisted.triggers = Math.max(mine.unlisted.triggers, theirs.unlisted.triggers);
+    if (theirs.unlisted.lastAt !== null) mine.unlisted.lastAt = mine.unlisted.lastAt === null ? theirs.unlisted.lastAt : maxIso(mine.unlisted.lastAt, theirs.unlisted.lastAt);
+    for (const [reason, counted] of Object.entries(stored.suppressed) as [SuppressReason, { count: number; lastAt: string }][]) {
+      const own = incident.suppressed[reason];
+      incident.suppressed[reason] = own === undefined ? { ...counted } : { count: Math.max(own.count, counted.count), lastAt: maxIso(own.lastAt, counted.lastAt) };
+    }
+    incident.updatedAt = maxIso(incident.updatedAt, stored.updatedAt);
+    incident.title = titleOf(incident);
+  }
+
   /** Forgets every record (a new term rebuilds them from the store). */
   clear(): void {
     this.units.clear();
@@ -217,4 +262,12 @@ function titleOf(incident: Incident): string {
     `Not acted on (${r.reason}): ${n} key${n === 1 ? "" : "s"} of rule ${incident.rule} in the hour from ${r.hour}` +
     `${r.part > 1 ? `, part ${r.part}` : ""}${more}`
   ).slice(0, 300);
+}
+
+function minIso(a: string, b: string): string {
+  return Date.parse(b) < Date.parse(a) ? b : a;
+}
+
+function maxIso(a: string, b: string): string {
+  return Date.parse(b) > Date.parse(a) ? b : a;
 }

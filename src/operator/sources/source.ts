@@ -4,8 +4,8 @@
  * position: a restart then neither misses nor repeats lines (beyond the batch
  * in flight, which de-duplication absorbs).
  *
- * Implementations: `file:PATH` (file.ts), `stdin` (stdin.ts); Cloud Logging
- * and Kubernetes pod logs come later through the same interface.
+ * Implementations: `file:PATH` (file.ts), `stdin` (stdin.ts), `gcp:PROJECT`
+ * (gcp.ts, Cloud Logging) and `k8s:NAMESPACE/SELECTOR` (../k8s/pod-logs.ts).
  */
 
 /**

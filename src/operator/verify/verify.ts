@@ -4,9 +4,8 @@
  * admitted, continuously for the rule's settle time, within its timeout;
  * with a canary configured, a real chat round trip must work too.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Admission } from "../../contract/control.js";
-import type { Clock } from "../../contract/clock.js";
+import { systemTimers, type Clock, type Timers } from "../../contract/clock.js";
 import type { CanaryResult } from "./canary.js";
 import type { ControlClient } from "../act/control-client.js";
 import type { Verification } from "../incidents/model.js";
@@ -30,8 +29,15 @@ export interface VerifyOptions {
   signal?: AbortSignal;
 }
 
-/** Checks that `userId` would be admitted now and stays admissible for the settle time. */
-export async function verifyUser(control: ControlClient, userId: string, clock: Clock, options: VerifyOptions): Promise<Verification> {
+/**
+ * Checks that `userId` would be admitted now and stays admissible for the
+ * settle time. Resolves `verified: false, unknown: true` when the answer that
+ * decides it could not be had (the admission check, or the count of
+ * connections admitted since the rung, failed or timed out at the end):
+ * "not recovered" is then a guess, and the caller must not act on it.
+ */
+export async function verifyUser(control: ControlClient, userId: string, clock: Clock | Timers, options: VerifyOptions): Promise<Verification> {
+  const timers: Timers = "sleep" in clock ? clock : { ...systemTimers, now: () => clock.now() };
   const started = clock.now();
   const pollMs = options.pollMs ?? 50;
   let last: Admission | null = null;
@@ -43,7 +49,7 @@ export async function verifyUser(control: ControlClient, userId: string, clock: 
     const now = clock.now();
     const remaining = started + options.timeoutMs - now;
     try {
-      last = (await control.admission(userId, Math.max(100, Math.min(2000, remaining)))).value;
+      last = (await control.admission(userId, Math.max(100, Math.min(2000, remaining)), options.signal)).value;
       lastError = "";
     } catch (err) {
       lastError = err instanceof Error ? err.message : String(err);
@@ -58,17 +64,25 @@ export async function verifyUser(control: ControlClient, userId: string, clock: 
       heldSince = null;
       held = 0;
       if (last !== null && options.admittedSince !== undefined) {
-        reconnected = await options.admittedSince().catch(() => 0);
+        try {
+          reconnected = await options.admittedSince();
+        } catch (err) {
+          // Not knowing whether the user's own tabs took the slots is not knowing whether they can connect.
+          lastError = `could not count the connections admitted since the rung: ${err instanceof Error ? err.message : String(err)}`;
+          reconnected = 0;
+        }
         if (reconnected > 0) break;
       }
     }
     if (checkedAt - started >= options.timeoutMs || options.signal?.aborted === true) {
-      return result(false, last, held, started, clock, null, lastError || describe(last, options.settleMs));
+      const unknown = lastError !== "";
+      const detail = unknown ? `could not tell whether the user can connect: ${lastError}` : describe(last, options.settleMs);
+      return { ...result(false, last, held, started, clock, null, detail), ...(unknown ? { unknown } : {}) };
     }
     // While admission holds, look again once the settle time is up (never later than pollMs): a settle
     // shorter than the poll interval is not rounded up to a whole poll.
     const wait = heldSince === null ? pollMs : Math.max(1, Math.min(pollMs, options.settleMs - held));
-    await sleep(wait, undefined, { signal: options.signal }).catch(() => undefined);
+    await timers.sleep(wait, options.signal);
   }
   const admitted =
     reconnected > 0

@@ -13,6 +13,10 @@ import type { OperatorLog } from "../../../src/operator/log.js";
 import { OperatorMetrics } from "../../../src/operator/metrics.js";
 import type { CompiledRule } from "../../../src/operator/rules/compile.js";
 import { hardLimit, rule, T0 } from "../../support/rules.js";
+import { ManualClock } from "../../support/clock.js";
+import { ControlClient } from "../../../src/operator/act/control-client.js";
+import type { Target, TargetResolver } from "../../../src/operator/act/target.js";
+import { syntheticTrigger } from "../../../src/operator/detect/synthetic.js";
 
 const silent: OperatorLog = { debug() {}, info() {}, warn() {}, error() {}, close: () => Promise.resolve() };
 
@@ -53,6 +57,12 @@ function harness(r: CompiledRule, options: { dryRun?: boolean; ending?: "resolve
 }
 
 const reasonOf = (o: TriggerOutcome): string => ("acted" in o ? "acted" : o.suppressed);
+
+/** A trigger of the harness's rule for `userId` (as the sweep would raise it). */
+async function triggerOf(h: { engine: Engine }, userId: string): Promise<Trigger> {
+  const r = h.engine.ruleSet[0]!;
+  return Promise.resolve(syntheticTrigger(r, { userId, pod: "factory-0", namespace: null }, T0, { kind: "sweep", message: "at the limit", fields: {} })!);
+}
 const MIN = 60_000;
 
 describe("guards", () => {
@@ -121,6 +131,141 @@ describe("guards", () => {
     expect((await engine.handle(otherPod)).map(reasonOf)).toEqual(["acted", "user_busy"]);
     expect(guards.userBusy("u", null)).toBe(true); // a trigger that does not know the pod waits too
     expect(guards.userBusy("someone-else", "factory-0")).toBe(false);
+  });
+
+  it("two triggers for one key that arrive together never both act: the verdict and the hold on the key are one step", async () => {
+    // A log rule, the sweep (the same rule) and a metric rule (another rule) call in for one user while the pod
+    // lookup of the first is still in flight.
+    let release!: () => void;
+    const lookup = new Promise<void>((resolve) => (release = resolve));
+    const target: Target = { control: new ControlClient("http://127.0.0.1:9", "x".repeat(16)), pod: "factory-0", namespace: null };
+    const targets: TargetResolver = { resolve: async () => (await lookup, target) };
+    const store = new MemoryIncidentStore();
+    const acted: string[] = [];
+    const engine = new Engine({
+      detector: new Detector({ now: () => T0 }),
+      guards: new GuardState(),
+      store,
+      targets,
+      actor: { act: (incident) => void acted.push(incident.rule) }, // ladders stay in flight
+      clock: { now: () => T0 },
+      metrics: new OperatorMetrics({ defaultMetrics: false }),
+      log: silent,
+      dryRun: false,
+    });
+    const logRule = rule("log-rule");
+    const metricRule = rule("metric-rule");
+    engine.setRules([logRule, metricRule]);
+    const at = (r: CompiledRule): Trigger =>
+      syntheticTrigger(r, { userId: "u", pod: "factory-0", namespace: null }, T0, { kind: "sweep", message: "at the limit", fields: {} })!;
+    const outcomes = [engine.onTrigger(at(logRule)), engine.onTrigger(at(logRule)), engine.onTrigger(at(metricRule))];
+    release();
+    expect((await Promise.all(outcomes)).map(reasonOf)).toEqual(["acted", "in_flight", "user_busy"]);
+    expect(acted).toEqual(["log-rule"]);
+    expect((await store.list()).filter((i) => i.status === "open")).toHaveLength(1);
+  });
+
+  it("a trigger whose pod lookup fails is tried again with backoff and acted on once it succeeds: the entry is not lost", async () => {
+    const clock = new ManualClock(T0);
+    let failures = 2;
+    const target: Target = { control: new ControlClient("http://127.0.0.1:9", "x".repeat(16)), pod: "factory-0", namespace: null };
+    const targets: TargetResolver = {
+      resolve: () => (failures-- > 0 ? Promise.reject(new Error("the Kubernetes API answered 500")) : Promise.resolve(target)),
+    };
+    const logged: string[] = [];
+    const log: OperatorLog = { ...silent, error: (_e, _f, message) => void logged.push(message) };
+    const metrics = new OperatorMetrics({ defaultMetrics: false });
+    const engine = new Engine({
+      detector: new Detector({ now: () => clock.now() }),
+      guards: new GuardState(),
+      store: new MemoryIncidentStore(),
+      targets,
+      actor: { act: () => undefined },
+      clock,
+      metrics,
+      log,
+      dryRun: false,
+      timers: clock,
+      retryBackoffMs: [100, 1000],
+    });
+    engine.setRules([rule("r")]);
+    const handled = engine.handle(hardLimit("u", T0));
+    await clock.run(100); // the first retry: fails again
+    await clock.run(200); // the second: succeeds
+    const outcomes = await handled;
+    expect(outcomes.map(reasonOf)).toEqual(["acted"]);
+    expect(logged[0]).toMatch(/^Could not handle the trigger for userId=u,pod=factory-0 \(rule r\); trying again in 100 ms, nothing is acted on meanwhile: the Kubernetes API answered 500$/);
+    expect(await metrics.registry.getSingleMetricAsString("reclaim_operator_trigger_errors_total")).toContain('reclaim_operator_trigger_errors_total{rule="r"} 2');
+  });
+
+  it("a trigger whose term ended while it waited to be tried again is dropped, not acted on", async () => {
+    const clock = new ManualClock(T0);
+    const term = new AbortController();
+    const engine = new Engine({
+      detector: new Detector({ now: () => clock.now() }),
+      guards: new GuardState(),
+      store: new MemoryIncidentStore(),
+      targets: { resolve: () => Promise.reject(new Error("API down")) },
+      actor: { act: () => expect.unreachable("acted after the term ended") },
+      clock,
+      metrics: new OperatorMetrics({ defaultMetrics: false }),
+      log: silent,
+      dryRun: false,
+      signal: term.signal,
+      timers: clock,
+    });
+    engine.setRules([rule("r")]);
+    const handled = engine.handle(hardLimit("u", T0));
+    await clock.run(50);
+    term.abort();
+    expect(await handled).toEqual([]);
+  });
+
+  it("a suppression whose key's latest record is damaged gets a record of its own instead of failing", async () => {
+    const h = harness(rule("r", { guards: { cooldown: "10m" } }));
+    const first = await h.fire("u", T0);
+    const id = "acted" in first ? first.acted.id : "";
+    const damaged = Object.assign(new Error(`incident record ${id}.json is corrupt`), { code: "ERR_RECLAIM_INCIDENT_CORRUPT" });
+    h.store.get = () => Promise.reject(damaged);
+    const second = await h.fire("u", T0 + 60_000);
+    expect(reasonOf(second)).toBe("cooldown");
+    expect("incident" in second && second.incident?.id).not.toBe(id);
+    // Any other read failure may pass: it is thrown, and the trigger is tried again.
+    h.store.get = () => Promise.reject(new Error("the API server answered 500"));
+    await expect(h.engine.onTrigger(await triggerOf(h, "u"))).rejects.toThrow("the API server answered 500");
+  });
+
+  it("a dry run leaves nothing behind: the first live trigger after it acts, with no cooldown or attempt from the dry run", async () => {
+    const r = rule("r", { guards: { cooldown: "10m", maxAttemptsPerDay: 1 } });
+    const dry = harness(r, { dryRun: true });
+    expect(reasonOf(await dry.fire("u", T0))).toBe("dry_run");
+    expect(reasonOf(await dry.fire("u", T0 + MIN))).toBe("cooldown"); // within the dry run, it records what live would do
+    // The rollout path: dry run first, then live, over the same records.
+    const live = new GuardState();
+    live.rebuild(await dry.store.list(), () => 3);
+    expect(live.cooling("r", "userId=u,pod=factory-0", T0 + 2 * MIN, 10 * MIN)).toBe(false);
+    expect(live.attemptsToday("r", "userId=u,pod=factory-0", T0 + 2 * MIN)).toBe(0);
+    expect(live.actedThisHour("r", T0 + 2 * MIN)).toBe(0);
+    expect(checkGuards({ trigger: await triggerOf(dry, "u"), now: T0 + 2 * MIN, globalDryRun: false }, live).reason).toBeNull();
+    // And in one process: the rule's dryRun flag turned off by a reload.
+    expect(checkGuards({ trigger: await triggerOf(dry, "u"), now: T0 + 2 * MIN, globalDryRun: false }, dry.guards).reason).toBeNull();
+  });
+
+  it("remembers a bounded number of keys, and forgets those no guard can use any more, so weeks of lockouts cost flat memory", async () => {
+    const r = rule("r", { guards: { cooldown: "10m", maxAttemptsPerDay: 3, maxPerHour: 100_000 } });
+    const state = new GuardState({ maxKeys: 100 });
+    const h = harness(r);
+    for (let n = 0; n < 1000; n++) await h.fire(`user-${n}`, T0 + n);
+    state.rebuild(await h.store.list(), () => 3);
+    expect(state.size.live).toBe(100); // the least recently changed were forgotten first
+    expect(state.cooling("r", "userId=user-999,pod=factory-0", T0 + 1000, 10 * MIN)).toBe(true);
+    state.prune(T0 + 1000 + 25 * 60 * MIN); // a day and an hour later: every attempt and cooldown has run out
+    expect(state.size).toEqual({ live: 0, dry: 0, inFlight: 0, users: 0 });
+    // A longer horizon (a rule's cooldown of two days) keeps them.
+    const kept = new GuardState();
+    kept.rebuild(await h.store.list(), () => 3);
+    kept.prune(T0 + 1000 + 25 * 60 * MIN, 2 * 24 * 60 * MIN);
+    expect(kept.size.live).toBe(1000);
   });
 
   it("not_leader stops everything (the slot for leader election)", () => {

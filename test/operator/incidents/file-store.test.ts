@@ -4,7 +4,7 @@
  * reach the caller (the operator does not act when save throws).
  */
 import { spawnSync } from "node:child_process";
-import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -342,7 +342,7 @@ describe("FileIncidentStore: save throws when it cannot write (the operator must
     expect((await readdir(root)).sort()).toEqual([`${i.id}.json`]);
   });
 
-  it("wraps EACCES from a read-only folder (as root, where modes do not stop writes, in a child process as nobody)", async () => {
+  it("wraps EACCES from a read-only folder (as root, where modes do not stop writes, in a child without the DAC capabilities)", async () => {
     if (process.getuid?.() !== 0) {
       const store = new FileIncidentStore({ dir: root });
       await chmod(root, 0o500);
@@ -351,9 +351,9 @@ describe("FileIncidentStore: save throws when it cannot write (the operator must
       expect(err.message).toContain(root);
       return;
     }
-    // Root ignores file modes: the same save runs as `nobody` (uid/gid 65534) in a child, on the built store.
-    const NOBODY = 65534;
-    await chown(root, NOBODY, NOBODY);
+    // Root ignores file modes only through CAP_DAC_OVERRIDE: the same save runs in a child that stays root (so it
+    // can read the built store wherever the checkout is, a private folder included) but has that capability
+    // dropped from its bounding set, on the built store.
     await chmod(root, 0o500);
     const script = [
       `const { FileIncidentStore } = await import(${JSON.stringify(pathToFileURL(DIST_FILE_STORE).href)});`,
@@ -361,9 +361,7 @@ describe("FileIncidentStore: save throws when it cannot write (the operator must
       `try { await new FileIncidentStore({ dir: process.env.DIR }).save(incident); console.log(JSON.stringify({ saved: true })); }`,
       `catch (err) { console.log(JSON.stringify({ code: err.code, cause: err.cause?.code, message: err.message })); }`,
     ].join("\n");
-    const child = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-      uid: NOBODY,
-      gid: NOBODY,
+    const child = spawnSync("setpriv", ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", "--", process.execPath, "--input-type=module", "-e", script], {
       cwd: tmpdir(),
       env: { PATH: process.env.PATH ?? "", DIR: root, INCIDENT: JSON.stringify(buildIncident()) },
       encoding: "utf8",

@@ -187,6 +187,34 @@ describe("rollup records", () => {
     expect(h.guards.rollups.size.records).toBe(2);
   });
 
+  it("a record another leader wrote meanwhile is merged, never written over: the users it lists are kept", async () => {
+    const r = rule("r", { guards: { maxPerHour: 1, cooldown: "10m" } });
+    const store = new MemoryIncidentStore();
+    // This replica leads, lists a and b, and loses the lease; the other leader takes over (building its state
+    // from the records), lists c, and loses the lease again; this replica wins it back with its old record in memory.
+    const one = harness(r, { store });
+    await one.fire("x", T0);
+    await one.fire("a", T0 + 1000);
+    await one.fire("b", T0 + 2000);
+    await one.engine.flush();
+    const otherGuards = new GuardState();
+    otherGuards.rebuild(await store.list(), () => 3, T0 + 3000);
+    const other = harness(r, { store, guards: otherGuards });
+    await other.fire("c", T0 + 3000);
+    await other.engine.flush();
+    await one.fire("d", T0 + 4000); // still holding its own copy, which never saw c
+    await one.engine.flush();
+    const [record, ...more] = rollups(await store.list());
+    expect(more).toEqual([]);
+    expect(record!.rollup!.keys.map((k) => k.userId).sort()).toEqual(["a", "b", "c", "d"]);
+    expect(record!.title).toContain("4 keys");
+    // And once merged, the key another leader listed is counted in place, not listed twice.
+    await one.fire("c", T0 + 5000);
+    await one.engine.flush({ all: true });
+    const [again] = rollups(await store.list());
+    expect(again!.rollup!.keys.filter((k) => k.userId === "c").map((k) => k.triggers)).toEqual([2]);
+  });
+
   it("a restart rebuilds the records: a listed key is not listed again, counting goes on in the same record, and no per-key guard is touched", async () => {
     const r = rule("r", { guards: { maxPerHour: 1, cooldown: "10m" } });
     const store = new MemoryIncidentStore();

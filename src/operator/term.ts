@@ -1,0 +1,486 @@
+/**
+ * A leadership term: the one period in which this replica acts. It owns
+ * everything acting needs — the guards' state, the detector's windows, the
+ * engine, the ladders it runs, the log tail and its timers — and nothing it
+ * builds outlives it (client-go's `OnStartedLeading(ctx)`, STYLE.md):
+ *
+ * - it starts when this replica may act (at once, or on winning the lease),
+ *   reads the incident records, builds the guards from them alone, resumes
+ *   (or closes as interrupted) the incidents left open, and tails the source
+ *   from the last position handled;
+ * - it ends when leadership is lost or the operator stops: its signal aborts,
+ *   so no rung, retry or check is sent any more and nothing more is written;
+ *   `dispose` waits until its ladders have stopped at a safe point and its
+ *   tail has ended, and only then may the next term start.
+ *
+ * Every call a term makes carries its signal; every wait is on its timers.
+ */
+import { systemTimers, type Timers } from "../contract/clock.js";
+import { LadderRunner, NotLeader, StoreFailure, type LadderOptions } from "./act/ladder.js";
+import type { Target, TargetResolver } from "./act/target.js";
+import { Engine, type Actor, type TriggerOutcome } from "./decide/engine.js";
+import { GuardState } from "./decide/guards.js";
+import { Detector, type Trigger } from "./detect/detector.js";
+import { FINAL_STATUSES, type Incident } from "./incidents/model.js";
+import { close, decide } from "./incidents/record.js";
+import type { IncidentStore } from "./incidents/store.js";
+import { errorText, OperatorEvent, type OperatorLog } from "./log.js";
+import type { OperatorMetrics } from "./metrics.js";
+import type { CompiledRule } from "./rules/compile.js";
+import type { Scanner } from "./sources/scan.js";
+import type { LogSource } from "./sources/source.js";
+import type { CanaryResult } from "./verify/canary.js";
+
+/** Why a term ended: a metric label (bounded). */
+export type TermEnd = "leadership_lost" | "stopped" | "failed";
+
+/** A term's settings; every one has a default. */
+export interface TermOptions {
+  /** `--dry-run`. */
+  dryRun: boolean;
+  /** An open incident last updated longer ago than this is closed as interrupted, not resumed (default 10 min). */
+  resumeWindowMs?: number;
+  /** Between writes the store refused, and between reads of the records at the start (default 1000 ms). */
+  storeRetryMs?: number;
+  /**
+   * Longest an open incident may go without a running ladder before it is
+   * closed as `interrupted` (default 60 s): a pod lookup that keeps failing
+   * while it is resumed, or a ladder that ended without closing it.
+   */
+  orphanAfterMs?: number;
+  /** Waits between attempts of a trigger whose handling threw (default 200 ms doubling to 30 s). */
+  triggerBackoffMs?: readonly [number, number];
+  /** Waits before the tail is started again after the source failed (default 1 s doubling to 60 s). */
+  sourceBackoffMs?: readonly [number, number];
+  /** The tail fails the term after this many source failures in a row without a batch handled (default 8). */
+  sourceFailures?: number;
+  /** Rollup records whose only change is counts are written at most this often (default 1000 ms ticks, ADR 12). */
+  flushEveryMs?: number;
+  /** How often the guards forget what they can no longer use (default 10 min). */
+  pruneEveryMs?: number;
+  ladder?: LadderOptions;
+  canary?: (message: string) => Promise<CanaryResult>;
+}
+
+/** What a term uses; the operator builds these once and hands them to every term. */
+export interface TermDeps {
+  store: IncidentStore;
+  targets: TargetResolver;
+  timers?: Timers;
+  metrics: OperatorMetrics;
+  log: OperatorLog;
+  /** The rules in force now (they reload while a term runs). */
+  rules: () => readonly CompiledRule[];
+  /** The scanner for the rules in force now. */
+  scanner: () => Scanner;
+  /** The log source; null when the operator only runs metric rules and jobs. */
+  source: LogSource;
+  /** Called after each batch with what it read, for the operator's source metrics. */
+  onBatch?: () => void;
+}
+
+const DEFAULT_ORPHAN_AFTER_MS = 60_000;
+
+/**
+ * Source errors that retrying cannot mend — the configuration is wrong (a
+ * source path that is a folder, a filter Cloud Logging refuses): the term
+ * fails at once rather than after its retries.
+ */
+const PERMANENT_SOURCE_ERRORS: ReadonlySet<string> = new Set(["ERR_RECLAIM_SOURCE_NOT_A_FILE", "ERR_RECLAIM_GCP_REQUEST", "ERR_RECLAIM_SOURCE_SPEC"]);
+
+/** The records could not be read at the start of a term that may not wait for them (the first, without leader election). */
+export class RecordsUnreadable extends Error {
+  readonly code = "ERR_RECLAIM_RECORDS_UNREADABLE";
+}
+
+/** The log source kept failing: the term stops acting, and the operator exits non-zero so that it is restarted and seen. */
+export class SourceFailed extends Error {
+  readonly code = "ERR_RECLAIM_SOURCE_FAILED";
+}
+
+export class Term {
+  readonly guards: GuardState;
+  readonly engine: Engine;
+  readonly detector: Detector;
+  /** Resolves when the term's tail has ended: the source ran out (finite sources), failed for good, or the term ended. */
+  readonly tailEnded: Promise<void>;
+  private readonly controller = new AbortController();
+  private readonly timers: Timers;
+  private readonly ladder: LadderRunner;
+  /** The ladders running now, by incident id: the truth behind the open-incidents gauge. */
+  private readonly ladders = new Map<string, Promise<void>>();
+  /** Incidents active without a ladder, and since when (see orphanAfterMs). */
+  private readonly orphans = new Map<string, number>();
+  private readonly cancels: (() => void)[] = [];
+  private tail: Promise<void> = Promise.resolve();
+  private tailFailure: Error | null = null;
+  private resolveTailEnded!: () => void;
+  private disposing: Promise<void> | null = null;
+  private started: Promise<void> | null = null;
+  private readyFlag = false;
+
+  constructor(
+    private readonly deps: TermDeps,
+    private readonly options: TermOptions,
+  ) {
+    this.timers = deps.timers ?? systemTimers;
+    this.tailEnded = new Promise<void>((resolve) => (this.resolveTailEnded = resolve));
+    this.guards = new GuardState();
+    this.guards.leader = () => !this.controller.signal.aborted;
+    this.detector = new Detector({ now: () => this.timers.now() });
+    this.ladder = new LadderRunner(
+      { store: deps.store, guards: this.guards, clock: this.timers, metrics: deps.metrics, log: deps.log },
+      { ...options.ladder, ...(options.storeRetryMs === undefined ? {} : { storeRetryMs: options.storeRetryMs }), ...(options.canary === undefined ? {} : { canary: options.canary }) },
+    );
+    const actor: Actor = { act: (incident, rule, target) => this.act(incident, rule, target) };
+    this.engine = new Engine({
+      detector: this.detector,
+      guards: this.guards,
+      store: deps.store,
+      targets: deps.targets,
+      actor,
+      clock: this.timers,
+      metrics: deps.metrics,
+      log: deps.log,
+      dryRun: options.dryRun,
+      signal: this.controller.signal,
+      timers: this.timers,
+      ...(options.triggerBackoffMs === undefined ? {} : { retryBackoffMs: options.triggerBackoffMs }),
+    });
+    this.engine.setRules(deps.rules());
+  }
+
+  /**
+   * Starts the term: reads the records (again and again, every
+   * storeRetryMs, while they cannot be read — unless `waitForRecords` is
+   * false: then it rejects with RecordsUnreadable), builds the guards from
+   * them, resumes the open incidents and starts the tail. Call it once the
+   * previous term has been disposed. Resolves early when the term ends first.
+   */
+  start(waitForRecords: boolean): Promise<void> {
+    this.started ??= this.begin(waitForRecords).catch((err: unknown) => {
+      this.controller.abort();
+      for (const cancel of this.cancels.splice(0)) cancel();
+      this.resolveTailEnded();
+      throw err;
+    });
+    return this.started;
+  }
+
+  /** Aborted when the term ends: every call and wait of the term carries it. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Is the term still acting? */
+  get acting(): boolean {
+    return !this.controller.signal.aborted;
+  }
+
+  /** Ladders running now. */
+  get inFlight(): number {
+    return this.ladders.size;
+  }
+
+  /** The incidents whose ladders run now (for tests: one ladder per key across the cluster). */
+  get running(): readonly Incident[] {
+    return [...this.ladders.keys()].flatMap((id) => {
+      const incident = this.engine.active.get(id);
+      return incident === undefined ? [] : [incident];
+    });
+  }
+
+  /** Has `start` finished: records read, guards built, open incidents resumed? */
+  get ready(): boolean {
+    return this.readyFlag;
+  }
+
+  /** The tail failed for good (SourceFailed), if it did. */
+  get failure(): Error | null {
+    return this.tailFailure;
+  }
+
+  /** New rules (a reload): the detector forgets the windows of rules that are gone. */
+  setRules(rules: readonly CompiledRule[]): void {
+    this.engine.setRules(rules);
+  }
+
+  /** A trigger from outside the log (a metric rule, the sweep): the normal path, then its rollups are written. Waits for the term to have started. */
+  async trigger(trigger: Trigger): Promise<TriggerOutcome | null> {
+    if (this.started === null) return null;
+    await this.started.catch(() => undefined);
+    if (!this.acting) return null;
+    const outcome = await this.engine.triggerUntilHandled(trigger);
+    await this.engine.flush();
+    return outcome;
+  }
+
+  /** Waits until no ladder of this term is running. */
+  async idle(): Promise<void> {
+    while (this.ladders.size > 0) await Promise.all([...this.ladders.values()]);
+  }
+
+  /**
+   * Ends the term: nothing more is sent or written; waits until every ladder
+   * has stopped at a safe point and the tail has ended. On a requested stop
+   * (`stopped`, still the leader) the rollup records are written one last
+   * time; when leadership was lost they are not (the next leader writes).
+   */
+  dispose(why: TermEnd, detail: string): Promise<void> {
+    this.disposing ??= (async () => {
+      this.controller.abort();
+      for (const cancel of this.cancels.splice(0)) cancel();
+      await this.started?.catch(() => undefined);
+      for (const cancel of this.cancels.splice(0)) cancel(); // any armed while it was starting
+      this.engine.dropHeld(detail);
+      this.resolveTailEnded();
+      await this.tail;
+      await this.idle();
+      this.deps.metrics.openIncidents.set(0);
+      if (why === "stopped") await this.engine.flush({ all: true });
+      this.deps.metrics.terms.inc({ end: why });
+      this.deps.log.info(OperatorEvent.termEnded, { why }, `Stopped acting (${detail})`);
+    })();
+    return this.disposing;
+  }
+
+  private async begin(waitForRecords: boolean): Promise<void> {
+    const { deps, options } = this;
+    const storeRetryMs = options.storeRetryMs ?? 1000;
+    // Incidents the store could not record yet are written again (and acted on) every storeRetryMs.
+    this.cancels.push(this.timers.every(storeRetryMs, () => void this.engine.retryHeld()));
+    const records = await this.listRecords(waitForRecords, storeRetryMs);
+    if (records === null || !this.acting) return; // the term ended while the records were read
+    const failuresOf = (name: string): number => deps.rules().find((r) => r.name === name)?.rule.spec.guards.circuitBreaker.failures ?? 3;
+    this.guards.rebuild(records, failuresOf, this.timers.now());
+    deps.log.info(OperatorEvent.termStarted, { records: records.length }, `Acting: guards built from ${records.length} incident record(s)`);
+    for (const incident of records.filter((i) => !FINAL_STATUSES.has(i.status))) {
+      if (!this.acting) return;
+      await this.resume(incident);
+    }
+    this.cancels.push(this.timers.every(options.flushEveryMs ?? 1000, () => void this.engine.flush()));
+    this.cancels.push(this.timers.every(Math.max(1000, Math.floor((options.orphanAfterMs ?? DEFAULT_ORPHAN_AFTER_MS) / 2)), () => void this.closeOrphans()));
+    this.cancels.push(this.timers.every(options.pruneEveryMs ?? 600_000, () => this.prune()));
+    if (!this.acting) return;
+    this.readyFlag = true;
+    this.tail = this.runTail().finally(() => this.resolveTailEnded());
+  }
+
+  /** The records; null when the term ended first. */
+  private async listRecords(waitForRecords: boolean, retryMs: number): Promise<Incident[] | null> {
+    const { deps } = this;
+    for (let failures = 1; ; failures++) {
+      try {
+        return await deps.store.list();
+      } catch (err) {
+        if (!waitForRecords) throw new RecordsUnreadable(`cannot read the incident records: ${errorText(err)}`, { cause: err });
+        deps.metrics.storeErrors.inc();
+        if (failures === 1 || failures % 60 === 0) {
+          deps.log.error(
+            OperatorEvent.storeError,
+            { failures },
+            `Cannot read the incident records; NOT acting until they can be read (trying again every ${retryMs} ms): ${errorText(err)}`,
+          );
+        }
+        await this.timers.sleep(retryMs, this.signal);
+        if (!this.acting) return null;
+      }
+    }
+  }
+
+  /**
+   * An incident a previous term (or process) left open: continue it, or
+   * close it as interrupted — when it is too old, its rule is gone, the pod
+   * it acted on is gone, or its pod cannot be looked up within orphanAfterMs.
+   */
+  private async resume(incident: Incident): Promise<void> {
+    const { deps, options } = this;
+    const now = this.timers.now();
+    const rule = deps.rules().find((r) => r.name === incident.rule);
+    const age = now - Date.parse(incident.updatedAt);
+    const window = options.resumeWindowMs ?? 600_000;
+    if (rule === undefined) return this.interrupt(incident, `the operator restarted and rule ${incident.rule} is no longer loaded`);
+    if (age > window) return this.interrupt(incident, `the operator restarted ${Math.round(age / 1000)} s after the last step (more than ${window / 1000} s): not resumed`);
+    const target = await this.resolveForResume(incident);
+    if (!this.acting) return;
+    if (typeof target === "string") return this.interrupt(incident, target);
+    decide(incident, "resumed", "a new operator term continues from the record", this.timers.now());
+    // If this write fails, the ladder's own first write holds it before anything is called.
+    await deps.store.save(incident).catch((err: unknown) => deps.log.error(OperatorEvent.storeError, { incident: incident.id }, `Could not record resuming ${incident.id}: ${errorText(err)}`));
+    deps.log.warn(OperatorEvent.resumed, { incident: incident.id, rule: incident.rule, userId: incident.target.userId }, `Resuming incident ${incident.id}`);
+    this.engine.active.set(incident.id, incident);
+    this.act(incident, rule, target);
+  }
+
+  /** The target of a resumed incident, or why there is none (tried with backoff for at most orphanAfterMs). */
+  private async resolveForResume(incident: Incident): Promise<Target | string> {
+    const bound = this.options.orphanAfterMs ?? DEFAULT_ORPHAN_AFTER_MS;
+    const started = this.timers.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const target = await this.deps.targets.resolve({
+          userId: incident.target.userId,
+          pod: incident.target.pod,
+          namespace: incident.target.namespace ?? null,
+          signal: this.signal,
+        });
+        return target ?? `the operator restarted and pod ${incident.target.pod ?? "(unknown)"} it acted on is gone: nothing left to act on`;
+      } catch (err) {
+        const waited = this.timers.now() - started;
+        if (waited >= bound || !this.acting) return `the operator restarted and could not look up pod ${incident.target.pod ?? "(unknown)"} for ${Math.round(waited / 1000)} s: ${errorText(err)}`;
+        this.deps.log.warn(OperatorEvent.resumed, { incident: incident.id }, `Cannot look up the target of ${incident.id} yet (${errorText(err)}); trying again`);
+        await this.timers.sleep(Math.min(bound - waited, 500 * 2 ** Math.min(attempt, 6)), this.signal);
+      }
+    }
+  }
+
+  /** Closes an open incident as interrupted, with why, and tells the guards. */
+  private async interrupt(incident: Incident, why: string): Promise<void> {
+    const { deps } = this;
+    if (FINAL_STATUSES.has(incident.status) || !this.acting) return;
+    close(incident, "interrupted", this.timers.now(), why);
+    incident.followUps.push("Check whether the user can connect; a new trigger will open a new incident.");
+    try {
+      await deps.store.save(incident);
+    } catch (err) {
+      deps.log.error(OperatorEvent.storeError, { incident: incident.id }, `Could not record ${incident.id} as interrupted: ${errorText(err)}; the next term tries again`);
+      return;
+    }
+    this.engine.active.delete(incident.id);
+    this.orphans.delete(incident.id);
+    this.guards.closed(incident, deps.rules().find((r) => r.name === incident.rule)?.rule.spec.guards.circuitBreaker.failures ?? 3);
+    deps.metrics.incidents.inc({ status: "interrupted" });
+    deps.log.warn(OperatorEvent.incidentInterrupted, { incident: incident.id, rule: incident.rule, userId: incident.target.userId }, `Incident ${incident.id} interrupted: ${why}`);
+  }
+
+  /** Starts the ladder of a recorded incident; every way it can end leaves the incident closed or with a ladder. */
+  private act(incident: Incident, rule: CompiledRule, target: Target | null): void {
+    const { deps } = this;
+    if (!this.acting) return; // left open: the next term resumes it
+    if (target === null) {
+      void this.interrupt(incident, "no factory to act on was found for it");
+      return;
+    }
+    if (this.ladders.has(incident.id)) return;
+    const run = this.ladder
+      .run(incident, rule.rule, target, this.signal)
+      .then(
+        () => undefined,
+        async (err: unknown) => {
+          if (err instanceof NotLeader || err instanceof StoreFailure) {
+            deps.log.warn(OperatorEvent.resumed, { incident: incident.id }, `Stopped acting on ${incident.id}: ${errorText(err)}; the next term continues it`);
+            return;
+          }
+          deps.log.error(OperatorEvent.incidentInterrupted, { incident: incident.id }, `Ladder of ${incident.id} stopped on an unexpected error: ${errorText(err)}`);
+          await this.interrupt(incident, `its ladder stopped on an unexpected error: ${errorText(err)}`);
+        },
+      )
+      .finally(() => {
+        this.ladders.delete(incident.id);
+        this.engine.release(incident);
+        deps.metrics.openIncidents.set(this.ladders.size);
+      });
+    this.ladders.set(incident.id, run);
+    deps.metrics.openIncidents.set(this.ladders.size);
+  }
+
+  /** Active incidents without a running ladder for longer than orphanAfterMs are closed as interrupted. */
+  private async closeOrphans(): Promise<void> {
+    const now = this.timers.now();
+    const bound = this.options.orphanAfterMs ?? DEFAULT_ORPHAN_AFTER_MS;
+    for (const [id, incident] of this.engine.active) {
+      if (this.ladders.has(id) || FINAL_STATUSES.has(incident.status)) {
+        this.orphans.delete(id);
+        continue;
+      }
+      const since = this.orphans.get(id) ?? now;
+      this.orphans.set(id, since);
+      if (now - since >= bound) await this.interrupt(incident, `it had no running ladder for ${Math.round((now - since) / 1000)} s`);
+    }
+    for (const id of this.orphans.keys()) if (!this.engine.active.has(id)) this.orphans.delete(id);
+  }
+
+  private prune(): void {
+    const horizon = Math.max(0, ...this.deps.rules().map((r) => Math.max(r.rule.spec.guards.cooldown, r.rule.spec.guards.circuitBreaker.openFor)));
+    this.guards.prune(this.timers.now(), horizon);
+  }
+
+  /**
+   * Tails the source until the term ends or a finite source runs out. A
+   * failed source is started again (from the last position handled) with
+   * backoff; after `sourceFailures` failures in a row without a batch handled
+   * the term fails (SourceFailed).
+   */
+  private async runTail(): Promise<void> {
+    const { deps, options } = this;
+    const [first, last] = options.sourceBackoffMs ?? [1000, 60_000];
+    const limit = options.sourceFailures ?? 8;
+    let failures = 0;
+    while (this.acting) {
+      let handled = false;
+      try {
+        await this.tailOnce(() => (handled = true));
+        return; // the term ended, or a finite source ran out
+      } catch (err) {
+        if (!this.acting) return;
+        if (handled) failures = 0;
+        failures++;
+        deps.metrics.sourceErrors.inc({ source: deps.source.name });
+        const permanent = PERMANENT_SOURCE_ERRORS.has(String((err as { code?: unknown } | null)?.code));
+        if (failures >= limit || permanent) {
+          this.tailFailure = new SourceFailed(
+            permanent ? `source ${deps.source.name} cannot be read: ${errorText(err)}` : `source ${deps.source.name} failed ${failures} times in a row: ${errorText(err)}`,
+            { cause: err },
+          );
+          deps.log.error(OperatorEvent.sourceError, { source: deps.source.name, failures }, `${this.tailFailure.message}; giving up`);
+          return;
+        }
+        const wait = Math.min(last, first * 2 ** (failures - 1));
+        deps.log.error(
+          OperatorEvent.sourceError,
+          { source: deps.source.name, failures },
+          `Source ${deps.source.name} failed (${errorText(err)}); starting it again from the last position handled in ${wait} ms`,
+        );
+        await this.timers.sleep(wait, this.signal);
+      }
+    }
+  }
+
+  /**
+   * One run of the source. A batch's position is saved while the next batch
+   * is read and handled, so that a line written just after another is not
+   * held up by the other's fsyncs; the next batch waits for that save before
+   * its own starts (ADR 15). A batch the term stopped in the middle of is not
+   * committed: the next term reads it again.
+   */
+  private async tailOnce(onHandled: () => void): Promise<void> {
+    const { deps } = this;
+    let committing: Promise<void> = Promise.resolve();
+    await deps.source.run(async (batch) => {
+      const scanner = deps.scanner();
+      const before = { ...scanner.stats };
+      // Parsed one by one as handled, so a flood's entries die young (ADR 12).
+      const events = scanner.lazy(batch);
+      deps.metrics.linesRead.inc({ source: deps.source.name }, scanner.stats.linesRead - before.linesRead);
+      try {
+        for (const event of events) {
+          if (!this.acting) return; // leadership lost mid-batch: leave the rest (and its position) to the next leader
+          deps.metrics.sourceLag.set({ source: deps.source.name }, Math.max(0, (this.timers.now() - event.time) / 1000));
+          await this.engine.handle(event);
+        }
+      } finally {
+        deps.metrics.linesMalformed.inc({ source: deps.source.name }, scanner.stats.malformed - before.malformed);
+      }
+      if (!this.acting) return;
+      deps.onBatch?.();
+      // Rollup records (ADR 12) are written once per batch, before its position is saved.
+      await this.engine.flush();
+      const previous = committing;
+      committing = batch.commit();
+      committing.catch(() => undefined); // awaited by the next batch, or when the tail ends
+      await previous;
+      onHandled();
+    }, this.signal);
+    await committing;
+  }
+}
