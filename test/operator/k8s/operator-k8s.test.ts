@@ -140,6 +140,74 @@ describe("Kubernetes mode: leader election", () => {
   });
 });
 
+const USER_A = "system:serviceaccount:default:token-a";
+
+function grantBoth(api: FakeKubeApi): void {
+  api.grant("token-a", { rules: [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }] });
+  api.grant("token-b", { rules: [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }] });
+}
+
+describe("Kubernetes mode: one leader acts, even when the API hangs", () => {
+  it("a leader whose lease renewal hangs stops acting at its renew deadline, before the other takes the lease; the rung in flight runs once", async () => {
+    const { api, port } = await setUp();
+    const b = await factoryPod(api, "chat-factory-b", "127.0.0.2", port, { cleanup: "legacy" });
+    factories.push(b);
+    const rule = LOCKOUT_RULE.replace("- { rung: probe, timeout: 5s }", "- { rung: probe, timeout: 10s, params: { timeoutMs: 2500 } }");
+    grantBoth(api);
+    const first = await k8sOperator(api, { identity: "operator-a", controlPort: port, leader: true, rule, token: "token-a" });
+    operators.push(first);
+    await eventually(() => first.leading(), 10_000, "the first operator to lead");
+    const second = await k8sOperator(api, { identity: "operator-b", controlPort: port, leader: true, rule, token: "token-b" });
+    operators.push(second);
+
+    await lockOut(b);
+    await eventually(() => incidentObjects(api).some((o) => o.status?.rungs?.[0]?.outcome === "pending"), 10_000, "the probe to be in flight");
+    // The network silently drops the leader's lease requests: they never answer, and every retry hangs too.
+    const heal = api.hang({ user: USER_A, resource: "leases" });
+    await eventually(() => !first.leading(), 5000, "the first operator to stop at its renew deadline");
+    await eventually(() => second.leading(), 10_000, "the second operator to take over");
+    await second.until((all) => all.some((i) => i.status === "resolved"), "the second operator to finish the incident", 20_000);
+    heal();
+
+    const at = (op: typeof first, event: string, text: string): number =>
+      Date.parse(String(op.lines.find((l) => l.event === event && String(l.msg ?? l.message).includes(text))?.time));
+    expect(at(first, "operator.stopping", "Lost the leadership")).toBeLessThan(at(second, "operator.started", "Became the leader"));
+    // The probe the first leader sent is answered from the factory's first run when the second sends it again (ADR 13).
+    expect(b.events("factory.cleanup").filter((l) => l.trigger === "control")).toHaveLength(1);
+    const [incident] = await second.incidents();
+    expect(incident!.decisions.map((d) => d.kind)).toEqual(expect.arrayContaining(["resumed", "resolved"]));
+  });
+
+  it("winning leadership back changes nothing: the guards are rebuilt from the records, so the next lockout of the user is acted on", async () => {
+    const { api, port } = await setUp();
+    const b = await factoryPod(api, "chat-factory-b", "127.0.0.2", port, { cleanup: "legacy" });
+    factories.push(b);
+    // Two attempts a day: a term that counted the first incident twice would suppress the second lockout.
+    const rule = LOCKOUT_RULE.replace("guards: { cooldown: 10m }", "guards: { cooldown: 1s, maxAttemptsPerDay: 2 }");
+    grantBoth(api);
+    const first = await k8sOperator(api, { identity: "operator-a", controlPort: port, leader: true, rule, token: "token-a" });
+    operators.push(first);
+    await eventually(() => first.leading(), 10_000, "the first operator to lead");
+    await lockOut(b);
+    await first.until((all) => all.some((i) => i.status === "resolved"), "the first incident");
+
+    // Lose the lease to a second replica, then win it back when that one stops.
+    const second = await k8sOperator(api, { identity: "operator-b", controlPort: port, leader: true, rule, token: "token-b" });
+    operators.push(second);
+    const heal = api.hang({ user: USER_A, resource: "leases" });
+    await eventually(() => !first.leading() && second.leading(), 10_000, "the second operator to lead");
+    heal();
+    await second.close();
+    await eventually(() => first.leading() && first.term()?.ready === true, 10_000, "the first operator to lead again");
+
+    const key = `userId=${USER},pod=chat-factory-b`;
+    expect(first.term()!.guards.attemptsToday("lockout", key, Date.now())).toBe(1);
+    await lockOut(b);
+    const all = await first.until((incidents) => incidents.filter((i) => i.status === "resolved").length === 2, "the second lockout to be resolved");
+    expect(all.map((i) => i.suppressed.max_attempts)).toEqual([undefined, undefined]);
+  });
+});
+
 describe("Kubernetes mode: restartPod", () => {
   it("deletes the stuck pod, waits for a Ready replacement, and verifies the user there; a second one within the hour is skipped", async () => {
     const { api, port } = await setUp();

@@ -86,6 +86,8 @@ export interface Fault {
   apiGroup?: string;
   namespace?: string;
   name?: string;
+  /** The authenticated user (e.g. `system:serviceaccount:default:TOKEN`): one replica's requests only. */
+  user?: string;
   /** How many requests fail; default 1. */
   times?: number;
   /** The HTTP status to answer (500, 409, 403, …). */
@@ -156,6 +158,9 @@ export class FakeKubeApi {
   private readonly recorded: RecordedRequest[] = [];
   private readonly faults: PendingFault[] = [];
   private readonly stalls: PendingStall[] = [];
+  private readonly hangs = new Set<{ match: StallMatch; released: Promise<void> }>();
+  private active = 0;
+  private holding = 0;
   private readonly watches = new Set<OpenWatch>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly replicaSets = new Set<ReplicaSetBehaviour>();
@@ -242,6 +247,27 @@ export class FakeKubeApi {
     const released = new Promise<void>((resolve) => (release = resolve));
     this.stalls.push({ match, arrived, released });
     return { reached, release };
+  }
+
+  /**
+   * Holds EVERY request matching `match` (after authentication), from now
+   * until the returned function is called: a network that silently drops one
+   * replica's packets (`{ user }`), or an API server that hangs. Held
+   * requests are answered, in order, once released.
+   */
+  hang(match: StallMatch): () => void {
+    let release!: () => void;
+    const hang = { match, released: new Promise<void>((resolve) => (release = resolve)) };
+    this.hangs.add(hang);
+    return () => {
+      this.hangs.delete(hang);
+      release();
+    };
+  }
+
+  /** Requests being handled now that no stall or hang holds (for simulations that wait until the API is quiet). */
+  busy(): number {
+    return this.active - this.holding;
   }
 
   /** Ends every open watch (clients re-watch from their last resourceVersion); returns how many were open. */
@@ -419,6 +445,7 @@ export class FakeKubeApi {
     const contentType = req.headers["content-type"]?.split(";")[0]?.trim();
     if (contentType !== undefined) record.contentType = contentType;
     const call: Call = { req, res, url, record };
+    this.active++;
     try {
       const body = await readBody(req);
       if (url.pathname === "/version") {
@@ -456,6 +483,8 @@ export class FakeKubeApi {
         return;
       }
       this.reply(call, error.code, error.toStatus());
+    } finally {
+      this.active--;
     }
   }
 
@@ -468,12 +497,19 @@ export class FakeKubeApi {
   }
 
   private async stallIfAsked(record: RecordedRequest): Promise<void> {
+    for (const hang of this.hangs) {
+      if (!matches(hang.match, record)) continue;
+      this.holding++;
+      await hang.released.finally(() => this.holding--);
+      return;
+    }
     const index = this.stalls.findIndex((s) => matches(s.match, record));
     const stall = this.stalls[index];
     if (stall === undefined) return;
     this.stalls.splice(index, 1);
     stall.arrived();
-    await stall.released;
+    this.holding++;
+    await stall.released.finally(() => this.holding--);
   }
 
   private injectFault(record: RecordedRequest): void {
@@ -714,6 +750,7 @@ function matches(match: StallMatch, record: RecordedRequest): boolean {
     (match.resource === undefined || match.resource === full) &&
     (match.apiGroup === undefined || match.apiGroup === record.apiGroup) &&
     (match.namespace === undefined || match.namespace === record.namespace) &&
-    (match.name === undefined || match.name === record.name)
+    (match.name === undefined || match.name === record.name) &&
+    (match.user === undefined || match.user === record.user)
   );
 }
