@@ -65,7 +65,7 @@ export class Replayer {
       act: (incident, rule) => {
         const plan = rule.rule.spec.ladder.map((r) => r.rung).join(" → ");
         close(incident, "resolved", this.watermark, `replay: would run ${plan}; assumed to end at detection`);
-        guards.closed(incident, rule.rule.spec.guards.circuitBreaker.failures);
+        guards.closed(incident);
         this.engine.release(incident);
         void this.store.save(incident);
       },

@@ -251,8 +251,7 @@ export class Term {
     this.cancels.push(this.timers.every(storeRetryMs, () => void this.engine.retryHeld()));
     const records = await this.listRecords(waitForRecords, storeRetryMs);
     if (records === null || !this.acting) return; // the term ended while the records were read
-    const failuresOf = (name: string): number => deps.rules().find((r) => r.name === name)?.rule.spec.guards.circuitBreaker.failures ?? 3;
-    this.guards.rebuild(records, failuresOf, this.timers.now());
+    this.guards.rebuild(records, this.timers.now());
     deps.log.info(OperatorEvent.termStarted, { records: records.length }, `Acting: guards built from ${records.length} incident record(s)`);
     for (const incident of records.filter((i) => !FINAL_STATUSES.has(i.status))) {
       if (!this.acting) return;
@@ -348,7 +347,7 @@ export class Term {
     }
     this.engine.active.delete(incident.id);
     this.orphans.delete(incident.id);
-    this.guards.closed(incident, deps.rules().find((r) => r.name === incident.rule)?.rule.spec.guards.circuitBreaker.failures ?? 3);
+    this.guards.closed(incident);
     deps.metrics.incidents.inc({ status: "interrupted" });
     deps.log.warn(OperatorEvent.incidentInterrupted, { incident: incident.id, rule: incident.rule, userId: incident.target.userId }, `Incident ${incident.id} interrupted: ${why}`);
   }

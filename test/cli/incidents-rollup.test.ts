@@ -36,7 +36,7 @@ beforeAll(async () => {
     actor: {
       act(incident) {
         close(incident, "resolved", now, "test");
-        guards.closed(incident, 3);
+        guards.closed(incident);
         engine.release(incident);
       },
     },

@@ -31,6 +31,8 @@ export interface ModelFactory {
   admits(userId: string): boolean;
   fault(kind: ModelFault, match?: (method: string, path: string) => boolean, times?: number): void;
   heal(): void;
+  /** Requests being handled now that no fault holds. */
+  busy(): number;
   reset(): void;
   close(): Promise<void>;
 }

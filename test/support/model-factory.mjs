@@ -33,6 +33,7 @@ export async function startModelFactory(options) {
   const held = new Set();
   let fault = null;
   let nextId = 1;
+  let active = 0;
 
   const userOf = (userId) => {
     let u = users.get(userId);
@@ -99,6 +100,10 @@ export async function startModelFactory(options) {
       for (const res of held) res.destroy();
       held.clear();
     },
+    /** Requests being handled now that no fault holds (a simulation waits until this is 0). */
+    busy() {
+      return active;
+    },
     /** Forgets every user, call and idempotency key (a fresh factory on the same port). */
     reset() {
       users.clear();
@@ -117,6 +122,14 @@ export async function startModelFactory(options) {
 
   const server = createServer((req, res) => {
     const chunks = [];
+    active++;
+    let counted = true;
+    const done = () => {
+      if (counted) active--;
+      counted = false;
+    };
+    res.on("finish", done);
+    res.on("close", done);
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
       const url = new URL(req.url ?? "/", "http://model");
@@ -126,6 +139,7 @@ export async function startModelFactory(options) {
         const { kind } = fault;
         if (--fault.left <= 0) fault = null;
         if (kind === "hang") {
+          done(); // held on purpose: not busy
           held.add(res);
           res.on("close", () => held.delete(res));
           return;

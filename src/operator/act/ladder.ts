@@ -392,7 +392,7 @@ export class LadderRunner {
     await this.save(incident);
     metrics.incidents.inc({ status });
     if (status === "resolved" && incident.durations.mitigateMs !== null) metrics.detectToResolved.observe(incident.durations.mitigateMs / 1000);
-    guards.closed(incident, rule.spec.guards.circuitBreaker.failures);
+    guards.closed(incident);
     log[status === "resolved" ? "info" : "warn"](
       OperatorEvent.incidentClosed,
       { incident: incident.id, rule: incident.rule, userId: incident.target.userId, status },

@@ -311,7 +311,7 @@ export class Engine {
         if (stale !== null) {
           deps.guards.release(held.reservation);
           deps.guards.opened(incident, now);
-          deps.guards.closed(incident, trigger.rule.rule.spec.guards.circuitBreaker.failures);
+          deps.guards.closed(incident);
           deps.metrics.incidents.inc({ status: "suppressed" });
           continue;
         }
@@ -373,7 +373,7 @@ export class Engine {
     deps.guards.release(reservation);
     deps.guards.opened(incident, now);
     if (dryRun) {
-      deps.guards.closed(incident, trigger.rule.rule.spec.guards.circuitBreaker.failures);
+      deps.guards.closed(incident);
       deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason: "dry_run" });
       deps.metrics.incidents.inc({ status: "suppressed" });
       return { suppressed: "dry_run", incident };
@@ -464,7 +464,7 @@ export class Engine {
       incident = newIncident(trigger, { now, control: "(none)", dryRun: false, status: "suppressed" });
       close(incident, "suppressed", now, `not acted on: ${reason}`);
       deps.guards.opened(incident, now);
-      deps.guards.closed(incident, trigger.rule.rule.spec.guards.circuitBreaker.failures);
+      deps.guards.closed(incident);
     }
     noteSuppressed(incident, reason, now);
     deps.log.info(

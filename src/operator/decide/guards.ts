@@ -53,10 +53,20 @@ export interface GuardVerdict {
   passed: SuppressReason[];
 }
 
+/**
+ * A rule's circuit breaker, kept so that it does not depend on the order in
+ * which closes are told (two ladders may finish in either order, and a new
+ * term replays the records in yet another): the last time an incident of the
+ * rule was resolved, and the times of the failures closed after it.
+ */
 interface Breaker {
-  failures: number;
-  openedAt: number | null;
+  lastResolvedAt: number;
+  /** Closing times of failed or escalated incidents after `lastResolvedAt`, ascending (at most MAX_FAILURES_KEPT). */
+  failures: number[];
 }
+
+/** Failures kept per breaker: far above any threshold a rule may set. */
+const MAX_FAILURES_KEPT = 1000;
 
 /** What one key of one rule has on record in a ledger. */
 interface KeyState {
@@ -102,17 +112,20 @@ class Ledger {
     this.touch(id, incident.id, at);
   }
 
-  closed(id: string, incident: Incident, closedAt: number, failuresToOpen: number): void {
+  closed(id: string, incident: Incident, closedAt: number): void {
     const state = this.touch(id, incident.id, closedAt);
     state.lastClosed = Math.max(closedAt, state.lastClosed ?? 0);
     if (incident.status === "suppressed" || incident.status === "interrupted") return;
-    const b = this.breakers.get(incident.rule) ?? { failures: 0, openedAt: null };
+    const b = this.breakers.get(incident.rule) ?? { lastResolvedAt: Number.NEGATIVE_INFINITY, failures: [] };
     if (incident.status === "resolved") {
-      b.failures = 0;
-      b.openedAt = null;
-    } else {
-      b.failures++;
-      if (b.failures >= failuresToOpen) b.openedAt = closedAt;
+      b.lastResolvedAt = Math.max(b.lastResolvedAt, closedAt);
+      b.failures = b.failures.filter((t) => t > b.lastResolvedAt);
+    } else if (closedAt > b.lastResolvedAt) {
+      // A failure at the very time of a resolution counts as before it: a resolved incident closes the streak.
+      let i = b.failures.length;
+      while (i > 0 && b.failures[i - 1]! > closedAt) i--;
+      b.failures.splice(i, 0, closedAt);
+      if (b.failures.length > MAX_FAILURES_KEPT) b.failures.shift();
     }
     this.breakers.set(incident.rule, b);
   }
@@ -225,14 +238,19 @@ export class GuardState {
     return this.ledger(dryRun).actedThisHour(rule, now);
   }
 
-  circuitOpen(rule: string, now: number, openForMs: number, dryRun = false): boolean {
-    const b = this.ledger(dryRun).breaker(rule);
-    return b !== undefined && b.openedAt !== null && now < b.openedAt + openForMs;
+  /**
+   * Is the rule's circuit open: `failuresToOpen` or more failures in a row
+   * (closed after its last resolved incident), the latest less than
+   * `openForMs` ago? Each further failure holds it open for another `openFor`.
+   */
+  circuitOpen(rule: string, now: number, openForMs: number, failuresToOpen: number, dryRun = false): boolean {
+    const failures = this.ledger(dryRun).breaker(rule)?.failures ?? [];
+    return failures.length >= failuresToOpen && now < failures[failures.length - 1]! + openForMs;
   }
 
   /** Consecutive failed live incidents of a rule (for the record and the metric). */
   failuresInARow(rule: string): number {
-    return this.live.breaker(rule)?.failures ?? 0;
+    return this.live.breaker(rule)?.failures.length ?? 0;
   }
 
   /**
@@ -278,8 +296,8 @@ export class GuardState {
     }
   }
 
-  /** An incident reached a final status. `failuresToOpen` is the rule's circuit-breaker threshold. */
-  closed(incident: Incident, failuresToOpen: number): void {
+  /** An incident reached a final status. */
+  closed(incident: Incident): void {
     if (incident.rollup !== undefined) return;
     const id = keyIdOf(incident.rule, incident.keyString);
     const closedAt = incident.closedAt === null ? Date.parse(incident.updatedAt) : Date.parse(incident.closedAt);
@@ -291,7 +309,7 @@ export class GuardState {
     }
     // A record of a trigger that was NOT acted on starts no cooldown: the user would wait for nothing.
     if (incident.status === "suppressed" && !incident.dryRun) return;
-    this.ledger(incident.dryRun).closed(id, incident, closedAt, failuresToOpen);
+    this.ledger(incident.dryRun).closed(id, incident, closedAt);
   }
 
   /**
@@ -307,12 +325,12 @@ export class GuardState {
   }
 
   /**
-   * Builds the state from stored incidents (any order). Call it on a new
-   * GuardState: a term's state is built once, from the records alone.
-   * @param failuresToOpen the circuit-breaker threshold of a rule (default 3 when the rule is gone)
+   * Builds the state from stored incidents (any order: the result does not
+   * depend on it). Call it on a new GuardState: a term's state is built once,
+   * from the records alone.
    * @param now when given, rollup records of hours before the previous one are not kept in memory
    */
-  rebuild(incidents: readonly Incident[], failuresToOpen: (rule: string) => number, now?: number): void {
+  rebuild(incidents: readonly Incident[], now?: number): void {
     const ordered = [...incidents].sort((a, b) => Date.parse(a.detectedAt) - Date.parse(b.detectedAt));
     for (const incident of ordered) {
       if (incident.rollup !== undefined) {
@@ -320,7 +338,7 @@ export class GuardState {
         continue;
       }
       this.opened(incident);
-      if (FINAL_STATUSES.has(incident.status)) this.closed(incident, failuresToOpen(incident.rule));
+      if (FINAL_STATUSES.has(incident.status)) this.closed(incident);
     }
   }
 }
@@ -345,7 +363,10 @@ export const GUARDS: readonly Guard[] = [
   },
   {
     reason: "circuit_open",
-    stops: ({ trigger: t, now, globalDryRun }, s) => s.circuitOpen(t.rule.name, now, t.rule.rule.spec.guards.circuitBreaker.openFor, isDryRun(t, globalDryRun)),
+    stops: ({ trigger: t, now, globalDryRun }, s) => {
+      const { openFor, failures } = t.rule.rule.spec.guards.circuitBreaker;
+      return s.circuitOpen(t.rule.name, now, openFor, failures, isDryRun(t, globalDryRun));
+    },
   },
   { reason: "dry_run", stops: ({ trigger: t, globalDryRun }) => isDryRun(t, globalDryRun) },
 ];

@@ -30,7 +30,7 @@ function harness(r: CompiledRule, options: { dryRun?: boolean; ending?: "resolve
     act(incident) {
       if (ending === null) return; // stays in flight
       close(incident, ending, now, "test");
-      guards.closed(incident, r.rule.spec.guards.circuitBreaker.failures);
+      guards.closed(incident);
       engine.release(incident);
       void store.save(incident);
     },
@@ -242,7 +242,7 @@ describe("guards", () => {
     expect(reasonOf(await dry.fire("u", T0 + MIN))).toBe("cooldown"); // within the dry run, it records what live would do
     // The rollout path: dry run first, then live, over the same records.
     const live = new GuardState();
-    live.rebuild(await dry.store.list(), () => 3);
+    live.rebuild(await dry.store.list());
     expect(live.cooling("r", "userId=u,pod=factory-0", T0 + 2 * MIN, 10 * MIN)).toBe(false);
     expect(live.attemptsToday("r", "userId=u,pod=factory-0", T0 + 2 * MIN)).toBe(0);
     expect(live.actedThisHour("r", T0 + 2 * MIN)).toBe(0);
@@ -256,14 +256,14 @@ describe("guards", () => {
     const state = new GuardState({ maxKeys: 100 });
     const h = harness(r);
     for (let n = 0; n < 1000; n++) await h.fire(`user-${n}`, T0 + n);
-    state.rebuild(await h.store.list(), () => 3);
+    state.rebuild(await h.store.list());
     expect(state.size.live).toBe(100); // the least recently changed were forgotten first
     expect(state.cooling("r", "userId=user-999,pod=factory-0", T0 + 1000, 10 * MIN)).toBe(true);
     state.prune(T0 + 1000 + 25 * 60 * MIN); // a day and an hour later: every attempt and cooldown has run out
     expect(state.size).toEqual({ live: 0, dry: 0, inFlight: 0, users: 0 });
     // A longer horizon (a rule's cooldown of two days) keeps them.
     const kept = new GuardState();
-    kept.rebuild(await h.store.list(), () => 3);
+    kept.rebuild(await h.store.list());
     kept.prune(T0 + 1000 + 25 * 60 * MIN, 2 * 24 * 60 * MIN);
     expect(kept.size.live).toBe(1000);
   });
@@ -304,7 +304,7 @@ describe("guards", () => {
     const h = harness(rule("r", { guards: { cooldown: "10m", maxPerHour: 5 } }), { ending: "resolved" });
     await h.fire("u", T0);
     const rebuilt = new GuardState();
-    rebuilt.rebuild(await h.store.list(), () => 3);
+    rebuilt.rebuild(await h.store.list());
     expect(rebuilt.cooling("r", "userId=u,pod=factory-0", T0 + 5 * MIN, 10 * MIN)).toBe(true);
     expect(rebuilt.cooling("r", "userId=u,pod=factory-0", T0 + 11 * MIN, 10 * MIN)).toBe(false);
     expect(rebuilt.actedThisHour("r", T0 + 30 * MIN)).toBe(1);

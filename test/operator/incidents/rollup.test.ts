@@ -57,7 +57,7 @@ function harness(r: CompiledRule, options: { store?: IncidentStore; ending?: "re
   const actor: Actor = {
     act(incident) {
       close(incident, options.ending ?? "resolved", now, "test");
-      guards.closed(incident, r.rule.spec.guards.circuitBreaker.failures);
+      guards.closed(incident);
       engine.release(incident);
       void store.save(incident);
     },
@@ -198,7 +198,7 @@ describe("rollup records", () => {
     await one.fire("b", T0 + 2000);
     await one.engine.flush();
     const otherGuards = new GuardState();
-    otherGuards.rebuild(await store.list(), () => 3, T0 + 3000);
+    otherGuards.rebuild(await store.list(), T0 + 3000);
     const other = harness(r, { store, guards: otherGuards });
     await other.fire("c", T0 + 3000);
     await other.engine.flush();
@@ -225,7 +225,7 @@ describe("rollup records", () => {
     const [written] = rollups(await store.list());
 
     const guards = new GuardState();
-    guards.rebuild(await store.list(), () => 3, T0 + 2000);
+    guards.rebuild(await store.list(), T0 + 2000);
     // A key in a rollup record has no incident of its own: no cooldown, nothing to count on.
     expect(guards.latestIncident("r", "userId=b,pod=factory-0")).toBeNull();
     expect(guards.cooling("r", "userId=b,pod=factory-0", T0 + 2000, 600_000)).toBe(false);
@@ -247,7 +247,7 @@ describe("rollup records", () => {
 
     // Records of hours before the previous one are not held after a rebuild.
     const later = new GuardState();
-    later.rebuild(await store.list(), () => 3, T0 + 3 * HOUR);
+    later.rebuild(await store.list(), T0 + 3 * HOUR);
     expect(later.rollups.size.records).toBe(0);
   });
 
