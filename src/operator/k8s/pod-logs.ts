@@ -20,6 +20,10 @@ import * as k8s from "@kubernetes/client-node";
 import { Writable } from "node:stream";
 import { systemTimers, type Timers } from "../../contract/clock.js";
 import { parseSourceSpec } from "../sources/open.js";
+import { withDeadline } from "./client.js";
+
+/** How long the pod list of the informer may take. */
+const LIST_TIMEOUT_MS = 10_000;
 import { newSourceStats, type LineBatch, type LogSource, type SourceStats } from "../sources/source.js";
 
 /** Default look-back when a pod's log is first followed: 60 s. */
@@ -197,7 +201,15 @@ export class PodLogSource implements LogSource {
     const informer = new k8s.ListWatch<k8s.V1Pod>(
       `/api/v1/namespaces/${namespace}/pods`,
       new RunWatch(this.kc, run),
-      () => core.listNamespacedPod({ namespace, labelSelector: selector }),
+      // The list has a deadline (a hung API server must not hold the informer); the watch is a stream that
+      // the informer starts again when it ends.
+      () =>
+        withDeadline((o) => core.listNamespacedPod({ namespace, labelSelector: selector }, o), {
+          timers: this.timers,
+          ms: LIST_TIMEOUT_MS,
+          signal,
+          what: `listing the pods of ${namespace}`,
+        }),
       false,
       selector,
     );
