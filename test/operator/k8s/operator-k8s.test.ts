@@ -12,7 +12,10 @@ import { FileIncidentStore } from "../../../src/operator/incidents/file-store.js
 import { FakeKubeApi } from "../../support/k8s/server.js";
 import { eventually, type Json, type TestFactory } from "../../support/factory.js";
 import { LOCKOUT_RULE } from "../../support/operator.js";
-import { NS, closedAfterEach, controlPortFreeOnBoth, factoryPod, k8sOperator } from "./support.js";
+import { APP, NS, closedAfterEach, controlPortFreeOnBoth, factoryPod, k8sOperator } from "./support.js";
+import { kubeConfigFor } from "../../support/k8s/kubeconfig.js";
+import { startTestFactory } from "../../support/factory.js";
+import { startTestOperator, tempDir } from "../../support/operator.js";
 import { isRefusal } from "../../../src/demo/clients.js";
 
 const USER = "105945141827451681156";
@@ -205,6 +208,45 @@ describe("Kubernetes mode: one leader acts, even when the API hangs", () => {
     await lockOut(b);
     const all = await first.until((incidents) => incidents.filter((i) => i.status === "resolved").length === 2, "the second lockout to be resolved");
     expect(all.map((i) => i.suppressed.max_attempts)).toEqual([undefined, undefined]);
+  });
+});
+
+describe("Kubernetes mode: factories in another namespace", () => {
+  it("a k8s:NAMESPACE/… source's namespace is where the sweep looks for factory pods and where their pods are looked up", async () => {
+    const { api, port } = await setUp();
+    // The factory runs in `chat`; the operator (its Lease, its records) in `reclaim`.
+    api.addPod({ namespace: "chat", name: "chat-factory-0", labels: { ...APP }, podIP: "127.0.0.2", phase: "Running", ready: true, containers: ["factory"] });
+    const factory = await startTestFactory({ host: "127.0.0.2", controlHost: "127.0.0.2", controlPort: port, probeTimeoutMs: 300, cleanup: "legacy" }, { pod: "chat-factory-0" });
+    factories.push(factory);
+    const user = "swept-in-chat";
+    for (let i = 0; i < 20; i++) await factory.open(user, "no-pong");
+    expect(isRefusal(await factory.attempt(user))).toBe(true); // its line goes nowhere: only the sweep can find it
+    const rule = LOCKOUT_RULE.replace("name: lockout", "name: factory-users-at-limit");
+    const operator = await startTestOperator({
+      dir: await tempDir("reclaim-k8s-"),
+      source: "k8s:chat/app.kubernetes.io/name=chat-factory",
+      control: "http://127.0.0.1:9",
+      incidentsDir: null,
+      rule,
+      kubernetes: {
+        kubeConfig: kubeConfigFor(api, { namespace: NS }),
+        namespace: NS,
+        identity: "operator-0",
+        leaderElection: null,
+        incidents: true,
+        podTargets: true,
+        controlPort: port,
+        watchRules: false,
+      },
+      jobs: { sweepSchedule: "0 0 1 1 *", sweepRule: "factory-users-at-limit", digestSchedule: null, retentionSchedule: null, retentionDays: 30, timezone: "UTC" },
+    });
+    operators.push(operator);
+    const report = await operator.scheduler!.runNow("sweep");
+    expect(report).toMatchObject({ result: "ok" });
+    const [incident] = await operator.until((all) => all.some((i) => i.status === "resolved"), "the swept user's incident to resolve");
+    expect(incident).toMatchObject({ rule: "factory-users-at-limit", target: { userId: user, pod: "chat-factory-0", namespace: "chat" } });
+    expect(api.requests().some((r) => r.resource === "pods" && r.verb === "list" && r.namespace === "chat")).toBe(true);
+    expect(api.requests().some((r) => r.resource === "pods" && r.namespace === NS)).toBe(false);
   });
 });
 
