@@ -11,7 +11,6 @@
  */
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Incident } from "../../src/operator/incidents/model.js";
 import { startTestFactory, type TestFactory } from "../support/factory.js";
 import { faultRule, lockOut, rungsRun } from "../support/fault-matrix.js";
 import { startFaultyControl, type FaultyControl } from "../support/faulty-control.js";
@@ -44,18 +43,12 @@ async function setUp(): Promise<{ factory: TestFactory; operator: TestOperator; 
   return { factory, operator, control };
 }
 
-/** Waits until `userId`'s incident has ended (whatever the status) and no ladder runs. */
-async function ended(op: TestOperator, userId: string): Promise<Incident> {
-  const all = await op.until((list) => list.some((i) => i.target.userId === userId && i.closedAt !== null), `the incident of ${userId} to end`);
-  await op.idle();
-  return all.find((i) => i.target.userId === userId)!;
-}
 
 /** The row's invariants after the fault: one incident per user, and a new lockout is remediated through the healed API. */
 async function stillServing(f: TestFactory, op: TestOperator, users: string[]): Promise<void> {
   const next = `after-${users[0]}`;
   await lockOut(f, next, SLOTS);
-  const incident = await ended(op, next);
+  const incident = await op.ended(next);
   expect(incident.status).toBe("resolved");
   expect(rungsRun(f, next)).toEqual(["probe"]);
   const all = await op.incidents();
@@ -67,7 +60,7 @@ describe("fault matrix, row 1: the control API misbehaves", () => {
     const { factory: f, operator: op, control: c } = await setUp();
     await c.refuse();
     await lockOut(f, "refused", SLOTS);
-    const incident = await ended(op, "refused");
+    const incident = await op.ended("refused");
     expect(incident.status).toBe("failed");
     expect(incident.rungs).toMatchObject([{ rung: "probe", outcome: "error", attempts: 3 }]);
     expect(incident.rungs[0]!.error).toMatch(/ECONNREFUSED|fetch failed/);
@@ -80,7 +73,7 @@ describe("fault matrix, row 1: the control API misbehaves", () => {
     const { factory: f, operator: op, control: c } = await setUp();
     c.fault("hang-after", { times: 1 });
     await lockOut(f, "hung", SLOTS);
-    const incident = await ended(op, "hung");
+    const incident = await op.ended("hung");
     expect(incident.status).toBe("resolved");
     expect(incident.rungs).toMatchObject([{ rung: "probe", outcome: "ok", attempts: 2, result: { removed: expect.any(Array) } }]);
     expect(incident.rungs[0]!.result!.removed).toHaveLength(SLOTS);
@@ -98,7 +91,7 @@ describe("fault matrix, row 1: the control API misbehaves", () => {
     const { factory: f, operator: op, control: c } = await setUp();
     c.fault("hang");
     await lockOut(f, "hangs", SLOTS);
-    const incident = await ended(op, "hangs");
+    const incident = await op.ended("hangs");
     expect(incident.status).toBe("failed");
     expect(incident.rungs).toMatchObject([{ rung: "probe", outcome: "timeout", attempts: 3 }]);
     expect(rungsRun(f, "hangs")).toEqual([]);
@@ -110,7 +103,7 @@ describe("fault matrix, row 1: the control API misbehaves", () => {
     const { factory: f, operator: op, control: c } = await setUp();
     c.fault("500-after", { times: 1 });
     await lockOut(f, "five-hundred", SLOTS);
-    const incident = await ended(op, "five-hundred");
+    const incident = await op.ended("five-hundred");
     expect(incident.status).toBe("resolved");
     expect(incident.rungs).toMatchObject([{ rung: "probe", outcome: "ok", attempts: 2, response: { status: 200 } }]);
     expect(incident.rungs[0]!.result!.removed).toHaveLength(SLOTS);
@@ -122,7 +115,7 @@ describe("fault matrix, row 1: the control API misbehaves", () => {
     const { factory: f, operator: op, control: c } = await setUp();
     c.fault("500");
     await lockOut(f, "always-500", SLOTS);
-    const incident = await ended(op, "always-500");
+    const incident = await op.ended("always-500");
     expect(incident.status).toBe("failed");
     expect(incident.rungs).toMatchObject([{ rung: "probe", outcome: "error", attempts: 3, response: { status: 500 } }]);
     expect(incident.rungs[0]!.error).toContain("internal: injected 500");
@@ -141,7 +134,7 @@ describe("fault matrix, row 1: the control API misbehaves", () => {
       const user = `malformed-${runs}`;
       c.fault(fault, { times: 1 });
       await lockOut(f, user, SLOTS);
-      const incident = await ended(op, user);
+      const incident = await op.ended(user);
       expect(incident.status).toBe("failed");
       expect(incident.rungs).toMatchObject([{ rung: "probe", outcome: "error", attempts: 1, response: { status: 200 } }]);
       expect(incident.rungs[0]!.error).toContain("malformed JSON");

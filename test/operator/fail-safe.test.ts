@@ -14,12 +14,11 @@ import { appendFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FileIncidentStore } from "../../src/operator/incidents/file-store.js";
-import type { Incident } from "../../src/operator/incidents/model.js";
 import { eventually, startTestFactory, type TestFactory } from "../support/factory.js";
 import { faultRule, hardLimitLine, lockOut, rungsRun } from "../support/fault-matrix.js";
 import { startFaultyControl, type FaultyControl } from "../support/faulty-control.js";
 import { buildIncident } from "../support/incidents.js";
-import { startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
+import { emptyLog, startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
 import { QueueSource } from "../support/queue-source.js";
 
 const SLOTS = 3;
@@ -34,18 +33,7 @@ afterEach(async () => {
   operator = factory = control = undefined;
 });
 
-async function logFileIn(dir: string): Promise<string> {
-  const file = join(dir, "factory.log");
-  await writeFile(file, "");
-  return file;
-}
 
-/** Waits until `userId`'s incident has ended and no ladder runs. */
-async function ended(op: TestOperator, userId: string): Promise<Incident> {
-  const all = await op.until((list) => list.some((i) => i.target.userId === userId && i.closedAt !== null), `the incident of ${userId} to end`);
-  await op.idle();
-  return all.find((i) => i.target.userId === userId)!;
-}
 
 const isAdmission = (method: string, path: string): boolean => method === "GET" && path.endsWith("/admission");
 
@@ -67,7 +55,7 @@ describe("verification that cannot reach the factory fails safe", () => {
     });
     control.fault(fault, { match: isAdmission });
     await lockOut(factory, "unverifiable", SLOTS);
-    const incident = await ended(operator, "unverifiable");
+    const incident = await operator.ended("unverifiable");
 
     expect(incident.status).toBe("failed");
     expect(rungsRun(factory, "unverifiable")).toEqual(["probe"]);
@@ -107,8 +95,8 @@ describe("a resumed rung is the same rung", () => {
     left.updatedAt = new Date(Date.now() - 1000).toISOString();
     await store.save(left);
     const rule = faultRule().replace("{ rung: probe, timeout: 2s, params: { timeoutMs: 200 } }", "{ rung: force, timeout: 5s, params: { max: 3 } }");
-    operator = await startTestOperator({ dir, source: `file:${await logFileIn(dir)}`, control: factory.controlUrl, rule });
-    const incident = await ended(operator, "resumed");
+    operator = await startTestOperator({ dir, source: `file:${await emptyLog(dir)}`, control: factory.controlUrl, rule });
+    const incident = await operator.ended("resumed");
 
     expect(incident.id).toBe(left.id);
     expect(incident.rungs[0]).toMatchObject({ rung: "force", params: { max: 1 }, outcome: "ok", result: { removed: [expect.anything()] } });
@@ -124,14 +112,14 @@ describe("a transient error never stops the operator", () => {
     factory = await startTestFactory({ cleanup: "legacy", limit: SLOTS, probeTimeoutMs: 200, logFile, logLevel: "info" });
     operator = await startTestOperator({ dir, source: `file:${logFile}`, control: factory.controlUrl, rule: faultRule() });
     await lockOut(factory, "first", SLOTS);
-    const first = await ended(operator, "first");
+    const first = await operator.ended("first");
     expect(first.status).toBe("resolved");
     await writeFile(join(dir, "incidents", `${first.id}.json`), "{ not json");
     // Within the cooldown: counted on the latest record, which cannot be read.
     await appendFile(logFile, hardLimitLine("first", Date.now()));
     await eventually(async () => (await operator!.incidents()).some((i) => i.target.userId === "first" && i.suppressed.cooldown !== undefined), 10_000, "the suppression's own record");
     await lockOut(factory, "second", SLOTS);
-    expect((await ended(operator, "second")).status).toBe("resolved");
+    expect((await operator.ended("second")).status).toBe("resolved");
     expect(operator.lines.some((l) => l.event === "operator.store_error" && String(l.message).includes(`latest incident ${first.id} of`))).toBe(true);
   });
 
@@ -176,7 +164,7 @@ describe("no incident stays open without a ladder", () => {
     left.rungs = [];
     await store.save(left);
     operator = await startTestOperator(
-      { dir, source: `file:${await logFileIn(dir)}`, control: "http://127.0.0.1:9" },
+      { dir, source: `file:${await emptyLog(dir)}`, control: "http://127.0.0.1:9" },
       { targets: { resolve: () => Promise.resolve(null) } },
     );
     const [incident] = await operator.incidents();
@@ -194,7 +182,7 @@ describe("no incident stays open without a ladder", () => {
     await store.save(left);
     let lookups = 0;
     operator = await startTestOperator(
-      { dir, source: `file:${await logFileIn(dir)}`, control: "http://127.0.0.1:9", term: { orphanAfterMs: 300 } },
+      { dir, source: `file:${await emptyLog(dir)}`, control: "http://127.0.0.1:9", term: { orphanAfterMs: 300 } },
       { targets: { resolve: () => (lookups++, Promise.reject(new Error("the Kubernetes API answered 500"))) } },
     );
     const [incident] = await operator.incidents();

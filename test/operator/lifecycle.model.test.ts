@@ -245,17 +245,20 @@ async function disposeWorld(w: World): Promise<void> {
   for (const r of REPLICAS) {
     const op = w.ops[r];
     w.ops[r] = null;
-    if (op === null) continue;
-    const closing = op.close();
-    // Closing gives the lease up and waits for ladders: let the clock run while it does.
-    for (let i = 0; i < 50; i++) {
-      const done = await Promise.race([closing.then(() => true), new Promise<false>((resolve) => setImmediate(() => resolve(false)))]);
-      if (done) break;
-      await w.clock.run(1000);
-    }
-    await closing;
+    if (op !== null) await closeOn(op, w.clock);
   }
   await rm(w.dir, { recursive: true, force: true });
+}
+
+/** Stops an operator whose waits run on `clock`: closing gives the lease up and waits for ladders, so the clock runs meanwhile. */
+async function closeOn(op: Operator, clock: ManualClock): Promise<void> {
+  const closing = op.close();
+  for (let i = 0; i < 100; i++) {
+    const done = await Promise.race([closing.then(() => true), new Promise<false>((resolve) => setImmediate(() => resolve(false)))]);
+    if (done) break;
+    await clock.run(1000);
+  }
+  await closing;
 }
 
 let factoryClock: ManualClock = new ManualClock(T0);
@@ -561,15 +564,7 @@ class Restart extends Step {
   async act(_m: Model, w: World): Promise<void> {
     const op = w.ops[this.replica];
     w.ops[this.replica] = null;
-    if (op !== null) {
-      const closing = op.close();
-      for (let i = 0; i < 100; i++) {
-        const done = await Promise.race([closing.then(() => true), new Promise<false>((resolve) => setImmediate(() => resolve(false)))]);
-        if (done) break;
-        await w.clock.run(1000);
-      }
-      await closing;
-    }
+    if (op !== null) await closeOn(op, w.clock);
     await startReplica(w, this.replica);
     await quiet();
   }

@@ -10,7 +10,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { eventually, startTestFactory, type TestFactory } from "../support/factory.js";
-import { LOCKOUT_RULE, startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
+import { emptyLog, LOCKOUT_RULE, startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
 import { describeWithPrometheus, startTestPrometheus, type TestPrometheus } from "../support/prometheus.js";
 
 const METRIC_RULE = `apiVersion: reclaim.dev/v1
@@ -38,11 +38,6 @@ afterEach(async () => {
   factory = undefined;
 });
 
-async function logFile(dir: string): Promise<string> {
-  const file = join(dir, "factory.log");
-  await writeFile(file, "");
-  return file;
-}
 
 describeWithPrometheus("metric rules against a real Prometheus", () => {
   it("a user held at the limit with no log line: the metric rule fires after its for, and the operator remediates", async () => {
@@ -54,7 +49,7 @@ describeWithPrometheus("metric rules against a real Prometheus", () => {
     prometheus = await startTestPrometheus([{ address: factory.controlUrl.replace("http://", ""), labels: { pod: "test-factory-0" } }]);
     await prometheus.until("reclaim_factory_users_at_limit", (r) => r.some((s) => s.value[1] === "1"), 20_000);
     const dir = await tempDir();
-    operator = await startTestOperator({ dir, source: `file:${await logFile(dir)}`, control: factory.controlUrl, rule: METRIC_RULE, prometheus: { url: prometheus.url } });
+    operator = await startTestOperator({ dir, source: `file:${await emptyLog(dir)}`, control: factory.controlUrl, rule: METRIC_RULE, prometheus: { url: prometheus.url } });
 
     const [incident] = await operator.until((all) => all.some((i) => i.status === "resolved"), "the metric rule's incident", 30_000);
     expect(incident).toMatchObject({ rule: "at-limit", target: { userId: "quiet-user", pod: "test-factory-0" }, title: "User quiet-user sat at the limit on test-factory-0" });
@@ -68,7 +63,7 @@ describe("metric rules without a working Prometheus", () => {
   it("an unreachable Prometheus is counted and logged; the operator keeps serving log rules", async () => {
     factory = await startTestFactory({ probeTimeoutMs: 300 });
     const dir = await tempDir();
-    const log = await logFile(dir);
+    const log = await emptyLog(dir);
     operator = await startTestOperator({
       dir,
       source: `file:${log}`,
@@ -92,7 +87,7 @@ describe("the sweep job", () => {
     const dir = await tempDir();
     operator = await startTestOperator({
       dir,
-      source: `file:${await logFile(dir)}`,
+      source: `file:${await emptyLog(dir)}`,
       control: factory.controlUrl,
       rule: METRIC_RULE,
       jobs: { sweepSchedule: "0 0 1 1 *", sweepRule: "at-limit", digestSchedule: null, retentionSchedule: null, retentionDays: 30, timezone: "UTC" },

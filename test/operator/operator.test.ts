@@ -13,7 +13,7 @@ import type { Incident } from "../../src/operator/incidents/model.js";
 import { MemoryIncidentStore } from "../../src/operator/incidents/memory-store.js";
 import { eventually, startTestFactory, TEST_AUTH_SECRET, type TestFactory } from "../support/factory.js";
 import { buildIncident } from "../support/incidents.js";
-import { LOCKOUT_RULE, startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
+import { emptyLog, LOCKOUT_RULE, startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
 
 let factory: TestFactory | undefined;
 let operator: TestOperator | undefined;
@@ -30,18 +30,13 @@ afterEach(async () => {
 const hardLimitLine = (userId: string, pod = "p0", offsetMs = 0): string =>
   `${JSON.stringify({ severity: "ERROR", time: new Date(Date.now() + offsetMs).toISOString(), pod, event: "factory.hard_limit", userId, managers: 20, limit: 20, message: `HARD LIMIT: User ${userId} still over limit after cleanup (20/20)` })}\n`;
 
-async function logFileIn(dir: string): Promise<string> {
-  const file = join(dir, "factory.log");
-  await writeFile(file, "");
-  return file;
-}
 
 
 /** A real factory, its log file as the operator's source, and the operator. */
 async function factoryAndOperator(extra: Partial<Parameters<typeof startTestOperator>[0]> = {}): Promise<{ dir: string; log: string }> {
   factory = await startTestFactory();
   const dir = await tempDir();
-  const log = await logFileIn(dir);
+  const log = await emptyLog(dir);
   operator = await startTestOperator({ dir, source: `file:${log}`, control: factory.controlUrl, ...extra });
   return { dir, log };
 }
@@ -56,7 +51,7 @@ describe("a control API that answers 500", () => {
     });
     await new Promise<void>((r) => server!.listen(0, "127.0.0.1", () => r()));
     const dir = await tempDir();
-    const log = await logFileIn(dir);
+    const log = await emptyLog(dir);
     operator = await startTestOperator({
       dir,
       source: `file:${log}`,
@@ -78,7 +73,7 @@ describe("a control API that answers 500", () => {
     });
     await new Promise<void>((r) => server!.listen(0, "127.0.0.1", () => r()));
     const dir = await tempDir();
-    const log = await logFileIn(dir);
+    const log = await emptyLog(dir);
     operator = await startTestOperator({ dir, source: `file:${log}`, control: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
     await appendFile(log, hardLimitLine("u401"));
     const [incident] = await operator.until((all) => all.some((i) => i.status === "failed"), "the incident to fail");
@@ -90,7 +85,7 @@ describe("the incident store", () => {
   it("when it cannot write, the operator does not act, says so, and acts again once it can", async () => {
     factory = await startTestFactory();
     const dir = await tempDir();
-    const log = await logFileIn(dir);
+    const log = await emptyLog(dir);
     const inner = new MemoryIncidentStore();
     let broken = true;
     const store = {
@@ -125,7 +120,7 @@ describe("restarts", () => {
     left.updatedAt = new Date(Date.now() - 1000).toISOString();
     await store.save(left);
 
-    operator = await startTestOperator({ dir, source: `file:${await logFileIn(dir)}`, control: factory.controlUrl });
+    operator = await startTestOperator({ dir, source: `file:${await emptyLog(dir)}`, control: factory.controlUrl });
     const all = await operator.until((incidents) => incidents.some((i) => i.status === "resolved"), "the resumed incident to resolve");
     expect(all).toHaveLength(1);
     expect(all[0]!.id).toBe(left.id);
@@ -143,7 +138,7 @@ describe("restarts", () => {
     const orphan = buildIncident({ status: "open", userId: "orphan", rule: "no-such-rule", detectedAt: new Date(Date.now() - 1000).toISOString(), salt: "b" });
     await store.save(old);
     await store.save(orphan);
-    operator = await startTestOperator({ dir, source: `file:${await logFileIn(dir)}`, control: "http://127.0.0.1:9" });
+    operator = await startTestOperator({ dir, source: `file:${await emptyLog(dir)}`, control: "http://127.0.0.1:9" });
     const all = await operator.incidents();
     expect(all.map((i) => [i.target.userId, i.status])).toEqual([
       ["old-user", "interrupted"],
@@ -190,7 +185,7 @@ describe("verification with a canary", () => {
   it("a rule with a canary is verified only after a real chat round trip as the canary identity", async () => {
     factory = await startTestFactory({ authSecret: TEST_AUTH_SECRET });
     const dir = await tempDir();
-    const log = await logFileIn(dir);
+    const log = await emptyLog(dir);
     operator = await startTestOperator({
       dir,
       source: `file:${log}`,
@@ -206,7 +201,7 @@ describe("verification with a canary", () => {
   it("a canary that cannot chat keeps the incident from being called resolved", async () => {
     factory = await startTestFactory();
     const dir = await tempDir();
-    const log = await logFileIn(dir);
+    const log = await emptyLog(dir);
     operator = await startTestOperator({
       dir,
       source: `file:${log}`,

@@ -33,10 +33,19 @@ export interface TestOperator extends Operator {
   incidents(): Promise<Incident[]>;
   /** Waits until some incident satisfies `check`; returns the incidents then. */
   until(check: (incidents: Incident[]) => boolean, what: string, timeoutMs?: number): Promise<Incident[]>;
+  /** Waits until `userId`'s incident has ended (whatever the status) and no ladder runs; returns it. */
+  ended(userId: string): Promise<Incident>;
 }
 
 export async function tempDir(prefix = "reclaim-op-"): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** An empty `factory.log` in `dir`, for an operator to tail; returns its path. */
+export async function emptyLog(dir: string): Promise<string> {
+  const file = join(dir, "factory.log");
+  await writeFile(file, "");
+  return file;
 }
 
 /** Writes `rule` to a rules folder under `dir` and starts an operator on `source`. */
@@ -72,15 +81,21 @@ export async function startTestOperator(
     { log: createOperatorLog({ pod: "test-operator", streams: [sink] }), defaultMetrics: false, ...deps },
   );
   const incidents = (): Promise<Incident[]> => operator.store.list();
+  const until = async (check: (incidents: Incident[]) => boolean, what: string, timeoutMs = 15_000): Promise<Incident[]> => {
+    let last: Incident[] = [];
+    await eventually(async () => check((last = await incidents())), timeoutMs, what);
+    return last;
+  };
   return {
     ...operator,
     dir,
     lines,
     incidents,
-    until: async (check, what, timeoutMs = 15_000) => {
-      let last: Incident[] = [];
-      await eventually(async () => check((last = await incidents())), timeoutMs, what);
-      return last;
+    until,
+    ended: async (userId) => {
+      const all = await until((list) => list.some((i) => i.target.userId === userId && i.closedAt !== null), `the incident of ${userId} to end`);
+      await operator.idle();
+      return all.find((i) => i.target.userId === userId)!;
     },
   };
 }
