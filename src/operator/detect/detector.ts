@@ -6,7 +6,9 @@
  *
  * Bounded: at most `maxKeys` windows (the least recently used is evicted and
  * counted), at most `count` timestamps and `MAX_EVIDENCE` entries per window,
- * and a bounded memory of recently seen entries for de-duplication.
+ * and a memory of recently seen entries for de-duplication that forgets an
+ * entry once its rule's `maxAge` has passed (seen again after that, it would
+ * be dropped as stale anyway) and holds at most `dedupeSize`.
  */
 import { createHash } from "node:crypto";
 import { isUserId } from "../../contract/ids.js";
@@ -68,7 +70,8 @@ export interface DetectorOptions {
 export class Detector {
   readonly stats: DetectorStats = { matched: 0, duplicates: 0, unkeyed: 0, stale: 0, evictions: 0, triggers: 0 };
   private readonly windows = new Map<string, Window>();
-  private readonly seen = new Map<string, true>();
+  /** Entry identities by rule, oldest first, with when each may be forgotten. */
+  private readonly seen = new Map<string, number>();
   private readonly maxKeys: number;
   private readonly dedupeSize: number;
 
@@ -82,13 +85,18 @@ export class Detector {
     return this.windows.size;
   }
 
+  /** Entry identities remembered for de-duplication (bounded by age and by `dedupeSize`). */
+  get remembered(): number {
+    return this.seen.size;
+  }
+
   /**
    * Feeds one entry that `rule` matched. Returns a trigger when the threshold
    * is reached (the window then starts over), the reason it was dropped, or null.
    */
   observe(rule: CompiledRule, event: LogEvent, match: Match): Trigger | Dropped | null {
     this.stats.matched++;
-    if (this.isDuplicate(rule.name, event)) {
+    if (this.isDuplicate(rule, event)) {
       this.stats.duplicates++;
       return "duplicate";
     }
@@ -159,13 +167,19 @@ export class Detector {
     }
   }
 
-  private isDuplicate(ruleName: string, event: LogEvent): boolean {
-    const identity = `${ruleName}\u0000${event.insertId ?? digest(event)}`;
+  private isDuplicate(rule: CompiledRule, event: LogEvent): boolean {
+    const identity = `${rule.name}\u0000${event.insertId ?? digest(event)}`;
     if (this.seen.has(identity)) return true;
-    this.seen.set(identity, true);
-    if (this.seen.size > this.dedupeSize) this.seen.delete(this.seen.keys().next().value!);
+    const now = this.options.now();
+    // Forgotten once its rule's maxAge has passed, from when it was seen or the time it claims, whichever is later.
+    this.seen.set(identity, Math.max(now, event.time) + rule.rule.spec.maxAge);
+    for (const [oldest, forgetAt] of this.seen) {
+      if (forgetAt > now && this.seen.size <= this.dedupeSize) break;
+      this.seen.delete(oldest);
+    }
     return false;
   }
+
 }
 
 /** The key of an entry for a rule, or null when a key field is missing or the user id is not valid. */

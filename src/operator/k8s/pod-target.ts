@@ -139,7 +139,7 @@ export class PodTargetResolver implements TargetResolver {
     const now = this.timers.now();
     const found = this.clients.get(url);
     if (found !== undefined) this.clients.delete(url);
-    const control = found?.control ?? new ControlClient(url, this.options.token);
+    const control = found?.control ?? new ControlClient(url, this.options.token, this.timers);
     this.clients.set(url, { control, usedAt: now });
     for (const [key, entry] of this.clients) {
       if (this.clients.size <= this.maxClients && now - entry.usedAt < this.clientIdleMs) break; // the rest were used later

@@ -56,6 +56,18 @@ describe("Detector", () => {
     expect(d.observe(r, make(), { groups: {} })).toBe(reason);
   });
 
+  it("forgets the entries it de-duplicates once their rule's maxAge has passed (they would be stale by then anyway)", () => {
+    const r = rule("r", { threshold: { count: 5, window: "1m" }, maxAge: "15m" });
+    let now = T0;
+    const d = new Detector({ now: () => now });
+    for (let i = 0; i < 100; i++) d.observe(r, hardLimit(`u${i}`, now), { groups: {} });
+    expect(d.remembered).toBe(100);
+    now += 16 * 60_000;
+    d.observe(r, hardLimit("late-comer", now), { groups: {} });
+    expect(d.remembered).toBe(1); // a day of lines costs a bounded memory, not one id per line for ever
+    expect(d.observe(r, hardLimit("u0", T0), { groups: {} })).toBe("stale"); // the same entry again, forgotten: still not counted
+  });
+
   it("holds at most maxKeys windows and counts evictions", () => {
     const r = rule("r", { threshold: { count: 2, window: "1h" } });
     const d = new Detector({ now: () => T0, maxKeys: 100 });
