@@ -363,7 +363,7 @@ export const GUARDS: readonly Guard[] = [
   },
   {
     reason: "circuit_open",
-    stops: ({ trigger: t, now, globalDryRun }, s) => {
+    stops: ({ trigger: t, now, globalDryRun }: GuardContext, s: GuardState): boolean => {
       const { openFor, failures } = t.rule.rule.spec.guards.circuitBreaker;
       return s.circuitOpen(t.rule.name, now, openFor, failures, isDryRun(t, globalDryRun));
     },
