@@ -142,7 +142,7 @@ export class OperatorMetrics {
     });
     this.terms = new Counter({
       name: "reclaim_operator_terms_total",
-      help: "Leadership terms ended, by why: leadership lost, stopped, or failed.",
+      help: "Leadership terms ended, by why: leadership_lost or stopped.",
       labelNames: ["end"],
       registers,
     });

@@ -31,8 +31,8 @@ import type { Scanner } from "./sources/scan.js";
 import type { LogSource } from "./sources/source.js";
 import type { CanaryResult } from "./verify/canary.js";
 
-/** Why a term ended: a metric label (bounded). */
-export type TermEnd = "leadership_lost" | "stopped" | "failed";
+/** Why a term ended: a metric label (bounded). A source that failed for good stops the operator: `stopped`. */
+export type TermEnd = "leadership_lost" | "stopped";
 
 /** A term's settings; every one has a default. */
 export interface TermOptions {
