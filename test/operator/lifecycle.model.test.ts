@@ -10,8 +10,9 @@
  * leases, renew deadlines, backoff, verification, call deadlines — is one
  * ManualClock: fast-check picks random interleavings of lockouts, duplicate
  * and late lines, time passing (seconds, or hours at once as a paused
- * process sees them), one replica's API requests hanging, the control API
- * hanging or answering 500, operator restarts and rule reloads.
+ * process sees them), one replica's API requests hanging or answered with
+ * 500, the control API hanging or answering 500, operator restarts and rule
+ * reloads.
  *
  * After every step:
  * - at most one term acts;
@@ -519,6 +520,25 @@ class Heal extends Step {
   }
 }
 
+class KubeErrors extends Step {
+  constructor(
+    readonly replica: Replica,
+    readonly times: number,
+  ) {
+    super();
+  }
+  check(): boolean {
+    return true;
+  }
+  async act(_m: Model): Promise<void> {
+    api.failNext({ user: k8sUser(this.replica), code: 500, times: this.times });
+    await quiet();
+  }
+  toString(): string {
+    return `the API server answers ${this.replica} 500 × ${this.times}`;
+  }
+}
+
 class ControlFault extends Step {
   constructor(
     readonly kind: "hang" | "500" | "reset",
@@ -632,6 +652,7 @@ const steps: fc.Arbitrary<Cmd>[] = [
     fc.integer({ min: 1, max: 24 }).map((h) => new Jump(h)),
     replica.map((r) => new Partition(r)),
     replica.map((r) => new Heal(r)),
+    fc.tuple(replica, fc.integer({ min: 1, max: 5 })).map(([r, n]) => new KubeErrors(r, n)),
     fc.tuple(fc.constantFrom<"hang" | "500" | "reset">("hang", "500", "reset"), fc.integer({ min: 1, max: 3 }), fc.boolean()).map(([k, n, a]) => new ControlFault(k, n, a)),
     fc.constant(new ControlHeal()),
     replica.map((r) => new Restart(r)),
