@@ -8,8 +8,9 @@ describe("replay", () => {
     { ...hardLimit("u1", T0 + 1000), event: "factory.error", fields: { event: "factory.error", userId: "u1", pod: "factory-0", limit: 20 } },
     hardLimit("u2", T0 + 2000),
     hardLimit("u1", T0 + 3 * 60_000),
-    hardLimit("u1", T0 + 20 * 60_000),
     hardLimit("u2", T0 + 2000), // the same entry again
+    hardLimit("u1", T0 + 20 * 60_000),
+    hardLimit("u2", T0 + 2000), // and again, beyond maxAge (15 min) of the newest: stale, whatever it repeats
   ];
 
   it("reports which incidents would open, when, for which key, which rungs, and what guards suppressed", async () => {
@@ -20,6 +21,7 @@ describe("replay", () => {
       ["2026-11-26T12:20:00.000Z", "u1", "act", "probe>force", {}],
     ]);
     expect(report.dropped.duplicate).toBe(1);
+    expect(report.dropped.stale).toBe(1);
   });
 
   it("gives the same answer every run", async () => {
