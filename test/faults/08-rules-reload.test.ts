@@ -6,7 +6,7 @@
  * object) and counted, and a fixed version is picked up. Nothing lost,
  * nothing duplicated, no rung run twice, the operator serving throughout.
  */
-import { appendFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
@@ -60,6 +60,10 @@ describe("fault matrix 8: rule files become invalid on hot reload", () => {
       { what: "a schema error", text: good.replace("ladder:\n    - { rung: probe", "ladder:\n    - { rung: reboot"), at: /rules\.yaml:9:\d+: .*rung/ },
       { what: "a YAML syntax error", text: `${good}  oops: [unclosed\n`, at: /rules\.yaml:\d+:\d+: / },
       { what: "a file cut off mid-write", text: good.slice(0, good.indexOf("  ladder:") + 20), at: /rules\.yaml:\d+:\d+: / },
+      // A file caught between its truncation and its write (or emptied by mistake): not "no rules", which would
+      // switch every rule off and let lockouts go unseen.
+      { what: "an emptied file", text: "", at: /rules\.yaml:1:1: no RemediationRule in this file/ },
+      { what: "a file of comments only", text: "# rules moved elsewhere\n", at: /rules\.yaml:1:1: no RemediationRule in this file/ },
     ];
     let n = 0;
     for (const { what, text, at } of broken) {
@@ -77,7 +81,9 @@ describe("fault matrix 8: rule files become invalid on hot reload", () => {
     }
     // A second file that clashes with the first (a duplicate name) refuses the whole reload too: no half-applied set.
     await writeFile(ruleFile, good);
-    await writeFile(join(dir, "rules", "more.yaml"), faultRule());
+    // Written whole (a temp file, then a rename), as a deploy does: a reload never sees it half-written.
+    await writeFile(join(dir, "more.yaml.tmp"), faultRule());
+    await rename(join(dir, "more.yaml.tmp"), join(dir, "rules", "more.yaml"));
     await eventually(() => invalidReloads(op).length === n + 1, 5000, "the duplicate name to be refused");
     expect(String(invalidReloads(op)[n]!.message)).toMatch(/rules\.yaml:3:\d+: metadata\.name: duplicate rule name "lockout", first defined at .*more\.yaml:3/);
     await rm(join(dir, "rules", "more.yaml"));
@@ -97,7 +103,7 @@ describe("fault matrix 8: rule files become invalid on hot reload", () => {
     expect(all.find((i) => i.target.userId === "after-fix")).toMatchObject({ rule: "lockout-v2", dryRun: true, status: "suppressed" });
 
     // One incident per trigger, none lost, none twice; the operator still serves.
-    expect(all.map((i) => i.target.userId).sort()).toEqual(["after-fix", "during-1", "during-2", "during-3", "in-flight"]);
+    expect(all.map((i) => i.target.userId).sort()).toEqual(["after-fix", ...broken.map((_b, i) => `during-${i + 1}`), "in-flight"].sort());
     expect((await fetch(`http://127.0.0.1:${op.metricsPort}/healthz`)).status).toBe(200);
   });
 });

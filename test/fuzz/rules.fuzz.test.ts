@@ -187,8 +187,8 @@ describe("rule files", () => {
           checkResult(result, text);
           const schema = RemediationRule.safeParse(doc);
           if (doc === null) {
-            // A document that is only `null` is an empty one: skipped, as documented.
-            expect(result).toMatchObject({ rules: [], errors: [] });
+            // A document that is only `null` is an empty one: a file with nothing else holds no rule, which is refused.
+            expect(result).toMatchObject({ rules: [], errors: [{ line: 1, col: 1, message: expect.stringMatching(/^no RemediationRule in this file/) }] });
             refused++;
           } else if (!schema.success) {
             expect(result.rules).toEqual([]);

@@ -172,7 +172,20 @@ async function quiet(): Promise<void> {
   }
 }
 
-const silentLog = () => createOperatorLog({ level: "error", streams: [new Writable({ write: (_c, _e, done) => done() })] });
+/** The operators' log lines, kept only with RECLAIM_MODEL_DEBUG=1 (printed with a failure). */
+const debugLines: string[] = [];
+const silentLog = (r: string) =>
+  createOperatorLog({
+    level: process.env.RECLAIM_MODEL_DEBUG === "1" ? "debug" : "error",
+    streams: [
+      new Writable({
+        write: (chunk: Buffer, _e, done) => {
+          if (process.env.RECLAIM_MODEL_DEBUG === "1") debugLines.push(`${r} ${chunk.toString().trim()}`);
+          done();
+        },
+      }),
+    ],
+  });
 
 async function startReplica(w: World, r: Replica): Promise<void> {
   w.ops[r] = await startOperator(
@@ -202,7 +215,7 @@ async function startReplica(w: World, r: Replica): Promise<void> {
     },
     {
       clock: w.clock,
-      log: silentLog(),
+      log: silentLog(r),
       defaultMetrics: false,
       source: w.sources[r],
       store: w.store,
@@ -681,6 +694,7 @@ describe("the operator's lifecycle, model-based", () => {
   it(`keeps every invariant over ${RUNS} random sequences (seed ${SEED})`, async () => {
     const property = fc.asyncProperty(commands, async (cmds) => {
       const w = (world = await newWorld());
+      debugLines.length = 0;
       try {
         const setup = (): { model: Model; real: World } => ({ model: { span: 0, partitioned: new Set(), down: new Set(), faulted: false }, real: w });
         await fc.asyncModelRun(setup, cmds);
@@ -695,6 +709,10 @@ describe("the operator's lifecycle, model-based", () => {
         }
         coverage.leaseWrites += api.requests().filter((r) => r.resource === "leases" && (r.verb === "update" || r.verb === "create") && r.status === 200).length;
         if (w.violations.length > 0) {
+          if (process.env.RECLAIM_MODEL_DEBUG === "1") {
+            console.log(debugLines.join("\n"));
+            console.log(JSON.stringify(await w.store.list(), null, 1));
+          }
           throw new Error(`invariants broken:\n${w.violations.map((v) => `- after "${v.step}": ${v.what}`).join("\n")}`);
         }
       } finally {

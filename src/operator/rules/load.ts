@@ -64,7 +64,8 @@ export interface LoadResult {
 /**
  * Loads the rules in `paths` (files or folders; a folder's `*.yaml` and `*.yml`
  * files directly inside it, sorted). A file may hold several documents
- * separated by `---`; empty and comment-only documents are skipped. A rule
+ * separated by `---`; empty and comment-only documents are skipped, but a file
+ * with nothing else (empty, or caught half-written) is an error at 1:1. A rule
  * name used twice, across all files, is an error at the second use. A path
  * that cannot be read, and a folder without rule files, are errors at 1:1.
  * Never throws for a problem in the input: the caller decides whether any
@@ -177,6 +178,9 @@ async function loadFile(file: string, errors: RuleError[], options: LoadOptions)
   const lineCounter = new LineCounter();
   const at = (offset: number): Position => lineCounter.linePos(offset);
   const candidates: Candidate[] = [];
+  const errorsBefore = errors.length;
+  /** Rules this file yielded. */
+  let documents = 0;
   // prettyErrors off: the messages stay one line; positions come from the LineCounter.
   // logLevel error: a warning stays in the document instead of going to stderr as a process warning.
   for (const doc of parseAllDocuments(text, { lineCounter, prettyErrors: false, logLevel: "error" })) {
@@ -208,6 +212,12 @@ async function loadFile(file: string, errors: RuleError[], options: LoadOptions)
       namePosition: at(offsetOf(doc, ["metadata", "name"], "node")),
     };
     candidates.push(candidate);
+    documents++;
+  }
+  // A file with no rule at all is a mistake or a file caught half-written (an editor or a copy truncates it first):
+  // loading it as "no rules" would switch its rules off silently, and lockouts would go unseen until someone looked.
+  if (documents === 0 && errors.length === errorsBefore) {
+    errors.push(new RuleError(file, 1, 1, "no RemediationRule in this file (it is empty or holds only comments); a rule file holds at least one rule"));
   }
   return candidates;
 }

@@ -273,6 +273,16 @@ describe("loadRules: files, folders and documents", () => {
     expect(rules).toHaveLength(1);
   });
 
+  it.each([
+    ["an empty file", ""],
+    ["a file of comments and empty documents", "# nothing here yet\n---\n---\n"],
+  ])("refuses %s at 1:1: a rule file holds at least one rule (a half-written file must not switch its rules off)", async (_name, text) => {
+    const root = await folder({ "r.yaml": text });
+    expect(await problems(root, ["r.yaml"])).toEqual([
+      "r.yaml:1:1: no RemediationRule in this file (it is empty or holds only comments); a rule file holds at least one rule",
+    ]);
+  });
+
   it("reports unreadable paths and folders without rule files at 1:1, and goes on", async () => {
     const root = await folder({ "empty/README.md": "nothing", "r.yaml": RULE });
     expect(await problems(root, ["missing.yaml", "empty", "r.yaml"])).toEqual([
