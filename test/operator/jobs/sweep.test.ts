@@ -99,17 +99,7 @@ function allTargets(): Target[] {
 
 describe("sweep against real factories", () => {
   it("raises exactly one trigger per user the factory refused, none for the user only at the limit, and counts the factory that does not answer", async () => {
-    const triggers: Trigger[] = [];
-    const job = new SweepJob({
-      targets: () => Promise.resolve(allTargets()),
-      rule: (name) => rules.get(name),
-      onTrigger: (t): Promise<TriggerOutcome> => {
-        triggers.push(t);
-        return Promise.resolve({ suppressed: "cooldown", incident: null });
-      },
-      clock,
-      timeoutMs: 2000,
-    });
+    const { job, triggers } = recordingSweep(allTargets(), clock);
 
     const result = await job.sweep();
     expect(result).toMatchObject({ factories: 3, usersAtLimit: 3, atLimitNotRefused: 1, triggers: 2, acted: 0, suppressed: { cooldown: 2 }, invalidUsers: 0, aborted: false });
