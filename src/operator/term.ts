@@ -28,7 +28,7 @@ import { errorText, OperatorEvent, type OperatorLog } from "./log.js";
 import type { OperatorMetrics } from "./metrics.js";
 import type { CompiledRule } from "./rules/compile.js";
 import type { Scanner } from "./sources/scan.js";
-import type { LogSource } from "./sources/source.js";
+import type { LineBatch, LogSource } from "./sources/source.js";
 import type { CanaryResult } from "./verify/canary.js";
 
 /** Why a term ended: a metric label (bounded). A source that failed for good stops the operator: `stopped`. */
@@ -109,6 +109,8 @@ export class Term {
   private readonly ladder: LadderRunner;
   /** The ladders running now, by incident id: the truth behind the open-incidents gauge. */
   private readonly ladders = new Map<string, Promise<void>>();
+  /** Batches and outside triggers being handled now: an incident they record may not have its ladder yet. */
+  private readonly handling = new Set<Promise<unknown>>();
   /** Incidents active without a ladder, and since when (see orphanAfterMs). */
   private readonly orphans = new Map<string, number>();
   private readonly cancels: (() => void)[] = [];
@@ -210,14 +212,26 @@ export class Term {
     if (this.started === null) return null;
     await this.started.catch(() => undefined);
     if (!this.acting) return null;
-    const outcome = await this.engine.triggerUntilHandled(trigger);
-    await this.engine.flush();
-    return outcome;
+    return this.track(
+      (async () => {
+        const outcome = await this.engine.triggerUntilHandled(trigger);
+        await this.engine.flush();
+        return outcome;
+      })(),
+    );
   }
 
-  /** Waits until no ladder of this term is running. */
+  /** Counts `work` as being handled until it settles (see `idle`). */
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.handling.add(work);
+    const untrack = (): void => void this.handling.delete(work);
+    work.then(untrack, untrack);
+    return work;
+  }
+
+  /** Waits until nothing is being handled and no ladder of this term is running. */
   async idle(): Promise<void> {
-    while (this.ladders.size > 0) await Promise.all([...this.ladders.values()]);
+    while (this.handling.size > 0 || this.ladders.size > 0) await Promise.allSettled([...this.handling, ...this.ladders.values()]);
   }
 
   /**
@@ -455,7 +469,7 @@ export class Term {
   private async tailOnce(onHandled: () => void): Promise<void> {
     const { deps } = this;
     let committing: Promise<void> = Promise.resolve();
-    await deps.source.run(async (batch) => {
+    const handleBatch = async (batch: LineBatch): Promise<void> => {
       const scanner = deps.scanner();
       const before = { ...scanner.stats };
       // Parsed one by one as handled, so a flood's entries die young (ADR 12).
@@ -479,7 +493,8 @@ export class Term {
       committing.catch(() => undefined); // awaited by the next batch, or when the tail ends
       await previous;
       onHandled();
-    }, this.signal);
+    };
+    await deps.source.run((batch) => this.track(handleBatch(batch)), this.signal);
     await committing;
   }
 }

@@ -235,3 +235,41 @@ describe("metrics", () => {
     expect((await fetch(`http://127.0.0.1:${operator!.metricsPort}/healthz`)).status).toBe(200);
   });
 });
+
+describe("idle()", () => {
+  /** A memory store whose first save waits until `release()`; `saving` resolves when that save has begun. */
+  class GatedStore extends MemoryIncidentStore {
+    private began = false;
+    private gate: () => void = () => undefined;
+    private markSaving: () => void = () => undefined;
+    readonly saving = new Promise<void>((resolve) => (this.markSaving = resolve));
+    release(): void {
+      this.gate();
+    }
+    override async save(incident: Incident): Promise<void> {
+      if (!this.began) {
+        this.began = true;
+        const open = new Promise<void>((resolve) => (this.gate = resolve));
+        this.markSaving();
+        await open;
+      }
+      return super.save(incident);
+    }
+  }
+
+  it("waits for an incident still being recorded (its ladder not yet started), then for its ladder", async () => {
+    factory = await startTestFactory();
+    const dir = await tempDir();
+    const log = await emptyLog(dir);
+    const store = new GatedStore();
+    operator = await startTestOperator({ dir, source: `file:${log}`, control: factory.controlUrl }, { store });
+    await appendFile(log, hardLimitLine("u-idle"));
+    await store.saving; // the line is being handled: its incident is being written, no ladder runs yet
+    const idle = operator.idle();
+    store.release();
+    await idle;
+    const [incident] = await operator.incidents();
+    expect(incident?.target.userId).toBe("u-idle");
+    expect(incident?.closedAt).not.toBeNull(); // idle came back only after the ladder had ended
+  });
+});
