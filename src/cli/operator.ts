@@ -9,7 +9,26 @@ import { checkSchedule } from "../operator/jobs/scheduler.js";
 import { InvalidRulesError, startOperator, type KubernetesConfig } from "../operator/operator.js";
 import { createOperatorLog } from "../operator/log.js";
 import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
-import { durationIn, durationMs, intIn } from "./options.js";
+import { durationIn, intIn } from "./options.js";
+
+/**
+ * Bounds of the duration flags, in ms. Each of them arms a timer (the lease's
+ * renew deadline, retry ticks, a query's deadline), so each stays far below
+ * Node's longest timer (`MAX_TIMER_MS`, about 24.8 days).
+ */
+export const OPERATOR_BOUNDS = {
+  /** 1 s (a Lease states whole seconds) to 1 h. */
+  leaseDurationMs: { min: 1000, max: 3_600_000 },
+  /** 100 ms to 1 h, and below --lease-duration. */
+  renewDeadlineMs: { min: 100, max: 3_600_000 },
+  /** 100 ms (it is also every lease call's deadline) to 1 h, and below --renew-deadline. */
+  retryPeriodMs: { min: 100, max: 3_600_000 },
+  /** 100 ms to 5 min. */
+  prometheusTimeoutMs: { min: 100, max: 300_000 },
+  /** 1 s to 1 h. */
+  sweepRefusedWithinMs: { min: 1000, max: 3_600_000 },
+} as const;
+const B = OPERATOR_BOUNDS;
 
 interface OperatorFlags {
   rules: string[];
@@ -80,27 +99,43 @@ export function operatorCommand(): Command {
     .addOption(new Option("--control-url-template <url>", "with --target pod, reach pods by DNS instead of IP, e.g. http://{pod}.chat-factory.{namespace}.svc:8081"))
     .addOption(new Option("--leader-elect", "only the holder of a Lease acts (run several replicas)").default(false))
     .addOption(new Option("--lease-name <name>", "the Lease for leader election").default("reclaim-operator"))
-    .addOption(new Option("--lease-duration <duration>", "how long a lease lasts without renewal").argParser(durationMs).default(15_000, "15s"))
-    .addOption(new Option("--renew-deadline <duration>", "a leader that cannot renew within this stops acting").argParser(durationMs).default(10_000, "10s"))
-    .addOption(new Option("--retry-period <duration>", "how often candidates try and leaders renew").argParser(durationMs).default(2_000, "2s"))
+    .addOption(
+      new Option("--lease-duration <duration>", "how long a lease lasts without renewal (1s to 1h)")
+        .argParser(durationIn(B.leaseDurationMs.min, B.leaseDurationMs.max))
+        .default(15_000, "15s"),
+    )
+    .addOption(
+      new Option("--renew-deadline <duration>", "a leader that cannot renew within this stops acting (100ms to 1h)")
+        .argParser(durationIn(B.renewDeadlineMs.min, B.renewDeadlineMs.max))
+        .default(10_000, "10s"),
+    )
+    .addOption(
+      new Option("--retry-period <duration>", "how often candidates try and leaders renew (100ms to 1h)")
+        .argParser(durationIn(B.retryPeriodMs.min, B.retryPeriodMs.max))
+        .default(2_000, "2s"),
+    )
     .addOption(new Option("--watch-rules", "also load RemediationRule objects from the cluster, and write their Valid condition").default(false))
     .addOption(new Option("--kubeconfig <path>", "kubeconfig (default: in a pod its service account, else KUBECONFIG or ~/.kube/config)"))
     .addOption(new Option("--namespace <ns>", "namespace of the Lease, Incident and RemediationRule objects (default: POD_NAMESPACE)").env("POD_NAMESPACE"))
     .addOption(new Option("--prometheus <url>", "evaluate metric rules against this Prometheus-compatible HTTP API").env("RECLAIM_PROMETHEUS_URL"))
-    .addOption(new Option("--prometheus-timeout <duration>", "timeout of one Prometheus query").argParser(durationMs).default(10_000, "10s"))
+    .addOption(
+      new Option("--prometheus-timeout <duration>", "timeout of one Prometheus query (100ms to 5m)")
+        .argParser(durationIn(B.prometheusTimeoutMs.min, B.prometheusTimeoutMs.max))
+        .default(10_000, "10s"),
+    )
     .addOption(
       new Option("--sweep-schedule <cron>", "ask every factory for the users it refused recently (off to disable)").default("*/5 * * * *").env("RECLAIM_SWEEP_SCHEDULE"),
     )
     .addOption(
       new Option("--sweep-refused-within <duration>", "the sweep acts only for users the factory refused this recently (1s to 1h)")
-        .argParser(durationIn(1000, 3_600_000))
+        .argParser(durationIn(B.sweepRefusedWithinMs.min, B.sweepRefusedWithinMs.max))
         .default(600_000, "10m")
         .env("RECLAIM_SWEEP_REFUSED_WITHIN"),
     )
     .addOption(new Option("--sweep-rule <name>", "the rule sweep triggers are raised for").default("factory-users-at-limit").env("RECLAIM_SWEEP_RULE"))
     .addOption(new Option("--digest-schedule <cron>", "write the daily digest next to the incidents (off to disable)").default("0 6 * * *").env("RECLAIM_DIGEST_SCHEDULE"))
     .addOption(new Option("--retention-schedule <cron>", "remove old closed incident records from the folder (off to disable)").default("30 3 * * *").env("RECLAIM_RETENTION_SCHEDULE"))
-    .addOption(new Option("--retention-days <n>", "keep closed incident records this many days").argParser(intIn(1, 3650)).default(30).env("RECLAIM_RETENTION_DAYS"))
+    .addOption(new Option("--retention-days <n>", "keep closed incident records this many days (1 to 3650)").argParser(intIn(1, 3650)).default(30).env("RECLAIM_RETENTION_DAYS"))
     .addOption(new Option("--jobs-timezone <tz>", "time zone the schedules are read in").default("UTC").env("RECLAIM_JOBS_TIMEZONE"))
     .addOption(new Option("--factory-selector <selector>", "Kubernetes mode: the factory pods the sweep asks (default: the source's selector)"))
     .addOption(new Option("--factory-namespace <ns>", "Kubernetes mode: their namespace (default: a k8s: source's, else --namespace)"))

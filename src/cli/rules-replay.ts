@@ -15,7 +15,10 @@ import { buildFilter } from "../operator/sources/gcp-filter.js";
 import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
 import { Scanner } from "../operator/sources/scan.js";
 import type { LogSource } from "../operator/sources/source.js";
-import { durationMs } from "./options.js";
+import { durationIn } from "./options.js";
+
+/** Bounds of `--since`, in ms: 1 s to 3650 days, the longest a Cloud Logging bucket keeps entries. */
+export const SINCE_BOUNDS = { min: 1000, max: 3650 * 86_400_000 } as const;
 
 interface ReplayFlags {
   rules?: string[];
@@ -35,7 +38,11 @@ export function rulesReplayCommand(): Command {
     )
     .addOption(new Option("--logs <file>", "the recorded log (this or --source)"))
     .addOption(new Option("--source <spec>", "gcp:PROJECT: replay Cloud Logging history instead of a file (plaintext endpoint for tests: RECLAIM_GCP_ENDPOINT)"))
-    .addOption(new Option("--since <duration>", "with --source gcp:PROJECT, how far back to read").argParser(durationMs).default(86_400_000, "24h"))
+    .addOption(
+      new Option("--since <duration>", "with --source gcp:PROJECT, how far back to read (1s to 3650d)")
+        .argParser(durationIn(SINCE_BOUNDS.min, SINCE_BOUNDS.max))
+        .default(86_400_000, "24h"),
+    )
     .addOption(new Option("--filter <filter>", "with --source gcp:PROJECT, a Cloud Logging filter AND-ed with the rules' own"))
     .addOption(new Option("--json", "print the report as JSON").default(false))
     .action(async (flags: ReplayFlags) => {

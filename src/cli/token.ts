@@ -5,13 +5,18 @@ import { Command, Option } from "commander";
 import { isUserId } from "../contract/ids.js";
 import { TokenAuth } from "../factory/auth.js";
 import { DEV_AUTH_SECRET } from "../factory/config.js";
-import { durationMs } from "./options.js";
+import { durationIn } from "./options.js";
+
+/** Bounds of `--ttl`, in ms: 1 s (a token's expiry is in whole seconds) to 365 days (rotate a longer-lived canary token). */
+export const TTL_BOUNDS = { min: 1000, max: 365 * 86_400_000 } as const;
 
 export function tokenCommand(): Command {
   return new Command("token")
     .description("print a client token (HS256 JWT, sub = userId) signed with RECLAIM_AUTH_SECRET")
     .argument("<userId>", "the user the token is for")
-    .addOption(new Option("--ttl <duration>", "validity, e.g. 15m, 1h, 7d").argParser(durationMs).default(3_600_000, "1h"))
+    .addOption(
+      new Option("--ttl <duration>", "validity, e.g. 15m, 1h, 7d (1s to 365d)").argParser(durationIn(TTL_BOUNDS.min, TTL_BOUNDS.max)).default(3_600_000, "1h"),
+    )
     .addOption(new Option("--dev", "sign with the built-in dev secret when RECLAIM_AUTH_SECRET is unset").default(false))
     .action(async (userId: string, flags: { ttl: number; dev: boolean }) => {
       if (!isUserId(userId)) {

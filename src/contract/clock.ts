@@ -3,6 +3,8 @@
  * but the one seam both halves share so that tests can replace the clock
  * (STYLE.md: "the clock is a variable that tests replace").
  */
+import { timerDelay } from "./duration.js";
+
 export interface Clock {
   now(): number;
 }
@@ -15,6 +17,10 @@ export const systemClock: Clock = { now: () => Date.now() };
  * operator waits for (backoff, polling, renew deadlines, call deadlines) goes
  * through one of these, so a test can run a simulated week in seconds and a
  * hung call ends exactly when its deadline passes on that clock.
+ *
+ * Every method throws a `TimerRangeError` (code `ERR_RECLAIM_TIMER_RANGE`)
+ * for a delay above `MAX_TIMER_MS` (about 24.8 days) instead of letting Node
+ * run it after 1 ms.
  */
 export interface Timers extends Clock {
   /** Resolves after `ms`, or as soon as `signal` aborts. Never rejects. */
@@ -30,8 +36,9 @@ export interface Timers extends Clock {
 /** The real clock and the real timers. */
 export const systemTimers: Timers = {
   now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve) => {
+  sleep: (ms, signal) => {
+    timerDelay(ms, "sleep");
+    return new Promise<void>((resolve) => {
       if (signal?.aborted === true) return resolve();
       const done = (): void => {
         clearTimeout(timer);
@@ -40,15 +47,16 @@ export const systemTimers: Timers = {
       };
       const timer = setTimeout(done, ms);
       signal?.addEventListener("abort", done, { once: true });
-    }),
-  timeout: (ms) => AbortSignal.timeout(ms),
+    });
+  },
+  timeout: (ms) => AbortSignal.timeout(timerDelay(ms, "timeout")),
   after: (ms, fn) => {
-    const timer = setTimeout(fn, ms);
+    const timer = setTimeout(fn, timerDelay(ms, "timer"));
     timer.unref();
     return () => clearTimeout(timer);
   },
   every: (ms, fn) => {
-    const timer = setInterval(fn, ms);
+    const timer = setInterval(fn, timerDelay(ms, "interval"));
     timer.unref();
     return () => clearInterval(timer);
   },
@@ -177,6 +185,7 @@ export class ManualClock implements Timers {
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    timerDelay(ms, "sleep");
     return new Promise<void>((resolve) => {
       if (signal?.aborted === true) return resolve();
       const cancel = this.after(ms, () => {
@@ -198,13 +207,15 @@ export class ManualClock implements Timers {
   }
 
   after(ms: number, fn: () => void): () => void {
+    // The same bound as the real timers: a test must not pass with a delay production would run after 1 ms.
+    timerDelay(ms, "timer");
     const entry: Pending = { at: this.t + Math.max(0, ms), seq: this.seq++, fn, every: null };
     this.pending.add(entry);
     return () => this.pending.delete(entry);
   }
 
   every(ms: number, fn: () => void): () => void {
-    const period = Math.max(1, ms);
+    const period = Math.max(1, timerDelay(ms, "interval"));
     const entry: Pending = { at: this.t + period, seq: this.seq++, fn, every: period };
     this.pending.add(entry);
     return () => this.pending.delete(entry);

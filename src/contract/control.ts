@@ -17,15 +17,13 @@ const ms = (max: number) => z.number().int().min(0).max(max);
 const HOUR_MS = 3_600_000;
 
 /**
- * `conservative`: remove managers whose inactive flag is set, that have had no
- * connection for `connectionlessMs`, or that received nothing for `idleMs`.
- * Defaults: `connectionlessMs` 10 s; `idleMs` the factory's idle cutoff
+ * `conservative`: remove managers whose inactive flag is set, or that
+ * received nothing for `idleMs`. Default `idleMs`: the factory's idle cutoff
  * (3 heartbeat intervals, at least 2 min), so a live idle tab is never removed.
  */
 export const ConservativeParams = z
   .object({
     idleMs: ms(24 * HOUR_MS).min(1000).optional(),
-    connectionlessMs: ms(24 * HOUR_MS).optional(),
   })
   .strict();
 export type ConservativeParams = z.infer<typeof ConservativeParams>;
@@ -45,11 +43,12 @@ export const ProbeParams = z
 export type ProbeParams = z.infer<typeof ProbeParams>;
 
 /**
- * `force`: evict the managers with the oldest inbound activity — the last
- * message the client sent (a pong proves a tab alive, not in use; a tab that
- * never sent one counts from its creation) — sending close 1013, until `freeSlots` slots are free (default 1), evicting at most `max`
- * (default 1). Idempotent: once the slots are free, running it again evicts
- * nothing.
+ * `force`: evict the least recently used managers — by the last chat message
+ * the client sent (a pong or a keepalive proves a tab alive, not in use; a
+ * tab that never chatted counts from its creation) — sending close 1013,
+ * until `freeSlots` slots are free (default 1), evicting at most `max`
+ * (default 1). When `max` evictions cannot free `freeSlots` slots, it evicts
+ * none. Idempotent: once the slots are free, running it again evicts nothing.
  */
 export const ForceParams = z
   .object({
@@ -93,8 +92,14 @@ export const ManagerInfo = z.object({
   createdAt: z.string(),
   /** Last inbound frame of any kind (message or pong): the connection is alive. */
   lastReceivedAt: z.string().nullable(),
-  /** Last message the client sent: the tab is in use. `force` evicts the oldest first. */
+  /** Last message of any kind the client sent (keepalives and invalid messages too): it writes. */
   lastMessageAt: z.string().nullable(),
+  /**
+   * Last chat message the client sent: the tab is in use (`countsAsUse` in
+   * client.ts). `force` evicts the least recently used first. Optional on
+   * parse: factories before it do not send it.
+   */
+  lastUsedAt: z.string().nullable().optional(),
   socketState: SocketState,
   bufferedBytes: z.number().int().nonnegative(),
   messagesReceived: z.number().int().nonnegative(),
@@ -216,6 +221,16 @@ export const ControlErrorCode = z.enum([
   "method_not_allowed",
   "shutting_down",
   "internal",
+  /** 400: a request line, target or percent-encoding that does not parse, or no `Host`. */
+  "bad_request",
+  /** 409: `degrade` for a user with no connection (nothing to raise a limit for). */
+  "no_connections",
+  /** 408: the request headers (or the whole request) took too long. */
+  "request_timeout",
+  /** 431: request line and headers over the server's header size limit. */
+  "headers_too_large",
+  /** 503: too many connections from one address that have not sent their request headers yet. */
+  "too_many_connections",
 ]);
 export type ControlErrorCode = z.infer<typeof ControlErrorCode>;
 

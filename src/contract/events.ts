@@ -32,7 +32,10 @@ export const FactoryEvent = {
   dequeued: "factory.dequeued",
   refused: "factory.refused",
   heartbeatTerminated: "factory.heartbeat_terminated",
-  controlRequest: "factory.control_request",
+  slowReader: "factory.slow_reader",
+  originRefused: "factory.origin_refused",
+  /** Refusal-path lines of one user left out by the per-user rate limit, counted once per window (src/factory/refusal-log.ts). */
+  refusalsSuppressed: "factory.refusals_suppressed",
 } as const;
 export type FactoryEvent = (typeof FactoryEvent)[keyof typeof FactoryEvent];
 
@@ -60,13 +63,14 @@ export type FactoryRung = z.infer<typeof FactoryRung>;
 /** Why a manager was removed. A closed set, so metric labels stay bounded. */
 export const RemovalReason = z.enum([
   "closed", // its inactive flag was set (conservative)
-  "connectionless", // no connection for longer than the cutoff (conservative)
+  "connectionless", // no longer written (it could not happen); kept so that records of earlier versions still parse
   "idle", // nothing received for longer than the cutoff (conservative)
   "no_pong", // did not answer a ping within the probe timeout
   "socket_not_open", // the registry holds it but its socket is CLOSING/CLOSED (ghost)
   "send_buffer_stuck", // send buffer above the threshold and not draining
   "evicted", // force: oldest inbound activity
   "heartbeat", // did not answer the previous heartbeat ping
+  "slow_reader", // did not read what it was sent: send buffer over the hard cap, or over the high-water mark too long (close 1008)
 ]);
 export type RemovalReason = z.infer<typeof RemovalReason>;
 
@@ -100,6 +104,10 @@ export const FactoryLogFields = z.object({
   managerId: z.string().optional(),
   reason: z.string().optional(),
   kind: ZombieKind.optional(),
+  /** `factory.refusals_suppressed`: refusals whose lines were left out of the log in the window. */
+  suppressed: z.number().int().nonnegative().optional(),
+  /** `factory.refusals_suppressed`: every line left out in the window (refusal lines, and the at-limit lines before them). */
+  suppressedLines: z.number().int().nonnegative().optional(),
   /** `factory.started`: the bound ports. */
   port: z.number().int().optional(),
   controlPort: z.number().int().optional(),

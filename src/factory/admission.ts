@@ -5,14 +5,17 @@
  * `degrade` raise; otherwise wait in the user's queue if queueing is on;
  * otherwise refuse, logging the original HARD LIMIT and UNEXPECTED FACTORY
  * ERROR lines word for word, and recording the refusal for the control API
- * (`lastRefusedAt`, `refusals`).
+ * (`lastRefusedAt`, `refusals`). The lines of the at-limit attempt and of the
+ * refusal go through the per-user rate limit of `refusal-log.ts`: the first
+ * of each per user per minute word for word, a count for the rest.
  */
-import type { Clock } from "../contract/clock.js";
+import { systemTimers, type Clock, type Timers } from "../contract/clock.js";
 import { FactoryEvent, OutageMessage, type RefusalReason } from "../contract/events.js";
 import type { InProcessCleanup } from "./cleanup.js";
 import type { EventLog } from "./log.js";
 import type { AdmissionOutcome, FactoryMetrics } from "./metrics.js";
 import type { AdmissionQueue } from "./queue.js";
+import { RefusalLog } from "./refusal-log.js";
 import type { RefusalTracker } from "./refusals.js";
 import type { Registry } from "./registry.js";
 
@@ -22,10 +25,16 @@ export interface Notice {
   retryAfterMs: number;
 }
 
+/**
+ * Why admission refuses. Not `shutting_down`: the server refuses that itself,
+ * before asking admission, and a wait that shutdown ends is `aborted`.
+ */
+export type AdmissionRefusal = Exclude<RefusalReason, "shutting_down">;
+
 /** The answer for one upgrade. An admitted decision holds a reserved slot. */
 export type Decision =
   | { admitted: true; outcome: Exclude<AdmissionOutcome, "refused">; notice: Notice | null }
-  | { admitted: false; reason: RefusalReason | "aborted"; retryAfterSeconds: number };
+  | { admitted: false; reason: AdmissionRefusal | "aborted"; retryAfterSeconds: number };
 
 export interface AdmissionOptions {
   /** How long an upgrade may wait for a slot; 0 turns queueing off (default 0). */
@@ -37,6 +46,12 @@ export interface AdmissionOptions {
 }
 
 export class AdmissionControl {
+  private readonly refusalLog: RefusalLog;
+
+  /**
+   * @param refusalLog the per-user rate limit on the refusal-path lines
+   *   (default: a `RefusalLog` with its defaults, on `clock` and the factory's metrics)
+   */
   constructor(
     private readonly registry: Registry,
     private readonly queue: AdmissionQueue,
@@ -46,7 +61,18 @@ export class AdmissionControl {
     private readonly metrics: FactoryMetrics,
     private readonly options: AdmissionOptions,
     private readonly refusals: RefusalTracker,
-  ) {}
+    refusalLog?: RefusalLog,
+  ) {
+    this.refusalLog = refusalLog ?? new RefusalLog(log, timersOf(clock), metrics.logLinesSuppressed);
+  }
+
+  /**
+   * Writes the counts of refusal lines left out so far and stops the rate
+   * limit's timer. Call when the factory closes, before its log closes.
+   */
+  close(): void {
+    this.refusalLog.close();
+  }
 
   /** Would a new connection for this user be admitted now, without waiting? Consumes nothing. */
   wouldAdmit(userId: string): boolean {
@@ -60,12 +86,13 @@ export class AdmissionControl {
     const freeUnder = (limit: number): boolean => queue.length(userId) === 0 && registry.hasRoom(userId, limit);
     if (freeUnder(base)) return this.admit(userId, "admitted", null);
 
-    this.log.warn(
+    const atLimitLog = this.refusalLog.atLimit(userId);
+    atLimitLog.warn(
       FactoryEvent.resourceLimit,
       { userId, managers: registry.occupied(userId), limit: base },
       OutageMessage.resourceLimit(userId, registry.occupied(userId), base),
     );
-    await this.cleanup.run(userId);
+    await this.cleanup.run(userId, atLimitLog);
     if (signal?.aborted === true) return this.refuse(userId, "aborted");
     if (freeUnder(base)) return this.admit(userId, "after_cleanup", null);
 
@@ -108,7 +135,7 @@ export class AdmissionControl {
     return { admitted: true, outcome, notice };
   }
 
-  private refuse(userId: string, reason: RefusalReason | "aborted"): Decision {
+  private refuse(userId: string, reason: AdmissionRefusal | "aborted"): Decision {
     const retryAfterSeconds = this.options.retryAfterSeconds;
     // Not a refusal: the wait ended because the client went away (closed the tab) while cleanup ran or it
     // waited in the queue, or because the factory is shutting down and ended every wait. Neither says the
@@ -116,21 +143,32 @@ export class AdmissionControl {
     // operator's sweep evicts a live tab for a user who looks locked out. A client that keeps asking is
     // refused for real (limit, queue_full, queue_timeout) and recorded then.
     if (reason === "aborted") return { admitted: false, reason, retryAfterSeconds };
-    // The server is stopping: it says nothing about this user's slots.
-    if (reason !== "shutting_down") this.refusals.record(userId);
+    this.refusals.record(userId);
     this.metrics.admissions.inc({ outcome: "refused" });
-    if (reason !== "shutting_down") {
-      const managers = this.registry.occupied(userId);
-      const limit = this.registry.effectiveLimit(userId);
-      const fields = { userId, managers, limit: this.registry.limit, effectiveLimit: limit };
-      this.log.error(FactoryEvent.hardLimit, fields, OutageMessage.hardLimit(userId, managers, limit));
-      this.log.error(FactoryEvent.error, fields, OutageMessage.factoryError(userId, limit));
-    }
-    this.log.warn(
+    const log = this.refusalLog.refused(userId);
+    const managers = this.registry.occupied(userId);
+    const limit = this.registry.effectiveLimit(userId);
+    const fields = { userId, managers, limit: this.registry.limit, effectiveLimit: limit };
+    log.error(FactoryEvent.hardLimit, fields, OutageMessage.hardLimit(userId, managers, limit));
+    log.error(FactoryEvent.error, fields, OutageMessage.factoryError(userId, limit));
+    log.warn(
       FactoryEvent.refused,
       { userId, reason, managers: this.registry.occupied(userId), limit: this.registry.limit },
       `Connection for user ${userId} refused (${reason}), retry after ${retryAfterSeconds} s`,
     );
     return { admitted: false, reason, retryAfterSeconds };
   }
+}
+
+/**
+ * The factory hands admission a `Clock`. When it is also `Timers` (tests pass
+ * a ManualClock), the rate limit's windows end on it, so a test moves them;
+ * otherwise time comes from the clock and the timer is a real one.
+ */
+function timersOf(clock: Clock): Timers {
+  const maybe = clock as Partial<Timers>;
+  if (typeof maybe.after === "function" && typeof maybe.every === "function" && typeof maybe.sleep === "function" && typeof maybe.timeout === "function") {
+    return clock as Timers;
+  }
+  return { ...systemTimers, now: () => clock.now() };
 }

@@ -1,11 +1,13 @@
 /**
  * Who is connecting: an HS256 JWT whose `sub` is the user id, presented as
- * `Authorization: Bearer …` or `?token=…` (browsers cannot set headers on a
- * WebSocket). The user id is the token's subject and nothing else: never a
+ * `Authorization: Bearer …`, as a subprotocol `base64url.bearer.reclaim.dev.…`
+ * (browsers cannot set headers on a WebSocket; Kubernetes' convention), or
+ * as `?token=…` (which ends up in proxy and load-balancer logs). The user id is the token's subject and nothing else: never a
  * header, a query parameter or anything the client typed.
  */
 import type { IncomingMessage } from "node:http";
 import { SignJWT } from "jose";
+import { TOKEN_SUBPROTOCOL_PREFIX } from "../contract/client.js";
 import { isUserId } from "../contract/ids.js";
 import { verifyHs256 } from "./jwt.js";
 
@@ -49,12 +51,22 @@ export class TokenAuth {
   }
 }
 
-/** The token of an upgrade request: the bearer header first, then `?token=`. */
+/** The token of an upgrade request: the bearer header first, then the token subprotocol, then `?token=`. */
 export function tokenOf(req: IncomingMessage): string | null {
   const header = req.headers.authorization;
   if (header !== undefined) {
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     return match?.[1] ?? null;
+  }
+  const protocols = req.headers["sec-websocket-protocol"];
+  if (protocols !== undefined) {
+    const offered = protocols.split(",").map((p) => p.trim());
+    const carrier = offered.find((p) => p.startsWith(TOKEN_SUBPROTOCOL_PREFIX));
+    if (carrier !== undefined) {
+      const encoded = carrier.slice(TOKEN_SUBPROTOCOL_PREFIX.length);
+      // Strict base64url; anything else is passed on as it is, to fail verification as invalid (not as missing).
+      return /^[A-Za-z0-9_-]+$/.test(encoded) ? Buffer.from(encoded, "base64url").toString("utf8") : carrier;
+    }
   }
   const url = new URL(req.url ?? "/", "http://localhost");
   return url.searchParams.get("token");

@@ -8,14 +8,22 @@
  *   GET  /v1/users/{userId}/admission      would a new connection be admitted now?
  *     (the three user views also say `atLimitSince`, `lastRefusedAt`, `refusals`: busy, or refused?)
  *   POST /v1/users/{userId}/rungs/{rung}   run conservative | probe | force | degrade
- *                                          (once per `Idempotency-Key`, ADR 13)
+ *                                          (once per `Idempotency-Key`, ADR 13);
+ *                                          degrade for a user with no connection
+ *                                          (no manager, no upgrade in its handshake):
+ *                                          409 no_connections, nothing changed
  *   GET  /metrics, /healthz, /readyz       unauthenticated: no user data, no actions
- * Errors: `{"error":{"code","message"}}` with 400, 401, 404, 405, 413, 415, 503.
+ * Errors: `{"error":{"code","message"}}` with 400, 401, 404, 405, 408, 409, 413, 415, 431, 503.
+ * A request target that does not parse (a bad absolute URL, a path that is not
+ * valid percent-encoding) is 400 bad_request, never 500; under `/v1/` only
+ * after the token is checked, and a user id segment that does not decode is
+ * 400 invalid_user_id. Slow, malformed and per-address excess connections are
+ * answered by http-limits.ts (400, 408, 431, 503 too_many_connections).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { ZodError } from "zod";
-import type { Clock } from "../contract/clock.js";
+import type { Clock, Timers } from "../contract/clock.js";
 import {
   CONTROL_API_PREFIX,
   CONTROL_MAX_BODY_BYTES,
@@ -29,13 +37,14 @@ import {
 import { FactoryRung } from "../contract/events.js";
 import { isUserId } from "../contract/ids.js";
 import type { AdmissionControl } from "./admission.js";
+import { hardenServer, type HttpGuard, type HttpLimits } from "./http-limits.js";
 import { listen, sendJson } from "./http-util.js";
 import type { FactoryMetrics } from "./metrics.js";
 import type { AdmissionQueue } from "./queue.js";
 import type { RefusalTracker } from "./refusals.js";
 import type { Registry } from "./registry.js";
 import { IDEMPOTENCY_KEY_PATTERN, IdempotencyCache, IdempotencyKeyReused, REPLAYED_HEADER } from "./idempotency.js";
-import { RungParamError } from "./rungs/degrade.js";
+import { NoConnectionsError, RungParamError } from "./rungs/degrade.js";
 import type { RungRunner } from "./rungs/runner.js";
 
 /** Most users one `GET /v1/users` returns. */
@@ -54,6 +63,10 @@ export interface ControlDeps {
   clock: Clock;
   /** Ready to serve traffic (listening, not shutting down)? */
   ready(): boolean;
+  /** Timeouts and the per-address cap of the control port (default `DEFAULT_HTTP_LIMITS` of http-limits.ts). */
+  httpLimits?: Partial<HttpLimits>;
+  /** Timers of the HTTP limits (default the system's). */
+  timers?: Timers;
 }
 
 /** An expected failure of a request, answered as a JSON error. */
@@ -69,7 +82,9 @@ class HttpError extends Error {
   }
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void> | void;
+/** A path parameter: the decoded segment, or null when it is not valid percent-encoding. */
+type Param = string | null;
+type Handler = (req: IncomingMessage, res: ServerResponse, params: Param[], url: URL) => Promise<void> | void;
 interface Route {
   method: "GET" | "POST";
   /** Path segments after `/v1`; `:user` and `:rung` are parameters. */
@@ -80,6 +95,8 @@ interface Route {
 
 export class ControlApi {
   readonly http: Server;
+  /** The HTTP limits in force and the connections they count. */
+  readonly guard: HttpGuard;
   private readonly tokenDigest: Buffer;
   private readonly routes: Route[];
   /** Results of rung calls that carried an `Idempotency-Key` (ADR 13). */
@@ -88,7 +105,7 @@ export class ControlApi {
   constructor(private readonly deps: ControlDeps) {
     this.tokenDigest = digest(deps.token);
     this.routes = [
-      { method: "GET", pattern: ["users"], name: "users", handler: (req, res) => this.listUsers(req, res) },
+      { method: "GET", pattern: ["users"], name: "users", handler: (_q, res, _p, url) => this.listUsers(res, url) },
       { method: "GET", pattern: ["users", ":user"], name: "user", handler: (_q, res, [u]) => this.getUser(res, u!) },
       { method: "GET", pattern: ["users", ":user", "admission"], name: "admission", handler: (_q, res, [u]) => this.getAdmission(res, u!) },
       {
@@ -100,6 +117,12 @@ export class ControlApi {
     ];
     this.http = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => this.fail(res, "internal", err));
+    });
+    this.guard = hardenServer(this.http, {
+      ...deps.httpLimits,
+      server: "control",
+      metrics: deps.metrics,
+      ...(deps.timers === undefined ? {} : { timers: deps.timers }),
     });
   }
 
@@ -116,9 +139,10 @@ export class ControlApi {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://control");
     let route = "unknown";
     try {
+      const url = parseTarget(req.url ?? "/");
+      if (url === null) throw new HttpError(400, "bad_request", "the request target is neither a path nor a valid http URL");
       if (url.pathname === "/healthz") return this.ok(res, (route = "healthz"), 200, { status: "ok" });
       if (url.pathname === "/readyz") {
         route = "readyz";
@@ -133,9 +157,19 @@ export class ControlApi {
         return this.count(route, 200);
       }
       const segments = splitPath(url.pathname);
-      if (segments === null) throw new HttpError(404, "not_found", `no route ${url.pathname}`);
+      if (segments === null) {
+        if (!decodes(url.pathname)) throw new HttpError(400, "bad_request", "the path is not valid percent-encoding");
+        throw new HttpError(404, "not_found", `no route ${url.pathname}`);
+      }
       const matched = this.match(segments);
-      if (matched === null) throw new HttpError(404, "not_found", `no route ${url.pathname}`);
+      if (matched === null) {
+        if (segments.includes(null)) {
+          // Under /v1/ a caller without the token learns nothing, not even that the path is malformed.
+          this.authorize(req);
+          throw new HttpError(400, "bad_request", "the path is not valid percent-encoding");
+        }
+        throw new HttpError(404, "not_found", `no route ${url.pathname}`);
+      }
       route = matched.routes[0]!.name;
       const byMethod = matched.routes.find((r) => r.method === req.method);
       if (byMethod === undefined) {
@@ -143,7 +177,7 @@ export class ControlApi {
         throw new HttpError(405, "method_not_allowed", `use ${allow}`, undefined, { Allow: allow });
       }
       this.authorize(req);
-      await byMethod.handler(req, res, matched.params);
+      await byMethod.handler(req, res, matched.params, url);
       this.count(route, res.statusCode);
     } catch (err) {
       if (err instanceof HttpError) {
@@ -164,13 +198,14 @@ export class ControlApi {
     }
   }
 
-  private match(segments: string[]): { routes: Route[]; params: string[] } | null {
-    let params: string[] = [];
+  private match(segments: Param[]): { routes: Route[]; params: Param[] } | null {
+    let params: Param[] = [];
     const routes = this.routes.filter((route) => {
       if (route.pattern.length !== segments.length) return false;
-      const found: string[] = [];
+      const found: Param[] = [];
       const ok = route.pattern.every((part, i) => {
         if (part.startsWith(":")) return found.push(segments[i]!) > 0;
+        // A segment that does not decode matches a parameter only, never a literal.
         return part === segments[i];
       });
       if (ok) params = found;
@@ -188,8 +223,7 @@ export class ControlApi {
     }
   }
 
-  private listUsers(req: IncomingMessage, res: ServerResponse): void {
-    const url = new URL(req.url ?? "/", "http://control");
+  private listUsers(res: ServerResponse, url: URL): void {
     const atLimit = url.searchParams.get("atLimit");
     if (atLimit !== null && atLimit !== "true" && atLimit !== "false") {
       throw new HttpError(400, "invalid_params", "atLimit must be true or false");
@@ -205,7 +239,7 @@ export class ControlApi {
     sendJson(res, 200, body);
   }
 
-  private getUser(res: ServerResponse, rawUser: string): void {
+  private getUser(res: ServerResponse, rawUser: Param): void {
     const userId = checkUserId(rawUser);
     const { registry, queue } = this.deps;
     const raise = registry.raiseOf(userId);
@@ -222,7 +256,7 @@ export class ControlApi {
     sendJson(res, 200, body);
   }
 
-  private getAdmission(res: ServerResponse, rawUser: string): void {
+  private getAdmission(res: ServerResponse, rawUser: Param): void {
     const userId = checkUserId(rawUser);
     const { registry, queue, admission } = this.deps;
     const body: Admission = {
@@ -247,7 +281,8 @@ export class ControlApi {
     return record === null ? { lastRefusedAt: null, refusals: 0 } : { lastRefusedAt: new Date(record.lastRefusedAt).toISOString(), refusals: record.refusals };
   }
 
-  private async runRung(req: IncomingMessage, res: ServerResponse, rawUser: string, rawRung: string): Promise<void> {
+  private async runRung(req: IncomingMessage, res: ServerResponse, rawUser: Param, rawRung: Param): Promise<void> {
+    if (rawRung === null) throw new HttpError(400, "bad_request", "the rung segment is not valid percent-encoding");
     const rung = FactoryRung.safeParse(rawRung);
     if (!rung.success) throw new HttpError(404, "not_found", `no rung ${JSON.stringify(rawRung)}: use ${FactoryRung.options.join(", ")}`);
     const userId = checkUserId(rawUser);
@@ -269,6 +304,7 @@ export class ControlApi {
         throw new HttpError(400, "invalid_params", `invalid ${rung.data} parameters`, issues);
       }
       if (err instanceof RungParamError) throw new HttpError(400, "invalid_params", err.message);
+      if (err instanceof NoConnectionsError) throw new HttpError(409, "no_connections", err.message);
       throw err;
     }
   }
@@ -292,20 +328,47 @@ function digest(value: string): Buffer {
   return createHash("sha256").update(value).digest();
 }
 
-/** `/v1/a/b` → `["a","b"]`; null when not under `/v1` or a segment does not decode. */
-function splitPath(pathname: string): string[] | null {
-  if (!pathname.startsWith(`${CONTROL_API_PREFIX}/`)) return null;
+/**
+ * The request target as a URL, or null when it does not parse. Origin-form
+ * (`/path?query`) is read under a fixed origin by prefixing, not resolved
+ * against a base, so `//x` stays a path instead of naming a host. The
+ * absolute-form (`http://host/path`), which a server must accept (RFC 9112
+ * §3.2.2), counts by its path and query only. Anything else (`*`, garbage)
+ * is not a target this API serves.
+ */
+function parseTarget(target: string): URL | null {
+  const text = target.startsWith("/") ? `http://control${target}` : /^https?:\/\//i.test(target) ? target : null;
+  if (text === null) return null;
   try {
-    return pathname
-      .slice(CONTROL_API_PREFIX.length + 1)
-      .split("/")
-      .map((s) => decodeURIComponent(s));
+    return new URL(text);
   } catch {
     return null;
   }
 }
 
-function checkUserId(raw: string): string {
+/** `/v1/a/b` → `["a","b"]`, a segment that does not percent-decode as null; null when not under `/v1`. */
+function splitPath(pathname: string): Param[] | null {
+  if (!pathname.startsWith(`${CONTROL_API_PREFIX}/`)) return null;
+  return pathname
+    .slice(CONTROL_API_PREFIX.length + 1)
+    .split("/")
+    .map(decodeSegment);
+}
+
+function decodeSegment(segment: string): Param {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
+}
+
+function decodes(pathname: string): boolean {
+  return pathname.split("/").every((s) => decodeSegment(s) !== null);
+}
+
+function checkUserId(raw: Param): string {
+  if (raw === null) throw new HttpError(400, "invalid_user_id", "the user id segment is not valid percent-encoding");
   if (!isUserId(raw)) throw new HttpError(400, "invalid_user_id", "user id must match ^[A-Za-z0-9._:@-]{1,128}$ and not be . or ..");
   return raw;
 }

@@ -4,7 +4,7 @@
  * CLOSING for `ws`'s whole close timeout (30 s); the user must not wait that
  * long for their slot.
  */
-import { CLOSE_EVICTED } from "../contract/client.js";
+import { CLOSE_EVICTED, CLOSE_SLOW_READER } from "../contract/client.js";
 import { FactoryEvent, type RemovalReason, type ZombieKind } from "../contract/events.js";
 import type { EventLog } from "./log.js";
 import type { Manager } from "./manager.js";
@@ -12,10 +12,12 @@ import type { FactoryMetrics } from "./metrics.js";
 import type { Registry } from "./registry.js";
 
 /** Which part of the factory removed a manager (the `rung` label of `managers_removed_total`). */
-export type RemovedBy = "conservative" | "probe" | "force" | "legacy" | "heartbeat";
+export type RemovedBy = "conservative" | "probe" | "force" | "legacy" | "heartbeat" | "backpressure";
 
 /** Reason sent with close 1013 to an evicted client (short: close reasons are at most 123 bytes). */
 export const EVICTION_CLOSE_REASON = "evicted to free a connection slot";
+/** Reason sent with close 1008 to a client that did not read what it was sent. */
+export const SLOW_READER_CLOSE_REASON = "not reading: too much unsent data";
 
 const ZOMBIE_KINDS: ReadonlySet<string> = new Set<ZombieKind>(["no_pong", "socket_not_open", "send_buffer_stuck"]);
 
@@ -51,19 +53,23 @@ export class Evictor {
       const kind = reason as ZombieKind;
       this.metrics.zombiesDetected.inc({ kind });
       this.log.warn(FactoryEvent.zombie, { ...fields, kind }, `Zombie manager ${manager.id} of user ${manager.userId} removed (${reason})`);
+    } else if (reason === "slow_reader") {
+      this.log.warn(FactoryEvent.slowReader, fields, `Manager ${manager.id} of user ${manager.userId} closed: it did not read what it was sent (${manager.bufferedBytes} bytes unsent)`);
     } else if (reason === "heartbeat") {
       this.log.info(FactoryEvent.heartbeatTerminated, fields, `Manager ${manager.id} of user ${manager.userId} terminated: no pong since the last heartbeat`);
     } else {
       this.log.info(FactoryEvent.evicted, fields, `Manager ${manager.id} of user ${manager.userId} removed (${reason})`);
     }
-    if (reason === "evicted") this.closeGracefully(manager);
+    if (reason === "evicted") this.closeGracefully(manager, CLOSE_EVICTED, EVICTION_CLOSE_REASON);
+    else if (reason === "slow_reader") this.closeGracefully(manager, CLOSE_SLOW_READER, SLOW_READER_CLOSE_REASON);
     else manager.socket.terminate();
     return true;
   }
 
-  private closeGracefully(manager: Manager): void {
+  /** Sends a close frame with `code` and `reason`; destroys the socket if the close handshake does not end within the grace. */
+  private closeGracefully(manager: Manager, code: number, reason: string): void {
     const socket = manager.socket;
-    socket.close(CLOSE_EVICTED, EVICTION_CLOSE_REASON);
+    socket.close(code, reason);
     const timer = setTimeout(() => socket.terminate(), this.closeGraceMs);
     timer.unref();
     socket.once("close", () => clearTimeout(timer));

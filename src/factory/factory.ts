@@ -3,7 +3,7 @@
  * joined (registry → admission → chat server; rungs → control API; heartbeat;
  * metrics; log). Read it next to the ladder table in DESIGN.md.
  */
-import type { Clock } from "../contract/clock.js";
+import type { Clock, Timers } from "../contract/clock.js";
 import { systemClock } from "../contract/clock.js";
 import { FactoryEvent } from "../contract/events.js";
 import { AdmissionControl } from "./admission.js";
@@ -25,6 +25,10 @@ import { ChatServer } from "./server.js";
 /** Parts a caller may supply instead of the defaults (tests swap the clock and the log). */
 export interface FactoryDeps {
   clock?: Clock;
+  /** Timers of the shutdown drain and of refusals (default the system's). */
+  timers?: Timers;
+  /** Jitter of the shutdown drain (default Math.random). */
+  random?: () => number;
   log?: EventLog;
   /** Collect Node's default process metrics (default true). */
   defaultMetrics?: boolean;
@@ -92,7 +96,6 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     metrics,
     defaults: {
       idleMs: Math.max(120_000, 3 * config.heartbeatIntervalMs),
-      connectionlessMs: 10_000,
       probeTimeoutMs: config.probeTimeoutMs,
       bufferThresholdBytes: config.probeBufferThresholdBytes,
       degradeLimit: Math.min(config.limit + 5, config.maxDegradeLimit),
@@ -112,19 +115,46 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     refusals,
   );
   const auth = new TokenAuth(config.authSecret);
+  const httpLimits = {
+    headersTimeoutMs: config.httpHeadersTimeoutMs,
+    requestTimeoutMs: config.httpRequestTimeoutMs,
+    keepAliveTimeoutMs: config.httpKeepAliveTimeoutMs,
+    maxPendingPerAddress: config.httpMaxPendingPerAddress,
+  };
   const chat = new ChatServer({
     auth,
     admission,
     registry,
     queue,
+    evictor,
     clock,
+    ...(deps.timers === undefined ? {} : { timers: deps.timers }),
+    ...(deps.random === undefined ? {} : { random: deps.random }),
     log,
     metrics,
     leakOnClose: config.faults.includes("leak-on-close"),
     maxPayloadBytes: config.maxPayloadBytes,
+    sendHighWaterBytes: config.sendHighWaterBytes,
+    sendMaxBufferedBytes: config.sendMaxBufferedBytes,
+    slowReaderTimeoutMs: config.slowReaderTimeoutMs,
+    allowedOrigins: config.allowedOrigins,
+    closeGraceMs: config.closeGraceMs,
+    httpLimits,
   });
   let ready = false;
-  const control = new ControlApi({ token: config.controlToken, registry, queue, admission, runner, metrics, refusals, clock, ready: () => ready });
+  const control = new ControlApi({
+    token: config.controlToken,
+    registry,
+    queue,
+    admission,
+    runner,
+    metrics,
+    refusals,
+    clock,
+    ready: () => ready,
+    httpLimits,
+    ...(deps.timers === undefined ? {} : { timers: deps.timers }),
+  });
   const heartbeat = new Heartbeat(config.cleanup, config.heartbeatIntervalMs, registry, evictor, metrics);
 
   if (config.dev) {
@@ -141,7 +171,7 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
   try {
     controlPort = await control.listen(config.controlPort, config.controlHost);
   } catch (err) {
-    await chat.close(0);
+    await chat.close(0, 0);
     throw new Error(`could not start the control API on ${config.controlHost}:${config.controlPort}`, { cause: err });
   }
   heartbeat.start();
@@ -156,10 +186,11 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       ready = false;
-      log.info(FactoryEvent.stopping, {}, "Factory stopping: closing connections with 1001");
+      log.info(FactoryEvent.stopping, {}, `Factory stopping: not ready, closing connections with 1001 over ${config.drainMs} ms`);
       heartbeat.stop();
       registry.clearTimers();
-      await chat.close(config.shutdownGraceMs);
+      admission.close(); // writes the refusal counts still pending, cancels their timer
+      await chat.close(config.drainMs, config.shutdownGraceMs);
       await control.close();
       log.info(FactoryEvent.stopped, {}, "Factory stopped");
       await log.close();

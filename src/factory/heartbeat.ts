@@ -46,11 +46,13 @@ export class Heartbeat {
       legacyStatsRead(this.registry.allManagers());
     } else {
       for (const manager of this.registry.allManagers()) {
-        if (manager.awaitingPong) {
+        // No pong since the last sweep; but a client that read some of a backlog since then is alive (ADR 21).
+        if (manager.awaitingPong && !manager.drainedSinceMark()) {
           if (this.evictor.evict(manager, "heartbeat", "heartbeat")) terminated++;
           continue;
         }
         manager.awaitingPong = true;
+        manager.markProgress();
         try {
           manager.socket.ping();
         } catch {

@@ -11,6 +11,16 @@ export function rejectUpgrade(socket: Duplex, status: number, body: unknown, hea
     socket.destroy();
     return;
   }
+  socket.once("finish", () => socket.destroy());
+  socket.end(rawJsonResponse(status, body, headers));
+}
+
+/**
+ * A whole HTTP/1.1 response with a JSON body and `Connection: close`, as bytes
+ * to write on a socket that no `ServerResponse` owns (an upgrade, a connection
+ * refused before its request).
+ */
+export function rawJsonResponse(status: number, body: unknown, headers: Record<string, string> = {}): string {
   const json = JSON.stringify(body);
   const head = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`,
@@ -19,8 +29,7 @@ export function rejectUpgrade(socket: Duplex, status: number, body: unknown, hea
     `Content-Length: ${Buffer.byteLength(json)}`,
     ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
   ];
-  socket.once("finish", () => socket.destroy());
-  socket.end(`${head.join("\r\n")}\r\n\r\n${json}`);
+  return `${head.join("\r\n")}\r\n\r\n${json}`;
 }
 
 /** Writes a JSON response. */

@@ -1,8 +1,9 @@
 /**
  * The original factory's emergency cleanup, kept to reproduce the outage
  * (`--cleanup legacy`). It removed a manager only if it was *clearly* dead:
- * its active flag was off, it had had no connection for 10 s, or its last
- * activity was older than 10 s. But reading a manager's stats — which this
+ * its active flag was off, it had had no connection for 10 s (which cannot
+ * happen here: a closed socket's manager leaves the registry, or with
+ * `leak-on-close` keeps its flag), or its last activity was older than 10 s. But reading a manager's stats — which this
  * cleanup did first, to count managers, and which a periodic stats job did
  * every few seconds — refreshed that "last activity", as did every send, even
  * a failed one. So zombies always looked active and nothing was freed.
@@ -36,9 +37,6 @@ export function legacyCleanup(registry: Registry, evictor: Evictor, clock: Clock
   const now = clock.now();
   const reasonFor = (m: Manager): RemovalReason | null => {
     if (!m.active) return "closed";
-    if (m.connections === 0 && m.connectionlessSince !== null && now - m.connectionlessSince > LEGACY_CUTOFF_MS) {
-      return "connectionless";
-    }
     if (now - m.lastActivityAt > LEGACY_CUTOFF_MS) return "idle";
     return null;
   };

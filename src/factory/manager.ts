@@ -1,15 +1,25 @@
 /**
  * A manager: the factory's record of one accepted chat connection.
  *
- * It keeps two notions of activity on purpose:
- * - `lastReceivedAt` — when the client last sent us anything (data or pong).
- *   This is the truth the ladder uses: a server that keeps writing to a socket
- *   that never answers is looking at a zombie.
+ * It keeps separate notions of activity on purpose (ADR 1, ADR 21):
+ * - `lastReceivedAt` — when the client last sent us anything (any frame or a
+ *   pong): it writes. The `conservative` idle cutoff reads it.
+ * - `awaitingPong` — cleared by a pong only: a pong proves the client also
+ *   READS. A client whose reading side is dead can keep writing keepalives.
+ * - `lastUsedAt` — the last chat message (`countsAsUse` in
+ *   src/contract/client.ts): the tab is in use. Keepalives, invalid JSON and
+ *   binary frames are not use. `force` evicts the least recently used first.
  * - `lastActivityAt` — the original factory's notion, also bumped by the
  *   server's own sends (even failed ones) and by reading stats. Only the legacy
  *   cleanup reads it; it is how `--cleanup legacy` reproduces the outage.
+ *
+ * It also applies backpressure to its client (ADR 21): above the high-water
+ * mark of bytes waiting to be sent it stops reading from the client until the
+ * socket drains, and reports a client that stays above it too long, or goes
+ * over the hard cap, through `onSlowReader`.
  */
 import { randomUUID } from "node:crypto";
+import type { Socket } from "node:net";
 import { WebSocket } from "ws";
 import type { Clock } from "../contract/clock.js";
 import type { ManagerInfo, SocketState } from "../contract/control.js";
@@ -21,15 +31,14 @@ export class Manager {
   readonly createdAt: number;
   /** Last time anything arrived from the client (a message or a pong): liveness. Null until something does. */
   lastReceivedAt: number | null = null;
-  /** Last time the client sent a message (not a pong): use. `force` evicts the least recently used first. */
+  /** Last time the client sent a message of any kind (not a pong). */
   lastMessageAt: number | null = null;
+  /** Last time the client sent a chat message: use. `force` evicts the least recently used first. */
+  lastUsedAt: number | null = null;
   /** The original factory's "last activity": bumped by receives, sends and stats reads. */
   lastActivityAt: number;
   /** The original factory's "active" flag: cleared on socket error or close. */
   active = true;
-  /** The original factory's connection count (0 or 1 here) and since when it is 0. */
-  connections = 1;
-  connectionlessSince: number | null = null;
   messagesReceived = 0;
   messagesSent = 0;
   sendFailures = 0;
@@ -38,16 +47,27 @@ export class Manager {
   /** Set once the registry has let go of this manager. */
   removed = false;
 
+  /** Reading from the client is paused: its send buffer is above the high-water mark. */
+  paused = false;
+  private slowTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * @param raw the TCP socket under `socket` (its `bytesWritten` shows whether the client reads)
+   * @param backpressure the send-buffer bounds; none (tests of other parts) means no backpressure
+   */
   constructor(
     readonly userId: string,
     readonly socket: WebSocket,
     private readonly clock: Clock,
+    readonly raw: Socket | null = null,
+    private readonly backpressure: Backpressure | null = null,
   ) {
     this.createdAt = clock.now();
     this.lastActivityAt = this.createdAt;
+    if (raw !== null && backpressure !== null) raw.on("drain", () => this.drained());
   }
 
-  /** Records a pong: the client is alive. */
+  /** Records a pong: the client is alive and reads. */
   markPong(): void {
     const now = this.clock.now();
     this.lastReceivedAt = now;
@@ -55,18 +75,24 @@ export class Manager {
     this.awaitingPong = false;
   }
 
-  /** Records a message from the client: it is alive and in use. */
-  markMessage(): void {
-    this.markPong();
-    this.lastMessageAt = this.lastReceivedAt;
+  /**
+   * Records a message from the client: it writes (which is not proof that it
+   * reads: `awaitingPong` stays). `use` says whether the message is use of the
+   * tab (a chat message), which `force` orders by.
+   */
+  markMessage(use: boolean): void {
+    const now = this.clock.now();
+    this.lastReceivedAt = now;
+    this.lastActivityAt = now;
+    this.lastMessageAt = now;
+    if (use) this.lastUsedAt = now;
     this.messagesReceived++;
   }
 
   /** Records that the socket closed (the original's close handler). */
   markClosed(): void {
     this.active = false;
-    this.connections = 0;
-    this.connectionlessSince = this.clock.now();
+    this.clearSlowTimer();
   }
 
   /**
@@ -83,7 +109,69 @@ export class Manager {
       if (err) this.sendFailures++;
     });
     this.messagesSent++;
+    this.checkBuffer();
     return true;
+  }
+
+  /** Bytes waiting to be sent to the client (in `ws` and in the socket). */
+  get bufferedBytes(): number {
+    return this.socket.bufferedAmount;
+  }
+
+  /**
+   * Bytes the kernel has taken from the TCP socket so far (written and
+   * completed). While a backlog waits, it grows only as the client reads.
+   * (`net.Socket.bytesWritten` alone also counts what is still buffered.)
+   */
+  get bytesSent(): number {
+    return this.raw === null ? 0 : this.raw.bytesWritten - this.raw.writableLength;
+  }
+
+  private mark: { buffered: number; sent: number } | null = null;
+
+  /** Remembers how much was waiting and how much had been sent (at a heartbeat ping). */
+  markProgress(): void {
+    this.mark = { buffered: this.bufferedBytes, sent: this.bytesSent };
+  }
+
+  /** Did the client read some of a backlog that was waiting at `markProgress`? Then it is alive, pong or not. */
+  drainedSinceMark(): boolean {
+    return this.mark !== null && this.mark.buffered > 0 && this.bytesSent > this.mark.sent;
+  }
+
+  /** Applies the send-buffer bounds after a send. */
+  private checkBuffer(): void {
+    const bp = this.backpressure;
+    if (bp === null) return;
+    const buffered = this.socket.bufferedAmount;
+    if (buffered > bp.maxBufferedBytes) {
+      this.clearSlowTimer();
+      bp.onSlowReader(this, "over_max");
+      return;
+    }
+    if (buffered > bp.highWaterBytes && !this.paused) {
+      // Stop reading: a client that does not read our replies gets no more of them until it does.
+      this.paused = true;
+      this.socket.pause();
+      this.slowTimer = setTimeout(() => {
+        this.slowTimer = null;
+        if (this.paused && !this.removed) bp.onSlowReader(this, "stalled");
+      }, bp.slowReaderTimeoutMs);
+      this.slowTimer.unref();
+    }
+  }
+
+  /** The socket wrote out everything it held: read from the client again. */
+  private drained(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.clearSlowTimer();
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.resume();
+  }
+
+  private clearSlowTimer(): void {
+    if (this.slowTimer !== null) clearTimeout(this.slowTimer);
+    this.slowTimer = null;
   }
 
   /** The socket's state as `ws` names it. */
@@ -103,6 +191,7 @@ export class Manager {
       createdAt: new Date(this.createdAt).toISOString(),
       lastReceivedAt: iso(this.lastReceivedAt),
       lastMessageAt: iso(this.lastMessageAt),
+      lastUsedAt: iso(this.lastUsedAt),
       socketState: this.socketState,
       bufferedBytes: this.socket.bufferedAmount,
       messagesReceived: this.messagesReceived,
@@ -119,6 +208,21 @@ export class Manager {
     this.lastActivityAt = this.clock.now();
     return this.snapshot();
   }
+}
+
+/** Why a client is closed for not reading: over the hard cap, or above the high-water mark too long. */
+export type SlowReader = "over_max" | "stalled";
+
+/** The send-buffer bounds of one connection (ADR 21), from the factory config. */
+export interface Backpressure {
+  /** Above this many buffered bytes, stop reading from the client until the socket drains. */
+  highWaterBytes: number;
+  /** Above this many, the client is closed at once. */
+  maxBufferedBytes: number;
+  /** A client paused this long without draining is closed. */
+  slowReaderTimeoutMs: number;
+  /** Closes the client (the factory's evictor, with close 1008). */
+  onSlowReader(manager: Manager, why: SlowReader): void;
 }
 
 function iso(ms: number | null): string | null {

@@ -3,7 +3,8 @@
  * state, so tests start clean). No metric carries a user id as a label:
  * label values come from closed sets only.
  */
-import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry as PromRegistry } from "prom-client";
+import { registerDefaultMetrics } from "../contract/default-metrics.js";
 
 /** Admission outcomes (`reclaim_factory_admissions_total{outcome}`). */
 export type AdmissionOutcome = "admitted" | "after_cleanup" | "degraded" | "queued" | "refused";
@@ -37,10 +38,16 @@ export class FactoryMetrics {
   readonly authFailures: Counter<"reason">;
   readonly controlRequests: Counter<"route" | "status">;
   readonly messagesRejected: Counter<"reason">;
+  /** Connections an HTTP server answered with an error and closed before a handler saw a request (src/factory/http-limits.ts). */
+  readonly httpRefused: Counter<"server" | "code">;
+  /** Upgrades refused before authentication: `bad_handshake` (400) or `origin` (403). */
+  readonly upgradesRejected: Counter<"reason">;
+  /** Refusal-path log lines left out by the per-user rate limit (src/factory/refusal-log.ts), by event. */
+  readonly logLinesSuppressed: Counter<"event">;
 
   constructor(sources: GaugeSources, options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: "reclaim_factory_" });
+    if (options.defaultMetrics !== false) registerDefaultMetrics(this.registry, { prefix: "reclaim_factory_" });
     const gauge = (name: string, help: string, read: () => number): void => {
       new Gauge({
         name,
@@ -111,6 +118,25 @@ export class FactoryMetrics {
       labelNames: ["reason"],
       registers,
     });
+    this.httpRefused = new Counter({
+      name: "reclaim_factory_http_refused_total",
+      help: "Connections the chat or control HTTP server answered with an error and closed before a handler saw a request, by server and the error code answered.",
+      labelNames: ["server", "code"],
+      registers,
+    });
+    this.logLinesSuppressed = new Counter({
+      name: "reclaim_factory_log_lines_suppressed_total",
+      help: "Refusal-path log lines left out by the per-user rate limit, by event (each user's count is in a factory.refusals_suppressed line).",
+      labelNames: ["event"],
+      registers,
+    });
+    this.upgradesRejected = new Counter({
+      name: "reclaim_factory_upgrades_rejected_total",
+      help: "Upgrades refused before authentication: bad_handshake (400) or origin (403, not in --allowed-origins).",
+      labelNames: ["reason"],
+      registers,
+    });
+    for (const reason of ["bad_handshake", "origin"]) this.upgradesRejected.inc({ reason }, 0);
     // Start every closed-set series at zero so dashboards and rate() see them from the first scrape.
     for (const outcome of ["admitted", "after_cleanup", "degraded", "queued", "refused"]) this.admissions.inc({ outcome }, 0);
     for (const reason of MESSAGE_REJECTIONS) this.messagesRejected.inc({ reason }, 0);

@@ -3,7 +3,8 @@
  * from closed sets or from configuration (rule and source names), never from
  * log content.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { registerDefaultMetrics } from "../contract/default-metrics.js";
 
 export class OperatorMetrics {
   readonly registry = new Registry();
@@ -34,7 +35,7 @@ export class OperatorMetrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: "reclaim_operator_" });
+    if (options.defaultMetrics !== false) registerDefaultMetrics(this.registry, { prefix: "reclaim_operator_" });
     this.linesRead = new Counter({ name: "reclaim_operator_lines_read_total", help: "Log lines read, per source.", labelNames: ["source"], registers });
     this.linesMalformed = new Counter({
       name: "reclaim_operator_lines_malformed_total",

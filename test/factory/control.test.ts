@@ -204,6 +204,7 @@ describe("auth", () => {
 
   it("the same routes answer with the valid token (so the 401s above are about the token, not the route)", async () => {
     const f = await start();
+    await f.open(FULL); // degrade needs a connection to raise a limit for
     for (const [method, path] of V1_ROUTES) {
       const reply = await send(f, method, path);
       expect(reply.status, `${method} ${path}: ${reply.text}`).toBe(200);
@@ -449,6 +450,7 @@ describe("POST /v1/users/{userId}/rungs/{rung}", () => {
 
   it.each(RUNGS)("%s accepts an explicit empty object and a JSON content type with charset", async (rung) => {
     const f = await start();
+    await f.open(FULL); // degrade needs a connection to raise a limit for
     const reply = await send(f, "POST", `/v1/users/${FULL}/rungs/${rung}`, {
       body: "{}",
       headers: { "Content-Type": "Application/JSON; charset=utf-8" },
@@ -614,6 +616,7 @@ describe("POST /v1/users/{userId}/rungs/{rung}", () => {
 
     it("is idempotent: a second call replaces the raise", async () => {
       const f = await start();
+      await f.open(FULL);
       expectOk(await postRung(f, FULL, "degrade", { limit: 30, ttlMs: 60_000 }), RungResult);
       const second = expectOk(await postRung(f, FULL, "degrade", { limit: 25, ttlMs: 60_000 }), RungResult);
       expect(second.effectiveLimit).toBe(25);
@@ -622,6 +625,7 @@ describe("POST /v1/users/{userId}/rungs/{rung}", () => {
 
     it("the raise ends after ttlMs: effectiveLimit back to 20 and degradedUntil null", async () => {
       const f = await start();
+      await f.open(FULL);
       const result = expectOk(await postRung(f, FULL, "degrade", { limit: 25, ttlMs: 50 }), RungResult);
       expect(result.effectiveLimit).toBe(25);
       await eventually(async () => (await f.control("GET", `/v1/users/${FULL}`)).body.degradedUntil === null, 5000, "the raise to end");
@@ -631,6 +635,7 @@ describe("POST /v1/users/{userId}/rungs/{rung}", () => {
 
     it("accepts the highest allowed raise (2 × limit = 40)", async () => {
       const f = await start();
+      await f.open(FULL);
       expect(expectOk(await postRung(f, FULL, "degrade", { limit: 40 }), RungResult).effectiveLimit).toBe(40);
     });
 

@@ -184,7 +184,10 @@ describe("the control API under arbitrary requests", () => {
             if (p.startsWith("/v1")) expect(a).toBe(BEARER);
             if (m === "POST") rungsOk++;
           }
-          if (a !== BEARER && reply.status !== 404 && reply.status !== 405 && p.startsWith("/v1")) expect(reply.status).toBe(401);
+          // Without the token a /v1 request learns nothing: 401, or what any path gets (404, 405, or 400 bad_request for a
+          // target that does not parse, e.g. a dot segment that leaves /v1 followed by a broken % escape).
+          const malformed = reply.status === 400 && (reply.body as ControlError | null)?.error.code === "bad_request";
+          if (a !== BEARER && reply.status !== 404 && reply.status !== 405 && !malformed && p.startsWith("/v1")) expect(reply.status).toBe(401);
         }),
         { seed: SEED, numRuns: RUNS },
       );
@@ -235,7 +238,8 @@ describe("the control API under arbitrary requests", () => {
             expect(reply.status).toBe(413);
             expect((reply.body as ControlError).error.code).toBe("payload_too_large");
           } else {
-            expect(reply.status).toBe(200);
+            // bob holds no connection: degrade has nothing to raise (409 no_connections); the other rungs just run.
+            expect(reply.status).toBe(rung === "degrade" ? 409 : 200);
           }
         }),
         { seed: SEED, numRuns: 300 },

@@ -10,21 +10,9 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { eventually, startTestFactory, type TestFactory } from "../support/factory.js";
-import { emptyLog, LOCKOUT_RULE, startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
+import { AT_LIMIT_METRIC_RULE, emptyLog, LOCKOUT_RULE, startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
 import { describeWithPrometheus, startTestPrometheus, type TestPrometheus } from "../support/prometheus.js";
 
-const METRIC_RULE = `apiVersion: reclaim.dev/v1
-kind: RemediationRule
-metadata: { name: at-limit }
-spec:
-  trigger:
-    metric: { query: "max by (pod) (reclaim_factory_users_at_limit)", op: ">", threshold: 0, for: 1s, interval: 250ms }
-  key: [userId, pod]
-  ladder:
-    - { rung: probe, timeout: 5s }
-  verify: { settle: 200ms, timeout: 3s }
-  incident: { severity: warning, title: "User {{userId}} sat at the limit on {{pod}}" }
-`;
 
 let factory: TestFactory | undefined;
 let operator: TestOperator | undefined;
@@ -49,7 +37,7 @@ describeWithPrometheus("metric rules against a real Prometheus", () => {
     prometheus = await startTestPrometheus([{ address: factory.controlUrl.replace("http://", ""), labels: { pod: "test-factory-0" } }]);
     await prometheus.until("reclaim_factory_users_at_limit", (r) => r.some((s) => s.value[1] === "1"), 20_000);
     const dir = await tempDir();
-    operator = await startTestOperator({ dir, source: `file:${await emptyLog(dir)}`, control: factory.controlUrl, rule: METRIC_RULE, prometheus: { url: prometheus.url } });
+    operator = await startTestOperator({ dir, source: `file:${await emptyLog(dir)}`, control: factory.controlUrl, rule: AT_LIMIT_METRIC_RULE, prometheus: { url: prometheus.url } });
 
     const [incident] = await operator.until((all) => all.some((i) => i.status === "resolved"), "the metric rule's incident", 30_000);
     expect(incident).toMatchObject({ rule: "at-limit", target: { userId: "quiet-user", pod: "test-factory-0" }, title: "User quiet-user sat at the limit on test-factory-0" });
@@ -68,7 +56,7 @@ describe("metric rules without a working Prometheus", () => {
       dir,
       source: `file:${log}`,
       control: factory.controlUrl,
-      rule: `${METRIC_RULE}---\n${LOCKOUT_RULE}`,
+      rule: `${AT_LIMIT_METRIC_RULE}---\n${LOCKOUT_RULE}`,
       prometheus: { url: "http://127.0.0.1:9", timeoutMs: 500 },
     });
     await eventually(() => operator!.lines.some((l) => l.event === "operator.metric_error"), 10_000, "a metric error to be logged");
@@ -89,7 +77,7 @@ describe("the sweep job", () => {
       dir,
       source: `file:${await emptyLog(dir)}`,
       control: factory.controlUrl,
-      rule: METRIC_RULE,
+      rule: AT_LIMIT_METRIC_RULE,
       jobs: { sweepSchedule: "0 0 1 1 *", sweepRule: "at-limit", digestSchedule: null, retentionSchedule: null, retentionDays: 30, timezone: "UTC" },
     });
     const report = await operator.scheduler!.runNow("sweep");
@@ -112,7 +100,7 @@ describe("two rules, one user", () => {
       dir,
       source: `file:${log}`,
       control: factory.controlUrl,
-      rule: `${METRIC_RULE}---\n${LOCKOUT_RULE}`,
+      rule: `${AT_LIMIT_METRIC_RULE}---\n${LOCKOUT_RULE}`,
       jobs: { sweepSchedule: "0 0 1 1 *", sweepRule: "at-limit", digestSchedule: null, retentionSchedule: null, retentionDays: 30, timezone: "UTC" },
     });
     await factory.attempt("both-rules"); // HARD LIMIT: the log rule starts its probe (1.5 s)

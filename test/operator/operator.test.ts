@@ -273,3 +273,19 @@ describe("idle()", () => {
     expect(incident?.closedAt).not.toBeNull(); // idle came back only after the ladder had ended
   });
 });
+
+describe("a degrade for a user who holds no connection", () => {
+  it("is not a failure: the factory answers 409 no_connections, and verification finds the user admitted", async () => {
+    const rule = LOCKOUT_RULE.replace(
+      "    - { rung: probe, timeout: 5s }\n    - { rung: force, timeout: 5s, params: { max: 1 } }",
+      "    - { rung: degrade, timeout: 5s }",
+    );
+    expect(rule).toContain("rung: degrade");
+    const { log } = await factoryAndOperator({ rule });
+    await appendFile(log, hardLimitLine("u-gone")); // every tab of u-gone closed since it logged
+    const incident = await operator!.ended("u-gone");
+    expect(incident.rungs[0]).toMatchObject({ rung: "degrade", outcome: "ok", response: { status: 409 } });
+    expect(incident.status).toBe("resolved");
+    expect(factory!.registry.raiseOf("u-gone")).toBeNull();
+  });
+});

@@ -3,7 +3,7 @@
  * in memory, for tests.
  */
 import { Writable } from "node:stream";
-import type { Clock } from "../../src/contract/clock.js";
+import type { Clock, Timers } from "../../src/contract/clock.js";
 import type { FactoryConfigInput } from "../../src/factory/config.js";
 import { startFactory, type Factory } from "../../src/factory/factory.js";
 import { createEventLog } from "../../src/factory/log.js";
@@ -30,6 +30,8 @@ export interface TestFactory extends Factory {
   open(userId: string, kind?: ClientKind): Promise<ChatClient>;
   /** Tries to open a client; returns the client or the refusal. */
   attempt(userId: string, kind?: ClientKind): Promise<ChatClient | Refusal>;
+  /** The factory's own shutdown (the drain included), with the clients left to see it; `close` destroys them first. */
+  shutdown(): Promise<void>;
   /** Calls the control API with the token. */
   control(method: string, path: string, body?: unknown): Promise<{ status: number; body: Json }>;
 }
@@ -42,6 +44,12 @@ export async function startTestFactory(
     onLine?: (line: string) => void;
     /** The pod name on every line (default test-factory-0). */
     pod?: string;
+    /** Timers of the shutdown drain and refusals (a ManualClock drives them by hand). */
+    timers?: Timers;
+    /** Jitter of the shutdown drain. */
+    random?: () => number;
+    /** Collect Node's default process metrics (default false in tests). */
+    defaultMetrics?: boolean;
   } = {},
 ): Promise<TestFactory> {
   const raw: string[] = [];
@@ -77,7 +85,13 @@ export async function startTestFactory(
       heartbeatIntervalMs: 60_000,
       ...config,
     },
-    { log, defaultMetrics: false, ...(deps.clock === undefined ? {} : { clock: deps.clock }) },
+    {
+      log,
+      defaultMetrics: deps.defaultMetrics ?? false,
+      ...(deps.clock === undefined ? {} : { clock: deps.clock }),
+      ...(deps.timers === undefined ? {} : { timers: deps.timers }),
+      ...(deps.random === undefined ? {} : { random: deps.random }),
+    },
   );
   const clients: ChatClient[] = [];
   const attempt = async (userId: string, kind: ClientKind = "live"): Promise<ChatClient | Refusal> => {
@@ -106,6 +120,7 @@ export async function startTestFactory(
       const text = await res.text();
       return { status: res.status, body: text === "" ? null : JSON.parse(text) };
     },
+    shutdown: () => factory.close(),
     close: async () => {
       for (const c of clients) c.destroy();
       await factory.close();

@@ -27,6 +27,20 @@ spec:
   incident: { severity: high, title: "Chat lockout: user {{userId}} at {{managers}}/{{limit}} on {{pod}}" }
 `;
 
+/** A metric rule: a user sat at the limit (the factory's gauge), probed. */
+export const AT_LIMIT_METRIC_RULE = `apiVersion: reclaim.dev/v1
+kind: RemediationRule
+metadata: { name: at-limit }
+spec:
+  trigger:
+    metric: { query: "max by (pod) (reclaim_factory_users_at_limit)", op: ">", threshold: 0, for: 1s, interval: 250ms }
+  key: [userId, pod]
+  ladder:
+    - { rung: probe, timeout: 5s }
+  verify: { settle: 200ms, timeout: 3s }
+  incident: { severity: warning, title: "User {{userId}} sat at the limit on {{pod}}" }
+`;
+
 export interface TestOperator extends Operator {
   dir: string;
   lines: Record<string, unknown>[];

@@ -1,8 +1,8 @@
 /**
- * `conservative`: the old emergency cleanup's three criteria, but on truthful
- * activity — remove managers whose inactive flag is set, that have had no
- * connection for `connectionlessMs`, or from which nothing was received for
- * `idleMs`. Costs users nothing: everything it removes is dead by its own
+ * `conservative`: the old emergency cleanup's criteria, but on truthful
+ * activity — remove managers whose inactive flag is set, or from which
+ * nothing was received for `idleMs`. (The old "no connection for 10 s" test
+ * cannot fire here: a manager leaves the registry when its socket closes.) Costs users nothing: everything it removes is dead by its own
  * account. It cannot see zombies that still look alive; that is `probe`'s job.
  */
 import type { ConservativeParams } from "../../contract/control.js";
@@ -13,12 +13,8 @@ import type { RungContext, RungRemovals } from "./context.js";
 export function conservative(ctx: RungContext, userId: string, params: ConservativeParams): Promise<RungRemovals> {
   const now = ctx.clock.now();
   const idleMs = params.idleMs ?? ctx.defaults.idleMs;
-  const connectionlessMs = params.connectionlessMs ?? ctx.defaults.connectionlessMs;
   const reasonFor = (m: Manager): RemovalReason | null => {
     if (!m.active) return "closed";
-    if (m.connections === 0 && m.connectionlessSince !== null && now - m.connectionlessSince > connectionlessMs) {
-      return "connectionless";
-    }
     if (now - (m.lastReceivedAt ?? m.createdAt) > idleMs) return "idle";
     return null;
   };

@@ -20,8 +20,6 @@ export interface RungContext {
 export interface RungDefaults {
   /** `conservative`: idle cutoff on inbound activity (3 heartbeat intervals, at least 2 min). */
   idleMs: number;
-  /** `conservative`: connectionless cutoff, default 10 s. */
-  connectionlessMs: number;
   /** `probe`: how long to wait for pongs, default 1000 ms (`--probe-timeout`). */
   probeTimeoutMs: number;
   /** `probe`: a send buffer at or above this, not draining, is stuck; default 1 MiB. */

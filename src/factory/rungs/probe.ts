@@ -4,8 +4,12 @@
  * timeout. A zombie is a manager
  * - whose socket is not OPEN although the registry still holds it (a ghost:
  *   the registry/socket consistency check), or
- * - that did not pong within the timeout, or
- * - whose send buffer is at or above the threshold and did not drain.
+ * - whose send buffer is at or above the threshold and did not drain at all
+ *   during the probe ("stuck" means not draining, not "still large"), or
+ * - that did not pong within the timeout and did not drain either. A client
+ *   catching up on a backlog cannot reach the ping queued behind it in time,
+ *   but every byte the socket hands to the kernel while a backlog waits is a
+ *   byte the client read (its TCP window opened): that proves it alive.
  * Cost: O(this user's connections), independent of everyone else's.
  */
 import type { ProbeParams } from "../../contract/control.js";
@@ -24,14 +28,17 @@ export async function probe(ctx: RungContext, userId: string, params: ProbeParam
       live.push(manager);
     }
   }
-  const bufferedBefore = live.map((m) => m.socket.bufferedAmount);
+  const before = live.map((m) => ({ buffered: m.bufferedBytes, sent: m.bytesSent }));
   const answered = await pingAll(live, timeoutMs);
   live.forEach((manager, i) => {
     if (manager.removed) return;
-    const buffered = manager.socket.bufferedAmount;
+    const buffered = manager.bufferedBytes;
+    const start = before[i]!;
+    // Bytes went to the kernel while a backlog waited: the kernel's buffer had room only because the client read.
+    const drained = start.buffered > 0 && manager.bytesSent > start.sent;
     // A reader that stopped reading also cannot pong; "stuck buffer" is the more telling of the two.
     const reason =
-      buffered >= threshold && buffered >= (bufferedBefore[i] ?? 0) ? "send_buffer_stuck" : !answered.has(manager) ? "no_pong" : null;
+      answered.has(manager) || drained ? null : buffered >= threshold ? "send_buffer_stuck" : "no_pong";
     if (reason !== null && ctx.evictor.evict(manager, reason, "probe")) removed.push({ managerId: manager.id, reason });
   });
   return removed;

@@ -22,9 +22,11 @@ export class RungRunner {
 
   /**
    * Validates `params` against the rung's schema (throws a `ZodError` or a
-   * `RungParamError` when they are bad) and runs the rung.
+   * `RungParamError` when they are bad) and runs the rung. Its lines go to
+   * `log` (default: the factory's; the in-process cleanup passes the per-user
+   * rate-limited one of `refusal-log.ts`).
    */
-  async run(rung: FactoryRung, userId: string, params: unknown, trigger: CleanupTrigger): Promise<RungResult> {
+  async run(rung: FactoryRung, userId: string, params: unknown, trigger: CleanupTrigger, log: EventLog = this.log): Promise<RungResult> {
     const started = performance.now();
     const removed = await this.dispatch(rung, userId, params);
     const durationMs = performance.now() - started;
@@ -44,7 +46,7 @@ export class RungRunner {
       durationMs,
       managerIds: registry.managersOf(userId).map((m) => m.id),
     };
-    this.log.info(
+    log.info(
       FactoryEvent.cleanup,
       {
         userId,
@@ -58,7 +60,7 @@ export class RungRunner {
       `Cleanup rung ${rung} for user ${userId} removed ${removed.length} manager(s)${breakdown(removed)} (${result.remaining}/${result.effectiveLimit})`,
     );
     if (rung === "degrade") {
-      this.log.warn(
+      log.warn(
         FactoryEvent.degraded,
         { userId, managers: result.remaining, limit: result.limit, effectiveLimit: result.effectiveLimit },
         `User ${userId} limit raised to ${result.effectiveLimit} until ${result.degradedUntil}`,

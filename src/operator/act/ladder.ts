@@ -286,6 +286,15 @@ export class LadderRunner {
       } catch (err) {
         if (!(err instanceof ControlCallError)) throw err;
         if (err.kind === "aborted") return; // the term ended mid-call: the rung stays pending for the next term
+        if (rung === "degrade" && isNoConnections(err)) {
+          // The user holds no connection now (they all left): there is nothing to raise, and nothing stops them
+          // connecting. Not a failure of the rung: verification says whether the user gets in.
+          run.outcome = "ok";
+          run.response = { status: err.status ?? 409, body: err.body };
+          run.result = null;
+          run.error = null;
+          break;
+        }
         run.error = err.message;
         run.response = err.status === null ? null : { status: err.status, body: err.body };
         const wait = this.backoff[Math.min(run.attempts - 1, this.backoff.length - 1)] ?? 1000;
@@ -306,7 +315,9 @@ export class LadderRunner {
     decide(
       incident,
       "rung_finished",
-      run.outcome === "ok"
+      run.outcome === "ok" && run.result === null
+        ? `${rung} not needed: the factory says the user holds no connection now (409 no_connections); verifying`
+        : run.outcome === "ok"
         ? `${rung} removed ${removed} manager(s); ${run.result?.remaining}/${run.result?.effectiveLimit} remain; factory says admit=${run.result?.admit}` +
             (replayed ? ` (the factory had already run it for this incident: result of that run, key ${idempotencyKey}; not run again)` : "")
         : `${rung} ${run.outcome} after ${run.attempts} attempt(s): ${run.error}`,
@@ -480,4 +491,11 @@ export class LadderRunner {
 /** Has the run's term ended? A function, so that TypeScript does not keep a narrowing of `aborted` across awaits. */
 function stopped(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
+}
+
+/** The factory's answer to a `degrade` for a user who holds no connection (409 `no_connections`). */
+function isNoConnections(err: ControlCallError): boolean {
+  if (err.kind !== "http" || err.status !== 409) return false;
+  const body = err.body as { error?: { code?: unknown } } | null;
+  return body?.error?.code === "no_connections";
 }
