@@ -171,16 +171,6 @@ describe("admission bookkeeping", () => {
     expect(results.filter((r) => !isRefusal(r))).toHaveLength(1);
     expect(factory.registry.active(USER)).toBe(20);
   });
-
-  it("a malformed handshake gives its reserved slot back", async () => {
-    factory = await startTestFactory();
-    const token = await factory.token(USER);
-    // A GET with Upgrade headers but no Sec-WebSocket-Key: ws answers 400 itself.
-    const res = await fetch(`${factory.wsUrl.replace("ws://", "http://")}`, {
-      headers: { Authorization: `Bearer ${token}`, Connection: "Upgrade", Upgrade: "websocket" },
-    }).catch((err: unknown) => err);
-    expect(res).toBeDefined();
-    await eventually(() => factory!.registry.occupied(USER) === 0, 2000, "the reservation to be released");
-    expect(factory.registry.occupied(USER)).toBe(0);
-  });
+  // A malformed handshake giving its slot back: test/factory/hostile-clients.test.ts sends real ones over TCP
+  // (fetch refuses to send the Upgrade header, so a fetch-based test never reached the server).
 });
