@@ -13,6 +13,7 @@ import { ConfigError, FACTORY_BOUNDS, FactoryConfig, originProblem, resolveFacto
 import { startFactory } from "../factory/factory.js";
 import { Fault } from "../factory/faults.js";
 import { checkedList, durationIn, durationOrZeroIn, intIn, listOf, secondsIn, sizeIn } from "./options.js";
+import { startFailureLine, type ListenerFlags } from "./start-error.js";
 
 interface FactoryFlags {
   port: number;
@@ -47,6 +48,12 @@ interface FactoryFlags {
   dev: boolean;
   printConfig: boolean;
 }
+
+/** The flags that set each of the factory's listeners (the `listener` of its `ListenError`). */
+const FACTORY_LISTENERS: ListenerFlags = {
+  chat: { host: "--host", port: "--port" },
+  control: { host: "--control-host", port: "--control-port" },
+};
 
 /** The schema's defaults, shown in the help and used when a flag is not given. */
 const DEFAULTS = FactoryConfig.parse({});
@@ -261,8 +268,9 @@ export function factoryCommand(): Command {
     .action(async (flags: FactoryFlags) => {
       const input = configInput(flags);
       const refuse = (err: unknown): never => {
-        if (err instanceof ConfigError) {
-          console.error(`reclaim factory: ${err.message}`);
+        const line = err instanceof ConfigError ? err.message : startFailureLine(err, FACTORY_LISTENERS);
+        if (line !== null) {
+          console.error(`reclaim factory: ${line}`);
           process.exit(2);
         }
         throw err;

@@ -10,6 +10,7 @@ import { InvalidRulesError, startOperator, type KubernetesConfig } from "../oper
 import { createOperatorLog } from "../operator/log.js";
 import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
 import { durationIn, intIn } from "./options.js";
+import { startFailureLine } from "./start-error.js";
 
 /**
  * Bounds of the duration flags, in ms. Each of them arms a timer (the lease's
@@ -240,7 +241,10 @@ export function operatorCommand(): Command {
           for (const e of err.errors) console.error(e.format());
           return fail(`${err.errors.length} problem(s) in the rules; not starting`);
         }
-        throw err;
+        const line = startFailureLine(err, { metrics: { host: "--metrics-host", port: "--metrics-port" } });
+        if (line === null) throw err;
+        await log.close().catch(() => undefined);
+        return fail(line);
       }
       const running = operator;
       const stop = (): void => {

@@ -56,11 +56,34 @@ export interface Factory {
   close(): Promise<void>;
 }
 
-/** Starts a factory with `input` over the defaults. Throws a `ConfigError` on a bad configuration. */
+/**
+ * A port of the factory could not be opened: `listener` says which (`chat`:
+ * `--host`/`--port`, `control`: `--control-host`/`--control-port`), `cause`
+ * is Node's error (its `code`: EADDRINUSE, EACCES, EADDRNOTAVAIL, ...).
+ */
+export class ListenError extends Error {
+  readonly code = "ERR_RECLAIM_LISTEN";
+  constructor(
+    readonly listener: "chat" | "control",
+    readonly host: string,
+    readonly port: number,
+    cause: unknown,
+  ) {
+    super(`could not start the ${listener === "chat" ? "chat server" : "control API"} on ${host}:${port}`, { cause });
+    this.name = "ListenError";
+  }
+}
+
+/** Starts a factory with `input` over the defaults. Throws a `ConfigError` on a bad configuration, a `ListenError` when a port cannot be opened. */
 export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps = {}): Promise<Factory> {
   const config = resolveFactoryConfig(input);
   const clock = deps.clock ?? systemClock;
-  const log = deps.log ?? createEventLog({ level: config.logLevel, ...(config.logFile ? { file: config.logFile } : {}) });
+  let log: EventLog;
+  try {
+    log = deps.log ?? createEventLog({ level: config.logLevel, ...(config.logFile ? { file: config.logFile } : {}) });
+  } catch (err) {
+    throw new Error(`could not open the log file ${config.logFile}`, { cause: err });
+  }
 
   // The hooks and gauges below close over parts built after them; they only run once everything exists.
   const registry = new Registry(config.limit, clock, {
@@ -166,13 +189,23 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
   }
   for (const fault of config.faults) log.warn(FactoryEvent.faultEnabled, { reason: fault }, `FAULT INJECTION ENABLED: ${fault} (test only)`);
 
-  const port = await chat.listen(config.port, config.host);
+  // Not started: give back what was opened (the chat port, a log file of our own) before saying why.
+  const giveBack = async (err: unknown, listening: boolean): Promise<never> => {
+    if (listening) await chat.close(0, 0);
+    if (deps.log === undefined) await log.close();
+    throw err;
+  };
+  let port: number;
+  try {
+    port = await chat.listen(config.port, config.host);
+  } catch (err) {
+    return giveBack(new ListenError("chat", config.host, config.port, err), false);
+  }
   let controlPort: number;
   try {
     controlPort = await control.listen(config.controlPort, config.controlHost);
   } catch (err) {
-    await chat.close(0, 0);
-    throw new Error(`could not start the control API on ${config.controlHost}:${config.controlPort}`, { cause: err });
+    return giveBack(new ListenError("control", config.controlHost, config.controlPort, err), true);
   }
   heartbeat.start();
   ready = true;

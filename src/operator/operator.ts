@@ -178,6 +178,11 @@ export class InvalidRulesError extends Error {
   }
 }
 
+/**
+ * Starts an operator. Throws (having given back what it opened) an
+ * `InvalidRulesError`, a `ListenError` when the metrics port cannot be
+ * opened, or the error that kept the first term from reading its records.
+ */
 export async function startOperator(config: OperatorConfig, deps: OperatorDeps = {}): Promise<Operator> {
   const given = deps.clock;
   const timers: Timers = given === undefined ? systemTimers : "sleep" in given ? given : { ...systemTimers, now: () => given.now() };
@@ -426,10 +431,18 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     res.writeHead(path === "/healthz" || path === "/readyz" ? (ok ? 200 : 503) : 404, { "Content-Type": "application/json" });
     res.end(JSON.stringify(ok ? { status: "ok", leader: current?.acting === true } : { error: { code: "not_found", message: "not found" } }));
   });
-  const metricsPort = await new Promise<number>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.metricsPort, config.metricsHost, () => resolve((server.address() as AddressInfo).port));
-  });
+  let metricsPort: number;
+  try {
+    metricsPort = await new Promise<number>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.metricsPort, config.metricsHost, () => resolve((server.address() as AddressInfo).port));
+    });
+  } catch (err) {
+    // Not started: the rule watch is the only thing running yet (no lease is asked for before this point).
+    stopped.abort();
+    await ruleObjects?.stop();
+    throw new ListenError("metrics", config.metricsHost, config.metricsPort, err);
+  }
 
   // Hot reload of the rule files.
   let fingerprint = await fingerprintOf(config.rules);
@@ -643,6 +656,23 @@ async function loadKubernetesModules(): Promise<{
     RuleObjects: ruleObjects.RuleObjects,
     withDeadline: client.withDeadline,
   };
+}
+
+/**
+ * The metrics port (`--metrics-host`/`--metrics-port`) could not be opened;
+ * `cause` is Node's error (its `code`: EADDRINUSE, EACCES, EADDRNOTAVAIL, ...).
+ */
+export class ListenError extends Error {
+  readonly code = "ERR_RECLAIM_LISTEN";
+  constructor(
+    readonly listener: "metrics",
+    readonly host: string,
+    readonly port: number,
+    cause: unknown,
+  ) {
+    super(`could not start the metrics server on ${host}:${port}`, { cause });
+    this.name = "ListenError";
+  }
 }
 
 /** Changes when a rule file is added, removed or modified. */
