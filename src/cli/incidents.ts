@@ -4,11 +4,18 @@
  *
  * The folder is `--dir`, else `RECLAIM_INCIDENTS_DIR`, else `./incidents`.
  * Exit codes: 0 success, 1 failure (no such incident, unreadable record or
- * folder), 2 bad usage (unknown status, malformed id).
+ * folder), 2 bad usage (unknown status, malformed id, a `--dir` that does not
+ * exist or is not a folder: most likely a typo, so it is not "no incidents").
+ *
+ * `show` prints plain text by default, on a terminal or not: the Markdown
+ * escapes that GitHub needs (`guards\_passed`) are noise in a terminal, a
+ * pager or grep. `--format md` gives the Markdown (the `.md` beside the record),
+ * `--format json` the record.
  */
+import { stat } from "node:fs/promises";
 import { Command, Option } from "commander";
 import { assertIncidentId, DEFAULT_INCIDENTS_DIR, FileIncidentStore, type IncidentScan } from "../operator/incidents/file-store.js";
-import { renderMarkdown, visible } from "../operator/incidents/markdown.js";
+import { renderMarkdown, renderText, visible } from "../operator/incidents/markdown.js";
 import { type Incident, IncidentStatus } from "../operator/incidents/model.js";
 import { listOf } from "./options.js";
 
@@ -22,7 +29,7 @@ interface ListFlags {
 
 interface ShowFlags {
   dir: string;
-  format: "md" | "json";
+  format: "text" | "md" | "json";
 }
 
 /** The `incidents` command and its subcommands. */
@@ -47,6 +54,7 @@ function listCommand(): Command {
     .addOption(new Option("--user <id>", "only incidents of this user, and rollup records that list them (users nobody acted on)"))
     .addOption(new Option("--json", "print the incidents' summaries as a JSON array").default(false))
     .action(async (flags: ListFlags) => {
+      await assertFolder("list", flags.dir);
       const store = new FileIncidentStore({ dir: flags.dir });
       let scan: IncidentScan;
       try {
@@ -86,10 +94,14 @@ function listCommand(): Command {
 
 function showCommand(): Command {
   return new Command("show")
-    .description("show one incident: the Markdown for on-call, or the JSON record")
+    .description("show one incident: as text for on-call, as Markdown, or the JSON record")
     .argument("<id>", "incident id, e.g. 20261126T120000Z-factory-hard-limit-1a2b3c4d")
     .addOption(dirOption())
-    .addOption(new Option("--format <format>", "md (rendered from the record) or json (the record)").choices(["md", "json"]).default("md"))
+    .addOption(
+      new Option("--format <format>", "text (readable, no Markdown escapes), md (GitHub Markdown) or json (the record)")
+        .choices(["text", "md", "json"])
+        .default("text"),
+    )
     .action(async (id: string, flags: ShowFlags) => {
       try {
         assertIncidentId(id);
@@ -97,6 +109,7 @@ function showCommand(): Command {
         console.error(`reclaim incidents show: ${terminal((err as Error).message)}`);
         process.exit(2);
       }
+      await assertFolder("show", flags.dir);
       const store = new FileIncidentStore({ dir: flags.dir });
       let incident: Incident | null;
       try {
@@ -109,7 +122,8 @@ function showCommand(): Command {
         process.exit(1);
       }
       // Always rendered from the JSON: the .md beside it may be stale after a crash.
-      process.stdout.write(flags.format === "json" ? `${JSON.stringify(incident, null, 2)}\n` : renderMarkdown(incident));
+      const render = { text: renderText, md: renderMarkdown, json: (i: Incident) => `${JSON.stringify(i, null, 2)}\n` }[flags.format];
+      process.stdout.write(render(incident));
     });
 }
 
@@ -144,6 +158,24 @@ function summaryOf(i: Incident): Record<string, unknown> {
           },
         }),
   };
+}
+
+/**
+ * Exits 2 with one line naming `dir` when it does not exist or is not a
+ * folder. Any other error is left to the store, which reports it (exit 1).
+ */
+async function assertFolder(command: string, dir: string): Promise<void> {
+  let problem: string;
+  try {
+    if ((await stat(dir)).isDirectory()) return;
+    problem = "is not a folder";
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") problem = "does not exist";
+    else return;
+  }
+  console.error(`reclaim incidents ${command}: the incidents folder ${terminal(dir)} ${problem} (--dir or RECLAIM_INCIDENTS_DIR)`);
+  process.exit(2);
 }
 
 /** Prints the error (and its cause) and exits 1. */

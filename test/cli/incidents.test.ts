@@ -17,6 +17,10 @@ let resolved: Incident;
 let escalated: Incident;
 let open: Incident;
 let otherRule: Incident;
+let marked: Incident;
+const MARKED_TITLE = "A *starred* title, guards_passed | piped";
+/** A folder of its own for `marked`, so that the list tests above keep their four records. */
+let markedDir: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "reclaim-cli-incidents-"));
@@ -25,10 +29,14 @@ beforeAll(async () => {
   escalated = buildIncident({ detectedAt: "2026-11-26T05:00:00.000Z", status: "escalated", userId: "alice" });
   open = buildIncident({ detectedAt: "2026-11-26T01:00:00.000Z", status: "open", pod: null });
   otherRule = buildIncident({ detectedAt: "2026-11-26T04:00:00.000Z", status: "resolved", rule: "factory-resource-limit", dryRun: true });
+  marked = buildIncident({ detectedAt: "2026-11-26T02:00:00.000Z", status: "resolved", salt: "marked" }, { title: MARKED_TITLE });
   for (const i of [resolved, escalated, open, otherRule]) await store.save(i);
+  markedDir = await mkdtemp(join(tmpdir(), "reclaim-cli-incidents-marked-"));
+  await new FileIncidentStore({ dir: markedDir }).save(marked);
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
+  await rm(markedDir, { recursive: true, force: true });
 });
 
 /** The id column of a `list` table, header excluded. */
@@ -108,15 +116,40 @@ describe("reclaim incidents list", () => {
     expect(JSON.parse(stdout)).toHaveLength(4);
   });
 
-  it("says so when there is nothing to list", async () => {
-    const empty = join(dir, "..", `${dir.split("/").pop()}-missing`);
-    const table = await runCli(["incidents", "list", "--dir", empty]);
-    expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(/^No incidents in .*-missing\.\n$/);
-    const json = await runCli(["incidents", "list", "--dir", empty, "--json"]);
-    expect(JSON.parse(json.stdout)).toEqual([]);
+  it("says so when an existing folder has nothing to list", async () => {
+    const empty = await mkdtemp(join(tmpdir(), "reclaim-cli-incidents-empty-"));
+    try {
+      const table = await runCli(["incidents", "list", "--dir", empty]);
+      expect(table.stderr).toBe("");
+      expect(table.code).toBe(0);
+      expect(table.stdout).toBe(`No incidents in ${empty}.\n`);
+      const json = await runCli(["incidents", "list", "--dir", empty, "--json"]);
+      expect(json.code).toBe(0);
+      expect(JSON.parse(json.stdout)).toEqual([]);
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
     const filtered = await runCli(["incidents", "list", "--dir", dir, "--status", "suppressed"]);
     expect(filtered.stdout).toMatch(/matching the filter\.\n$/);
+  });
+
+  it.each([
+    ["list", []],
+    ["list", ["--json"]],
+    ["show", [incidentId("2026-11-26T03:14:08.000Z", "factory-hard-limit")]],
+  ])("%s %j on a folder that does not exist is bad usage (exit 2), naming the folder", async (command, args) => {
+    const missing = join(dir, "..", `${dir.split("/").pop()}-missing`);
+    const { code, stdout, stderr } = await runCli(["incidents", command, ...args, "--dir", missing]);
+    expect(code).toBe(2);
+    expect(stdout).toBe("");
+    expect(stderr).toBe(`reclaim incidents ${command}: the incidents folder ${missing} does not exist (--dir or RECLAIM_INCIDENTS_DIR)\n`);
+  });
+
+  it("a folder that does not exist is bad usage when it comes from RECLAIM_INCIDENTS_DIR too", async () => {
+    const missing = join(dir, "..", `${dir.split("/").pop()}-missing`);
+    const { code, stderr } = await runCli(["incidents", "list"], { RECLAIM_INCIDENTS_DIR: missing });
+    expect(code).toBe(2);
+    expect(stderr).toContain(`the incidents folder ${missing} does not exist`);
   });
 
   it("an unknown --status is bad usage (exit 2) and lists the valid ones", async () => {
@@ -142,11 +175,12 @@ describe("reclaim incidents list", () => {
     }
   });
 
-  it("fails (exit 1) when the folder cannot be read", async () => {
+  it.each(["list", "show"])("%s on a --dir that is a file is bad usage (exit 2), naming it", async (command) => {
     const file = join(dir, `${resolved.id}.json`);
-    const { code, stderr } = await runCli(["incidents", "list", "--dir", file]);
-    expect(code).toBe(1);
-    expect(stderr).toMatch(/could not read the incidents folder/);
+    const { code, stdout, stderr } = await runCli(["incidents", command, ...(command === "show" ? [resolved.id] : []), "--dir", file]);
+    expect(code).toBe(2);
+    expect(stdout).toBe("");
+    expect(stderr).toBe(`reclaim incidents ${command}: the incidents folder ${file} is not a folder (--dir or RECLAIM_INCIDENTS_DIR)\n`);
   });
 
   it("keeps control characters of a record off the terminal", async () => {
@@ -166,12 +200,50 @@ describe("reclaim incidents list", () => {
 });
 
 describe("reclaim incidents show", () => {
-  it("prints the Markdown rendered from the record by default", async () => {
-    const { code, stdout, stderr } = await runCli(["incidents", "show", resolved.id, "--dir", dir]);
+  it("prints readable text by default: no Markdown escapes, emphasis or table pipes", async () => {
+    const { code, stdout, stderr } = await runCli(["incidents", "show", marked.id, "--dir", markedDir]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
-    expect(stdout).toBe(renderMarkdown(resolved));
-    expect(stdout).toMatch(/^# User 105945141827451681156 locked out of chat/);
+    expect(stdout).not.toContain("\\");
+    expect(stdout).not.toContain("`");
+    expect(stdout).not.toMatch(/^\|/m);
+    expect(stdout).not.toMatch(/^#/m);
+    const lines = stdout.split("\n");
+    expect(lines[0]).toBe(MARKED_TITLE);
+    expect(lines[1]).toMatch(/^=+$/);
+    expect(stdout).toMatch(/^ {2}Status: +resolved$/m);
+    expect(stdout).toMatch(/^ {2}Key: +userId=105945141827451681156,pod=factory-7d9f8c6b5-x2k4q$/m);
+    expect(stdout).toMatch(/^ {2}2026-11-26T\S+ {2}guards_passed {2}leader, not dry run, rate limit 1\/10 per hour$/m);
+    expect(stdout).toContain("Message:    HARD LIMIT: User 105945141827451681156 still over limit after cleanup (20/20)");
+    expect(stdout).toContain("Removed:                  2: m-7f3a (evicted), m-91c2 (evicted)");
+    expect(stdout).toContain("- Find why 20 managers looked alive to the probe: a client that pongs but never sends?");
+    const explicit = await runCli(["incidents", "show", marked.id, "--dir", markedDir, "--format", "text"]);
+    expect(explicit.code).toBe(0);
+    expect(explicit.stdout).toBe(stdout);
+  });
+
+  it("text keeps control characters of a record off the terminal", async () => {
+    const hostile = await mkdtemp(join(tmpdir(), "reclaim-cli-incidents-hostile-show-"));
+    try {
+      await new FileIncidentStore({ dir: hostile }).save({ ...resolved, title: "evil\u001b]0;pwned\u0007\u001b[2J\nnext" });
+      const { code, stdout } = await runCli(["incidents", "show", resolved.id, "--dir", hostile]);
+      expect(code).toBe(0);
+      // eslint-disable-next-line no-control-regex -- looking for control characters is the point
+      expect(stdout).not.toMatch(/\u001b|\u0007/);
+      expect(stdout.split("\n")[0]).toBe("evil␛]0;pwned␇␛[2J␊next");
+    } finally {
+      await rm(hostile, { recursive: true, force: true });
+    }
+  });
+
+  it("--format md prints the GitHub Markdown, escapes and all, as before", async () => {
+    const { code, stdout, stderr } = await runCli(["incidents", "show", marked.id, "--dir", markedDir, "--format", "md"]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(stdout).toBe(renderMarkdown(marked));
+    expect(stdout.split("\n")[0]).toBe("# A \\*starred\\* title, guards\\_passed \\| piped");
+    expect(stdout).toContain("| Status | resolved |");
+    expect(stdout).toContain("| 2026-11-26T02:00:00.005Z | guards\\_passed | leader, not dry run, rate limit 1/10 per hour |");
   });
 
   it("--format json prints the record itself", async () => {
@@ -227,6 +299,6 @@ describe("reclaim incidents --help", () => {
     const list = (await runCli(["incidents", "list", "--help"])).stdout;
     for (const flag of ["--dir", "--status", "--rule", "--json", "RECLAIM_INCIDENTS_DIR"]) expect(list).toContain(flag);
     const show = (await runCli(["incidents", "show", "--help"])).stdout;
-    for (const flag of ["--dir", "--format"]) expect(show).toContain(flag);
+    for (const flag of ["--dir", "--format", "text", "md", "json"]) expect(show).toContain(flag);
   });
 });

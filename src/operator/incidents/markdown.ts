@@ -11,6 +11,11 @@
  * value can end a table cell, open a code span, start a heading or list, or
  * inject a tag or link. The output is GitHub-flavoured Markdown and is
  * deterministic: the same record gives the same bytes (no clock, no locale).
+ *
+ * The same structure also renders as plain text for a terminal
+ * (`renderText`): one renderer, two dialects. The Markdown dialect escapes
+ * for GitHub; the text dialect only makes invisible characters visible and
+ * keeps each value on one line, with no backslashes, backticks or table pipes.
  */
 import type { EvidenceEntry, Incident, RungRun, UserSnapshot } from "./model.js";
 
@@ -28,126 +33,203 @@ const MAX_JSON = 300;
 const MAX_REMOVED_LISTED = 10;
 
 /**
+ * How one output format writes the parts of a document. Every untrusted
+ * string goes through `text` or `code`; the other methods take text already
+ * made safe by them (or fixed wording).
+ */
+interface Dialect {
+  /** Untrusted text as prose on one line, cut to `max` characters. */
+  text(value: string, max?: number): string;
+  /** Untrusted text shown literally (ids, keys, requests, JSON); "—" when empty. */
+  code(value: string, options?: { inTable?: boolean }): string;
+  /** A heading line and the blank line after it. */
+  heading(level: 1 | 2 | 3, title: string): string[];
+  /** A remark about the record (nothing recorded, decisions dropped). */
+  note(text: string): string;
+  strong(text: string): string;
+  /** A warning paragraph set apart from the rest, and the blank line after it. */
+  callout(text: string): string[];
+  /** Named values of one thing (a summary, a rung), and a blank line. */
+  fields(rows: readonly (readonly string[])[]): string[];
+  /** Rows of values under column headers, and a blank line. */
+  table(headers: readonly string[], rows: readonly (readonly string[])[]): string[];
+  /** An open follow-up. */
+  task(text: string): string;
+  /** The separator before the footer, and the blank line after it. */
+  rule(): string[];
+}
+
+/** GitHub-flavoured Markdown, every untrusted value escaped (the `.md` beside each record). */
+const MARKDOWN: Dialect = {
+  text: mdText,
+  code: mdCode,
+  heading: (level, title) => [`${"#".repeat(level)} ${title}`, ""],
+  note: (text) => `_${text}_`,
+  strong: (text) => `**${text}**`,
+  callout: (text) => [`> ${text}`, ""],
+  fields: (rows) => table(["Field", "Value"], rows),
+  table,
+  task: (text) => `- [ ] ${text}`,
+  rule: () => ["---", ""],
+};
+
+/**
+ * Widest start of the last column (characters) of a text table set in
+ * columns; a wider table is written one row per block. The last column is
+ * not padded, so a long detail at the end of a line does not count.
+ */
+const TEXT_TABLE_WIDTH = 100;
+
+/**
+ * Plain text for a terminal: values as they are, only made visible and kept
+ * on one line (so a record cannot drive the terminal), with no escapes.
+ */
+const TEXT: Dialect = {
+  text: (value, max = Number.POSITIVE_INFINITY) => visible(cut(value, max)).trim(),
+  code: (value) => visible(value) || "—",
+  heading: (level, title) => (level === 3 ? [title, ""] : [title, (level === 1 ? "=" : "-").repeat(Math.max(3, Array.from(title).length)), ""]),
+  note: (text) => text,
+  strong: (text) => text,
+  callout: (text) => [`! ${text}`, ""],
+  fields: (rows) => {
+    const width = Math.max(...rows.map((r) => r[0]!.length)) + 1;
+    return [...rows.map(([name, value]) => `  ${`${name}:`.padEnd(width)}  ${value === "" ? "—" : value}`), ""];
+  },
+  table: textTable,
+  task: (text) => `- ${text}`,
+  rule: () => [],
+};
+
+/**
  * Renders `incident` as Markdown. Pure and deterministic: no clock, no
  * locale, keys of free-form objects sorted. Long values are cut (the JSON
  * record keeps them whole).
  */
 export function renderMarkdown(incident: Incident): string {
+  return render(incident, MARKDOWN);
+}
+
+/**
+ * Renders `incident` as plain text for a terminal (`reclaim incidents show`):
+ * the same sections, rows and cuts as `renderMarkdown`, with no Markdown
+ * escapes, emphasis or table pipes. Invisible and control characters are
+ * made visible as in the Markdown. Pure and deterministic.
+ */
+export function renderText(incident: Incident): string {
+  return render(incident, TEXT);
+}
+
+function render(incident: Incident, d: Dialect): string {
   const out: string[] = [];
   const title = incident.title.trim() === "" ? `Incident ${incident.id}` : incident.title;
-  out.push(`# ${mdText(title, MAX_TEXT)}`, "");
-  out.push(`Incident ${mdCode(incident.id)} · ${mdText(incident.severity)} · ${mdText(incident.status)}`, "");
-  if (incident.dryRun) out.push("> **Dry run:** the operator recorded what it would do and did not act on the factory.", "");
+  out.push(...d.heading(1, d.text(title, MAX_TEXT)));
+  out.push(`Incident ${d.code(incident.id)} · ${d.text(incident.severity)} · ${d.text(incident.status)}`, "");
+  if (incident.dryRun) out.push(...d.callout(`${d.strong("Dry run:")} the operator recorded what it would do and did not act on the factory.`));
 
-  out.push(...summary(incident));
-  if (incident.rollup !== undefined) out.push(...rollupKeys(incident));
-  out.push(...impact(incident));
-  out.push(...timeline(incident));
-  out.push(...evidence(incident));
-  out.push(...actions(incident));
-  out.push(...verification(incident));
-  out.push(...suppressed(incident));
-  out.push(...followUps(incident));
+  out.push(...summary(incident, d));
+  if (incident.rollup !== undefined) out.push(...rollupKeys(incident, d));
+  out.push(...impact(incident, d));
+  out.push(...timeline(incident, d));
+  out.push(...evidence(incident, d));
+  out.push(...actions(incident, d));
+  out.push(...verification(incident, d));
+  out.push(...suppressed(incident, d));
+  out.push(...followUps(incident, d));
 
-  out.push("---", "", `_Rendered from the record ${mdCode(`${incident.id}.json`)} (schema version ${incident.schemaVersion}); the JSON is the record._`, "");
+  out.push(...d.rule(), d.note(`Rendered from the record ${d.code(`${incident.id}.json`)} (schema version ${incident.schemaVersion}); the JSON is the record.`), "");
   return out.join("\n");
 }
 
-function summary(i: Incident): string[] {
-  const ran = i.rungs.map((r) => mdText(r.rung)).join(" → ");
+function summary(i: Incident, d: Dialect): string[] {
+  const ran = i.rungs.map((r) => d.text(r.rung)).join(" → ");
   return [
-    "## Summary",
-    "",
-    ...table(
-      ["Field", "Value"],
-      [
-        ["Status", mdText(i.status)],
-        ["Severity", mdText(i.severity)],
-        ["Rule", mdText(i.rule)],
+    ...d.heading(2, "Summary"),
+    ...d.fields([
+        ["Status", d.text(i.status)],
+        ["Severity", d.text(i.severity)],
+        ["Rule", d.text(i.rule)],
         ...(i.rollup === undefined
           ? [
-              ["Key", mdCode(i.keyString, { inTable: true })],
-              ["User", mdText(i.target.userId)],
-              ["Pod", i.target.pod === null ? "—" : mdText(i.target.pod)],
+              ["Key", d.code(i.keyString, { inTable: true })],
+              ["User", d.text(i.target.userId)],
+              ["Pod", i.target.pod === null ? "—" : d.text(i.target.pod)],
             ]
           : [
-              ["Rollup", `${mdText(i.rollup.reason)}, the hour from ${mdText(i.rollup.hour)}, part ${i.rollup.part}`],
+              ["Rollup", `${d.text(i.rollup.reason)}, the hour from ${d.text(i.rollup.hour)}, part ${i.rollup.part}`],
               ["Keys not acted on", `${i.rollup.keys.length} (listed below)`],
               ["Triggers of keys not listed", String(i.rollup.unlisted.triggers)],
             ]),
-        ["Control API", mdCode(i.target.control, { inTable: true })],
-        ["First matching entry", mdText(i.firstEntryAt)],
-        ["Detected", mdText(i.detectedAt)],
-        ["Resolved", optional(i.resolvedAt)],
-        ["Closed", optional(i.closedAt)],
-        ["Last updated", mdText(i.updatedAt)],
+        ["Control API", d.code(i.target.control, { inTable: true })],
+        ["First matching entry", d.text(i.firstEntryAt)],
+        ["Detected", d.text(i.detectedAt)],
+        ["Resolved", optional(d, i.resolvedAt)],
+        ["Closed", optional(d, i.closedAt)],
+        ["Last updated", d.text(i.updatedAt)],
         ["Time to detect", formatDuration(i.durations.detectMs)],
         ["Time to mitigate", formatDuration(i.durations.mitigateMs)],
         ["Total", formatDuration(i.durations.totalMs)],
         ["Dry run", i.dryRun ? "yes" : "no"],
         ["Rungs run", i.rungs.length === 0 ? "none" : `${i.rungs.length} (${ran})`],
-      ],
-    ),
+    ]),
   ];
 }
 
 /** A rollup record's keys: every user it stands for, none of whom was acted on (ADR 12). */
-function rollupKeys(i: Incident): string[] {
+function rollupKeys(i: Incident, d: Dialect): string[] {
   const r = i.rollup!;
-  const out = ["## Keys not acted on", ""];
+  const out = [...d.heading(2, "Keys not acted on")];
   out.push(
-    `Rule ${mdText(i.rule)} did not act on these keys because of ${mdCode(r.reason)}, and none of them has an incident of its own. ` +
+    `Rule ${d.text(i.rule)} did not act on these keys because of ${d.code(r.reason)}, and none of them has an incident of its own. ` +
       "The evidence below is the first key's.",
     "",
   );
   if (r.unlisted.triggers > 0) {
     out.push(
-      `**${r.unlisted.triggers} more ${plural(r.unlisted.triggers, "trigger", "triggers")} of keys not listed here** (the hour's records were full; ` +
-        `last at ${optional(r.unlisted.lastAt)}): the operator's log names them (${mdCode("operator.suppressed")}).`,
+      `${d.strong(`${r.unlisted.triggers} more ${plural(r.unlisted.triggers, "trigger", "triggers")} of keys not listed here`)} (the hour's records were full; ` +
+        `last at ${optional(d, r.unlisted.lastAt)}): the operator's log names them (${d.code("operator.suppressed")}).`,
       "",
     );
   }
-  if (r.keys.length === 0) return [...out, "_None._", ""];
+  if (r.keys.length === 0) return [...out, d.note("None."), ""];
   const rows = r.keys.map((k, n) => [
     String(n + 1),
-    mdCode(k.keyString, { inTable: true }),
-    mdText(k.userId),
-    k.pod === null ? "—" : mdText(k.pod),
+    d.code(k.keyString, { inTable: true }),
+    d.text(k.userId),
+    k.pod === null ? "—" : d.text(k.pod),
     String(k.triggers),
-    mdText(k.firstEntryAt),
-    mdText(k.firstAt),
-    mdText(k.lastAt),
+    d.text(k.firstEntryAt),
+    d.text(k.firstAt),
+    d.text(k.lastAt),
   ]);
-  return [...out, ...table(["#", "Key", "User", "Pod", "Triggers", "First entry", "First suppressed", "Last suppressed"], rows)];
+  return [...out, ...d.table(["#", "Key", "User", "Pod", "Triggers", "First entry", "First suppressed", "Last suppressed"], rows)];
 }
 
-function impact(i: Incident): string[] {
+function impact(i: Incident, d: Dialect): string[] {
   const row = (when: string, s: UserSnapshot | null): string[] =>
     s === null
       ? [when, "—", "—", "—", "—", "—"]
-      : [when, mdText(s.at), s.admit ? "yes" : "no", String(s.active), String(s.effectiveLimit), String(s.queued)];
+      : [when, d.text(s.at), s.admit ? "yes" : "no", String(s.active), String(s.effectiveLimit), String(s.queued)];
   return [
-    "## Impact",
-    "",
+    ...d.heading(2, "Impact"),
     "What the factory said about the user before the first rung and after the last.",
     "",
-    ...table(["When", "At", "New connection admitted", "Active managers", "Effective limit", "Queued"], [row("Before", i.before), row("After", i.after)]),
+    ...d.table(["When", "At", "New connection admitted", "Active managers", "Effective limit", "Queued"], [row("Before", i.before), row("After", i.after)]),
   ];
 }
 
-function timeline(i: Incident): string[] {
-  const out = ["## Timeline", ""];
+function timeline(i: Incident, d: Dialect): string[] {
+  const out = [...d.heading(2, "Timeline")];
   if (i.decisionsDropped > 0) {
-    out.push(`_${i.decisionsDropped} earlier ${plural(i.decisionsDropped, "decision was", "decisions were")} dropped; the record keeps the latest ${i.decisions.length}._`, "");
+    out.push(d.note(`${i.decisionsDropped} earlier ${plural(i.decisionsDropped, "decision was", "decisions were")} dropped; the record keeps the latest ${i.decisions.length}.`), "");
   }
-  if (i.decisions.length === 0) return [...out, "_No decisions recorded._", ""];
-  return [...out, ...table(["Time", "Decision", "Detail"], i.decisions.map((d) => [mdText(d.at), mdText(d.kind), mdText(d.detail, MAX_TEXT)]))];
+  if (i.decisions.length === 0) return [...out, d.note("No decisions recorded."), ""];
+  return [...out, ...d.table(["Time", "Decision", "Detail"], i.decisions.map((x) => [d.text(x.at), d.text(x.kind), d.text(x.detail, MAX_TEXT)]))];
 }
 
-function evidence(i: Incident): string[] {
+function evidence(i: Incident, d: Dialect): string[] {
   const kept = i.evidence.entries.length;
   const more = Math.max(0, i.evidence.total - kept);
-  const out = ["## Evidence", ""];
+  const out = [...d.heading(2, "Evidence")];
   out.push(
     `${i.evidence.total} matching log ${plural(i.evidence.total, "entry", "entries")}; ${kept} kept below` +
       (more > 0 ? `, ${more} more not kept.` : "."),
@@ -156,53 +238,53 @@ function evidence(i: Incident): string[] {
   if (kept === 0) return out;
   const rows = i.evidence.entries.map((e, n) => [
     String(n + 1),
-    mdText(e.time),
-    mdText(e.severity),
-    e.event === null ? "—" : mdText(e.event),
-    mdText(e.message, MAX_MESSAGE),
-    fieldsCell(e),
-    e.insertId === null ? "—" : mdText(e.insertId, MAX_FIELD_VALUE),
+    d.text(e.time),
+    d.text(e.severity),
+    e.event === null ? "—" : d.text(e.event),
+    d.text(e.message, MAX_MESSAGE),
+    fieldsCell(e, d),
+    e.insertId === null ? "—" : d.text(e.insertId, MAX_FIELD_VALUE),
   ]);
-  return [...out, ...table(["#", "Time", "Severity", "Event", "Message", "Fields", "Insert id"], rows)];
+  return [...out, ...d.table(["#", "Time", "Severity", "Event", "Message", "Fields", "Insert id"], rows)];
 }
 
 /** `name=value, …` with names sorted; strings as they are, anything else as JSON. */
-function fieldsCell(e: EvidenceEntry): string {
+function fieldsCell(e: EvidenceEntry, d: Dialect): string {
   const names = Object.keys(e.fields).sort();
   if (names.length === 0) return "—";
   const parts = names.map((name) => {
     const value = e.fields[name];
     return `${cut(name, MAX_FIELD_VALUE)}=${cut(typeof value === "string" ? value : stableJson(value), MAX_FIELD_VALUE)}`;
   });
-  return mdText(parts.join(", "), MAX_FIELDS);
+  return d.text(parts.join(", "), MAX_FIELDS);
 }
 
-function actions(i: Incident): string[] {
-  const out = ["## Actions", ""];
-  if (i.rungs.length === 0) return [...out, "_No rung was run._", ""];
-  i.rungs.forEach((r, n) => out.push(...rung(r, n)));
+function actions(i: Incident, d: Dialect): string[] {
+  const out = [...d.heading(2, "Actions")];
+  if (i.rungs.length === 0) return [...out, d.note("No rung was run."), ""];
+  i.rungs.forEach((r, n) => out.push(...rung(r, n, d)));
   return out;
 }
 
-function rung(r: RungRun, n: number): string[] {
+function rung(r: RungRun, n: number, d: Dialect): string[] {
   const result = r.result;
   const rows: string[][] = [
     ["Ladder step", String(r.index + 1)],
-    ["Started", mdText(r.startedAt)],
-    ["Finished", optional(r.finishedAt)],
-    ["Request", mdCode(`${r.request.method} ${r.request.url}`, { inTable: true })],
-    ["Parameters", jsonCell(r.params)],
+    ["Started", d.text(r.startedAt)],
+    ["Finished", optional(d, r.finishedAt)],
+    ["Request", d.code(`${r.request.method} ${r.request.url}`, { inTable: true })],
+    ["Parameters", jsonCell(d, r.params)],
   ];
-  if (r.request.body !== undefined && r.request.body !== null) rows.push(["Request body", jsonCell(r.request.body)]);
+  if (r.request.body !== undefined && r.request.body !== null) rows.push(["Request body", jsonCell(d, r.request.body)]);
   rows.push(["Response status", r.response === null ? "no response" : String(r.response.status)]);
   if (result === null) {
-    if (r.response !== null && r.response.body !== undefined && r.response.body !== null) rows.push(["Response body", jsonCell(r.response.body)]);
+    if (r.response !== null && r.response.body !== undefined && r.response.body !== null) rows.push(["Response body", jsonCell(d, r.response.body)]);
   } else {
     rows.push(
-      ["Removed", removedCell(r)],
+      ["Removed", removedCell(r, d)],
       ["Remaining", `${result.remaining} of limit ${result.limit} (effective ${result.effectiveLimit})`],
       ["New connection admitted", result.admit ? "yes" : "no"],
-      ["Degraded until", optional(result.degradedUntil)],
+      ["Degraded until", optional(d, result.degradedUntil)],
       ["Factory time", formatDuration(result.durationMs)],
     );
   }
@@ -210,58 +292,58 @@ function rung(r: RungRun, n: number): string[] {
     ["Duration", formatDuration(r.durationMs)],
     ["Attempts", String(r.attempts)],
     ["Timeout", formatDuration(r.timeoutMs)],
-    ["Error", r.error === null ? "—" : mdText(r.error, MAX_TEXT)],
+    ["Error", r.error === null ? "—" : d.text(r.error, MAX_TEXT)],
   );
-  return [`### ${n + 1}. ${mdText(r.rung)}: ${mdText(r.outcome)}`, "", ...table(["Field", "Value"], rows)];
+  return [...d.heading(3, `${n + 1}. ${d.text(r.rung)}: ${d.text(r.outcome)}`), ...d.fields(rows)];
 }
 
-function removedCell(r: RungRun): string {
+function removedCell(r: RungRun, d: Dialect): string {
   const removed = r.result?.removed ?? [];
   if (removed.length === 0) return "none";
-  const listed = removed.slice(0, MAX_REMOVED_LISTED).map((m) => `${mdCode(m.managerId, { inTable: true })} (${mdText(m.reason)})`);
+  const listed = removed.slice(0, MAX_REMOVED_LISTED).map((m) => `${d.code(m.managerId, { inTable: true })} (${d.text(m.reason)})`);
   const rest = removed.length - listed.length;
   return `${removed.length}: ${listed.join(", ")}${rest > 0 ? `, and ${rest} more` : ""}`;
 }
 
-function verification(i: Incident): string[] {
-  const out = ["## Verification", ""];
+function verification(i: Incident, d: Dialect): string[] {
+  const out = [...d.heading(2, "Verification")];
   const checked = i.rungs.map((r, n) => ({ r, n })).filter(({ r }) => r.verification !== null);
-  if (checked.length === 0) return [...out, "_No verification was run._", ""];
+  if (checked.length === 0) return [...out, d.note("No verification was run."), ""];
   const rows = checked.map(({ r, n }) => {
     const v = r.verification!;
     const a = v.admission;
     return [
       String(n + 1),
-      mdText(r.rung),
-      mdText(v.at),
+      d.text(r.rung),
+      d.text(v.at),
       v.verified ? "yes" : "no",
       a === null ? "unknown" : a.admit ? "admitted" : "not admitted",
       a === null ? "—" : `${a.active} / ${a.effectiveLimit}, ${a.queued} queued`,
       `${Math.round(v.heldMs)} ms`,
       formatDuration(v.durationMs),
-      v.canary === null ? "not run" : `${v.canary.ok ? "ok" : "failed"}: ${mdText(v.canary.detail, MAX_TEXT)}`,
-      mdText(v.detail, MAX_TEXT),
+      v.canary === null ? "not run" : `${v.canary.ok ? "ok" : "failed"}: ${d.text(v.canary.detail, MAX_TEXT)}`,
+      d.text(v.detail, MAX_TEXT),
     ];
   });
-  return [...out, ...table(["#", "After rung", "At", "Verified", "Admission", "Active / limit", "Held", "Took", "Canary", "Detail"], rows)];
+  return [...out, ...d.table(["#", "After rung", "At", "Verified", "Admission", "Active / limit", "Held", "Took", "Canary", "Detail"], rows)];
 }
 
-function suppressed(i: Incident): string[] {
-  const out = ["## Suppressed triggers", ""];
+function suppressed(i: Incident, d: Dialect): string[] {
+  const out = [...d.heading(2, "Suppressed triggers")];
   const entries = Object.entries(i.suppressed).sort(([a], [b]) => a.localeCompare(b));
-  if (entries.length === 0) return [...out, "_None._", ""];
-  const rows = entries.map(([reason, s]) => [mdText(reason), String(s.count), mdText(s.lastAt)]);
+  if (entries.length === 0) return [...out, d.note("None."), ""];
+  const rows = entries.map(([reason, s]) => [d.text(reason), String(s.count), d.text(s.lastAt)]);
   const what =
     i.rollup === undefined
       ? "Triggers for this key that were not acted on while this incident was the latest."
       : "Triggers of the keys this record stands for (listed or not), none acted on.";
-  return [...out, what, "", ...table(["Reason", "Count", "Last"], rows)];
+  return [...out, what, "", ...d.table(["Reason", "Count", "Last"], rows)];
 }
 
-function followUps(i: Incident): string[] {
-  const out = ["## Follow-ups", ""];
-  if (i.followUps.length === 0) return [...out, "_None._", ""];
-  return [...out, ...i.followUps.map((f) => `- [ ] ${mdText(f, MAX_TEXT) || "—"}`), ""];
+function followUps(i: Incident, d: Dialect): string[] {
+  const out = [...d.heading(2, "Follow-ups")];
+  if (i.followUps.length === 0) return [...out, d.note("None."), ""];
+  return [...out, ...i.followUps.map((f) => d.task(d.text(f, MAX_TEXT) || "—")), ""];
 }
 
 /** A GFM table of cells already escaped; an empty cell shows as "—". */
@@ -270,12 +352,31 @@ function table(headers: readonly string[], rows: readonly (readonly string[])[])
   return [line(headers), `|${headers.map(() => " --- ").join("|")}|`, ...rows.map(line), ""];
 }
 
-function optional(value: string | null): string {
-  return value === null ? "—" : mdText(value);
+/**
+ * A text table: left-aligned columns two spaces apart under their headers
+ * when the last column starts within TEXT_TABLE_WIDTH characters; otherwise one block
+ * per row, `Header: value` a line, so a long message is not padded across
+ * the whole table. An empty cell shows as "—".
+ */
+function textTable(headers: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const cells = rows.map((row) => row.map((c) => (c === "" ? "—" : c)));
+  const length = (text: string): number => Array.from(text).length;
+  const widths = headers.map((h, n) => Math.max(length(h), ...cells.map((row) => length(row[n] ?? ""))));
+  const lastStart = widths.slice(0, -1).reduce((sum, w) => sum + w + 2, 2);
+  if (lastStart <= TEXT_TABLE_WIDTH) {
+    const line = (row: readonly string[]): string => `  ${row.map((c, n) => c + " ".repeat(widths[n]! - length(c))).join("  ")}`.trimEnd();
+    return [line(headers), ...cells.map(line), ""];
+  }
+  const width = Math.max(...headers.map(length)) + 1;
+  return cells.flatMap((row) => [...row.map((c, n) => `  ${`${headers[n]!}:`.padEnd(width)}  ${c}`), ""]);
 }
 
-function jsonCell(value: unknown): string {
-  return mdCode(cut(stableJson(value), MAX_JSON), { inTable: true });
+function optional(d: Dialect, value: string | null): string {
+  return value === null ? "—" : d.text(value);
+}
+
+function jsonCell(d: Dialect, value: unknown): string {
+  return d.code(cut(stableJson(value), MAX_JSON), { inTable: true });
 }
 
 function plural(n: number, one: string, many: string): string {
