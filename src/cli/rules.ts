@@ -23,13 +23,17 @@ const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" 
  * `reclaim rules validate PATH…`: loads rule files and folders as the operator
  * does. Every problem goes to stderr as `file:line:col: message` and the exit
  * code is 1; when there is none it prints e.g. `3 rules valid in 1 file`.
+ * Warnings (valid, but probably not meant: an event name the factory never
+ * writes) go to stderr as `file:line:col: warning: message` and do not change
+ * the exit code.
  */
 export function rulesValidateCommand(): Command {
   return new Command("validate")
     .description("check rule files and folders; prints every problem as file:line:col: message (exit 1)")
     .argument("<paths...>", "rule files, or folders (their *.yaml and *.yml files, not recursing)")
     .action(async (paths: string[]) => {
-      const { rules, errors, files } = await loadRules(paths);
+      const { rules, errors, files, warnings } = await loadRules(paths);
+      process.stderr.write(warnings.map((w) => `${w.format()}\n`).join(""));
       if (errors.length > 0) {
         process.stderr.write(errors.map((e) => `${e.format()}\n`).join(""));
         process.exitCode = 1;

@@ -42,6 +42,15 @@ describe("reclaim rules validate", () => {
     expect(stdout).toBe("3 rules valid in 2 files\n");
   });
 
+  it("warns, with its position, on an event name the factory never writes, and still accepts the rule", async () => {
+    const file = join(dir, "typo.yaml");
+    await writeFile(file, VALID.replace("NAME", "typo").replace("event: factory.hard_limit", "event: [factory.hard_limit, factory.hardlimit]"));
+    const { code, stdout, stderr } = await runCli(["rules", "validate", file]);
+    expect(code).toBe(0);
+    expect(stdout).toBe("1 rule valid in 1 file\n");
+    expect(stderr.split("\n").filter((l) => l !== "")).toEqual([expect.stringMatching(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:5:49: warning: spec\\.trigger\\.log\\.event: the factory never writes "factory\\.hardlimit"`))]);
+  });
+
   it("prints every problem as file:line:col: message on stderr and exits 1", async () => {
     const broken = join(dir, "broken.yaml");
     await writeFile(

@@ -15,7 +15,11 @@ import { join, resolve } from "node:path";
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node as YamlNode } from "yaml";
 import { z } from "zod";
 import { compilePattern, compileRule, PatternError, type CompiledRule } from "./compile.js";
+import { FactoryEvent } from "../../contract/events.js";
 import { RemediationRule } from "./schema.js";
+
+/** The event names the factory writes (`src/contract/events.ts`). */
+const FACTORY_EVENTS: ReadonlySet<string> = new Set(Object.values(FactoryEvent));
 
 /** Largest rule file read, in bytes (1 MiB): rules are small, and a mistaken path should not fill memory. */
 export const MAX_RULE_FILE_BYTES = 1 << 20;
@@ -57,6 +61,11 @@ export interface LoadResult {
   rules: LoadedRule[];
   /** Every problem, grouped by file in load order and sorted by position within a file. */
   errors: RuleError[];
+  /**
+   * What is valid but probably not meant (an event name the factory never
+   * writes), in the same form; the rules load anyway.
+   */
+  warnings: RuleError[];
   /** The rule files read, in load order (folders expanded). */
   files: string[];
 }
@@ -83,6 +92,7 @@ export interface LoadOptions {
 export async function loadRules(paths: string[], options: LoadOptions = {}): Promise<LoadResult> {
   const rules: LoadedRule[] = [];
   const errors: RuleError[] = [];
+  const warnings: RuleError[] = [];
   const files: string[] = [];
   const seenFiles = new Set<string>();
   const names = new Map<string, { file: string; line: number }>();
@@ -99,7 +109,7 @@ export async function loadRules(paths: string[], options: LoadOptions = {}): Pro
       seenFiles.add(resolve(file));
       files.push(file);
       const fileErrors: RuleError[] = [];
-      for (const candidate of await loadFile(file, fileErrors, options)) {
+      for (const candidate of await loadFile(file, fileErrors, options, warnings)) {
         const name = candidate.rule.metadata.name;
         const first = names.get(name);
         if (first !== undefined) {
@@ -115,7 +125,7 @@ export async function loadRules(paths: string[], options: LoadOptions = {}): Pro
       errors.push(...fileErrors.sort((a, b) => a.line - b.line || a.col - b.col));
     }
   }
-  return { rules, errors, files };
+  return { rules, errors, files, warnings };
 }
 
 /** The rule files of one path: the file itself, or a folder's rule files; a RuleError when it cannot be read. */
@@ -161,7 +171,7 @@ interface Candidate {
 
 type Segment = string | number;
 
-async function loadFile(file: string, errors: RuleError[], options: LoadOptions): Promise<Candidate[]> {
+async function loadFile(file: string, errors: RuleError[], options: LoadOptions, warnings: RuleError[]): Promise<Candidate[]> {
   let text: string;
   try {
     const info = await stat(file);
@@ -200,6 +210,15 @@ async function loadFile(file: string, errors: RuleError[], options: LoadOptions)
     };
     const rule = validate(doc, report);
     if (rule === null) continue;
+    const events = rule.spec.trigger.log?.event;
+    if (events !== undefined) {
+      const names = typeof events === "string" ? [events] : events;
+      names.forEach((name, i) => {
+        if (FACTORY_EVENTS.has(name)) return;
+        const p = at(offsetOf(doc, typeof events === "string" ? ["spec", "trigger", "log", "event"] : ["spec", "trigger", "log", "event", i], "node"));
+        warnings.push(new RuleError(file, p.line, p.col, `warning: spec.trigger.log.event: the factory never writes "${name}" (it writes ${[...FACTORY_EVENTS].join(", ")}); fine for another service's logs, a typo otherwise`));
+      });
+    }
     if (options.kubernetes === false) {
       const restarts = rule.spec.ladder.flatMap((r, i) => (r.rung === "restartPod" ? [i] : []));
       for (const i of restarts) report(["spec", "ladder", i, "rung"], "restartPod needs Kubernetes mode (--target pod); this operator acts through --control URL");
