@@ -9,12 +9,9 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { connect, isRefusal, type ChatClient } from "../../src/demo/clients.js";
-import { startFactory, type Factory } from "../../src/factory/factory.js";
-import { createEventLog } from "../../src/factory/log.js";
-import { eventually, TEST_AUTH_SECRET, TEST_CONTROL_TOKEN } from "../support/factory.js";
+import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../support/factory.js";
 import { describeNeeding } from "../support/needs.js";
 import { AT_LIMIT_METRIC_RULE, LOCKOUT_RULE, startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
 
@@ -50,7 +47,7 @@ async function scrape(url: string): Promise<string> {
 }
 
 describeNeeding(PROMTOOL_MISSING, "promtool check metrics", () => {
-  let factory: Factory | undefined;
+  let factory: TestFactory | undefined;
   let operator: TestOperator | undefined;
   const clients: ChatClient[] = [];
 
@@ -74,23 +71,7 @@ describeNeeding(PROMTOOL_MISSING, "promtool check metrics", () => {
   beforeAll(async () => {
     const dir = await tempDir("reclaim-promtool-");
     const logFile = join(dir, "factory.log");
-    const devNull = new Writable({ write: (_chunk, _enc, done) => done() });
-    // startTestFactory turns the default Node metrics off; they are what this suite lints.
-    factory = await startFactory(
-      {
-        port: 0,
-        host: "127.0.0.1",
-        controlPort: 0,
-        authSecret: TEST_AUTH_SECRET,
-        controlToken: TEST_CONTROL_TOKEN,
-        heartbeatIntervalMs: 60_000,
-        limit: LIMIT,
-        cleanup: "legacy",
-        probeTimeoutMs: 300,
-        logFile,
-      },
-      { log: createEventLog({ pod: "test-factory-0", level: "debug", streams: [devNull], file: logFile }), defaultMetrics: true },
-    );
+    factory = await startTestFactory({ limit: LIMIT, cleanup: "legacy", probeTimeoutMs: 300, logFile }, { defaultMetrics: true }); // the Node metrics are what is linted
     operator = await startTestOperator(
       {
         dir,
