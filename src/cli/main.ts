@@ -4,12 +4,15 @@
  * 2 bad usage or configuration.
  */
 import { Command } from "commander";
+import { RECLAIM_VERSION } from "../contract/version.js";
 import { demoCommand } from "./demo.js";
 import { factoryCommand } from "./factory.js";
 import { incidentsCommand } from "./incidents.js";
 import { manifestsCommand } from "./manifests.js";
 import { operatorCommand } from "./operator.js";
+import { pauseCommand, resumeCommand } from "./pause.js";
 import { rulesCommand } from "./rules.js";
+import { silenceCommand } from "./silence.js";
 import { tokenCommand } from "./token.js";
 import { upCommand } from "./up.js";
 
@@ -17,13 +20,16 @@ import { upCommand } from "./up.js";
 export function program(): Command {
   const root = new Command("reclaim")
     .description("Keeps a WebSocket chat backend usable when users run out of connection slots.")
-    .version("0.1.0")
+    .version(RECLAIM_VERSION)
     .addCommand(demoCommand())
     .addCommand(upCommand())
     .addCommand(factoryCommand())
     .addCommand(operatorCommand())
     .addCommand(rulesCommand())
     .addCommand(incidentsCommand())
+    .addCommand(silenceCommand())
+    .addCommand(pauseCommand())
+    .addCommand(resumeCommand())
     .addCommand(manifestsCommand())
     .addCommand(tokenCommand());
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];

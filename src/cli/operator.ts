@@ -3,7 +3,7 @@
  * the rules, until SIGTERM/SIGINT (or the end of a finite source).
  */
 import { hostname } from "node:os";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { DEV_CONTROL_TOKEN } from "../contract/dev.js";
 import { checkSchedule } from "../operator/jobs/scheduler.js";
 import { InvalidRulesError, startOperator, type KubernetesConfig } from "../operator/operator.js";
@@ -11,6 +11,20 @@ import { createOperatorLog } from "../operator/log.js";
 import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
 import { durationIn, intIn } from "./options.js";
 import { startFailureLine } from "./start-error.js";
+import { InvalidNotificationsError } from "../operator/notify/setup.js";
+
+/** An http(s) URL flag, or a usage error naming the flag. */
+function httpUrl(flag: string, value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError(`${flag} must be an http(s) URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new InvalidArgumentError(`${flag} must be an http(s) URL`);
+  if (url.username !== "" || url.password !== "") throw new InvalidArgumentError(`${flag} must not carry credentials`);
+  return value;
+}
 
 /**
  * Bounds of the duration flags, in ms. Each of them arms a timer (the lease's
@@ -67,6 +81,9 @@ interface OperatorFlags {
   factorySelector?: string;
   factoryNamespace?: string;
   filter?: string;
+  alertmanager?: string[];
+  notifications?: string;
+  externalUrl?: string;
 }
 
 export function operatorCommand(): Command {
@@ -140,6 +157,17 @@ export function operatorCommand(): Command {
     .addOption(new Option("--jobs-timezone <tz>", "time zone the schedules are read in").default("UTC").env("RECLAIM_JOBS_TIMEZONE"))
     .addOption(new Option("--factory-selector <selector>", "Kubernetes mode: the factory pods the sweep asks (default: the source's selector)"))
     .addOption(new Option("--factory-namespace <ns>", "Kubernetes mode: their namespace (default: a k8s: source's, else --namespace)"))
+    .addOption(
+      new Option("--alertmanager <url>", "post every incident as an alert to this Alertmanager (v2 API); repeat for each member of an HA pair")
+        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), httpUrl("--alertmanager", value)])
+        .env("RECLAIM_ALERTMANAGER_URL"),
+    )
+    .addOption(new Option("--notifications <file>", "direct receivers (webhook, Slack, PagerDuty) and their routes, YAML").env("RECLAIM_NOTIFICATIONS"))
+    .addOption(
+      new Option("--external-url <url>", "where on-call reaches this operator's web view: notifications link to <url>/incidents/<id>")
+        .argParser((value: string) => httpUrl("--external-url", value))
+        .env("RECLAIM_EXTERNAL_URL"),
+    )
     .addHelpText(
       "after",
       "\nSecrets come from the environment: RECLAIM_CONTROL_TOKEN (the factory's control API token),\n" +
@@ -233,6 +261,8 @@ export function operatorCommand(): Command {
             ...(flags.prometheus === undefined ? {} : { prometheus: { url: flags.prometheus, timeoutMs: flags.prometheusTimeout } }),
             ...(flags.filter === undefined ? {} : { gcpFilter: flags.filter }),
             jobs,
+            controlCheck: {},
+            notifications: { alertmanagers: flags.alertmanager ?? [], file: flags.notifications ?? null, externalUrl: flags.externalUrl ?? null },
           },
           { log },
         );
@@ -240,6 +270,10 @@ export function operatorCommand(): Command {
         if (err instanceof InvalidRulesError) {
           for (const e of err.errors) console.error(e.format());
           return fail(`${err.errors.length} problem(s) in the rules; not starting`);
+        }
+        if (err instanceof InvalidNotificationsError) {
+          for (const e of err.errors) console.error(e.format());
+          return fail(`${err.errors.length} problem(s) in the notifications file; not starting`);
         }
         const line = startFailureLine(err, { metrics: { host: "--metrics-host", port: "--metrics-port" } });
         if (line === null) throw err;

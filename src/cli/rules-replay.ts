@@ -5,9 +5,18 @@
  * is read oldest first with the rules' server-side filter (gcp-filter.ts)
  * and goes through the same scanner and Replayer as a file, so the same
  * entries give the same report. Same answer every run.
+ *
+ * When no incident would have opened, the text report says why before its
+ * totals line (which stays the last line): the entries by event, and for
+ * each rule how many had its events, fell below minSeverity, failed `where`
+ * or the pattern, lacked a key field, were older than maxAge, or counted
+ * without reaching the threshold. `--json` always carries these counts as
+ * `diagnosis`. The exit code does not change.
  */
 import { Command, Option } from "commander";
-import { Replayer, type ReplayReport } from "../operator/replay.js";
+import { formatDuration } from "../contract/duration.js";
+import { Replayer, type ReplayReport, type RuleDiagnosis } from "../operator/replay.js";
+import type { CompiledRule } from "../operator/rules/compile.js";
 import { loadRules } from "../operator/rules/load.js";
 import { FileSource } from "../operator/sources/file.js";
 import { CloudLoggingHistorySource } from "../operator/sources/gcp.js";
@@ -29,6 +38,7 @@ interface ReplayFlags {
   json: boolean;
 }
 
+/** The `rules replay` command. */
 export function rulesReplayCommand(): Command {
   return new Command("replay")
     .description("dry-run the rules over a recorded log (factory JSON lines or Cloud Logging LogEntry JSON), in event time")
@@ -94,11 +104,11 @@ export function rulesReplayCommand(): Command {
       const report = await replayer.report();
       const lines = { read: scanner.stats.linesRead, malformed: scanner.stats.malformed };
       if (flags.json) process.stdout.write(`${JSON.stringify({ ...report, lines }, null, 2)}\n`);
-      else process.stdout.write(text(report, lines));
+      else process.stdout.write(text(report, lines, rules));
     });
 }
 
-function text(report: ReplayReport, lines: { read: number; malformed: number }): string {
+function text(report: ReplayReport, lines: { read: number; malformed: number }, rules: readonly CompiledRule[]): string {
   const out = [`Replayed ${lines.read} line(s) (${report.matched} matched, ${lines.malformed} malformed skipped) against ${report.rules.length} rule(s): ${report.rules.join(", ")}`];
   for (const i of report.incidents) {
     const key = Object.entries(i.key)
@@ -111,9 +121,87 @@ function text(report: ReplayReport, lines: { read: number; malformed: number }):
       `  ${i.at}  ${i.rule}  ${key}  ${i.action}${i.rungs.length > 0 ? `  ${i.rungs.join(" → ")}` : ""}${suppressed ? `  (later suppressed: ${suppressed})` : ""}`,
     );
   }
+  // Before the totals line, which stays the last line (scripts read it).
+  if (report.incidents.length === 0) out.push(...whyNone(report, rules));
   const acted = report.incidents.filter((i) => i.action === "act").length;
   out.push(
     `${report.incidents.length} incident(s) would have opened (${acted} acting); dropped entries: ${report.dropped.duplicate} duplicate, ${report.dropped.unkeyed} without a user id, ${report.dropped.stale} stale`,
   );
   return `${out.join("\n")}\n`;
+}
+
+const count = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
+/** `a 3, b 0`: a bounded map of counts, as a list. */
+function counts(map: Record<string, number>): string {
+  return Object.entries(map)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(", ");
+}
+
+/** The sum of a map of counts. */
+const total = (map: Record<string, number>): number => Object.values(map).reduce((a, b) => a + b, 0);
+
+/**
+ * Why a replay opened nothing: the entries parsed by event, then for each
+ * rule where its entries went (their event, minSeverity, where, pattern,
+ * then the key, maxAge and the threshold). Lines, indented under a heading.
+ */
+export function whyNone(report: ReplayReport, rules: readonly CompiledRule[]): string[] {
+  const { diagnosis } = report;
+  const out = ["Why no incident opened:"];
+  const byEvent = Object.entries(diagnosis.events).filter(([, n]) => n > 0);
+  const needles = new Set(rules.flatMap((r) => r.needles ?? []));
+  const parsedOnly = rules.every((r) => r.needles !== null) && needles.size > 0;
+  if (report.entries === 0) {
+    const none = rules.every((r) => r.needles !== null && r.needles.length === 0)
+      ? "the rules are metric rules, which read no log line"
+      : parsedOnly
+        ? `no line names one of the rules' events (${[...needles].join(", ")}); only such lines are read as entries`
+        : "the log holds no JSON line with a time";
+    out.push(`  no entry to look at: ${none}`);
+  } else {
+    out.push(`  ${count(report.entries, "entry", "entries")} by event: ${byEvent.map(([k, n]) => `${k} ${n}`).join(", ")}`);
+    if (parsedOnly) out.push(`  (only lines naming one of the rules' events are read as entries: ${[...needles].join(", ")})`);
+  }
+  for (const d of diagnosis.rules) {
+    const rule = rules.find((r) => r.name === d.rule);
+    out.push(...ruleFunnel(d, rule));
+  }
+  return out;
+}
+
+/** One rule's lines of `whyNone`. */
+function ruleFunnel(d: RuleDiagnosis, rule: CompiledRule | undefined): string[] {
+  if (d.trigger === "metric") return [`  ${d.rule}: a metric rule; replay reads logs only, so it never fires here`];
+  const spec = rule?.rule.spec;
+  const log = spec?.trigger.log;
+  const out = [`  ${d.rule}:`];
+  const named = Object.keys(d.events).length > 0;
+  const withEvents = d.entries - d.otherEvent;
+  out.push(
+    named
+      ? `    ${withEvents} of ${count(d.entries, "entry", "entries")} had its events (${counts(d.events)})`
+      : `    ${count(d.entries, "entry", "entries")} (it names no event)`,
+  );
+  if (withEvents === 0) return out;
+  const steps: string[] = [];
+  if (log?.minSeverity !== undefined) steps.push(`${d.belowSeverity} below minSeverity ${log.minSeverity}`);
+  if (log?.where !== undefined) {
+    const detail = total(d.whereNotMet) > 0 ? ` (${counts(d.whereNotMet)})` : "";
+    steps.push(`${total(d.whereNotMet)} where not met${detail}`);
+  }
+  if (log?.pattern !== undefined) steps.push(`${d.patternNotFound} pattern not found`);
+  out.push(`    of those: ${steps.length > 0 ? `${steps.join(", ")}; ` : ""}${d.matched} matched`);
+  if (d.matched === 0) return out;
+  const keyed = total(d.unkeyed);
+  const threshold = spec === undefined ? "" : ` (${spec.threshold.count} within ${formatDuration(spec.threshold.window)})`;
+  const after = [
+    ...(d.duplicate > 0 ? [`${d.duplicate} duplicate`] : []),
+    `${keyed} without a key field${keyed > 0 ? ` (${counts(d.unkeyed)})` : ""}`,
+    `${d.stale} older than maxAge${spec === undefined ? "" : ` ${formatDuration(spec.maxAge)}`}`,
+    `${d.counted} counted without reaching the threshold${threshold}`,
+  ];
+  out.push(`    of the matched: ${after.join(", ")}`);
+  return out;
 }

@@ -1,9 +1,14 @@
 /**
  * `reclaim rules test PATH…`: runs rule unit tests (rules/tests/*.yaml).
+ * A problem in a test file (an unknown or missing key, a wrong type, a rule
+ * file that cannot be read, an input entry that is not a log entry) is
+ * printed as `✘ file:line:col: path: message`, as `rules validate` prints
+ * rule problems, and counts as a failure; exit 1 on any failure.
  */
 import { Command } from "commander";
 import { runRuleTests } from "../operator/rules/rule-tests.js";
 
+/** The `rules test` command. */
 export function rulesTestCommand(): Command {
   return new Command("test")
     .description("run rule unit tests: input log entries and the incidents they must open (files or folders)")

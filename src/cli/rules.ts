@@ -23,9 +23,13 @@ const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" 
  * `reclaim rules validate PATH…`: loads rule files and folders as the operator
  * does. Every problem goes to stderr as `file:line:col: message` and the exit
  * code is 1; when there is none it prints e.g. `3 rules valid in 1 file`.
+ * A title placeholder that nothing fills in (not a key field, not required by
+ * a `where` condition, and never written by the factory on the rule's events)
+ * is a problem at the placeholder's `{`: every title would show "?".
  * Warnings (valid, but probably not meant: an event name the factory never
- * writes) go to stderr as `file:line:col: warning: message` and do not change
- * the exit code.
+ * writes, a title placeholder that cannot be checked because the entries are
+ * not the factory's or come from a metric) go to stderr as
+ * `file:line:col: warning: message` and do not change the exit code.
  */
 export function rulesValidateCommand(): Command {
   return new Command("validate")

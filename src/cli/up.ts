@@ -12,6 +12,27 @@ import { DEMO_USER } from "../demo/demo.js";
 import { startStack } from "../demo/stack.js";
 import { InvalidRulesError } from "../operator/operator.js";
 import { intIn } from "./options.js";
+import type { Incident } from "../operator/incidents/model.js";
+import { visible } from "../operator/incidents/markdown.js";
+
+/**
+ * Prints one line each time an incident's status changes (opened,
+ * remediating, resolved, failed, …), so a person trying things sees the
+ * operator act without reading its log. Bounded: it forgets closed ones.
+ */
+export function printChanges(print: (line: string) => void): (incident: Incident) => void {
+  const seen = new Map<string, string>();
+  return (incident) => {
+    if (seen.get(incident.id) === incident.status) return;
+    const first = !seen.has(incident.id);
+    seen.set(incident.id, incident.status);
+    if (incident.closedAt !== null) seen.delete(incident.id);
+    const time = new Date().toISOString().slice(11, 19);
+    const rungs = incident.rungs.map((r) => `${r.rung}:${r.outcome}`).join(" ");
+    const what = first && incident.closedAt === null ? "opened" : incident.status;
+    print(`${time} incident ${incident.id} ${what}: ${visible(incident.title)}${incident.closedAt !== null && rungs !== "" ? ` [${rungs}]` : ""}`);
+  };
+}
 
 interface UpFlags {
   dir: string;
@@ -52,6 +73,7 @@ export function upCommand(): Command {
           factory: { port: flags.port, controlPort: flags.controlPort, cleanup: flags.cleanup },
           metricsPort: flags.metricsPort,
           operatorStreams: [operatorLog],
+          onRecorded: printChanges((line) => process.stdout.write(`${line}\n`)),
           ...(flags.rules === undefined ? {} : { rules: flags.rules }),
         });
       } catch (err) {
@@ -77,6 +99,8 @@ export function upCommand(): Command {
           `  factory log      ${stack.logFile}`,
           `  operator log     ${join(dir, "operator.log")}`,
           `  incidents        ${stack.incidentsDir}   (reclaim incidents list --dir ${stack.incidentsDir})`,
+          "",
+          "Incidents are printed below as they open and close.",
           "",
         ].join("\n"),
       );

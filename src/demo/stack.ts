@@ -14,6 +14,7 @@ import type { FactoryConfigInput } from "../factory/config.js";
 import { startFactory, type Factory } from "../factory/factory.js";
 import { createEventLog } from "../factory/log.js";
 import { createOperatorLog } from "../operator/log.js";
+import type { Incident } from "../operator/incidents/model.js";
 import { startOperator, type Operator } from "../operator/operator.js";
 
 /** The rules shipped with the package (`rules/` beside `dist/` and `src/`). */
@@ -33,6 +34,8 @@ export interface StackOptions {
   operatorStreams?: Writable[];
   /** File source polling (default 100 ms). */
   pollIntervalMs?: number;
+  /** Called after every incident record the operator writes (`reclaim up` prints them). */
+  onRecorded?: (incident: Incident) => void;
 }
 
 export interface Stack {
@@ -72,7 +75,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         metricsHost: "127.0.0.1",
         pollIntervalMs: options.pollIntervalMs ?? 100,
       },
-      { log: operatorLog },
+      { log: operatorLog, ...(options.onRecorded === undefined ? {} : { onRecorded: options.onRecorded }) },
     );
   } catch (err) {
     await factory.close();

@@ -8,6 +8,8 @@ import { createStructuredLogger, type LogLevel, type StructuredLogOptions } from
 /** Every `event` value the operator writes. */
 export const OperatorEvent = {
   started: "operator.started",
+  /** The control API and its token, checked at start and every minute (act/control-check.ts writes it). */
+  controlCheck: "operator.control_check",
   stopping: "operator.stopping",
   stopped: "operator.stopped",
   rulesLoaded: "operator.rules_loaded",
@@ -31,6 +33,18 @@ export const OperatorEvent = {
   termStarted: "operator.term_started",
   termEnded: "operator.term_ended",
   incidentInterrupted: "operator.incident_interrupted",
+  // Silences and the pause (ADR 22): each start and end as the operator sees it, records skipped, reads that failed.
+  pauseStarted: "operator.pause_started",
+  pauseEnded: "operator.pause_ended",
+  silenceStarted: "operator.silence_started",
+  silenceEnded: "operator.silence_ended",
+  silenceSkipped: "operator.silence_skipped",
+  silenceError: "operator.silence_error",
+  notifyFailing: "operator.notify_failing",
+  notifyRecovered: "operator.notify_recovered",
+  notifyDropped: "operator.notify_dropped",
+  notifyRejected: "operator.notify_rejected",
+  notifyDiskError: "operator.notify_disk_error",
 } as const;
 export type OperatorEvent = (typeof OperatorEvent)[keyof typeof OperatorEvent];
 

@@ -32,6 +32,11 @@ export class OperatorMetrics {
   readonly triggerErrors: Counter<"rule">;
   readonly sourceErrors: Counter<"source">;
   readonly terms: Counter<"end">;
+  /** 1 while on-call's pause is in force (ADR 22). */
+  readonly paused: Gauge;
+  readonly silencesActive: Gauge;
+  readonly silencesSkipped: Counter;
+  readonly silenceErrors: Counter;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -150,6 +155,18 @@ export class OperatorMetrics {
     this.detectorEvictions = new Counter({
       name: "reclaim_operator_detector_evictions_total",
       help: "Detection windows evicted because the key limit was reached.",
+      registers,
+    });
+    this.paused = new Gauge({ name: "reclaim_operator_paused", help: "1 while automation is paused (reclaim pause), else 0.", registers });
+    this.silencesActive = new Gauge({ name: "reclaim_operator_silences_active", help: "Silences in force now (the pause not included).", registers });
+    this.silencesSkipped = new Counter({
+      name: "reclaim_operator_silences_skipped_total",
+      help: "Silence records skipped as unreadable or invalid (each counted once per version seen).",
+      registers,
+    });
+    this.silenceErrors = new Counter({
+      name: "reclaim_operator_silence_errors_total",
+      help: "Reads of the silences and the pause that failed; the last records read stay in force.",
       registers,
     });
   }

@@ -21,6 +21,7 @@ import { Gauge } from "prom-client";
 import { systemTimers, type Clock, type Timers } from "../contract/clock.js";
 import { runCanary } from "./verify/canary.js";
 import { ControlClient } from "./act/control-client.js";
+import { ControlCheck, type ControlCheckState } from "./act/control-check.js";
 import { FileIncidentStore } from "./incidents/file-store.js";
 import { OrderedStore } from "./incidents/ordered-store.js";
 import type { IncidentStore } from "./incidents/store.js";
@@ -52,6 +53,13 @@ import { openSource } from "./sources/open.js";
 import type { LogSource } from "./sources/source.js";
 import { Scanner } from "./sources/scan.js";
 import { StaticTarget, type Target, type TargetResolver } from "./act/target.js";
+import { SilenceBook } from "./silence/book.js";
+import type { Incident } from "./incidents/model.js";
+import { ObservedStore } from "./notify/notifier.js";
+import { startNotifications, type NotificationsConfig } from "./notify/setup.js";
+import { FileSilenceStore, silenceDir } from "./silence/file-store.js";
+import { FileSilenceWatch } from "./silence/file-watch.js";
+import type { SilenceObjects } from "./silence/k8s-watch.js";
 
 /** Kubernetes mode: what the operator uses the cluster for. */
 export interface KubernetesConfig {
@@ -112,6 +120,16 @@ export interface OperatorConfig {
   jobs?: JobsConfig;
   /** How terms retry, bound and back off (term.ts; every field has a default). */
   term?: Omit<TermOptions, "dryRun" | "ladder" | "canary">;
+  /**
+   * Ask the control API (every factory) with the token at start and every
+   * minute, and say in `/readyz`, a metric and the log when it is
+   * unreachable or refuses the token (`reclaim operator` turns it on).
+   */
+  controlCheck?: { intervalMs?: number };
+  /** Alertmanager, the notifications file and the external URL (ADR 23); none by default. */
+  notifications?: NotificationsConfig;
+  /** On-call's silences and pause in `<stateDir>/silences` (file mode): polled every `pollMs` (default 1000, at most 2000). */
+  silences?: { pollMs?: number };
 }
 
 /** The operator's scheduled jobs (`--sweep-schedule` …). */
@@ -145,6 +163,10 @@ export interface OperatorDeps {
   /** A store to use instead of the configured ones (tests of store failures). */
   store?: IncidentStore;
   targets?: TargetResolver;
+  /** Called after every record the operator writes (`reclaim up` prints them); must not throw. */
+  onRecorded?: (incident: Incident) => void;
+  /** Where the notifications file's `…From` variables are read (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface Operator {
@@ -227,7 +249,27 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     }
   }
   if (stores.length === 0) throw new TypeError("no incident store: give --incidents DIR and/or --incidents k8s");
-  const store: IncidentStore = new OrderedStore(stores.length === 1 ? stores[0]! : new TeeStore(stores as [IncidentStore, ...IncidentStore[]]));
+  // Notifications (ADR 23): an invalid notifications file stops the start here, before anything runs.
+  const notifications =
+    config.notifications === undefined
+      ? null
+      : await startNotifications(config.notifications, {
+          stateDir: config.stateDir,
+          registry: metrics.registry,
+          log,
+          timers,
+          ...(deps.env === undefined ? {} : { env: deps.env }),
+        });
+  const onRecorded = deps.onRecorded;
+  const baseStore = new OrderedStore(stores.length === 1 ? stores[0]! : new TeeStore(stores as [IncidentStore, ...IncidentStore[]]));
+  // Every record written is seen by the notifier (and `reclaim up`), whichever part of the operator wrote it.
+  const store: IncidentStore =
+    notifications === null && onRecorded === undefined
+      ? baseStore
+      : new ObservedStore(baseStore, (incident) => {
+          notifications?.notifier.incidentChanged(incident);
+          onRecorded?.(incident);
+        });
 
   // Whom to act on.
   const targets: TargetResolver =
@@ -345,7 +387,36 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     ...(config.ladder === undefined ? {} : { ladder: config.ladder }),
     ...(config.canary === undefined ? {} : { canary: (message: string) => runCanary(config.canary!, message) }),
   };
-  const termDeps: TermDeps = { store, targets, timers, metrics, log, rules: () => rules, scanner: () => scanner, source, onBatch: afterBatch };
+  // On-call's silences and pause (ADR 22): Silence objects in Kubernetes mode, else files in the state folder.
+  const silenceFolder = silenceDir(config.stateDir);
+  const silenceBook = new SilenceBook({
+    where: kube !== undefined && km !== null ? `Silence objects in namespace ${kube.namespace}` : `the folder ${silenceFolder}`,
+    clock: timers,
+    log,
+    metrics,
+  });
+  const silenceWatch: FileSilenceWatch | SilenceObjects =
+    kube !== undefined && km !== null
+      ? new km.SilenceObjects(kube.kubeConfig, { namespace: kube.namespace, book: silenceBook, timers })
+      : new FileSilenceWatch({
+          // Each file system call's deadline on the real timers: a disk does not slow down when a simulation's clock jumps.
+          store: new FileSilenceStore({ dir: silenceFolder }),
+          book: silenceBook,
+          timers,
+          ...(config.silences?.pollMs === undefined ? {} : { pollMs: config.silences.pollMs }),
+        });
+  const termDeps: TermDeps = {
+    store,
+    targets,
+    timers,
+    metrics,
+    log,
+    rules: () => rules,
+    scanner: () => scanner,
+    source,
+    onBatch: afterBatch,
+    holds: silenceBook,
+  };
   /**
    * Starts acting: a new term, which starts once the last one has been
    * disposed. The first term of a replica without leader election must read
@@ -356,8 +427,10 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     current = term;
     leaderGauge.set(1);
     const next = transitions.then(async () => {
+      await untilAborted(silenceBook.firstRead, term.signal);
       await term.start(waitForRecords);
       if (!term.acting) return;
+      void notifications?.leading(store);
       ruleObjects?.recheck();
       metricEvaluator?.start();
       void term.tailEnded.then(() => {
@@ -375,6 +448,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     const ending = current;
     current = null;
     leaderGauge.set(0);
+    notifications?.following();
     const disposed = ending?.dispose(why, detail) ?? Promise.resolve();
     const next = transitions.then(async () => {
       await metricEvaluator?.stop();
@@ -383,6 +457,11 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     transitions = next.catch(() => undefined);
     return next;
   };
+
+  // Read before anything acts: a term that had not seen a pause would act against it. Without leader election they
+  // must be read now, or the operator does not start; with it, each term waits for the first read (beginTerm).
+  if (silenceWatch instanceof FileSilenceWatch) await silenceWatch.start();
+  else await silenceWatch.start({ mustRead: kube?.leaderElection === null });
 
   // Rules as cluster objects.
   const ruleObjects =
@@ -409,6 +488,19 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       : null;
   await ruleObjects?.start();
 
+  // The control API and its token, checked at start and every minute: a wrong token is an ERROR now, not at the first lockout.
+  const controlCheck =
+    config.controlCheck === undefined
+      ? null
+      : new ControlCheck({
+          clients: async () => (await factoriesToSweep()).map((t) => t.control),
+          log,
+          timers,
+          registry: metrics.registry,
+          ...(kube?.podTargets === true ? { timeoutMs: K8S_CALL_TIMEOUT_MS } : {}),
+          ...(config.controlCheck.intervalMs === undefined ? {} : { intervalMs: config.controlCheck.intervalMs }),
+        });
+
   // Metrics and health: a follower is ready (to take over), not only the leader.
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -429,7 +521,16 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     }
     const ok = path === "/healthz" || (path === "/readyz" && !stopped.signal.aborted);
     res.writeHead(path === "/healthz" || path === "/readyz" ? (ok ? 200 : 503) : 404, { "Content-Type": "application/json" });
-    res.end(JSON.stringify(ok ? { status: "ok", leader: current?.acting === true } : { error: { code: "not_found", message: "not found" } }));
+    // A paused operator is healthy and ready: `paused` says by whom, why and until when (null when not paused).
+    const body = ok
+      ? {
+          status: "ok",
+          leader: current?.acting === true,
+          paused: silenceBook.pauseState(timers.now()),
+          ...(controlCheck === null ? {} : { control: controlStatus(controlCheck.state) }),
+        }
+      : { error: { code: "not_found", message: "not found" } };
+    res.end(JSON.stringify(body));
   });
   let metricsPort: number;
   try {
@@ -441,6 +542,9 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     // Not started: the rule watch is the only thing running yet (no lease is asked for before this point).
     stopped.abort();
     await ruleObjects?.stop();
+    await silenceWatch.stop();
+    silenceBook.close();
+    await notifications?.stop();
     throw new ListenError("metrics", config.metricsHost, config.metricsPort, err);
   }
 
@@ -569,6 +673,9 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       stopReload();
       await scheduler?.stop();
       await ruleObjects?.stop();
+      await silenceWatch.stop();
+      silenceBook.close();
+      await notifications?.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       throw err;
     }
@@ -581,6 +688,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       `${kube?.podTargets === true ? "acting on the pod that logged each entry" : `control ${config.control}`}` +
       `${kube?.leaderElection ? `, leader election on lease ${kube.namespace}/${kube.leaderElection.name} as ${kube.identity}` : ""}${config.dryRun ? ", DRY RUN" : ""}`,
   );
+  await controlCheck?.start();
   const armed = process.env[FAILPOINT_ENV];
   if (armed !== undefined && armed !== "") log.warn(OperatorEvent.started, { failpoint: armed }, `FAILPOINT ${armed} ARMED: this process kills itself there (test only, ADR 13)`);
 
@@ -605,10 +713,14 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
         log.info(OperatorEvent.stopping, {}, "Operator stopping");
         stopped.abort();
         stopReload();
+        controlCheck?.stop();
         await scheduler?.stop();
         await endTerm("stopped", "the operator stopped");
         await elector?.stop();
         await ruleObjects?.stop();
+        await silenceWatch.stop();
+        silenceBook.close();
+        await notifications?.stop();
         resolveDone();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
@@ -618,6 +730,24 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
         if (deps.log === undefined) await log.close();
       })()),
   };
+}
+
+/** Resolves when `promise` does or `signal` aborts, whichever is first (never rejects). */
+function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    signal.addEventListener("abort", done, { once: true });
+    promise.then(done, done);
+  });
+}
+
+/** What `/readyz` says about the control API. */
+function controlStatus(state: ControlCheckState): { ok: boolean; kind: string; checkedAt: string | null; detail: string } {
+  return { ok: state.ok, kind: state.kind, checkedAt: state.checkedAt === null ? null : new Date(state.checkedAt).toISOString(), detail: state.detail };
 }
 
 /** How long one Kubernetes API call of the operator's own may take (the sweep's pod list). */
@@ -633,9 +763,10 @@ async function loadKubernetesModules(): Promise<{
   parsePodLogSpec: typeof parsePodLogSpec;
   PodTargetResolver: typeof PodTargetResolver;
   RuleObjects: typeof RuleObjects;
+  SilenceObjects: typeof SilenceObjects;
   withDeadline: typeof withDeadline;
 }> {
-  const [k8sClient, events, incidentStore, leader, podLogs, podTarget, ruleObjects, client] = await Promise.all([
+  const [k8sClient, events, incidentStore, leader, podLogs, podTarget, ruleObjects, client, silenceObjects] = await Promise.all([
     import("@kubernetes/client-node"),
     import("./k8s/events.js"),
     import("./k8s/incident-store.js"),
@@ -644,6 +775,7 @@ async function loadKubernetesModules(): Promise<{
     import("./k8s/pod-target.js"),
     import("./k8s/rule-objects.js"),
     import("./k8s/client.js"),
+    import("./silence/k8s-watch.js"),
   ]);
   return {
     k8s: k8sClient,
@@ -654,6 +786,7 @@ async function loadKubernetesModules(): Promise<{
     parsePodLogSpec: podLogs.parsePodLogSpec,
     PodTargetResolver: podTarget.PodTargetResolver,
     RuleObjects: ruleObjects.RuleObjects,
+    SilenceObjects: silenceObjects.SilenceObjects,
     withDeadline: client.withDeadline,
   };
 }

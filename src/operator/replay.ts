@@ -6,7 +6,8 @@
  * gives the same answer every run.
  */
 import type { Clock } from "../contract/clock.js";
-import { Detector } from "./detect/detector.js";
+import { isUserId } from "../contract/ids.js";
+import { Detector, type Dropped, type Trigger } from "./detect/detector.js";
 import { Engine, type Actor } from "./decide/engine.js";
 import type { LogEvent } from "./sources/event.js";
 import { GuardState } from "./decide/guards.js";
@@ -15,7 +16,7 @@ import { close } from "./incidents/record.js";
 import type { Incident } from "./incidents/model.js";
 import type { OperatorLog } from "./log.js";
 import { OperatorMetrics } from "./metrics.js";
-import type { CompiledRule } from "./rules/compile.js";
+import { fieldValue, type CompiledRule, type Match, type Miss } from "./rules/compile.js";
 
 /** One incident as replay reports it. */
 export interface ReplayIncident {
@@ -35,12 +36,127 @@ export interface ReplayIncident {
   entries: number;
 }
 
+/**
+ * What became of one rule's entries, step by step, so that a result of 0
+ * says where they went. Every count is a number or a map with a bounded set
+ * of keys (the rule's own events, where fields and key fields).
+ */
+export interface RuleDiagnosis {
+  rule: string;
+  /** `metric`: replay reads logs only, so a metric rule never fires in it. */
+  trigger: "log" | "metric";
+  /** Entries the rule looked at (every entry replayed). */
+  entries: number;
+  /** By each event the rule names, how many entries carried it; empty when it names none. */
+  events: Record<string, number>;
+  /** Entries with none of its events. */
+  otherEvent: number;
+  /** Then: below its minSeverity. */
+  belowSeverity: number;
+  /** Then: a `where` condition failed, by the first field whose condition failed. */
+  whereNotMet: Record<string, number>;
+  /** Then: its pattern is not in the message. */
+  patternNotFound: number;
+  /** Entries that matched the rule. */
+  matched: number;
+  /** Of those: the same entry seen before. */
+  duplicate: number;
+  /** Without a key field, by the first missing one; `userId (invalid)` for a user id that is not a valid one. */
+  unkeyed: Record<string, number>;
+  /** Older than the rule's maxAge, against the newest entry seen so far. */
+  stale: number;
+  /** Counted toward the threshold without reaching it (with the entry that reached it, in `triggers`). */
+  counted: number;
+  /** Thresholds reached. */
+  triggers: number;
+}
+
+/** Why the replay came out as it did: entries by event, and each rule's funnel. */
+export interface ReplayDiagnosis {
+  /**
+   * Entries replayed by their `event` (`(none)` without one), most first; at
+   * most MAX_EVENT_NAMES names (the rules' own always among them), the rest
+   * counted under `(other)`.
+   */
+  events: Record<string, number>;
+  rules: RuleDiagnosis[];
+}
+
 export interface ReplayReport {
   rules: string[];
   entries: number;
   matched: number;
   dropped: { duplicate: number; unkeyed: number; stale: number };
   incidents: ReplayIncident[];
+  diagnosis: ReplayDiagnosis;
+}
+
+/** Most distinct event names counted one by one (log text chooses them: the count must stay bounded). */
+export const MAX_EVENT_NAMES = 50;
+/** Longest event name kept as it is. */
+const MAX_EVENT_NAME = 100;
+const NO_EVENT = "(none)";
+const OTHER_EVENTS = "(other)";
+
+function emptyDiagnosis(rule: CompiledRule): RuleDiagnosis {
+  return {
+    rule: rule.name,
+    trigger: rule.rule.spec.trigger.metric === undefined ? "log" : "metric",
+    entries: 0,
+    events: {},
+    otherEvent: 0,
+    belowSeverity: 0,
+    whereNotMet: {},
+    patternNotFound: 0,
+    matched: 0,
+    duplicate: 0,
+    unkeyed: {},
+    stale: 0,
+    counted: 0,
+    triggers: 0,
+  };
+}
+
+function bump(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}
+
+/** The rule's event names, or null when it names none. */
+function eventsOf(rule: CompiledRule): string[] | null {
+  const event = rule.rule.spec.trigger.log?.event;
+  return event === undefined ? null : typeof event === "string" ? [event] : event;
+}
+
+/** Which key field an unkeyed entry lacks (the detector's `keyOf` found one missing, or the user id invalid). */
+function missingKey(rule: CompiledRule, event: LogEvent): string {
+  for (const name of rule.rule.spec.key) {
+    const value = fieldValue(event, name);
+    if (typeof value !== "string" && typeof value !== "number") return name;
+  }
+  const userId = fieldValue(event, "userId");
+  return typeof userId === "string" && isUserId(userId) ? "userId" : "userId (invalid)";
+}
+
+/** The detector, counting what it made of each entry per rule. */
+class DiagnosingDetector extends Detector {
+  constructor(
+    now: () => number,
+    private readonly diagnosis: (rule: CompiledRule) => RuleDiagnosis | undefined,
+  ) {
+    super({ now });
+  }
+
+  override observe(rule: CompiledRule, event: LogEvent, match: Match): Trigger | Dropped | null {
+    const result = super.observe(rule, event, match);
+    const d = this.diagnosis(rule);
+    if (d === undefined) return result;
+    if (result === null) d.counted++;
+    else if (result === "duplicate") d.duplicate++;
+    else if (result === "stale") d.stale++;
+    else if (result === "unkeyed") bump(d.unkeyed, missingKey(rule, event));
+    else d.triggers++;
+    return result;
+  }
 }
 
 const silent: OperatorLog = { debug() {}, info() {}, warn() {}, error() {}, close: () => Promise.resolve() };
@@ -53,7 +169,13 @@ export class Replayer {
   private watermark = Number.NEGATIVE_INFINITY;
   private entries = 0;
   private readonly store = new MemoryIncidentStore();
-  private readonly detector = new Detector({ now: () => this.watermark });
+  private readonly diagnoses = new Map<string, RuleDiagnosis>();
+  private readonly detector = new DiagnosingDetector(
+    () => this.watermark,
+    (rule) => this.diagnoses.get(rule.name),
+  );
+  /** Entries by event name (bounded: MAX_EVENT_NAMES), each a counter object so that counting is one lookup. */
+  private readonly eventCounts = new Map<string, { n: number }>();
   private readonly engine: Engine;
   private readonly byName: Map<string, CompiledRule>;
 
@@ -61,6 +183,11 @@ export class Replayer {
     const clock: Clock = { now: () => this.watermark };
     const guards = new GuardState();
     this.byName = new Map(rules.map((r) => [r.name, r]));
+    for (const rule of rules) {
+      this.diagnoses.set(rule.name, emptyDiagnosis(rule));
+      // The rules' own events are always counted by name, however many others the log holds.
+      for (const name of eventsOf(rule) ?? []) this.eventCounts.set(name, { n: 0 });
+    }
     const actor: Actor = {
       act: (incident, rule) => {
         const plan = rule.rule.spec.ladder.map((r) => r.rung).join(" → ");
@@ -81,14 +208,71 @@ export class Replayer {
       log: silent,
       dryRun: false,
     });
-    this.engine.setRules(rules);
+    this.engine.setRules(rules.map((rule) => this.diagnosing(rule)));
+  }
+
+  /** `rule`, counting on its diagnosis why each entry did or did not match; `match` costs what it did. */
+  private diagnosing(rule: CompiledRule): CompiledRule {
+    const d = this.diagnoses.get(rule.name)!;
+    const miss = (reason: Miss): void => {
+      if (reason === "event") d.otherEvent++;
+      else if (reason === "severity") d.belowSeverity++;
+      else if (reason === "pattern") d.patternNotFound++;
+      else if (reason !== "metric") bump(d.whereNotMet, reason.slice("where:".length));
+    };
+    return {
+      name: rule.name,
+      rule: rule.rule,
+      needles: rule.needles,
+      explain: (event) => rule.explain(event),
+      match: (event) => {
+        const result = rule.explain(event);
+        if (typeof result !== "string") {
+          d.matched++;
+          return result;
+        }
+        miss(result);
+        return null;
+      },
+    };
   }
 
   /** One entry; "now" becomes the newest entry time seen. */
   async handle(event: LogEvent): Promise<void> {
     this.entries++;
     if (event.time > this.watermark) this.watermark = event.time;
+    this.countEvent(event.event);
     await this.engine.handle(event);
+  }
+
+  private countEvent(event: string | null): void {
+    const name = event === null ? NO_EVENT : event.length > MAX_EVENT_NAME ? `${event.slice(0, MAX_EVENT_NAME)}…` : event;
+    const counter = this.eventCounts.get(name);
+    if (counter !== undefined) {
+      counter.n++;
+      return;
+    }
+    const key = this.eventCounts.size >= MAX_EVENT_NAMES ? OTHER_EVENTS : name;
+    const other = this.eventCounts.get(key);
+    if (other !== undefined) other.n++;
+    else this.eventCounts.set(key, { n: 1 });
+  }
+
+  /** Entries by event and each rule's funnel, so far. */
+  diagnosis(): ReplayDiagnosis {
+    const events: Record<string, number> = {};
+    const sorted = [...this.eventCounts].sort(([a, x], [b, y]) => y.n - x.n || (a < b ? -1 : a > b ? 1 : 0));
+    for (const [name, count] of sorted) events[name] = count.n;
+    return {
+      events,
+      rules: this.rules.map((rule) => {
+        const d = this.diagnoses.get(rule.name)!;
+        const own: Record<string, number> = {};
+        for (const name of eventsOf(rule) ?? []) own[name] = this.eventCounts.get(name)?.n ?? 0;
+        // Every rule looks at every entry: its count is the replay's.
+        return { ...d, entries: this.entries, events: own, whereNotMet: { ...d.whereNotMet }, unkeyed: { ...d.unkeyed } };
+      }),
+    };
   }
 
   async report(): Promise<ReplayReport> {
@@ -105,6 +289,7 @@ export class Replayer {
         .map((incident, n) => ({ incident, n }))
         .sort((a, b) => Date.parse(a.incident.at) - Date.parse(b.incident.at) || a.n - b.n)
         .map(({ incident }) => incident),
+      diagnosis: this.diagnosis(),
     };
   }
 }

@@ -14,12 +14,20 @@
  *   tail has ended, and only then may the next term start.
  *
  * Every call a term makes carries its signal; every wait is on its timers.
+ *
+ * On-call's holds (ADR 22) reach a term through `TermDeps.holds`: its guards
+ * read them for every trigger, and a ladder asks them before every rung it
+ * sends (its target is wrapped: see `heldTarget`). A ladder a hold now covers
+ * sends nothing more — its rung in flight, if any, finishes and is recorded —
+ * and its incident is closed as `interrupted`, saying which hold, whose and
+ * why. No ladder starts (or resumes) while a hold covers its incident.
  */
 import { systemTimers, type Timers } from "../contract/clock.js";
 import { LadderRunner, NotLeader, StoreFailure, type LadderOptions } from "./act/ladder.js";
+import type { ControlClient } from "./act/control-client.js";
 import type { Target, TargetResolver } from "./act/target.js";
 import { Engine, type Actor, type TriggerOutcome } from "./decide/engine.js";
-import { GuardState } from "./decide/guards.js";
+import { GuardState, type Holds } from "./decide/guards.js";
 import { Detector, type Trigger } from "./detect/detector.js";
 import { FINAL_STATUSES, type Incident } from "./incidents/model.js";
 import { close, decide } from "./incidents/record.js";
@@ -77,6 +85,8 @@ export interface TermDeps {
   source: LogSource;
   /** Called after each batch with what it read, for the operator's source metrics. */
   onBatch?: () => void;
+  /** On-call's silences and pause (silence/book.ts; default none). */
+  holds?: Holds;
 }
 
 const DEFAULT_ORPHAN_AFTER_MS = 60_000;
@@ -91,6 +101,15 @@ const PERMANENT_SOURCE_ERRORS: ReadonlySet<string> = new Set(["ERR_RECLAIM_SOURC
 /** The records could not be read at the start of a term that may not wait for them (the first, without leader election). */
 export class RecordsUnreadable extends Error {
   readonly code = "ERR_RECLAIM_RECORDS_UNREADABLE";
+}
+
+/** Thrown through a ladder by its held target (see Term.heldTarget) instead of sending a rung: a hold now covers the incident. */
+class HeldBack extends Error {
+  readonly code = "ERR_RECLAIM_HELD_BACK";
+  constructor(readonly hold: string) {
+    super(`held back: ${hold}`);
+    this.name = "HeldBack";
+  }
 }
 
 /** The log source kept failing: the term stops acting, and the operator exits non-zero so that it is restarted and seen. */
@@ -129,6 +148,7 @@ export class Term {
     this.tailEnded = new Promise<void>((resolve) => (this.resolveTailEnded = resolve));
     this.guards = new GuardState();
     this.guards.leader = () => !this.controller.signal.aborted;
+    if (deps.holds !== undefined) this.guards.holds = deps.holds;
     this.detector = new Detector({ now: () => this.timers.now() });
     this.ladder = new LadderRunner(
       { store: deps.store, guards: this.guards, clock: this.timers, metrics: deps.metrics, log: deps.log },
@@ -375,11 +395,22 @@ export class Term {
       return;
     }
     if (this.ladders.has(incident.id)) return;
+    const held = this.holdOn(incident);
+    if (held !== null) {
+      // Held back since its trigger passed the guards (a pause that came while it was recorded), or since a
+      // previous term left it open: nothing more is sent.
+      void this.interrupt(incident, `${held}; no further rung was sent`);
+      return;
+    }
     const run = this.ladder
-      .run(incident, rule.rule, target, this.signal)
+      .run(incident, rule.rule, this.heldTarget(incident, target), this.signal)
       .then(
         () => undefined,
         async (err: unknown) => {
+          if (err instanceof HeldBack) {
+            await this.interrupt(incident, this.notSent(incident, err.hold));
+            return;
+          }
           if (err instanceof NotLeader || err instanceof StoreFailure) {
             deps.log.warn(OperatorEvent.resumed, { incident: incident.id }, `Stopped acting on ${incident.id}: ${errorText(err)}; the next term continues it`);
             return;
@@ -395,6 +426,74 @@ export class Term {
       });
     this.ladders.set(incident.id, run);
     deps.metrics.openIncidents.set(this.ladders.size);
+  }
+
+  /** The hold (the pause, else a matching silence) that covers an incident now, as its record says it; null when none. */
+  private holdOn(incident: Incident): string | null {
+    const holds = this.deps.holds;
+    if (holds === undefined) return null;
+    const now = this.timers.now();
+    return holds.paused(now) ?? holds.silenced({ userId: incident.target.userId, pod: incident.target.pod, rule: incident.rule }, now);
+  }
+
+  /**
+   * The target a ladder acts through: before each rung it sends (retries
+   * included) and each pod restart, it asks whether a hold now covers the
+   * incident, and if one does it sends nothing and throws HeldBack — so a
+   * pause or a silence stops a running ladder right before its next rung,
+   * while a rung already in flight finishes and is recorded. Reads (the
+   * admission checks of verification) go through unchanged: they act on
+   * nobody. A replacement pod's target is wrapped the same way.
+   */
+  private heldTarget(incident: Incident, target: Target): Target {
+    const check = (): void => {
+      const hold = this.holdOn(incident);
+      if (hold !== null) throw new HeldBack(hold);
+    };
+    const runRung: ControlClient["runRung"] = async (...args) => {
+      check();
+      return target.control.runRung(...args);
+    };
+    // Every other member is the client's own, bound to it: only sending a rung is held.
+    const control = new Proxy(target.control, {
+      get: (client, key) => {
+        if (key === "runRung") return runRung;
+        const value: unknown = Reflect.get(client, key, client);
+        return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(client) : value;
+      },
+    });
+    const restart = target.restart;
+    return {
+      ...target,
+      control,
+      restart:
+        restart === undefined
+          ? undefined
+          : async (options) => {
+              check();
+              const outcome = await restart(options);
+              return outcome.replacement === null ? outcome : { ...outcome, replacement: this.heldTarget(incident, outcome.replacement) };
+            },
+    };
+  }
+
+  /**
+   * The record of a rung a hold kept from being sent: the ladder had written
+   * it `pending` (persisted before the call) and counted the attempt; it is
+   * `skipped` (or, when earlier attempts were sent and failed, `error`), and
+   * the attempt that was not made is not counted. Returns the line that
+   * closes the incident.
+   */
+  private notSent(incident: Incident, hold: string): string {
+    const run = incident.rungs[incident.rungs.length - 1];
+    if (run === undefined || run.outcome !== "pending") return `${hold}; stopped before its next rung`;
+    const now = this.timers.now();
+    run.attempts = Math.max(0, run.attempts - 1);
+    run.outcome = run.attempts === 0 ? "skipped" : "error";
+    run.error = run.attempts === 0 ? `not sent: ${hold}` : `${run.error ?? "its last attempt's outcome is not known"}; not sent again: ${hold}`;
+    run.finishedAt = new Date(now).toISOString();
+    run.durationMs = Math.max(0, now - Date.parse(run.startedAt));
+    return `${hold}; stopped before its next rung (${run.rung} was not sent)`;
   }
 
   /** Active incidents without a running ladder for longer than orphanAfterMs are closed as interrupted. */

@@ -107,6 +107,7 @@ describe("reclaim incidents list", () => {
         { rung: "force", outcome: "ok" },
       ],
       durations: resolved.durations,
+      acknowledged: null,
     });
   });
 

@@ -47,7 +47,30 @@ tests:
     await writeFile(join(dir, "bad.yaml"), "rules: [x.yaml]\ntests:\n  - name: no input\n    expect: { incidents: [] }\n");
     const { code, stdout } = await runCli(["rules", "test", join(dir, "bad.yaml")]);
     expect(code).toBe(1);
-    expect(stdout).toMatch(/bad\.yaml:3:\d+: tests\.0\.input: /);
+    expect(stdout).toMatch(/bad\.yaml:3:5: tests\[0\]\.input: is required/);
+  });
+
+  it("names the line and column of a misspelt key, as rules validate does, and runs nothing", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reclaim-rt-"));
+    const file = join(dir, "typo.yaml");
+    await writeFile(
+      file,
+      `rules: [${JSON.stringify(join(process.cwd(), "rules/factory-lockout.yaml"))}]
+tests:
+  - name: a misspelt key
+    input:
+      - { time: "2026-11-26T12:00:00Z", severity: ERROR, event: factory.hard_limit, userId: u1, pod: p, message: x }
+    expect:
+      incidents:
+        - { rule: factory-lockout, firstRnug: probe }
+`,
+    );
+    const { code, stdout } = await runCli(["rules", "test", file]);
+    expect(code).toBe(1);
+    expect(stdout.trim().split("\n")).toEqual([
+      `✘ ${file}:8:36: tests[0].expect.incidents[0].firstRnug: unknown field (allowed here: rule, key, action, firstRung, at, suppressed)`,
+      "0 passed, 1 failed",
+    ]);
   });
 });
 
@@ -79,6 +102,17 @@ describe("reclaim rules replay", () => {
     const report = JSON.parse(json.stdout) as { incidents: { key: { userId: string } }[]; lines: { read: number; malformed: number } };
     expect(report.incidents.map((i) => i.key.userId)).toEqual(["u1", "u2"]);
     expect(report.lines).toEqual({ read: 6, malformed: 0 });
+  });
+
+  it("explains a result of 0 before the totals line, which stays the last line", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reclaim-replay-"));
+    const logs = join(dir, "factory.log");
+    await writeFile(logs, `${JSON.stringify({ severity: "WARNING", time: "2026-11-26T12:00:00Z", pod: "p0", event: "factory.hard_limit", userId: "u1", message: "x" })}\n`);
+    const { code, stdout } = await runCli(["rules", "replay", "--rules", "rules", "--logs", logs]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("Why no incident opened:\n");
+    expect(stdout).toContain("  factory-lockout:\n    1 of 1 entry had its events (factory.hard_limit 1, factory.error 0)\n    of those: 1 below minSeverity ERROR, 0 where not met; 0 matched\n");
+    expect(stdout.trim().split("\n").at(-1)).toBe("0 incident(s) would have opened (0 acting); dropped entries: 0 duplicate, 0 without a user id, 0 stale");
   });
 
   it("refuses invalid rules with file:line:col and a missing log with a clear error", async () => {

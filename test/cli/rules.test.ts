@@ -51,6 +51,18 @@ describe("reclaim rules validate", () => {
     expect(stderr.split("\n").filter((l) => l !== "")).toEqual([expect.stringMatching(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:5:49: warning: spec\\.trigger\\.log\\.event: the factory never writes "factory\\.hardlimit"`))]);
   });
 
+  it("refuses, at its {, a title placeholder nothing fills in, naming what is available", async () => {
+    const file = join(dir, "title.yaml");
+    await writeFile(file, `${VALID.replace("NAME", "title")}  incident: { title: "Lockout of {{userId}}: {{reason}}" }\n`);
+    const { code, stdout, stderr } = await runCli(["rules", "validate", file]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toBe(
+      `${file}:7:46: spec.incident.title: {{reason}} is filled in by nothing: it is not a key field, no where condition requires it, ` +
+        'and the factory never writes it on factory.hard_limit; every title would show "?" (available: rule, userId, event, pod, managers, limit, effectiveLimit)\n',
+    );
+  });
+
   it("prints every problem as file:line:col: message on stderr and exits 1", async () => {
     const broken = join(dir, "broken.yaml");
     await writeFile(
@@ -62,7 +74,7 @@ describe("reclaim rules validate", () => {
     expect(stdout).toBe("");
     expect(stderr).toBe(
       [
-        `${broken}:5:3: spec.cooldown: unknown field (allowed here: description, trigger, threshold, key, maxAge, ladder, verify, guards, incident)`,
+        `${broken}:5:3: spec.cooldown: unknown field (allowed here: description, runbook, trigger, threshold, key, maxAge, ladder, verify, guards, incident)`,
         `${broken}:7:20: spec.ladder[0].rung: rung must be one of conservative, probe, force, degrade, restartPod`,
         `${broken}:11:19: metadata.name: expected a DNS label: lower-case letters, digits and -, at most 63, got "Bad_Name"`,
         `${join(dir, "missing.yaml")}:1:1: cannot read: no such file or folder`,

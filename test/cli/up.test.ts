@@ -40,6 +40,35 @@ describe("reclaim up", () => {
     expect(out).toContain("Stopped.");
   });
 
+  it("prints incidents as they open and close (legacy cleanup: the operator resolves a lockout of zombie tabs)", async () => {
+    const dir = await tempDir("reclaim-up-");
+    const child = spawn(
+      process.execPath,
+      [BIN, "up", "--dir", dir, "--port", "0", "--control-port", "0", "--metrics-port", "0", "--user", "alice", "--cleanup", "legacy"],
+      { env: cleanEnv() },
+    );
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
+    const tabs: { destroy(): void }[] = [];
+    try {
+      await eventually(() => out.includes("Incidents are printed below"), 15_000, "reclaim up to print its URLs");
+      const field = (name: string): string => new RegExp(`^  ${name}\\s+(\\S+)`, "m").exec(out)?.[1] ?? "";
+      for (let i = 0; i < 20; i++) {
+        const tab = await connect(field("WebSocket"), field("user token"), "no-pong");
+        if (isRefusal(tab)) throw new Error(`tab ${i} refused: ${tab.status}`);
+        tabs.push(tab);
+      }
+      expect(isRefusal(await connect(field("WebSocket"), field("user token")))).toBe(true);
+      await eventually(() => / incident \S+-factory-lockout-\S+ opened: /.test(out), 15_000, "the incident to be printed as opened");
+      await eventually(() => / incident \S+-factory-lockout-\S+ resolved: .*\[probe:ok\]/.test(out), 30_000, "the incident to be printed as resolved");
+    } finally {
+      for (const tab of tabs) tab.destroy();
+      child.kill("SIGINT");
+    }
+    expect(await closed).toBe(0);
+  });
+
   it("refuses a bad user id and bad flags with exit 2", async () => {
     expect((await runCli(["up", "--user", "a b"])).code).toBe(2);
     expect((await runCli(["up", "--cleanup", "nope"])).code).toBe(2);

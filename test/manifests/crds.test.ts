@@ -420,7 +420,7 @@ describe("manifests/base/crds", () => {
     expect(parseDocument(committed).toJS()).toEqual(plain(crd));
   });
 
-  it("`reclaim manifests crds` prints both as one multi-document YAML", async () => {
+  it("`reclaim manifests crds` prints all three as one multi-document YAML", async () => {
     const { code, stdout, stderr } = await runCli(["manifests", "crds"]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
@@ -429,6 +429,7 @@ describe("manifests/base/crds", () => {
     expect(docs.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([
       "CustomResourceDefinition/incidents.reclaim.dev",
       "CustomResourceDefinition/remediationrules.reclaim.dev",
+      "CustomResourceDefinition/silences.reclaim.dev",
     ]);
   });
 });

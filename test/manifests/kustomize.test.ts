@@ -86,6 +86,8 @@ const OPERATOR_GRANTS = [
   "reclaim.dev/remediationrules: list",
   "reclaim.dev/remediationrules: watch",
   "reclaim.dev/remediationrules/status: update",
+  "reclaim.dev/silences: list",
+  "reclaim.dev/silences: watch",
 ].sort();
 
 for (const [dir, flavour] of [

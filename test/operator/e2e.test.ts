@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { appendFile, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { RECLAIM_VERSION } from "../../src/contract/version.js";
 import { isRefusal, type ChatClient } from "../../src/demo/clients.js";
 import { startTestFactory, type TestFactory } from "../support/factory.js";
 import { startTestOperator, tempDir, type TestOperator } from "../support/operator.js";
@@ -53,6 +54,16 @@ describe("the operator remediates the original outage", () => {
     expect(incident!.evidence.entries.map((e) => e.event)).toContain("factory.hard_limit");
     expect(incident!.durations.mitigateMs).not.toBeNull();
     expect(existsSync(join(dir, "incidents", `${incident!.id}.md`))).toBe(true);
+    // A way back to the log: each evidence entry's path and byte offset is where its line starts in the file.
+    const log = await readFile(join(dir, "factory.log"));
+    for (const entry of incident!.evidence.entries) {
+      expect(entry.file?.path).toBe(join(dir, "factory.log"));
+      const line = log.subarray(entry.file!.offset, log.indexOf(0x0a, entry.file!.offset)).toString();
+      expect(JSON.parse(line)).toMatchObject({ event: entry.event, message: entry.message });
+    }
+    // The record names the operator release and the exact rule (description, runbook, revision) that acted.
+    expect(incident!.operatorVersion).toBe(RECLAIM_VERSION);
+    expect(incident!.ruleInfo).toEqual({ revision: expect.stringMatching(/^[0-9a-f]{12}$/) });
 
     const client = await factory!.open(USER);
     expect(await client.chat("back in")).toBe("echo: back in");

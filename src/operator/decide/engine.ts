@@ -13,7 +13,7 @@ import { systemTimers, type Clock, type Timers } from "../../contract/clock.js";
 import type { Detector, Trigger } from "../detect/detector.js";
 import type { LogEvent } from "../sources/event.js";
 import { checkGuards, isDryRun, type GuardState, type Reservation } from "./guards.js";
-import { close, decide, newIncident, noteSuppressed } from "../incidents/record.js";
+import { close, decide, newIncident, noteHold, noteSuppressed } from "../incidents/record.js";
 import { FINAL_STATUSES, type Incident, type SuppressReason } from "../incidents/model.js";
 import { ROLLED_UP_REASONS } from "../incidents/rollup.js";
 import { IncidentStoreErrorCode, type IncidentStore } from "../incidents/store.js";
@@ -56,6 +56,14 @@ export interface EngineDeps {
 
 /** How one trigger ended, for tests and replay reports. */
 export type TriggerOutcome = { acted: Incident } | { suppressed: SuppressReason; incident: Incident | null };
+
+/**
+ * On-call's holds (ADR 22). Like the rule-wide guards, a pause (or a silence
+ * of a rule or a pod) stops any number of keys at once, so a key without an
+ * incident is listed in the hour's rollup record (ADR 12), not given a record
+ * of its own; every record a hold stops a trigger on names the hold once.
+ */
+const HOLD_REASONS: ReadonlySet<SuppressReason> = new Set<SuppressReason>(["paused", "silenced"]);
 
 /** Most incidents held in memory while the store cannot record them; beyond it the oldest is dropped (logged). */
 const MAX_HELD = 1000;
@@ -214,7 +222,7 @@ export class Engine {
       deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason: "store_unavailable" });
       return { suppressed: "store_unavailable", incident: null };
     }
-    if (reason !== null && reason !== "dry_run") return this.suppress(trigger, reason, now);
+    if (reason !== null && reason !== "dry_run") return this.suppress(trigger, reason, now, verdict.detail ?? null);
 
     const dryRun = reason === "dry_run";
     const reservation = deps.guards.reserve(trigger); // in the same step as the verdict: nothing awaited in between
@@ -435,13 +443,14 @@ export class Engine {
     if (FINAL_STATUSES.has(incident.status)) this.active.delete(incident.id);
   }
 
-  private async suppress(trigger: Trigger, reason: SuppressReason, now: number): Promise<TriggerOutcome> {
+  private async suppress(trigger: Trigger, reason: SuppressReason, now: number, detail: string | null = null): Promise<TriggerOutcome> {
     const { deps } = this;
     const mode = isDryRun(trigger, deps.dryRun);
     const latestId = deps.guards.latestIncident(trigger.rule.name, trigger.keyString, mode);
-    if (latestId === null && ROLLED_UP_REASONS.has(reason)) {
+    const hold = HOLD_REASONS.has(reason) ? detail : null;
+    if (latestId === null && (ROLLED_UP_REASONS.has(reason) || HOLD_REASONS.has(reason))) {
       deps.metrics.triggers.inc({ rule: trigger.rule.name, outcome: "suppressed", reason });
-      return this.rollUp(trigger, reason, now);
+      return this.rollUp(trigger, reason, now, hold);
     }
     let incident: Incident | null = null;
     if (latestId !== null) {
@@ -466,6 +475,7 @@ export class Engine {
       deps.guards.opened(incident, now);
       deps.guards.closed(incident);
     }
+    if (hold !== null) noteHold(incident, reason, hold, now);
     noteSuppressed(incident, reason, now);
     deps.log.info(
       OperatorEvent.suppressed,
@@ -482,10 +492,12 @@ export class Engine {
   }
 
   /** A key without an incident that a rule-wide guard stopped: listed in the hour's rollup record, written by `flush()`. */
-  private rollUp(trigger: Trigger, reason: SuppressReason, now: number): TriggerOutcome {
+  private rollUp(trigger: Trigger, reason: SuppressReason, now: number, hold: string | null = null): TriggerOutcome {
     const { deps } = this;
     const noted = deps.guards.rollups.note(trigger, reason, now);
     const { incident } = noted;
+    // A hold not yet named on the record (a new silence, a pause extended) is written at the next flush.
+    if (hold !== null && noteHold(incident, reason, hold, now)) deps.guards.rollups.markDirty(incident);
     // A repeat of a listed key is counted on its record and in the metrics, not logged: a flood's lines would be the log.
     if (!noted.added && !noted.unlisted) return { suppressed: reason, incident };
     const fields = { incident: incident.id, rule: trigger.rule.name, userId: trigger.userId, reason };

@@ -4,8 +4,11 @@
  * reason (a closed set, so metric labels stay bounded), and the reason is
  * recorded on the key's open or latest incident.
  *
- * Order: not_leader, in_flight, user_busy, cooldown, max_attempts,
- * rate_limit, circuit_open, dry_run. `user_busy` spans rules: while any rule's
+ * Order: not_leader, paused, silenced, in_flight, user_busy, cooldown,
+ * max_attempts, rate_limit, circuit_open, dry_run. `paused` and `silenced`
+ * are on-call's holds (ADR 22): a person's word comes before any guard of the
+ * rules, and their verdict carries which hold, whose, and why, for the
+ * record. `user_busy` spans rules: while any rule's
  * ladder is acting on a user (on the same pod, or where either side does not
  * know the pod), a trigger of another rule for that user waits its turn.
  *
@@ -44,6 +47,8 @@ interface Guard {
   reason: SuppressReason;
   /** True when this guard stops the trigger. */
   stops(ctx: GuardContext, state: GuardState): boolean;
+  /** When it stops it: what the record should say beyond the reason. */
+  detail?(ctx: GuardContext, state: GuardState): string | null;
 }
 
 export interface GuardVerdict {
@@ -51,7 +56,32 @@ export interface GuardVerdict {
   reason: SuppressReason | null;
   /** The guards checked before the verdict, in order (for the record). */
   passed: SuppressReason[];
+  /** For a hold (`paused`, `silenced`): which one, whose, until when and why, as the record says it. */
+  detail?: string;
 }
+
+/** What a hold is checked against: the trigger's user, pod (null when unknown) and rule. */
+export interface HoldSubject {
+  userId: string;
+  pod: string | null;
+  rule: string;
+}
+
+/**
+ * On-call's holds (ADR 22): the pause and the silences in force. Each answer
+ * is the line the record gets (which hold, whose, until when, why), or null.
+ */
+export interface Holds {
+  /** The pause in force at `now`, or null. */
+  paused(now: number): string | null;
+  /** A silence in force at `now` that matches `subject`, or null. */
+  silenced(subject: HoldSubject, now: number): string | null;
+}
+
+/** No hold ever (replay, rule tests, and a GuardState nobody gave holds). */
+export const NO_HOLDS: Holds = { paused: () => null, silenced: () => null };
+
+const holdSubject = (t: Trigger): HoldSubject => ({ userId: t.userId, pod: t.pod, rule: t.rule.name });
 
 /**
  * A rule's circuit breaker, kept so that it does not depend on the order in
@@ -181,6 +211,8 @@ export interface Reservation {
 export class GuardState {
   /** Is this term still allowed to act? The term sets it to "my signal has not aborted". */
   leader: () => boolean = () => true;
+  /** On-call's pause and silences (ADR 22); the term sets them, none otherwise. */
+  holds: Holds = NO_HOLDS;
   private readonly live: Ledger;
   private readonly dry: Ledger;
   /** Keys with a live ladder running, or reserved by a trigger being recorded: the incident id, or "" while reserved. */
@@ -346,6 +378,12 @@ export class GuardState {
 /** The guards, in order. Cooldowns, attempts, hourly limits and breakers are read from the trigger's own mode's ledger. */
 export const GUARDS: readonly Guard[] = [
   { reason: "not_leader", stops: (_ctx, s) => !s.leader() },
+  { reason: "paused", stops: ({ now }, s) => s.holds.paused(now) !== null, detail: ({ now }, s) => s.holds.paused(now) },
+  {
+    reason: "silenced",
+    stops: ({ trigger, now }, s) => s.holds.silenced(holdSubject(trigger), now) !== null,
+    detail: ({ trigger, now }, s) => s.holds.silenced(holdSubject(trigger), now),
+  },
   { reason: "in_flight", stops: ({ trigger: t }, s) => s.inFlightFor(t.rule.name, t.keyString) },
   { reason: "user_busy", stops: ({ trigger: t }, s) => s.userBusy(t.userId, t.pod) },
   {
@@ -375,7 +413,10 @@ export const GUARDS: readonly Guard[] = [
 export function checkGuards(ctx: GuardContext, state: GuardState, guards: readonly Guard[] = GUARDS): GuardVerdict {
   const passed: SuppressReason[] = [];
   for (const guard of guards) {
-    if (guard.stops(ctx, state)) return { reason: guard.reason, passed };
+    if (guard.stops(ctx, state)) {
+      const detail = guard.detail?.(ctx, state) ?? null;
+      return detail === null ? { reason: guard.reason, passed } : { reason: guard.reason, passed, detail };
+    }
     passed.push(guard.reason);
   }
   return { reason: null, passed };

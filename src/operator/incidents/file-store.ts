@@ -3,7 +3,12 @@
  * principle 6). Each incident is two files:
  *
  * - `<dir>/<id>.json`: the record (the Incident schema), and
- * - `<dir>/<id>.md`: the Markdown rendered from it, for on-call.
+ * - `<dir>/<id>.md`: the Markdown rendered from it, for on-call,
+ *
+ * and, once someone acks it or adds a note (`reclaim incidents ack|note`),
+ * `<dir>/<id>.human.jsonl`: the human entries, which only people append to
+ * and the operator never writes (human.ts says why). Every read merges them
+ * into the record's `human`; a save never writes `human` into the `.json`.
  *
  * Each file is written atomically: a temp file in the same folder, fsync,
  * rename over the target, fsync the folder. The JSON goes first: a crash
@@ -15,8 +20,9 @@ import { mkdir, readFile, readdir, unlink } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { z } from "zod";
 import { fsyncDir as fsyncDirectory, writeFileAtomic } from "../atomic-file.js";
+import { ackBy, appendHumanFile, HUMAN_FILE_SUFFIX, HumanEntryError, humanFilePath, readHumanFile, type HumanAppend, type HumanTimelineStore } from "./human.js";
 import { renderMarkdown } from "./markdown.js";
-import { FINAL_STATUSES, INCIDENT_ID_PATTERN, Incident } from "./model.js";
+import { FINAL_STATUSES, INCIDENT_ID_PATTERN, Incident, type HumanEntry } from "./model.js";
 import { IncidentIdError, IncidentRecordError, IncidentStoreError, IncidentStoreErrorCode, type IncidentFilter, type IncidentStore } from "./store.js";
 
 /** The folder incidents are kept in when none is given. */
@@ -32,7 +38,7 @@ export function assertIncidentId(id: unknown): asserts id is string {
   if (typeof id !== "string" || !INCIDENT_ID_PATTERN.test(id)) throw new IncidentIdError(id);
 }
 
-/** A `*.json` file that `list` skipped, and why. */
+/** A `*.json` file that `list` skipped (or a `*.human.jsonl` it could not read), and why. */
 export interface SkippedRecord {
   file: string;
   reason: string;
@@ -42,7 +48,10 @@ export interface SkippedRecord {
 export interface IncidentScan {
   /** The incidents that matched the filter, oldest first (by `detectedAt`, then id). */
   incidents: Incident[];
-  /** `*.json` files that were unreadable or invalid: not incidents, not fatal. */
+  /**
+   * `*.json` files that were unreadable or invalid: not incidents, not fatal. Also
+   * `*.human.jsonl` files that could not be read: their incidents are listed without human entries.
+   */
   skipped: SkippedRecord[];
   /** Temp files left by an interrupted save: ignored (the record they would have replaced is still whole). */
   tempFiles: number;
@@ -58,11 +67,12 @@ export interface FileIncidentStoreOptions {
 
 /**
  * `IncidentStore` over a folder (default `./incidents`). Safe for any number of
- * readers beside one writing process. Overlapping saves of one id land in no
- * set order (each file still whole); callers that can overlap wrap the store
- * in `OrderedStore`.
+ * readers beside one writing process, and for people adding human entries
+ * (`appendHuman`, from any number of processes) at the same time. Overlapping
+ * saves of one id land in no set order (each file still whole); callers that
+ * can overlap wrap the store in `OrderedStore`.
  */
-export class FileIncidentStore implements IncidentStore {
+export class FileIncidentStore implements IncidentStore, HumanTimelineStore {
   /** The folder, as an absolute path. */
   readonly dir: string;
   /** How many `*.json` files the last `list` skipped as unreadable or invalid (see `scan` for which, and why). */
@@ -84,7 +94,11 @@ export class FileIncidentStore implements IncidentStore {
 
   async save(incident: Incident): Promise<void> {
     assertIncidentId((incident as { id?: unknown } | null)?.id);
-    const { json, record } = serialize(incident);
+    // People own the human entries (their own file): what the caller holds may be stale, and is not written.
+    const owned = { ...incident };
+    delete owned.human;
+    delete owned.humanDropped;
+    const { json, record } = serialize(owned);
     // Rendered from what will be on disk, so the .md matches what `show` renders from the .json.
     const markdown = this.render(record);
     const jsonPath = this.recordPath(incident.id);
@@ -102,7 +116,50 @@ export class FileIncidentStore implements IncidentStore {
     if (created !== undefined) await fsyncDir(dirname(created)).catch(() => undefined);
 
     await writeAtomic(jsonPath, json);
-    await writeAtomic(mdPath, markdown);
+    // Read as late as possible, so the rendering misses as little as it can of an entry added meanwhile
+    // (`appendHuman` renders again after its entry is written). An unreadable file only costs the rendering.
+    const human = await readHumanFile(humanFilePath(this.dir, incident.id)).catch(() => null);
+    await writeAtomic(mdPath, human === null ? markdown : this.render({ ...record, ...human }));
+  }
+
+  /**
+   * Adds a human entry (HumanTimelineStore): one line appended to
+   * `<id>.human.jsonl`, never a rewrite of the operator's `<id>.json`, so a
+   * save running at the same time loses nothing and is not disturbed. An ack
+   * by someone who has acknowledged the incident already is not added
+   * (`recorded: false`). The `.md` is rendered again afterwards. Resolves
+   * null, writing nothing, when there is no such incident.
+   */
+  async appendHuman(id: string, entry: HumanEntry): Promise<HumanAppend | null> {
+    const before = await this.get(id);
+    if (before === null) return null;
+    if (entry.kind === "ack" && ackBy(before, entry.by) !== null) return { incident: before, recorded: false };
+    const path = humanFilePath(this.dir, id);
+    try {
+      await appendHumanFile(path, entry);
+    } catch (err) {
+      if (err instanceof HumanEntryError) throw err;
+      throw writeError(`could not add to ${path}`, path, err);
+    }
+    const after = await this.get(id);
+    if (after === null) {
+      // Removed (retention) since the first read: the entry goes with it rather than stay behind without a record.
+      await unlink(path).catch(() => undefined);
+      return null;
+    }
+    // Only the rendering: the entry is on record, `show` renders from the records, and the next save renders again.
+    await writeAtomic(join(this.dir, `${id}.md`), this.render(after)).catch(() => undefined);
+    return { incident: after, recorded: true };
+  }
+
+  /** The human entries of `id` (null when it has none), a failure to read them as an IncidentStoreError. */
+  private async readHuman(id: string): Promise<Awaited<ReturnType<typeof readHumanFile>>> {
+    const path = humanFilePath(this.dir, id);
+    try {
+      return await readHumanFile(path);
+    } catch (err) {
+      throw new IncidentStoreError(IncidentStoreErrorCode.read, `could not read the human entries ${path}: ${describe(err)}`, path, { cause: err });
+    }
   }
 
   async get(id: string): Promise<Incident | null> {
@@ -118,7 +175,7 @@ export class FileIncidentStore implements IncidentStore {
     if (!parsed.ok) {
       throw new IncidentStoreError(IncidentStoreErrorCode.corrupt, `incident record ${path} is corrupt: ${parsed.reason}`, path, { cause: parsed.cause });
     }
-    return parsed.incident;
+    return withHuman(parsed.incident, await this.readHuman(id));
   }
 
   async list(filter: IncidentFilter = {}): Promise<Incident[]> {
@@ -141,8 +198,8 @@ export class FileIncidentStore implements IncidentStore {
   }
 
   /**
-   * Removes an incident: its `.md` first, then its `.json`, then syncs the
-   * folder. A crash in between leaves the record whole (only its rendering
+   * Removes an incident: its `.md` first, then its human entries, then its
+   * `.json`, then syncs the folder. A crash in between leaves the record whole (only its rendering
    * gone), so the next removal finishes the job. Returns whether a record
    * was there. Throws IncidentIdError on a malformed id, and
    * IncidentStoreError (`ERR_RECLAIM_INCIDENT_WRITE`) when a file exists but
@@ -161,8 +218,10 @@ export class FileIncidentStore implements IncidentStore {
       }
     };
     const hadMarkdown = await unlinkIfThere(mdPath);
+    // Before the record: a crash in between leaves a record without its human entries, which the next run removes, not a file without a record.
+    const hadHuman = await unlinkIfThere(humanFilePath(this.dir, id));
     const hadRecord = await unlinkIfThere(jsonPath);
-    if (hadMarkdown || hadRecord) await fsyncDir(this.dir);
+    if (hadMarkdown || hadHuman || hadRecord) await fsyncDir(this.dir);
     return hadRecord;
   }
 
@@ -181,6 +240,7 @@ export class FileIncidentStore implements IncidentStore {
       });
     }
     const statuses = filter.status === undefined ? undefined : new Set(filter.status);
+    const humanFiles = new Set(names.filter((name) => name.endsWith(HUMAN_FILE_SUFFIX)));
     const incidents: Incident[] = [];
     const skipped: SkippedRecord[] = [];
     let tempFiles = 0;
@@ -214,11 +274,27 @@ export class FileIncidentStore implements IncidentStore {
       if (statuses !== undefined && !statuses.has(incident.status)) continue;
       if (filter.rule !== undefined && incident.rule !== filter.rule) continue;
       if (filter.since !== undefined && !(Date.parse(incident.updatedAt) >= filter.since)) continue;
-      incidents.push(incident);
+      let human: Awaited<ReturnType<typeof readHumanFile>> = null;
+      if (humanFiles.has(`${id}${HUMAN_FILE_SUFFIX}`)) {
+        try {
+          human = await readHumanFile(humanFilePath(this.dir, id));
+        } catch (err) {
+          // Listed all the same: the operator rebuilds its guards from this list, and the entries are people's, not its own.
+          skipped.push({ file: humanFilePath(this.dir, id), reason: `its human entries are unreadable (the incident is listed without them): ${describe(err)}` });
+        }
+      }
+      incidents.push(withHuman(incident, human));
     }
     incidents.sort(oldestFirst);
     return { incidents, skipped, tempFiles };
   }
+}
+
+/** `incident` with the human entries from its own file (and none that its `.json` may hold). */
+function withHuman(incident: Incident, human: Awaited<ReturnType<typeof readHumanFile>>): Incident {
+  delete incident.human;
+  delete incident.humanDropped;
+  return human === null ? incident : { ...incident, ...human };
 }
 
 /** The later of `closedAt` and `updatedAt` (ms); +Infinity when neither parses, so such a record is never "old". */

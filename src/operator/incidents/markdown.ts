@@ -1,8 +1,9 @@
 /**
  * The Markdown that on-call reads: one incident rendered in the shape of an
- * SRE postmortem — summary, impact, timeline, evidence, actions,
- * verification, suppressed triggers, follow-ups. Derived from the JSON
- * record, never the other way round.
+ * SRE postmortem — summary, impact, timeline (the operator's decisions
+ * and on-call's acks and notes), evidence, actions, verification,
+ * suppressed triggers, follow-ups; the first acknowledgement at the top.
+ * Derived from the JSON record, never the other way round.
  *
  * Every string in a record is treated as attacker-influenced (log messages,
  * field names and values, titles built from them, error texts): it goes
@@ -17,7 +18,8 @@
  * for GitHub; the text dialect only makes invisible characters visible and
  * keeps each value on one line, with no backslashes, backticks or table pipes.
  */
-import type { EvidenceEntry, Incident, RungRun, UserSnapshot } from "./model.js";
+import { acknowledgement } from "./human.js";
+import { MAX_HUMAN_TEXT, type EvidenceEntry, type Incident, type RungRun, type UserSnapshot } from "./model.js";
 
 /** Longest evidence message shown (characters); the record caps it at MAX_EVIDENCE_MESSAGE too. */
 const MAX_MESSAGE = 500;
@@ -125,6 +127,8 @@ function render(incident: Incident, d: Dialect): string {
   out.push(...d.heading(1, d.text(title, MAX_TEXT)));
   out.push(`Incident ${d.code(incident.id)} · ${d.text(incident.severity)} · ${d.text(incident.status)}`, "");
   if (incident.dryRun) out.push(...d.callout(`${d.strong("Dry run:")} the operator recorded what it would do and did not act on the factory.`));
+  const ack = acknowledgement(incident);
+  if (ack !== null) out.push(`${d.strong("Acknowledged")} by ${d.text(ack.by)} at ${d.text(ack.at)}.`, "");
 
   out.push(...summary(incident, d));
   if (incident.rollup !== undefined) out.push(...rollupKeys(incident, d));
@@ -148,6 +152,14 @@ function summary(i: Incident, d: Dialect): string[] {
         ["Status", d.text(i.status)],
         ["Severity", d.text(i.severity)],
         ["Rule", d.text(i.rule)],
+        ...(i.ruleInfo === undefined
+          ? []
+          : [
+              ["Rule revision", d.code(i.ruleInfo.revision, { inTable: true })],
+              ...(i.ruleInfo.description === undefined ? [] : [["Rule description", d.text(i.ruleInfo.description, MAX_TEXT)]]),
+              ["Runbook", i.ruleInfo.runbook === undefined ? "—" : d.code(i.ruleInfo.runbook, { inTable: true })],
+            ]),
+        ...(i.operatorVersion === undefined ? [] : [["Operator version", d.text(i.operatorVersion)]]),
         ...(i.rollup === undefined
           ? [
               ["Key", d.code(i.keyString, { inTable: true })],
@@ -217,13 +229,35 @@ function impact(i: Incident, d: Dialect): string[] {
   ];
 }
 
+/** The operator's decisions and people's entries (acks, notes), in time order; at the same time the decision comes first. */
 function timeline(i: Incident, d: Dialect): string[] {
   const out = [...d.heading(2, "Timeline")];
   if (i.decisionsDropped > 0) {
     out.push(d.note(`${i.decisionsDropped} earlier ${plural(i.decisionsDropped, "decision was", "decisions were")} dropped; the record keeps the latest ${i.decisions.length}.`), "");
   }
-  if (i.decisions.length === 0) return [...out, d.note("No decisions recorded."), ""];
-  return [...out, ...d.table(["Time", "Decision", "Detail"], i.decisions.map((x) => [d.text(x.at), d.text(x.kind), d.text(x.detail, MAX_TEXT)]))];
+  const dropped = i.humanDropped ?? 0;
+  if (dropped > 0) {
+    out.push(d.note(`${dropped} human ${plural(dropped, "entry was", "entries were")} dropped (beyond the limit, oldest notes first, or unreadable).`), "");
+  }
+  const human = i.human ?? [];
+  if (i.decisions.length === 0 && human.length === 0) return [...out, d.note("No decisions recorded."), ""];
+  const humanRow = (h: (typeof human)[number]): string[] => [
+    d.text(h.at),
+    h.kind === "ack" ? "acknowledged" : "note",
+    `by ${d.text(h.by)}${h.text === "" ? "" : `: ${d.text(h.text, MAX_HUMAN_TEXT)}`}`,
+  ];
+  // Merged, not sorted: the decisions keep the order they were made in, and each human entry goes before the first
+  // decision made after it (an unparseable time, which Reclaim never writes, goes last).
+  const people = human.map((h, n) => ({ h, n, t: Date.parse(h.at) })).sort((a, b) => a.t - b.t || a.n - b.n);
+  const rows: string[][] = [];
+  let next = 0;
+  for (const x of i.decisions) {
+    const t = Date.parse(x.at);
+    while (next < people.length && people[next]!.t < t) rows.push(humanRow(people[next++]!.h));
+    rows.push([d.text(x.at), d.text(x.kind), d.text(x.detail, MAX_TEXT)]);
+  }
+  while (next < people.length) rows.push(humanRow(people[next++]!.h));
+  return [...out, ...d.table(["Time", "Decision", "Detail"], rows)];
 }
 
 function evidence(i: Incident, d: Dialect): string[] {
@@ -245,7 +279,19 @@ function evidence(i: Incident, d: Dialect): string[] {
     fieldsCell(e, d),
     e.insertId === null ? "—" : d.text(e.insertId, MAX_FIELD_VALUE),
   ]);
-  return [...out, ...d.table(["#", "Time", "Severity", "Event", "Message", "Fields", "Insert id"], rows)];
+  // A way back to each entry in the logs: the file and byte offset, or the Logs Explorer link.
+  const where = i.evidence.entries.flatMap((e, n) =>
+    e.file !== undefined
+      ? [[String(n + 1), d.code(`${e.file.path}:${e.file.offset}`, { inTable: true }), d.text(`byte offset ${e.file.offset} (e.g. tail -c +${e.file.offset + 1} FILE | head -1)`)]]
+      : e.logsUrl !== undefined
+        ? [[String(n + 1), d.code(e.logsUrl, { inTable: true }), "Logs Explorer, by its insert id"]]
+        : [],
+  );
+  return [
+    ...out,
+    ...d.table(["#", "Time", "Severity", "Event", "Message", "Fields", "Insert id"], rows),
+    ...(where.length === 0 ? [] : [...d.heading(3, "Where each entry is"), ...d.table(["#", "Where", "How to read it"], where)]),
+  ];
 }
 
 /** `name=value, …` with names sorted; strings as they are, anything else as JSON. */

@@ -39,6 +39,9 @@ export const SuppressReason = z.enum([
   "stale",
   "no_target",
   "store_unavailable",
+  // On-call's holds (ADR 22): `reclaim pause` and `reclaim silence add`.
+  "paused",
+  "silenced",
 ]);
 export type SuppressReason = z.infer<typeof SuppressReason>;
 
@@ -60,6 +63,10 @@ export const EvidenceEntry = z.object({
   message: z.string().max(MAX_EVIDENCE_MESSAGE + 1),
   fields: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])),
   insertId: z.string().nullable(),
+  /** Where the line is in a file source: its path and byte offset (absent for other sources and older records). */
+  file: z.object({ path: z.string().max(4096), offset: z.number().int().nonnegative() }).optional(),
+  /** A Cloud Logging Logs Explorer link to the entry (by its insertId), when it came from Cloud Logging. */
+  logsUrl: z.url({ protocol: /^https$/ }).max(4096).optional(),
 });
 export type EvidenceEntry = z.infer<typeof EvidenceEntry>;
 
@@ -134,6 +141,41 @@ export const Decision = z.object({
   detail: z.string(),
 });
 export type Decision = z.infer<typeof Decision>;
+
+/** Most human entries (acks and notes) a record keeps; beyond, the oldest notes are dropped (and counted) before any ack. */
+export const MAX_HUMAN_ENTRIES = 50;
+/** Longest name in `by` (UTF-16 code units). */
+export const MAX_HUMAN_NAME = 64;
+/** Longest text of a note or of an ack's comment (UTF-16 code units). */
+export const MAX_HUMAN_TEXT = 2000;
+/** What a name may not hold: control, format (bidi, zero-width) and separator characters, lone surrogates. */
+const NOT_IN_NAME = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
+/** What a text may not hold: control characters other than newline, bidi controls, line/paragraph separators, lone surrogates. */
+const NOT_IN_TEXT = /(?!\n)\p{Cc}|[\p{Cs}\p{Zl}\p{Zp}\u202a-\u202e\u2066-\u2069]/u;
+
+/** Who wrote a human entry: 1 to MAX_HUMAN_NAME characters, no control characters, no space at either end. */
+export const HumanName = z
+  .string()
+  .min(1)
+  .max(MAX_HUMAN_NAME)
+  .refine((s) => !NOT_IN_NAME.test(s), "must not contain control, format or separator characters")
+  .refine((s) => s.trim() === s, "must not start or end with white space");
+/** A note's text or an ack's comment: at most MAX_HUMAN_TEXT characters, no control characters but newline. */
+export const HumanText = z
+  .string()
+  .max(MAX_HUMAN_TEXT)
+  .refine((s) => !NOT_IN_TEXT.test(s), "must not contain control characters other than newline, bidi controls or separators");
+
+/**
+ * One entry a person added to an incident's timeline (`reclaim incidents
+ * ack|note`): an acknowledgement (its text an optional comment) or a note
+ * (its text required). Written by people only: the operator never changes
+ * them (see human.ts for how each store keeps them through its writes).
+ */
+export const HumanEntry = z
+  .object({ at: Iso, kind: z.enum(["ack", "note"]), by: HumanName, text: HumanText })
+  .refine((e) => e.kind === "ack" || e.text.trim() !== "", { message: "a note needs text", path: ["text"] });
+export type HumanEntry = z.infer<typeof HumanEntry>;
 
 /** Most distinct keys one rollup record lists: its JSON stays near 300 KB, far below what a Kubernetes object may hold (1.5 MiB). */
 export const MAX_ROLLUP_KEYS = 1000;
@@ -212,6 +254,25 @@ export const Incident = z.object({
     totalMs: z.number().nonnegative().nullable(),
   }),
   followUps: z.array(z.string()).max(MAX_FOLLOW_UPS),
+  /**
+   * The rule as it was when the incident opened: its description, its
+   * runbook (`spec.runbook`) and its revision (a digest of its content, so a
+   * record names the exact rule that acted). Absent in older records.
+   */
+  ruleInfo: z
+    .object({ description: z.string().max(2000).optional(), runbook: z.string().max(2000).optional(), revision: z.string().regex(/^[0-9a-f]{12}$/) })
+    .optional(),
+  /** The operator release that opened it (absent in older records). */
+  operatorVersion: z.string().max(64).optional(),
+  /**
+   * What people added (acks and notes), oldest first, at most
+   * MAX_HUMAN_ENTRIES; an ack per person. Owned by people: a save by the
+   * operator keeps what is on record (human.ts). Absent in older records and
+   * until someone adds one.
+   */
+  human: z.array(HumanEntry).max(MAX_HUMAN_ENTRIES).optional(),
+  /** Human entries dropped beyond MAX_HUMAN_ENTRIES (oldest notes first), or unreadable. Absent with `human`. */
+  humanDropped: z.number().int().nonnegative().optional(),
   /**
    * Only on a rollup record: the keys it stands for. Its `target` is then the
    * first key listed, `key` is empty, and it never counts as any key's incident.

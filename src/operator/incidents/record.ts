@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import type { LogEvent } from "../sources/event.js";
 import type { Trigger } from "../detect/detector.js";
 import { renderTitle } from "../rules/template.js";
+import { RECLAIM_VERSION } from "../../contract/version.js";
 import {
   FINAL_STATUSES,
   MAX_DECISIONS,
@@ -51,7 +52,46 @@ export function evidenceOf(event: LogEvent): EvidenceEntry {
     message: event.message.length > MAX_EVIDENCE_MESSAGE ? `${event.message.slice(0, MAX_EVIDENCE_MESSAGE)}…` : event.message,
     fields,
     insertId: event.insertId,
+    ...(event.origin === undefined ? {} : { file: { path: event.origin.path, offset: event.origin.offset } }),
+    ...logsExplorer(event),
   };
+}
+
+/** Cloud Logging's project ids: 6 to 30 lower-case letters, digits and hyphens. */
+const PROJECT_ID = /^[a-z][a-z0-9-]{4,28}[a-z0-9]$/;
+
+/**
+ * A Logs Explorer link to one Cloud Logging entry: its insertId, within a
+ * minute either side of its time, in its resource's project. None without
+ * an insertId or a project id the link could be trusted to name.
+ */
+function logsExplorer(event: LogEvent): { logsUrl?: string } {
+  const project = event.resource.project_id;
+  if (event.insertId === null || project === undefined || !PROJECT_ID.test(project)) return {};
+  const query = encodeURIComponent(`insertId="${event.insertId.replace(/["\\]/g, "")}"`);
+  const range = encodeURIComponent(`${iso(event.time - 60_000)}/${iso(event.time + 60_000)}`);
+  return { logsUrl: `https://console.cloud.google.com/logs/query;query=${query};timeRange=${range};cursorTimestamp=${iso(event.time)}?project=${project}` };
+}
+
+/** A rule's revision: a digest of its parsed content, so a record names the exact rule version that acted. */
+const revisions = new WeakMap<object, string>();
+export function ruleRevision(rule: Trigger["rule"]["rule"]): string {
+  let revision = revisions.get(rule);
+  if (revision === undefined) {
+    revision = createHash("sha256").update(canonicalJson({ name: rule.metadata.name, spec: rule.spec })).digest("hex").slice(0, 12);
+    revisions.set(rule, revision);
+  }
+  return revision;
+}
+
+/** JSON with object keys sorted, so equal rules give equal digests whatever their key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
 }
 
 /** The title of a trigger's incident, from the rule's template. */
@@ -110,6 +150,12 @@ export function newIncident(trigger: Trigger, options: NewIncidentOptions): Inci
     after: null,
     durations: { detectMs: Math.max(0, now - trigger.firstAt), mitigateMs: null, totalMs: null },
     followUps: [],
+    ruleInfo: {
+      ...(spec.description === undefined ? {} : { description: spec.description }),
+      ...(spec.runbook === undefined ? {} : { runbook: spec.runbook }),
+      revision: ruleRevision(trigger.rule.rule),
+    },
+    operatorVersion: RECLAIM_VERSION,
   };
   decide(
     incident,
@@ -128,6 +174,19 @@ export function noteSuppressed(incident: Incident, reason: SuppressReason, now: 
   entry.lastAt = iso(now);
   incident.suppressed[reason] = entry;
   incident.updatedAt = iso(now);
+}
+
+/**
+ * Says on the record which hold of on-call's (a silence, the pause: ADR 22)
+ * stopped a trigger counted on it: once per hold and wording, so a user
+ * silenced for hours adds one decision, not one per trigger. Returns
+ * whether it added one.
+ */
+export function noteHold(incident: Incident, reason: SuppressReason, detail: string, now: number): boolean {
+  const line = `not acted on (${reason}): ${detail}`;
+  if (incident.decisions.some((d) => d.kind === "suppressed" && d.detail === line)) return false;
+  decide(incident, "suppressed", line, now);
+  return true;
 }
 
 /** Moves an incident to a final status and fills its durations. */

@@ -1,7 +1,8 @@
 /**
- * The CustomResourceDefinitions of Reclaim's two custom resources, Incident
- * and RemediationRule. Their `openAPIV3Schema` is generated from the zod
- * schemas in resources.ts (`z.toJSONSchema`, draft 2020-12) and converted to
+ * The CustomResourceDefinitions of Reclaim's custom resources, Incident,
+ * RemediationRule and Silence. Their `openAPIV3Schema` is generated from the
+ * zod schemas in resources.ts and silence/model.ts (`z.toJSONSchema`, draft
+ * 2020-12) and converted to
  * a Kubernetes *structural* schema, which the API server requires:
  *
  * - `$ref`/`$defs` are inlined; a recursive reference (`z.json()`) cannot be
@@ -29,6 +30,7 @@
  */
 import { RE2JS } from "re2js";
 import { z } from "zod";
+import { Incident } from "../incidents/model.js";
 import {
   GROUP,
   INCIDENT,
@@ -39,6 +41,8 @@ import {
   RuleObjectStatus,
   VERSION,
 } from "./resources.js";
+import { SilenceSpec } from "../silence/model.js";
+import { SILENCE } from "../silence/object.js";
 
 /** A node of a Kubernetes structural schema (the subset of JSONSchemaProps this module writes). */
 export interface StructuralSchema {
@@ -92,7 +96,8 @@ export interface CustomResourceDefinition {
       name: string;
       served: boolean;
       storage: boolean;
-      subresources: { status: Record<string, never> };
+      /** Incident and RemediationRule have a status subresource; Silence has no status. */
+      subresources: { status?: Record<string, never> };
       additionalPrinterColumns: PrinterColumn[];
       schema: { openAPIV3Schema: StructuralSchema };
     }[];
@@ -436,7 +441,7 @@ function convertScalar(node: JsonSchemaNode, type: Scalar): StructuralSchema {
 }
 
 /** The root of a custom resource's schema: apiVersion, kind, metadata, spec and status. */
-function resourceSchema(description: string, spec: StructuralSchema, status: StructuralSchema): StructuralSchema {
+function resourceSchema(description: string, spec: StructuralSchema, status?: StructuralSchema): StructuralSchema {
   return {
     type: "object",
     description,
@@ -445,7 +450,7 @@ function resourceSchema(description: string, spec: StructuralSchema, status: Str
       kind: { type: "string" },
       metadata: { type: "object" },
       spec,
-      status,
+      ...(status === undefined ? {} : { status }),
     },
     required: ["spec"],
   };
@@ -457,7 +462,12 @@ function described(schema: StructuralSchema, description: string): StructuralSch
 
 const CRD_LABELS = { "app.kubernetes.io/name": "reclaim", "app.kubernetes.io/part-of": "reclaim" };
 
-function crd(names: typeof INCIDENT | typeof RULE, columns: PrinterColumn[], openAPIV3Schema: StructuralSchema): CustomResourceDefinition {
+function crd(
+  names: typeof INCIDENT | typeof RULE | typeof SILENCE,
+  columns: PrinterColumn[],
+  openAPIV3Schema: StructuralSchema,
+  withStatus = true,
+): CustomResourceDefinition {
   return {
     apiVersion: "apiextensions.k8s.io/v1",
     kind: "CustomResourceDefinition",
@@ -470,7 +480,7 @@ function crd(names: typeof INCIDENT | typeof RULE, columns: PrinterColumn[], ope
         plural: names.plural,
         singular: names.singular,
         shortNames: [...names.shortNames],
-        // `kubectl get reclaim` lists both kinds.
+        // `kubectl get reclaim` lists every kind.
         categories: ["reclaim"],
       },
       scope: "Namespaced",
@@ -479,7 +489,7 @@ function crd(names: typeof INCIDENT | typeof RULE, columns: PrinterColumn[], ope
           name: VERSION,
           served: true,
           storage: true,
-          subresources: { status: {} },
+          subresources: withStatus ? { status: {} } : {},
           additionalPrinterColumns: columns,
           schema: { openAPIV3Schema },
         },
@@ -497,7 +507,10 @@ const AGE: PrinterColumn = { name: "Age", type: "date", jsonPath: ".metadata.cre
  */
 export function incidentCrd(): CustomResourceDefinition {
   const spec = toStructuralSchema(z.toJSONSchema(IncidentResourceSpec, { unrepresentable: "any" }));
-  const status = toStructuralSchema(z.toJSONSchema(IncidentResourceStatus, { unrepresentable: "any" }));
+  // Plus people's acks and notes (`reclaim incidents ack|note`), which only they write into the status: without
+  // them in the schema the API server would prune them.
+  const withHuman = IncidentResourceStatus.extend({ human: Incident.shape.human, humanDropped: Incident.shape.humanDropped });
+  const status = toStructuralSchema(z.toJSONSchema(withHuman, { unrepresentable: "any" }));
   return crd(
     INCIDENT,
     [
@@ -534,7 +547,34 @@ export function remediationRuleCrd(): CustomResourceDefinition {
   );
 }
 
-/** Both CRDs, Incident first. */
+/**
+ * The Silence CRD (ADR 22): on-call's silences and the pause (the Silence
+ * named `pause`, without matchers), written by `reclaim silence` and
+ * `reclaim pause`, watched by the operator. The record is the spec; no status.
+ */
+export function silenceCrd(): CustomResourceDefinition {
+  const spec = toStructuralSchema(z.toJSONSchema(SilenceSpec, { unrepresentable: "any" }));
+  return crd(
+    SILENCE,
+    [
+      { name: "User", type: "string", jsonPath: ".spec.matchers.userId" },
+      { name: "Pod", type: "string", jsonPath: ".spec.matchers.pod" },
+      { name: "Rule", type: "string", jsonPath: ".spec.matchers.rule" },
+      // A string, not a date: kubectl prints a date column as an age, and an end is usually in the future.
+      { name: "Ends", type: "string", jsonPath: ".spec.endsAt" },
+      { name: "By", type: "string", jsonPath: ".spec.createdBy" },
+      { name: "Comment", type: "string", jsonPath: ".spec.comment", priority: 1 },
+      AGE,
+    ],
+    resourceSchema(
+      "A hold on Reclaim's automation: a silence (its matchers: userId, pod, rule; every one given must match) or, named pause and without matchers, the pause of everything. Made with `reclaim silence add` / `reclaim pause`.",
+      described(spec, "Who holds what back, from when until when, and why; `expiredBy` once ended early."),
+    ),
+    false,
+  );
+}
+
+/** Every CRD: Incident, RemediationRule, Silence. */
 export function reclaimCrds(): CustomResourceDefinition[] {
-  return [incidentCrd(), remediationRuleCrd()];
+  return [incidentCrd(), remediationRuleCrd(), silenceCrd()];
 }

@@ -3,11 +3,16 @@
  * created (with its spec) before the first rung; its progress is written
  * through the status subresource after each step. A 409 Conflict (someone
  * else wrote since we read) is retried with the current resourceVersion — the
- * leader is the only writer, so the newest state is always ours.
+ * leader is the only writer of everything but `status.human`, so the newest
+ * state is always ours. `status.human` is people's (`reclaim incidents
+ * ack|note`, `appendHuman`): every status write carries over the entries it
+ * read, under that read's resourceVersion, so an entry added in between makes
+ * the write fail with 409 and the next attempt keeps it (human.ts).
  */
 import * as k8s from "@kubernetes/client-node";
-import { FINAL_STATUSES, INCIDENT_ID_PATTERN, type Incident } from "../incidents/model.js";
-import { IncidentStoreError, IncidentStoreErrorCode, type IncidentFilter, type IncidentStore } from "../incidents/store.js";
+import { addHumanEntry, humanPartOf, type HumanAppend, type HumanTimelineStore } from "../incidents/human.js";
+import { FINAL_STATUSES, INCIDENT_ID_PATTERN, type HumanEntry, type Incident } from "../incidents/model.js";
+import { IncidentIdError, IncidentStoreError, IncidentStoreErrorCode, type IncidentFilter, type IncidentStore } from "../incidents/store.js";
 import { systemTimers, type Timers } from "../../contract/clock.js";
 import { statusOf, withDeadline } from "./client.js";
 import {
@@ -24,6 +29,8 @@ import {
 
 /** Most attempts at a status write that keeps meeting 409 Conflict. */
 const CONFLICT_RETRIES = 5;
+/** Most attempts at adding a human entry that keeps meeting 409 Conflict (the operator may be writing the same incident). */
+const HUMAN_CONFLICT_RETRIES = 8;
 
 /** Where the store's calls keep time, and how long each may take (default 10 s). */
 export interface KubernetesIncidentStoreOptions {
@@ -31,7 +38,7 @@ export interface KubernetesIncidentStoreOptions {
   callTimeoutMs?: number;
 }
 
-export class KubernetesIncidentStore implements IncidentStore {
+export class KubernetesIncidentStore implements IncidentStore, HumanTimelineStore {
   /** Objects that exist, by name, with the labels and spec last written (as JSON). */
   private readonly known = new Map<string, { labels: string; spec: string }>();
   /** How many objects the last `list` skipped as invalid. */
@@ -90,14 +97,71 @@ export class KubernetesIncidentStore implements IncidentStore {
   private async writeStatus(name: string, object: IncidentObject): Promise<void> {
     const base = { group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural, name };
     for (let attempt = 1; ; attempt++) {
-      const current = (await this.call(`reading Incident ${name}`, (o) => this.api.getNamespacedCustomObject(base, o))) as { metadata?: { resourceVersion?: string } };
+      const current = (await this.call(`reading Incident ${name}`, (o) => this.api.getNamespacedCustomObject(base, o))) as {
+        metadata?: { resourceVersion?: string };
+        status?: unknown;
+      };
+      // People's entries, as read: what the operator holds may be stale (or none), and they are not its to change.
+      const status: Record<string, unknown> = { ...object.status };
+      delete status.human;
+      delete status.humanDropped;
+      Object.assign(status, humanPartOf(current.status));
       try {
         await this.call(`writing the status of Incident ${name}`, (o) =>
-          this.api.replaceNamespacedCustomObjectStatus({ ...base, body: { ...object, metadata: { ...object.metadata, resourceVersion: current.metadata?.resourceVersion } } }, o),
+          this.api.replaceNamespacedCustomObjectStatus(
+            { ...base, body: { ...object, status, metadata: { ...object.metadata, resourceVersion: current.metadata?.resourceVersion } } },
+            o,
+          ),
         );
         return;
       } catch (err) {
         if (statusOf(err) !== 409 || attempt >= CONFLICT_RETRIES) throw err;
+      }
+    }
+  }
+
+  /**
+   * Adds a human entry to `status.human` (HumanTimelineStore): reads the
+   * object, adds the entry to what it read, and replaces the status under
+   * that read's resourceVersion; on 409 Conflict (the operator or someone
+   * else wrote in between) it starts again from a fresh read, up to 8
+   * attempts. Only `human` changes: the rest of the status is written back as
+   * read. An ack by someone who has acknowledged the incident already writes
+   * nothing (`recorded: false`). Resolves null when there is no such
+   * incident; throws IncidentIdError on a malformed id, before any call.
+   */
+  async appendHuman(id: string, entry: HumanEntry): Promise<HumanAppend | null> {
+    if (!INCIDENT_ID_PATTERN.test(id)) throw new IncidentIdError(id);
+    const name = incidentObjectName(id);
+    const base = { group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural, name };
+    const where = `Incident ${this.namespace}/${name}`;
+    for (let attempt = 1; ; attempt++) {
+      let current: IncidentObject;
+      try {
+        current = (await this.call(`reading ${where}`, (o) => this.api.getNamespacedCustomObject(base, o))) as IncidentObject;
+      } catch (err) {
+        if (statusOf(err) === 404) return null;
+        throw new Error(`could not read ${where}: ${describe(err)}`, { cause: err });
+      }
+      if (current.status === undefined) {
+        // Between the operator's create and its first status write: there is nothing to add to yet.
+        throw new IncidentStoreError(IncidentStoreErrorCode.read, `${where} has no status yet (the operator is writing it); try again`, name);
+      }
+      let incident: Incident;
+      try {
+        incident = fromIncidentObject(current);
+      } catch (invalid) {
+        throw new IncidentStoreError(IncidentStoreErrorCode.corrupt, `${where} is not a valid record`, name, { cause: invalid });
+      }
+      if (!addHumanEntry(incident, entry)) return { incident, recorded: false };
+      const status = { ...current.status, human: incident.human, humanDropped: incident.humanDropped };
+      try {
+        await this.call(`adding to ${where}`, (o) => this.api.replaceNamespacedCustomObjectStatus({ ...base, body: { ...current, status } }, o));
+        return { incident, recorded: true };
+      } catch (err) {
+        if (statusOf(err) !== 409 || attempt >= HUMAN_CONFLICT_RETRIES) {
+          throw new Error(`could not add to ${where}${statusOf(err) === 409 ? ` (${attempt} conflicting writes in a row)` : ""}: ${describe(err)}`, { cause: err });
+        }
       }
     }
   }
@@ -148,6 +212,10 @@ export class KubernetesIncidentStore implements IncidentStore {
     this.lastListSkipped = skipped;
     return incidents.sort((a, b) => Date.parse(a.detectedAt) - Date.parse(b.detectedAt) || a.id.localeCompare(b.id));
   }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** Does an incident in this status still need the ladder? */

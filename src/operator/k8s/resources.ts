@@ -33,6 +33,8 @@ export const IncidentResourceSpec = Incident.pick({
   firstEntryAt: true,
   detectedAt: true,
   evidence: true,
+  ruleInfo: true,
+  operatorVersion: true,
 });
 export type IncidentResourceSpec = z.infer<typeof IncidentResourceSpec>;
 

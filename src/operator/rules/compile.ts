@@ -14,6 +14,14 @@ export interface Match {
   groups: Record<string, string>;
 }
 
+/**
+ * Why an entry did not match, in the order the trigger checks: `event` (not
+ * one of its events), `severity` (below minSeverity), `where:FIELD` (that
+ * condition failed; the first failing one), `pattern` (not found in the
+ * message), `metric` (a metric rule matches no log entry).
+ */
+export type Miss = "event" | "severity" | `where:${string}` | "pattern" | "metric";
+
 export interface CompiledRule {
   readonly name: string;
   readonly rule: RemediationRule;
@@ -24,6 +32,8 @@ export interface CompiledRule {
    */
   readonly needles: string[] | null;
   match(event: LogEvent): Match | null;
+  /** `match`, saying why when the entry does not match (replay explains a result of 0 with it); as cheap. */
+  explain(event: LogEvent): Match | Miss;
 }
 
 /** A pattern that is not valid RE2 syntax. */
@@ -69,30 +79,36 @@ function holds(condition: FieldCondition, value: unknown): boolean {
 export function compileRule(rule: RemediationRule): CompiledRule {
   const trigger = rule.spec.trigger.log;
   // A metric rule matches no log line (no needles: no candidate lines either); its evaluator fires it.
-  if (trigger === undefined) return { name: rule.metadata.name, rule, needles: [], match: () => null };
+  if (trigger === undefined) return { name: rule.metadata.name, rule, needles: [], match: () => null, explain: () => "metric" };
   const events = trigger.event === undefined ? null : new Set(Array.isArray(trigger.event) ? trigger.event : [trigger.event]);
   const minRank = trigger.minSeverity === undefined ? -1 : severityRank(trigger.minSeverity);
-  const where = Object.entries(trigger.where ?? {});
+  // Each condition with its Miss made once, so that explaining a miss allocates nothing.
+  const where = Object.entries(trigger.where ?? {}).map(([name, condition]) => ({ name, condition, miss: `where:${name}` as const }));
   const pattern = trigger.pattern === undefined ? null : compilePattern(trigger.pattern);
   const groupNames = pattern === null ? [] : Object.keys(pattern.namedGroups());
+  const explain = (event: LogEvent): Match | Miss => {
+    if (events !== null && (event.event === null || !events.has(event.event))) return "event";
+    if (severityRank(event.severity) < minRank) return "severity";
+    for (const { name, condition, miss } of where) if (!holds(condition, fieldValue(event, name))) return miss;
+    if (pattern === null) return { groups: {} };
+    const matcher = pattern.matcher(event.message);
+    if (!matcher.find()) return "pattern";
+    const groups: Record<string, string> = {};
+    for (const name of groupNames) {
+      const value = matcher.group(name);
+      if (value !== null) groups[name] = value;
+    }
+    return { groups };
+  };
   return {
     name: rule.metadata.name,
     rule,
     needles: events === null ? null : [...events].map((e) => JSON.stringify(e)),
     match(event) {
-      if (events !== null && (event.event === null || !events.has(event.event))) return null;
-      if (severityRank(event.severity) < minRank) return null;
-      for (const [name, condition] of where) if (!holds(condition, fieldValue(event, name))) return null;
-      if (pattern === null) return { groups: {} };
-      const matcher = pattern.matcher(event.message);
-      if (!matcher.find()) return null;
-      const groups: Record<string, string> = {};
-      for (const name of groupNames) {
-        const value = matcher.group(name);
-        if (value !== null) groups[name] = value;
-      }
-      return { groups };
+      const result = explain(event);
+      return typeof result === "string" ? null : result;
     },
+    explain,
   };
 }
 

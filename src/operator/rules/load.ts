@@ -17,6 +17,7 @@ import { z } from "zod";
 import { compilePattern, compileRule, PatternError, type CompiledRule } from "./compile.js";
 import { FactoryEvent } from "../../contract/events.js";
 import { RemediationRule } from "./schema.js";
+import { placeholders, titleSources } from "./template.js";
 
 /** The event names the factory writes (`src/contract/events.ts`). */
 const FACTORY_EVENTS: ReadonlySet<string> = new Set(Object.values(FactoryEvent));
@@ -149,6 +150,89 @@ async function expand(path: string): Promise<string[] | RuleError> {
   }
 }
 
+/**
+ * The YAML files of `paths` as `loadRules` finds them (a file as given; a
+ * folder's `*.yaml` and `*.yml` files directly in it, sorted, dotfiles
+ * skipped), and a RuleError at 1:1 for each path that cannot be read or a
+ * folder without any.
+ */
+export async function yamlFiles(paths: readonly string[]): Promise<{ files: string[]; errors: RuleError[] }> {
+  const files: string[] = [];
+  const errors: RuleError[] = [];
+  for (const path of paths) {
+    const expanded = await expand(path);
+    if (expanded instanceof RuleError) errors.push(new RuleError(expanded.file, 1, 1, expanded.message.replace("no rule files", "no YAML files")));
+    else files.push(...expanded);
+  }
+  return { files, errors };
+}
+
+/** A one-document YAML file that passed its schema, and where its nodes are. */
+export interface YamlDocument<T> {
+  value: T;
+  /**
+   * The 1-based position of the node at `path` (or of its nearest existing
+   * parent), as errors report it: a scalar itself, a mapping or list at its key.
+   */
+  positionOf(path: readonly Segment[]): Position;
+}
+
+/**
+ * Reads `file`, one YAML document, and validates it against `schema` with
+ * the same reporting as rule files: every problem goes to `errors` as
+ * `file:line:col: path: message` (an unknown key at the key, a wrong type at
+ * the value, a missing key at the mapping that lacks it). `noun` names the
+ * document in messages ("a rule test file"). Null when there was any problem.
+ * Files above MAX_RULE_FILE_BYTES are refused.
+ */
+export async function loadYamlDocument<S extends z.ZodType>(file: string, schema: S, noun: string, errors: RuleError[]): Promise<YamlDocument<z.output<S>> | null> {
+  let text: string;
+  try {
+    const info = await stat(file);
+    if (info.size > MAX_RULE_FILE_BYTES) {
+      errors.push(new RuleError(file, 1, 1, `file is larger than ${MAX_RULE_FILE_BYTES} bytes`));
+      return null;
+    }
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    errors.push(new RuleError(file, 1, 1, `cannot read: ${fsReason(err)}`));
+    return null;
+  }
+  const lineCounter = new LineCounter();
+  const at = (offset: number): Position => lineCounter.linePos(offset);
+  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, logLevel: "error" });
+  const before = errors.length;
+  const contentful: Document.Parsed[] = [];
+  for (const doc of docs) {
+    for (const e of doc.errors) {
+      const p = at(e.pos[0]);
+      errors.push(new RuleError(file, p.line, p.col, `invalid YAML: ${e.message}`));
+    }
+    const root = doc.contents;
+    if (doc.errors.length === 0 && root !== null && !(isScalar(root) && root.value === null)) contentful.push(doc);
+  }
+  if (errors.length > before) return null;
+  if (contentful.length === 0) {
+    errors.push(new RuleError(file, 1, 1, `the file is empty; ${noun} holds ${andList(topKeys(schema))}`));
+    return null;
+  }
+  const doc = contentful[0]!;
+  if (contentful.length > 1) {
+    const p = at(contentful[1]!.range[0]);
+    errors.push(new RuleError(file, p.line, p.col, `a second document: ${noun} holds one`));
+    return null;
+  }
+  const problems: RuleError[] = [];
+  const value = validate({ schema, noun }, doc, (path, message, target = "node") => {
+    const p = at(offsetOf(doc, path, target));
+    const where = dotted(path);
+    problems.push(new RuleError(file, p.line, p.col, where === "" ? message : `${where}: ${message}`));
+  });
+  errors.push(...problems.sort((a, b) => a.line - b.line || a.col - b.col));
+  if (value === null || problems.length > 0) return null;
+  return { value, positionOf: (path) => at(offsetOf(doc, path, "node")) };
+}
+
 function fsReason(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === "ENOENT") return "no such file or folder";
@@ -156,7 +240,8 @@ function fsReason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-interface Position {
+/** A 1-based line and column in a source file. */
+export interface Position {
   line: number;
   col: number;
 }
@@ -169,7 +254,8 @@ interface Candidate {
   namePosition: Position;
 }
 
-type Segment = string | number;
+/** One step of a path into a document: a mapping key or a list index. */
+export type Segment = string | number;
 
 async function loadFile(file: string, errors: RuleError[], options: LoadOptions, warnings: RuleError[]): Promise<Candidate[]> {
   let text: string;
@@ -208,7 +294,7 @@ async function loadFile(file: string, errors: RuleError[], options: LoadOptions,
       const where = dotted(path);
       errors.push(new RuleError(file, p.line, p.col, where === "" ? message : `${where}: ${message}`));
     };
-    const rule = validate(doc, report);
+    const rule = validate(RULE_DOCUMENT, doc, report);
     if (rule === null) continue;
     const events = rule.spec.trigger.log?.event;
     if (events !== undefined) {
@@ -224,9 +310,14 @@ async function loadFile(file: string, errors: RuleError[], options: LoadOptions,
       for (const i of restarts) report(["spec", "ladder", i, "rung"], "restartPod needs Kubernetes mode (--target pod); this operator acts through --control URL");
       if (restarts.length > 0) continue;
     }
+    const compiled = compile(rule, report);
+    const titled = checkTitle(rule, doc, text, (offset, message, warning) => {
+      const p = at(offset);
+      (warning ? warnings : errors).push(new RuleError(file, p.line, p.col, message));
+    });
     const candidate: Candidate = {
       rule,
-      compiled: compile(rule, report),
+      compiled: titled ? compiled : null,
       line: at(root.range?.[0] ?? 0).line,
       namePosition: at(offsetOf(doc, ["metadata", "name"], "node")),
     };
@@ -243,13 +334,21 @@ async function loadFile(file: string, errors: RuleError[], options: LoadOptions,
 
 type Report = (path: readonly Segment[], message: string, target?: Target) => void;
 
-/** The document as a rule, or null after reporting every problem the schema finds. */
-function validate(doc: Document.Parsed, report: Report): RemediationRule | null {
+/** What a kind of document is, for messages: its schema, and what to call it ("a rule"). */
+interface DocumentKind<S extends z.ZodType> {
+  schema: S;
+  noun: string;
+}
+
+const RULE_DOCUMENT: DocumentKind<typeof RemediationRule> = { schema: RemediationRule, noun: "a rule" };
+
+/** The document as `kind`, or null after reporting every problem the schema finds. */
+function validate<S extends z.ZodType>(kind: DocumentKind<S>, doc: Document.Parsed, report: Report): z.output<S> | null {
   let data: unknown;
-  let parsed: ReturnType<typeof RemediationRule.safeParse>;
+  let parsed: z.ZodSafeParseResult<z.output<S>>;
   try {
     data = doc.toJS(); // maxAliasCount (default 100) stops an alias bomb
-    parsed = RemediationRule.safeParse(data, { reportInput: true });
+    parsed = kind.schema.safeParse(data, { reportInput: true });
   } catch (err) {
     report([], `cannot validate this document: ${err instanceof Error ? err.message : String(err)}`);
     return null;
@@ -260,7 +359,7 @@ function validate(doc: Document.Parsed, report: Report): RemediationRule | null 
   for (const path of inexact) report(path, "this number is too large to be held exactly: quote it");
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      for (const problem of describeIssue(issue, [], data)) report(problem.path, problem.message, problem.target);
+      for (const problem of describeIssue(kind, issue, [], data)) report(problem.path, problem.message, problem.target);
     }
     return null;
   }
@@ -297,6 +396,68 @@ function compile(rule: RemediationRule, report: Report): CompiledRule | null {
     }
   }
   return ok ? compiled : null;
+}
+
+const TITLE_PATH = ["spec", "incident", "title"];
+
+/**
+ * Checks that every `{{field}}` of the title is filled in by something
+ * (`titleSources`): an error at the placeholder's `{` when nothing ever
+ * provides it (the title would always show "?"), a warning when it cannot be
+ * known (entries that are not the factory's, a metric's series labels).
+ * `{{match.NAME}}` is `compile`'s business. False when there was an error.
+ */
+function checkTitle(
+  rule: RemediationRule,
+  doc: Document.Parsed,
+  text: string,
+  report: (offset: number, message: string, warning: boolean) => void,
+): boolean {
+  const title = rule.spec.incident.title;
+  const all = placeholders(title);
+  const sources = titleSources(rule);
+  const unprovided = all.map((p, i) => ({ p, i })).filter(({ p }) => !p.name.startsWith("match.") && !sources.provided.has(p.name));
+  if (unprovided.length === 0) return true;
+  const offsets = placeholderOffsets(doc, text, all.length);
+  const available = [...sources.provided].join(", ");
+  for (const { p, i } of unprovided) {
+    const hint = p.name.startsWith("resource.") ? "; resource labels reach a title only as a key field (spec.key)" : "";
+    if (sources.open === null) {
+      const written = sources.events === null || sources.events.length === 0 ? "the entries it matches never carry it" : `the factory never writes it on ${orList(sources.events)}`;
+      report(offsets(i), `${dotted(TITLE_PATH)}: ${p.text} is filled in by nothing: it is not a key field, no where condition requires it, and ${written}; every title would show "?"${hint} (available: ${available})`, false);
+    } else {
+      report(offsets(i), `warning: ${dotted(TITLE_PATH)}: ${p.text} cannot be checked: ${sources.open}; where an entry lacks it the title shows "?"${hint} (always available: ${available})`, true);
+    }
+  }
+  return sources.open !== null;
+}
+
+/**
+ * Where the `n`th placeholder of the title starts in the source, for each
+ * `n`: its `{` inside the title scalar. When the source does not spell the
+ * placeholders as the value holds them (an escape inside one), the title's own
+ * position; when the title is not in the source (the default), its nearest parent's.
+ */
+function placeholderOffsets(doc: Document.Parsed, text: string, count: number): (n: number) => number {
+  const node = scalarAt(doc, TITLE_PATH);
+  const fallback = offsetOf(doc, TITLE_PATH, "node");
+  if (node === null || node.range === undefined || node.range === null) return () => fallback;
+  const start = node.range[0];
+  const spelled = placeholders(text.slice(start, node.range[1]));
+  if (spelled.length !== count) return () => start;
+  return (n) => start + (spelled[n]?.index ?? 0);
+}
+
+/** The scalar node at `path`, aliases resolved, or null. */
+function scalarAt(doc: Document.Parsed, path: readonly Segment[]): YamlNode | null {
+  let node: unknown = doc.contents;
+  for (const segment of path) {
+    if (isAlias(node)) node = node.resolve(doc);
+    if (!isMap(node)) return null;
+    node = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment))?.value;
+  }
+  if (isAlias(node)) node = node.resolve(doc);
+  return isScalar(node) ? node : null;
 }
 
 /** `node`: the node at the path (or its nearest existing parent); `key`: the mapping key that ends the path. */
@@ -339,7 +500,7 @@ function offsetOf(doc: Document.Parsed, path: readonly Segment[], target: Target
 }
 
 /** `spec.ladder[1].rung`; a key that is not a plain name is quoted: `where["bad-key"]`. */
-function dotted(path: readonly PropertyKey[]): string {
+export function dotted(path: readonly PropertyKey[]): string {
   let out = "";
   for (const segment of path) {
     if (typeof segment === "number") out += `[${segment}]`;
@@ -377,6 +538,7 @@ const TYPE_NAMES: Record<string, string> = {
   int: "a whole number",
   boolean: "a boolean",
   object: "a mapping",
+  record: "a mapping",
   array: "a list",
 };
 
@@ -397,6 +559,16 @@ function typeMismatch(issues: readonly z.core.$ZodIssue[]): string[] | null {
   return expected;
 }
 
+/** The fields of a document's top-level mapping. */
+function topKeys(schema: z.ZodType): string[] {
+  const s = unwrap(schema);
+  return s instanceof z.ZodObject ? Object.keys(s.shape) : [];
+}
+
+function andList(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)}`;
+}
+
 function orList(items: readonly string[]): string {
   const unique = [...new Set(items)];
   return unique.length <= 1 ? (unique[0] ?? "") : `${unique.slice(0, -1).join(", ")} or ${unique.at(-1)}`;
@@ -411,7 +583,7 @@ function bound(origin: string, limit: number | bigint, inclusive: boolean, small
 }
 
 /** Turns one zod issue into messages an SRE can act on, each at the path it is about. */
-function describeIssue(issue: z.core.$ZodIssue, prefix: readonly Segment[], data: unknown): Problem[] {
+function describeIssue(kind: DocumentKind<z.ZodType>, issue: z.core.$ZodIssue, prefix: readonly Segment[], data: unknown): Problem[] {
   const path = [...prefix, ...issue.path.map((s) => (typeof s === "symbol" ? String(s) : s))];
   const here = valueAt(data, path);
   const got = `got ${shown(here.value)}`;
@@ -419,7 +591,7 @@ function describeIssue(issue: z.core.$ZodIssue, prefix: readonly Segment[], data
   switch (issue.code) {
     case "invalid_type":
       if (!here.found) return one(path.length === 0 ? "the document is empty" : "is required");
-      if (path.length === 0) return one(`a rule must be a mapping with apiVersion, kind, metadata and spec, ${got}`);
+      if (path.length === 0) return one(`${kind.noun} must be a mapping with ${andList(topKeys(kind.schema))}, ${got}`);
       return one(`expected ${TYPE_NAMES[issue.expected] ?? issue.expected}, ${got}`);
     case "invalid_value": {
       const values = issue.values.map((v) => JSON.stringify(v));
@@ -434,8 +606,8 @@ function describeIssue(issue: z.core.$ZodIssue, prefix: readonly Segment[], data
       return one(`${bound(issue.origin, limit, issue.inclusive ?? true, small)}, ${count}`);
     }
     case "unrecognized_keys": {
-      const allowed = objectAt(RemediationRule, path, data);
-      const hint = allowed === null ? "" : ` (allowed here: ${Object.keys(allowed.shape).join(", ")})`;
+      const allowed = keysAt(kind.schema, path, data);
+      const hint = allowed === null ? "" : ` (allowed here: ${allowed.join(", ")})`;
       return issue.keys.map((key) => ({ path: [...path, key], message: `unknown field${hint}`, target: "key" as const }));
     }
     case "invalid_key":
@@ -449,8 +621,11 @@ function describeIssue(issue: z.core.$ZodIssue, prefix: readonly Segment[], data
       if (expected !== null) return one(`expected ${orList(expected)}, ${got}`);
       // The branch that got past the type check is the one the author meant: report its problems.
       const meant = issue.errors.find((branch) => typeMismatch(branch) === null) ?? [];
-      return meant.flatMap((inner) => describeIssue(inner, path, data));
+      return meant.flatMap((inner) => describeIssue(kind, inner, path, data));
     }
+    case "custom":
+      // A refinement that says what it expected ("expected a time such as …") is shown with what it got, like a type error.
+      return one(issue.message.startsWith("expected ") ? `${issue.message}, ${got}` : issue.message);
     default:
       return one(issue.message);
   }
@@ -475,26 +650,33 @@ function literalsMatch(object: z.ZodObject, data: unknown): boolean {
   });
 }
 
-/** The object schema that validates the value at `path`, to list its fields in an "unknown field" message. */
-function objectAt(schema: z.ZodType, path: readonly Segment[], data: unknown): z.ZodObject | null {
+/**
+ * The keys allowed in the mapping at `path`, to list them in an "unknown
+ * field" message: an object's fields, or the values of a record's enum keys.
+ */
+function keysAt(schema: z.ZodType, path: readonly Segment[], data: unknown): string[] | null {
   const s = unwrap(schema);
   if (s instanceof z.ZodUnion) {
     for (const option of s.options as readonly z.ZodType[]) {
       const o = unwrap(option);
       if (o instanceof z.ZodObject && !literalsMatch(o, data)) continue;
-      const found = objectAt(option, path, data);
+      const found = keysAt(option, path, data);
       if (found !== null) return found;
     }
     return null;
   }
   const [head, ...rest] = path;
-  if (head === undefined) return s instanceof z.ZodObject ? s : null;
+  if (head === undefined) {
+    if (s instanceof z.ZodObject) return Object.keys(s.shape);
+    const keys = s instanceof z.ZodRecord ? unwrap(s.keyType as z.ZodType) : null;
+    return keys instanceof z.ZodEnum ? (keys.options as (string | number)[]).map(String) : null;
+  }
   const next = valueAt(data, [head]).value;
   if (s instanceof z.ZodObject) {
     const field = (s.shape as Record<string, z.ZodType | undefined>)[String(head)];
-    return field === undefined ? null : objectAt(field, rest, next);
+    return field === undefined ? null : keysAt(field, rest, next);
   }
-  if (s instanceof z.ZodArray) return objectAt(s.element as z.ZodType, rest, next);
-  if (s instanceof z.ZodRecord) return objectAt(s.valueType as z.ZodType, rest, next);
+  if (s instanceof z.ZodArray) return keysAt(s.element as z.ZodType, rest, next);
+  if (s instanceof z.ZodRecord) return keysAt(s.valueType as z.ZodType, rest, next);
   return null;
 }

@@ -17,23 +17,30 @@
  *         - { rule: factory-lockout, key: { userId: u1, pod: p }, action: act, firstRung: probe }
  * ```
  */
-import { readFile, readdir, stat } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
-import { LineCounter, parseDocument } from "yaml";
+import { stat } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { normalize, type LogEvent } from "../sources/event.js";
+import { SuppressReason } from "../incidents/model.js";
 import { replay, type ReplayIncident } from "../replay.js";
-import { loadRules, RuleError } from "./load.js";
+import { dotted, loadRules, loadYamlDocument, RuleError, yamlFiles, type Segment, type YamlDocument } from "./load.js";
+
+/** The rungs a ladder may name (schema.ts, LadderRung). */
+const RUNGS = ["conservative", "probe", "force", "degrade", "restartPod"] as const;
 
 const ExpectedIncident = z
   .object({
-    rule: z.string(),
+    rule: z.string().min(1),
     key: z.record(z.string(), z.union([z.string(), z.number()]).transform(String)).optional(),
     action: z.enum(["act", "dry_run", "suppressed"]).default("act"),
-    firstRung: z.string().optional(),
+    firstRung: z.enum(RUNGS).optional(),
     /** When the incident opens (event time), ISO 8601. */
-    at: z.string().optional(),
-    suppressed: z.record(z.string(), z.number().int()).optional(),
+    at: z
+      .string()
+      .refine((t) => !Number.isNaN(Date.parse(t)), "expected a time such as 2026-11-26T12:00:00Z")
+      .optional(),
+    /** Later triggers suppressed, by reason (model.ts, SuppressReason). */
+    suppressed: z.partialRecord(SuppressReason, z.number().int().min(0)).optional(),
   })
   .strict();
 
@@ -45,13 +52,16 @@ const TestCase = z
   })
   .strict();
 
+/** A rule test file: the rule files it tests (relative to itself) and its cases. */
 export const RuleTestFile = z
   .object({
     rules: z.array(z.string().min(1)).min(1),
     tests: z.array(TestCase).min(1),
   })
   .strict();
+export type RuleTestFile = z.infer<typeof RuleTestFile>;
 
+/** How one case went. */
 export interface CaseResult {
   file: string;
   name: string;
@@ -60,104 +70,109 @@ export interface CaseResult {
   problems: string[];
 }
 
+/** What `runRuleTests` found. */
 export interface RuleTestRun {
   results: CaseResult[];
-  /** Problems with the test files or the rules they name (each is also a failure). */
+  /**
+   * Problems with the test files or the rules they name, each at its
+   * `file:line:col` like `rules validate`'s (each is also a failure; a case
+   * with a problem in its own input is not run).
+   */
   errors: RuleError[];
   passed: number;
   failed: number;
 }
 
-/** Test files in `paths` (files, or folders whose `*.yaml` / `*.yml` files are tests). */
-async function testFiles(paths: readonly string[]): Promise<string[]> {
-  const files: string[] = [];
-  for (const p of paths) {
-    const s = await stat(p).catch(() => null);
-    if (s?.isDirectory() === true) {
-      for (const name of (await readdir(p)).sort()) if (/\.ya?ml$/.test(name)) files.push(join(p, name));
-    } else {
-      files.push(p);
-    }
-  }
-  return files;
-}
-
-/** Runs every test in `paths`. */
+/**
+ * Runs every test in `paths`: files, or folders whose `*.yaml` / `*.yml`
+ * files are tests (as `loadRules` reads a folder). A test file is checked
+ * before anything runs: unknown keys, wrong types, missing keys, rule files
+ * that cannot be read, expectations naming a rule the file does not load,
+ * and input entries that are not log entries are errors at their position.
+ */
 export async function runRuleTests(paths: readonly string[]): Promise<RuleTestRun> {
   const results: CaseResult[] = [];
-  const errors: RuleError[] = [];
-  for (const file of await testFiles(paths)) {
-    const parsed = await readTestFile(file, errors);
-    if (parsed === null) continue;
-    const loaded = await loadRules(parsed.rules.map((r) => resolve(dirname(file), r)));
+  const { files, errors } = await yamlFiles(paths);
+  for (const file of files) {
+    const doc = await loadYamlDocument(file, RuleTestFile, "a rule test file", errors);
+    if (doc === null) continue;
+    const at = (path: readonly Segment[], message: string): RuleError => {
+      const p = doc.positionOf(path);
+      return new RuleError(file, p.line, p.col, `${dotted(path)}: ${message}`);
+    };
+    const ruleFiles = await readableRuleFiles(file, doc, at, errors);
+    if (ruleFiles === null) continue;
+    const loaded = await loadRules(ruleFiles);
     if (loaded.errors.length > 0) {
       errors.push(...loaded.errors);
       continue;
     }
     const rules = loaded.rules.map((r) => r.compiled);
-    for (const test of parsed.tests) {
-      const problems: string[] = [];
-      const events: LogEvent[] = [];
-      test.input.forEach((entry, i) => {
-        let value: unknown = entry;
-        if (typeof entry === "string") {
-          try {
-            value = JSON.parse(entry);
-          } catch {
-            problems.push(`input[${i}] is not JSON`);
-            return;
-          }
+    const names = rules.map((r) => r.name);
+    const problems: RuleError[] = [];
+    for (const [t, test] of doc.value.tests.entries()) {
+      const before = problems.length;
+      const events = inputEvents(test.input, (k, message) => problems.push(at(["tests", t, "input", k], message)));
+      test.expect.incidents.forEach((want, i) => {
+        if (!names.includes(want.rule)) {
+          problems.push(at(["tests", t, "expect", "incidents", i, "rule"], `no rule ${JSON.stringify(want.rule)} in this file's rules (${names.join(", ")})`));
         }
-        const event = normalize(value);
-        if (event === null) problems.push(`input[${i}] is not a log entry with a time`);
-        else events.push(event);
       });
-      if (problems.length === 0) {
-        const report = await replay(rules, events);
-        problems.push(...compare(test.expect.incidents, report.incidents));
-      }
-      results.push({ file, name: test.name, passed: problems.length === 0, problems });
+      if (problems.length > before) continue;
+      const report = await replay(rules, events);
+      const failures = compare(test.expect.incidents, report.incidents);
+      results.push({ file, name: test.name, passed: failures.length === 0, problems: failures });
     }
+    errors.push(...problems);
   }
   const failed = results.filter((r) => !r.passed).length + errors.length;
   return { results, errors, passed: results.filter((r) => r.passed).length, failed };
 }
 
-async function readTestFile(file: string, errors: RuleError[]): Promise<z.infer<typeof RuleTestFile> | null> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (err) {
-    errors.push(new RuleError(file, 1, 1, `cannot read: ${err instanceof Error ? err.message : String(err)}`));
-    return null;
-  }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter });
-  const at = (offset: number | undefined): { line: number; col: number } => {
-    const pos = lineCounter.linePos(offset ?? 0);
-    return { line: pos.line, col: pos.col };
-  };
-  if (doc.errors.length > 0) {
-    for (const e of doc.errors) {
-      const { line, col } = at(e.pos[0]);
-      errors.push(new RuleError(file, line, col, e.message.split("\n")[0]!));
+/** The rule files a test file names, resolved against its folder; null after reporting those that cannot be read, at their entry. */
+async function readableRuleFiles(
+  file: string,
+  doc: YamlDocument<RuleTestFile>,
+  at: (path: readonly Segment[], message: string) => RuleError,
+  errors: RuleError[],
+): Promise<string[] | null> {
+  const resolved = doc.value.rules.map((r) => resolve(dirname(file), r));
+  let ok = true;
+  for (const [i, path] of resolved.entries()) {
+    const problem = await stat(path).then(
+      () => null,
+      (err: unknown) => ((err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file or folder" : err instanceof Error ? err.message : String(err)),
+    );
+    if (problem !== null) {
+      errors.push(at(["rules", i], `cannot read ${path}: ${problem}`));
+      ok = false;
     }
-    return null;
   }
-  const result = RuleTestFile.safeParse(doc.toJS());
-  if (result.success) return result.data;
-  for (const issue of result.error.issues) {
-    // Point at the deepest node of the path that exists.
-    let path = issue.path as (string | number)[];
-    let node = doc.getIn(path, true) as { range?: [number, number, number] } | undefined;
-    while (node?.range === undefined && path.length > 0) {
-      path = path.slice(0, -1);
-      node = doc.getIn(path, true) as { range?: [number, number, number] } | undefined;
+  return ok ? resolved : null;
+}
+
+/** A case's input as log entries; `problem(k, message)` for each entry that is not one. */
+function inputEvents(input: readonly (string | Record<string, unknown>)[], problem: (k: number, message: string) => void): LogEvent[] {
+  const events: LogEvent[] = [];
+  input.forEach((entry, k) => {
+    let value: unknown = entry;
+    if (typeof entry === "string") {
+      try {
+        value = JSON.parse(entry);
+      } catch (err) {
+        problem(k, `is not JSON (${err instanceof Error ? err.message : String(err)}); give a JSON line or a mapping`);
+        return;
+      }
     }
-    const { line, col } = at(node?.range?.[0]);
-    errors.push(new RuleError(file, line, col, `${issue.path.join(".") || "(file)"}: ${issue.message}`));
-  }
-  return null;
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      problem(k, "is not a log entry: give a JSON object (a factory line or a Cloud Logging LogEntry)");
+      return;
+    }
+    const event = normalize(value);
+    if (event === null) problem(k, "is not a log entry: it needs a time (time, or timestamp for a Cloud Logging entry) between the years 0000 and 9999");
+    else events.push(event);
+  });
+  return events;
 }
 
 /** Expected vs replayed incidents, in order. */

@@ -206,6 +206,8 @@ export const IncidentSpec = z
 export const RuleSpec = z
   .object({
     description: z.string().max(2000).optional(),
+    /** What on-call should read when this rule opens an incident: an http(s) URL, carried by records and notifications. */
+    runbook: z.url({ protocol: /^https?$/, error: "runbook must be an http(s) URL" }).max(2000).optional(),
     trigger: Trigger,
     /** `count` matching entries within `window`, in event time (default 1 within 1m). */
     threshold: z

@@ -32,6 +32,8 @@ export interface LogEvent {
   resource: Record<string, string>;
   /** Cloud Logging's `insertId`, when the entry has one: the identity for de-duplication. */
   insertId: string | null;
+  /** Where the line is in a file (path and byte offset), when the source knows: evidence links back to it. */
+  origin?: { path: string; offset: number };
 }
 
 const STRUCTURED_KEYS = new Set(["severity", "message", "time", "timestamp", "msg", "level"]);

@@ -489,7 +489,8 @@ export class FileSource implements LogSource {
     const position: Position = { dev: file.dev, ino: file.ino, offset: regionStart + framed.end, head: file.head };
     const seq = ++this.batches;
     this.stats.linesRead += framed.lines;
-    await onBatch({ data: framed.data, lines: framed.lines, commit: () => this.commit(position, seq) });
+    const origin = framed.cut === true || framed.start === undefined ? {} : { origin: { path: this.path, offset: regionStart + framed.start } };
+    await onBatch({ data: framed.data, lines: framed.lines, commit: () => this.commit(position, seq), ...origin });
   }
 
   /**

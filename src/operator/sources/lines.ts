@@ -29,6 +29,10 @@ export interface Framed {
    * skipped: where a reader that persisted its position would resume.
    */
   end: number;
+  /** Index in the region where `data` starts. */
+  start?: number;
+  /** True when over-long lines were cut out of `data`: byte offsets within it no longer match the input's. */
+  cut?: boolean;
 }
 
 /**
@@ -94,7 +98,7 @@ export class LineFramer {
       this.carried = tail === 0 ? EMPTY : Buffer.from(region.subarray(lineStart));
     }
     if (lines === 0) return { data: null, lines: 0, end: lineStart };
-    if (cuts === null) return { data: region.subarray(first, lineStart), lines, end: lineStart };
+    if (cuts === null) return { data: region.subarray(first, lineStart), lines, end: lineStart, start: first };
     const parts: Buffer[] = [];
     let from = first;
     for (let i = 0; i < cuts.length; i += 2) {
@@ -102,7 +106,7 @@ export class LineFramer {
       from = cuts[i + 1]!;
     }
     if (lineStart > from) parts.push(region.subarray(from, lineStart));
-    return { data: Buffer.concat(parts), lines, end: lineStart };
+    return { data: Buffer.concat(parts), lines, end: lineStart, cut: true };
   }
 
   /** Frames one chunk of a stream (copies only when a partial line is carried). */
@@ -120,7 +124,7 @@ export class LineFramer {
     const carry = this.carried;
     this.reset();
     if (carry.length === 0) return { data: null, lines: 0, end: 0 };
-    return { data: Buffer.concat([carry, Buffer.from("\n")]), lines: 1, end: carry.length };
+    return { data: Buffer.concat([carry, Buffer.from("\n")]), lines: 1, end: carry.length, start: 0 };
   }
 
   /** Forgets the carry and any line being skipped (the input was truncated or replaced). */

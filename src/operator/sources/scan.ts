@@ -271,7 +271,7 @@ export class Scanner {
    * entries at once, so they die young instead of filling the old
    * generation (ADR 12).
    */
-  lazy(batch: Pick<LineBatch, "data" | "lines">): Iterable<LogEvent> {
+  lazy(batch: Pick<LineBatch, "data" | "lines" | "origin">): Iterable<LogEvent> {
     const stats = this.stats;
     stats.linesRead += batch.lines;
     // Where each candidate line is, as numbers: no object per line lives while the batch is handled.
@@ -279,13 +279,17 @@ export class Scanner {
     const bounds: number[] = [];
     scanBatch(data, this.needles, (line) => bounds.push(line.byteOffset - data.byteOffset, line.length));
     stats.candidates += bounds.length / 2;
+    const origin = batch.origin;
     return (function* parse(): Generator<LogEvent> {
       for (let i = 0; i < bounds.length; i += 2) {
         const start = bounds[i]!;
         const event = parseLine(data.subarray(start, start + bounds[i + 1]!));
         if (event === "malformed") stats.malformed++;
         else if (event === "ignored") stats.ignored++;
-        else yield event;
+        else {
+          if (origin !== undefined) event.origin = { path: origin.path, offset: origin.offset + start };
+          yield event;
+        }
       }
     })();
   }

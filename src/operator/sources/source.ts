@@ -20,6 +20,12 @@ export interface LineBatch {
   lines: number;
   /** Persist the position after this batch (call once it has been processed). */
   commit(): Promise<void>;
+  /**
+   * Where `data` starts in a file (the file source): evidence then says the
+   * path and byte offset of each entry, a way back to the log. Absent for
+   * streams, and when over-long lines were cut out of the batch.
+   */
+  origin?: { path: string; offset: number };
 }
 
 /** Counters every source keeps (exported as metrics by the operator). */

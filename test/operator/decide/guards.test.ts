@@ -285,7 +285,7 @@ describe("guards", () => {
     expect("acted" in first && first.acted.id).toBe(only.id);
     expect(only.suppressed.in_flight?.count).toBe(50);
     expect(only.decisions.find((d) => d.kind === "guards_passed")?.detail).toBe(
-      "guards passed: not_leader, in_flight, user_busy, cooldown, max_attempts, rate_limit, circuit_open, dry_run",
+      "guards passed: not_leader, paused, silenced, in_flight, user_busy, cooldown, max_attempts, rate_limit, circuit_open, dry_run",
     );
   });
 

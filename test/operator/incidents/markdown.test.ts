@@ -364,3 +364,32 @@ describeNeeding(CMARK_MISSING, "incident Markdown through GitHub's renderer", ()
     }
   });
 });
+
+describe("what a record carries for on-call, rendered", () => {
+  const withLinks = (): Incident => {
+    const incident = buildIncident({ status: "resolved" });
+    incident.ruleInfo = { description: "Users locked out of chat.", runbook: "https://runbooks.example.com/lockout", revision: "0123456789ab" };
+    incident.operatorVersion = "0.1.0";
+    incident.evidence.entries[0]!.file = { path: "/var/log/fac|tory`.log", offset: 4096 };
+    incident.evidence.entries[1]!.logsUrl = "https://console.cloud.google.com/logs/query;query=insertId%3D%22x%22?project=chat-prod";
+    return Incident.parse(incident);
+  };
+
+  it("the rule's revision, description and runbook, the operator's version, and where each evidence entry is", () => {
+    const md = renderMarkdown(withLinks());
+    expect(md).toContain("| Rule revision | `0123456789ab` |");
+    expect(md).toContain("| Rule description | Users locked out of chat. |");
+    expect(md).toContain("| Runbook | `https://runbooks.example.com/lockout` |");
+    expect(md).toContain("| Operator version | 0\\.1.0 |");
+    expect(md).toContain("### Where each entry is");
+    expect(md).toContain("byte offset 4096 (e.g. tail -c +4097 FILE \\| head -1)");
+    expect(md).toContain("Logs Explorer, by its insert id");
+  });
+
+  it("a hostile path cannot end its table cell or its code span", () => {
+    const line = renderMarkdown(withLinks()).split("\n").find((l) => l.includes(".log:4096"))!;
+    expect(line).toContain(mdCode("/var/log/fac|tory`.log:4096", { inTable: true }));
+    // Three cells: four unescaped pipes outside the code span.
+    expect(line.replace(mdCode("/var/log/fac|tory`.log:4096", { inTable: true }), "X").split(/(?<!\\)\|/).length).toBe(5);
+  });
+});

@@ -152,3 +152,43 @@ describe("renderTitle", () => {
     expect(renderTitle(template, values)).toBe(expected);
   });
 });
+
+describe("compileRule: explain", () => {
+  const trigger: LogTriggerInput = {
+    event: "factory.hard_limit",
+    minSeverity: "ERROR",
+    where: { managers: { gte: 20 }, pod: { exists: true } },
+    pattern: "HARD LIMIT: User (?P<user>\\d+)",
+  };
+  it.each<[string, Partial<LogEvent>, string]>([
+    ["another event", { event: "factory.error" }, "event"],
+    ["no event", { event: null }, "event"],
+    ["below minSeverity", { severity: "WARNING" }, "severity"],
+    ["the first where condition that fails", fields({ managers: 3, pod: undefined }), "where:managers"],
+    ["a later where condition", fields({ pod: undefined }), "where:pod"],
+    ["the pattern not in the message", { message: "something else" }, "pattern"],
+  ])("says why an entry does not match: %s", (_name, over, miss) => {
+    const rule = compileRule(ruleWith(trigger));
+    expect(rule.explain(entry(over))).toBe(miss);
+    expect(rule.match(entry(over))).toBeNull();
+  });
+
+  it("gives the match, with its groups, when it matches, as match does", () => {
+    const rule = compileRule(ruleWith(trigger));
+    expect(rule.explain(entry())).toEqual({ groups: { user: "105945141827451681156" } });
+    expect(rule.match(entry())).toEqual(rule.explain(entry()));
+  });
+
+  it("says a metric rule matches no log entry", () => {
+    const metric = compileRule(
+      RemediationRule.parse({
+        apiVersion: "reclaim.dev/v1",
+        kind: "RemediationRule",
+        metadata: { name: "m" },
+        spec: { trigger: { metric: { query: "max(x)" } }, ladder: [{ rung: "probe" }] },
+      }),
+    );
+    expect(metric.explain(entry())).toBe("metric");
+    expect(metric.match(entry())).toBeNull();
+  });
+});

@@ -5,6 +5,7 @@
  * all-namespaces collections `/api/v1/pods`, `/apis/GROUP/VERSION/PLURAL`.
  */
 import { GROUP, INCIDENT, RULE, VERSION } from "../../../src/operator/k8s/resources.js";
+import { SILENCE } from "../../../src/operator/silence/object.js";
 
 /** One served resource type. */
 export interface ResourceType {
@@ -32,10 +33,11 @@ export interface CustomResourceType {
   statusSubresource?: boolean;
 }
 
-/** Reclaim's own custom resources, both with a status subresource. */
+/** Reclaim's own custom resources: Incident and RemediationRule with a status subresource, Silence without. */
 export const RECLAIM_CUSTOM_RESOURCES: readonly CustomResourceType[] = [
   { group: GROUP, version: VERSION, plural: INCIDENT.plural, kind: INCIDENT.kind },
   { group: GROUP, version: VERSION, plural: RULE.plural, kind: RULE.kind },
+  { group: GROUP, version: VERSION, plural: SILENCE.plural, kind: SILENCE.kind, statusSubresource: false },
 ];
 
 /** The built-in types the server serves, plus the given custom resources. */
