@@ -334,9 +334,9 @@ export interface AfterHumanEntryOptions {
  */
 export async function afterHumanEntry(incident: Incident, options: AfterHumanEntryOptions): Promise<string | null> {
   if (options.entry.kind !== "ack" || options.state === undefined) return null;
-  if (options.store.kind === "k8s") return "notifications: the operator tells the receivers when its next term reads the records (Kubernetes mode)";
+  if (options.store.kind === "k8s") return null; // the operator tells the receivers when its next term reads the records
   const outbox = join(options.state, OUTBOX_DIR);
-  if (!(await stat(outbox).then((s) => s.isDirectory(), () => false))) return `notifications: none queued (no outbox in ${options.state}: the operator sends none)`;
+  if (!(await stat(outbox).then((s) => s.isDirectory(), () => false))) return null; // no outbox: the operator sends no notifications
   const notice = noticeOf(incident, { externalUrl: options.externalUrl ?? null, now: Date.now(), acknowledged: acknowledgement(incident) });
   await dropNotice(outbox, notice);
   return `notifications: the acknowledgement is queued in ${outbox}`;

@@ -55,7 +55,7 @@ spec:
     title: "Lockout: {{userId}}"
 `;
 
-const SPEC_FIELDS = "description, trigger, threshold, key, maxAge, ladder, verify, guards, incident";
+const SPEC_FIELDS = "description, runbook, trigger, threshold, key, maxAge, ladder, verify, guards, incident";
 
 describe("loadRules: one problem, at its node", () => {
   it.each<[string, string, string[]]>([
