@@ -13,7 +13,8 @@ import { Command, Option } from "commander";
 import { formatDuration } from "../contract/duration.js";
 import { Author, Comment, DEFAULT_PAUSE_MS, expired, isActive, MAX_PAUSE_MS, MIN_HOLD_MS, newPause, PAUSE_ID, type Silence } from "../operator/silence/model.js";
 import { durationIn } from "./options.js";
-import { failure, openHoldStore, pruneEnded, scanOrFail, schemaArg, terminal, withHoldStore, type HoldStoreFlags } from "./silence.js";
+import { failure, openHoldStore, pruneEnded, scanOrFail, schemaArg, withHoldStore, type HoldStoreFlags } from "./silence.js";
+import { terminal } from "./terminal.js";
 
 interface PauseFlags extends HoldStoreFlags {
   for: number;

@@ -15,7 +15,6 @@
  */
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { z } from "zod";
-import { visible } from "../operator/incidents/markdown.js";
 import { errorText } from "../operator/log.js";
 import { FileSilenceStore, silenceDir } from "../operator/silence/file-store.js";
 import {
@@ -40,31 +39,24 @@ import {
 import type { SilenceScan, SilenceStore } from "../operator/silence/store.js";
 import { UserId } from "../contract/ids.js";
 import { durationIn } from "./options.js";
+import { chooseStore, withClusterOptions, type ClusterFlags } from "./store-choice.js";
+import { columns, terminal } from "./terminal.js";
 import { formatDuration } from "../contract/duration.js";
 
 /** The state folder when neither `--state` nor `RECLAIM_STATE_DIR` is given (the operator's default too). */
 export const DEFAULT_STATE_DIR = "./.reclaim/state";
 
 /** Where the records are: the flags every silence and pause command takes. */
-export interface HoldStoreFlags {
+export interface HoldStoreFlags extends ClusterFlags {
   state: string;
-  k8s: boolean;
-  kubeconfig?: string;
-  namespace?: string;
 }
 
 /** Adds `--state`, `--k8s`, `--kubeconfig` and `--namespace` to a command. */
 export function withHoldStore(command: Command): Command {
-  return command
-    .addOption(new Option("--state <dir>", "the operator's state folder (its --state); records in its silences/").default(DEFAULT_STATE_DIR).env("RECLAIM_STATE_DIR"))
-    .addOption(new Option("--k8s", "Silence objects in the cluster instead of the state folder").default(false))
-    .addOption(new Option("--kubeconfig <path>", "with --k8s: kubeconfig (default: KUBECONFIG or ~/.kube/config)"))
-    .addOption(new Option("--namespace <ns>", "with --k8s: the operator's namespace (default: POD_NAMESPACE, else the kubeconfig context's)"));
-}
-
-/** Text from a record or the file system on a terminal: control characters made visible. */
-export function terminal(text: string): string {
-  return visible(text);
+  return withClusterOptions(
+    command.addOption(new Option("--state <dir>", "the operator's state folder (its --state); records in its silences/").default(DEFAULT_STATE_DIR).env("RECLAIM_STATE_DIR")),
+    { k8s: "Silence objects in the cluster instead of the state folder", namespace: "the operator's namespace" },
+  );
 }
 
 /** Prints `reclaim <command>: message` and exits 2 (bad usage). */
@@ -86,24 +78,11 @@ export function failure(command: string, message: string, err?: unknown): never 
  * kubeconfig that cannot be loaded.
  */
 export async function openHoldStore(name: string, flags: HoldStoreFlags, command: Command): Promise<SilenceStore> {
-  if (!flags.k8s) {
-    if (flags.kubeconfig !== undefined || flags.namespace !== undefined) usage(name, "--kubeconfig and --namespace go with --k8s");
-    return new FileSilenceStore({ dir: silenceDir(flags.state) });
-  }
-  if (command.getOptionValueSource("state") === "cli") usage(name, "give --state or --k8s, not both");
-  // Imported here: the Kubernetes client is large, and only --k8s needs it.
-  const [{ currentNamespace, loadKubeConfig }, { KubernetesSilenceStore }, k8s] = await Promise.all([
-    import("../operator/k8s/client.js"),
-    import("../operator/silence/k8s-store.js"),
-    import("@kubernetes/client-node"),
-  ]);
-  let kubeConfig;
-  try {
-    kubeConfig = loadKubeConfig(flags.kubeconfig);
-  } catch (err) {
-    usage(name, `cannot load the Kubernetes configuration: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  return new KubernetesSilenceStore(kubeConfig.makeApiClient(k8s.CustomObjectsApi), flags.namespace ?? currentNamespace(kubeConfig));
+  const choice = await chooseStore(flags, command, "state", (message) => usage(name, message));
+  if (choice.kind === "file") return new FileSilenceStore({ dir: silenceDir(flags.state) });
+  // Imported here, like the Kubernetes client: only --k8s needs it.
+  const { KubernetesSilenceStore } = await import("../operator/silence/k8s-store.js");
+  return new KubernetesSilenceStore(choice.api, choice.namespace);
 }
 
 /** A flag parser from a zod schema: the schema's message on a bad value (commander then exits 2). */
@@ -280,16 +259,4 @@ function expireCommand(): Command {
 function stateOf(s: Silence, now: number): string {
   if (isActive(s, now)) return "active";
   return Date.parse(s.startsAt) > now ? "pending" : "ended";
-}
-
-/** Left-aligned columns, two spaces apart, header first; cells made terminal-safe and cut to 60 characters. */
-function columns(headers: string[], rows: string[][]): string {
-  const fit = (cell: string): string => {
-    const safe = terminal(cell);
-    return safe.length > 60 ? `${safe.slice(0, 59)}…` : safe;
-  };
-  const cells = [headers, ...rows].map((row) => row.map(fit));
-  const widths = headers.map((_, n) => Math.max(...cells.map((row) => row[n]!.length)));
-  const line = (row: string[]): string => row.map((cell, n) => cell.padEnd(widths[n]!)).join("  ").trimEnd();
-  return `${cells.map(line).join("\n")}\n`;
 }

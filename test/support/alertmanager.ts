@@ -6,15 +6,15 @@
  * the package; suites that need it (`describeWithAlertmanager`) fail in CI
  * when the binary is missing, and elsewhere skip, saying so (./needs.ts).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { eventually } from "./factory.js";
+import { startBinaryService, type BinaryService } from "./binary-service.js";
 import { describeNeeding } from "./needs.js";
+
+export { freePort } from "./binary-service.js";
 
 /** Where Debian installs the server. */
 export const ALERTMANAGER_BIN = process.env.ALERTMANAGER_BIN ?? "/usr/bin/prometheus-alertmanager";
@@ -29,15 +29,8 @@ export function describeWithAlertmanager(title: string, suite: () => void): void
   describeNeeding(ALERTMANAGER_SKIP, title, suite);
 }
 
-/** A running Alertmanager. */
-export interface TestAlertmanager {
-  /** Its base URL, with the path prefix if one was asked for (`http://127.0.0.1:41234/alertmanager`). */
-  url: string;
-  /** The last lines it wrote (bounded), for failure messages. */
-  output(): string;
-  /** Stops it (SIGTERM, then SIGKILL after 5 s) and removes its files. Safe to call twice. */
-  stop(): Promise<void>;
-}
+/** A running Alertmanager (`url` with the path prefix if one was asked for). */
+export type TestAlertmanager = BinaryService;
 
 /**
  * Starts Alertmanager with `config` (an object, written as JSON, which is
@@ -50,66 +43,21 @@ export async function startAlertmanager(options: { config: unknown; routePrefix?
   const dir = await mkdtemp(join(tmpdir(), "reclaim-am-"));
   const configFile = join(dir, "alertmanager.yml");
   await writeFile(configFile, JSON.stringify(options.config));
-  const tail: string[] = [];
-  const keep = (chunk: Buffer): void => {
-    tail.push(...chunk.toString("utf8").split("\n").filter((l) => l.trim() !== ""));
-    tail.splice(0, Math.max(0, tail.length - 40));
-  };
-
-  let lastError: unknown = null;
-  // The free port may be taken between finding it and Alertmanager binding it: try a few.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}${options.routePrefix ?? ""}`;
-    const child = spawn(
-      ALERTMANAGER_BIN,
-      [
-        `--config.file=${configFile}`,
-        `--storage.path=${join(dir, `data-${attempt}`)}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        // Also the route prefix, and what its notifications name as `externalURL`.
-        `--web.external-url=${url}`,
-        // Empty: a single instance, no gossip (and no wait for peers before notifying).
-        "--cluster.listen-address=",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    child.stdout?.on("data", keep);
-    child.stderr?.on("data", keep);
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    let gone = false;
-    void exited.then(() => (gone = true));
-    try {
-      await eventually(
-        async () => {
-          if (gone) throw new Error(`alertmanager exited at start: ${tail.join("\n")}`);
-          try {
-            return (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1000) })).status === 200;
-          } catch {
-            return false;
-          }
-        },
-        15_000,
-        "alertmanager to be ready",
-      );
-    } catch (err) {
-      lastError = err;
-      await stop(child, exited);
-      continue;
-    }
-    let stopped: Promise<void> | null = null;
-    return {
-      url,
-      output: () => tail.join("\n"),
-      stop: () =>
-        (stopped ??= (async () => {
-          await stop(child, exited);
-          await rm(dir, { recursive: true, force: true });
-        })()),
-    };
-  }
-  await rm(dir, { recursive: true, force: true });
-  throw new Error(`could not start alertmanager: ${tail.join("\n")}`, { cause: lastError });
+  return startBinaryService({
+    name: "alertmanager",
+    bin: ALERTMANAGER_BIN,
+    dir,
+    routePrefix: options.routePrefix,
+    args: (port, url, attempt) => [
+      `--config.file=${configFile}`,
+      `--storage.path=${join(dir, `data-${attempt}`)}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      // Also the route prefix, and what its notifications name as `externalURL`.
+      `--web.external-url=${url}`,
+      // Empty: a single instance, no gossip (and no wait for peers before notifying).
+      "--cluster.listen-address=",
+    ],
+  });
 }
 
 /** One alert of a webhook notification. */
@@ -202,25 +150,4 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
         server.close(() => resolve());
       }),
   };
-}
-
-/** A port that was free a moment ago (Alertmanager does not report the port it got for `:0`). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function stop(child: ChildProcess, exited: Promise<void>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(timer);
 }

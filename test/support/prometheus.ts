@@ -6,13 +6,12 @@
  * that need it (`describeWithPrometheus`) fail in CI when the binary is
  * missing, and elsewhere skip, saying so (./needs.ts).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingHttpHeaders } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startBinaryService } from "./binary-service.js";
 import { eventually } from "./factory.js";
 import { describeNeeding } from "./needs.js";
 
@@ -46,19 +45,6 @@ export interface TestPrometheus {
   close(): Promise<void>;
 }
 
-/** A port that was free a moment ago (Prometheus takes no `:0`). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 function config(targets: ScrapeTarget[]): string {
   // YAML is a superset of JSON: no quoting questions.
   return JSON.stringify({
@@ -78,88 +64,42 @@ export async function startTestPrometheus(targets: ScrapeTarget[]): Promise<Test
   if (PROMETHEUS_SKIP !== null) throw new Error(PROMETHEUS_SKIP);
   const dir = await mkdtemp(join(tmpdir(), "reclaim-prom-"));
   await writeFile(join(dir, "prometheus.yml"), config(targets));
-  const tail: string[] = [];
-  const keep = (chunk: Buffer): void => {
-    tail.push(...chunk.toString("utf8").split("\n").filter((l) => l.trim() !== ""));
-    tail.splice(0, Math.max(0, tail.length - 40));
-  };
-
-  let lastError: unknown = null;
-  // The free port may be taken between finding it and Prometheus binding it: try a few.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
-    const child = spawn(
-      PROMETHEUS_BIN,
-      [
-        `--config.file=${join(dir, "prometheus.yml")}`,
-        `--storage.tsdb.path=${join(dir, `data-${attempt}`)}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        "--log.level=warn",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    child.stdout?.on("data", keep);
-    child.stderr?.on("data", keep);
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    let gone = false;
-    void exited.then(() => (gone = true));
-    try {
+  const server = await startBinaryService({
+    name: "prometheus",
+    bin: PROMETHEUS_BIN,
+    dir,
+    args: (port, _url, attempt) => [
+      `--config.file=${join(dir, "prometheus.yml")}`,
+      `--storage.tsdb.path=${join(dir, `data-${attempt}`)}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      "--log.level=warn",
+    ],
+  });
+  const { url } = server;
+  return {
+    url,
+    output: () => server.output(),
+    until: async (query, check, timeoutMs = 20_000) => {
+      let last: { metric: Record<string, string>; value: [number, string] }[] = [];
       await eventually(
         async () => {
-          if (gone) throw new Error(`prometheus exited at start: ${tail.join("\n")}`);
+          await new Promise((r) => setTimeout(r, 100)); // ~10 queries a second, not 100
           try {
-            return (await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1000) })).status === 200;
+            const res = await fetch(`${url}/api/v1/query?${new URLSearchParams({ query }).toString()}`, { signal: AbortSignal.timeout(2000) });
+            const body = (await res.json()) as { data?: { result?: typeof last } };
+            last = body.data?.result ?? [];
+            return check(last);
           } catch {
             return false;
           }
         },
-        15_000,
-        "prometheus to be ready",
+        timeoutMs,
+        `prometheus query ${query} (last result ${JSON.stringify(last)})`,
       );
-    } catch (err) {
-      lastError = err;
-      await stop(child, exited);
-      continue;
-    }
-    return {
-      url,
-      output: () => tail.join("\n"),
-      until: async (query, check, timeoutMs = 20_000) => {
-        let last: { metric: Record<string, string>; value: [number, string] }[] = [];
-        await eventually(
-          async () => {
-            await new Promise((r) => setTimeout(r, 100)); // ~10 queries a second, not 100
-            try {
-              const res = await fetch(`${url}/api/v1/query?${new URLSearchParams({ query }).toString()}`, { signal: AbortSignal.timeout(2000) });
-              const body = (await res.json()) as { data?: { result?: typeof last } };
-              last = body.data?.result ?? [];
-              return check(last);
-            } catch {
-              return false;
-            }
-          },
-          timeoutMs,
-          `prometheus query ${query} (last result ${JSON.stringify(last)})`,
-        );
-        return last;
-      },
-      close: async () => {
-        await stop(child, exited);
-        await rm(dir, { recursive: true, force: true });
-      },
-    };
-  }
-  await rm(dir, { recursive: true, force: true });
-  throw new Error(`could not start prometheus: ${tail.join("\n")}`, { cause: lastError });
-}
-
-async function stop(child: ChildProcess, exited: Promise<void>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(timer);
+      return last;
+    },
+    close: () => server.stop(),
+  };
 }
 
 /** What a fake Prometheus answers to one request. */

@@ -32,11 +32,11 @@
  * about, like the rule loader's (`RuleError`).
  */
 import { readFile, stat } from "node:fs/promises";
-import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
+import { isScalar, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 import { systemClock, type Clock } from "../../contract/clock.js";
 import { IncidentStatus } from "../incidents/model.js";
-import { RuleError } from "../rules/load.js";
+import { byPosition, reportInto, RuleError, syntaxErrors, type Problem, type Report, type Segment, type Target } from "../rules/yaml-position.js";
 import { PagerDutyReceiver } from "./pagerduty.js";
 import { SlackReceiver } from "./slack.js";
 import { RESERVED_RECEIVER_NAMES } from "./outbox.js";
@@ -200,18 +200,11 @@ export async function loadNotifications(path: string, options: NotificationsOpti
   // prettyErrors off: one-line messages, positions from the LineCounter; logLevel error: warnings stay in the document.
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, logLevel: "error" });
   const errors: RuleError[] = [];
-  const report = (at: readonly Segment[], message: string, target: Target = "node"): void => {
-    const p = lineCounter.linePos(offsetOf(doc, at, target));
-    const where = dotted(at);
-    errors.push(new RuleError(path, p.line, p.col, where === "" ? message : `${where}: ${message}`));
-  };
-  const sorted = (): NotificationsLoad => ({ ok: false, errors: errors.sort((a, b) => a.line - b.line || a.col - b.col) });
+  const report = reportInto(errors, path, doc, lineCounter, { emptyAtKey: false });
+  const sorted = (): NotificationsLoad => ({ ok: false, errors: errors.sort(byPosition) });
 
   if (doc.errors.length > 0) {
-    for (const e of doc.errors) {
-      const p = lineCounter.linePos(e.pos[0]);
-      errors.push(new RuleError(path, p.line, p.col, `invalid YAML: ${e.message}`));
-    }
+    errors.push(...syntaxErrors(path, doc, lineCounter));
     return sorted();
   }
   if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
@@ -260,7 +253,6 @@ export async function loadNotifications(path: string, options: NotificationsOpti
 
 type ReceiverSpec = z.infer<typeof ReceiverSpec>;
 type Env = Readonly<Record<string, string | undefined>>;
-type Report = (at: readonly Segment[], message: string, target?: Target) => void;
 
 /** The receiver `spec` describes, its secrets read from `env`; null after reporting what is wrong with them. */
 function build(spec: ReceiverSpec, at: Segment[], env: Env, clock: Clock, report: Report): Receiver | null {
@@ -311,53 +303,8 @@ function urlProblem(value: string): string | null {
   return null;
 }
 
-// ---------------------------------------------------------------- positions and messages
-// The same mapping as src/operator/rules/load.ts (private there): a zod issue's path → the YAML node → line:col.
-
-type Segment = string | number;
-/** `node`: the node at the path (or its nearest existing parent); `key`: the mapping key that ends the path. */
-type Target = "node" | "key";
-
-/** Where the node at `path` starts: a scalar itself; a mapping or list at the key that holds it; a missing node at its nearest parent. */
-function offsetOf(doc: Document.Parsed, path: readonly Segment[], target: Target): number {
-  let node: YamlNode | null = doc.contents;
-  let key: YamlNode | null = null;
-  for (const segment of path) {
-    if (isAlias(node)) node = node.resolve(doc) ?? null;
-    let next: { node: YamlNode | null; key: YamlNode | null } | null = null;
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
-      if (pair !== undefined) next = { node: isNode(pair.value) ? pair.value : null, key: pair.key as YamlNode };
-    } else if (isSeq(node) && typeof segment === "number") {
-      const item = node.items[segment];
-      if (isNode(item)) next = { node: item, key: null };
-    }
-    if (next === null) break;
-    node = next.node;
-    key = next.key;
-    if (node === null) break;
-  }
-  const start = (n: YamlNode | null): number | undefined => n?.range?.[0];
-  if (target === "key" || node === null || !isScalar(node)) return start(key) ?? start(node) ?? 0;
-  return start(node) ?? 0;
-}
-
-/** `receivers[1].slack.webhookUrlFrom`. */
-function dotted(path: readonly Segment[]): string {
-  let out = "";
-  for (const s of path) {
-    if (typeof s === "number") out += `[${s}]`;
-    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(s)) out += out === "" ? s : `.${s}`;
-    else out += `[${JSON.stringify(s)}]`;
-  }
-  return out;
-}
-
-interface Problem {
-  path: Segment[];
-  message: string;
-  target: Target;
-}
+// ---------------------------------------------------------------- messages
+// Positions are the rule loader's (../rules/yaml-position.ts); the messages are this file's own: they never quote a value.
 
 /** Keys that would hold a secret inline, and the `…From` key to use instead. */
 const INLINE_SECRETS: Record<string, Record<string, string>> = {

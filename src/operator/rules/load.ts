@@ -12,37 +12,22 @@
  */
 import { readFile, readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node as YamlNode } from "yaml";
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node as YamlNode } from "yaml";
 import { z } from "zod";
 import { compilePattern, compileRule, PatternError, type CompiledRule } from "./compile.js";
 import { FactoryEvent } from "../../contract/events.js";
 import { RemediationRule } from "./schema.js";
 import { placeholders, titleSources } from "./template.js";
+import { byPosition, dotted, offsetOf, reportInto, RuleError, syntaxErrors, type Problem, type Report, type Segment, type Target } from "./yaml-position.js";
+
+// Still exported from here: the loader's callers (rule-tests.ts, the operator, the CLI's tests) take them with loadRules.
+export { dotted, RuleError, type Segment } from "./yaml-position.js";
 
 /** The event names the factory writes (`src/contract/events.ts`). */
 const FACTORY_EVENTS: ReadonlySet<string> = new Set(Object.values(FactoryEvent));
 
 /** Largest rule file read, in bytes (1 MiB): rules are small, and a mistaken path should not fill memory. */
 export const MAX_RULE_FILE_BYTES = 1 << 20;
-
-/** One problem in a rule file, at a 1-based line and column. */
-export class RuleError {
-  constructor(
-    readonly file: string,
-    readonly line: number,
-    readonly col: number,
-    readonly message: string,
-  ) {}
-
-  /** `file:line:col: message`, the form compilers use and editors and CI jump to. */
-  format(): string {
-    return `${this.file}:${this.line}:${this.col}: ${this.message}`;
-  }
-
-  toString(): string {
-    return this.format();
-  }
-}
 
 /** A rule that validated and compiled, and where it came from. */
 export interface LoadedRule {
@@ -123,7 +108,7 @@ export async function loadRules(paths: string[], options: LoadOptions = {}): Pro
         names.set(name, { file, line: candidate.namePosition.line });
         if (candidate.compiled !== null) rules.push({ rule: candidate.rule, compiled: candidate.compiled, file, line: candidate.line });
       }
-      errors.push(...fileErrors.sort((a, b) => a.line - b.line || a.col - b.col));
+      errors.push(...fileErrors.sort(byPosition));
     }
   }
   return { rules, errors, files, warnings };
@@ -204,10 +189,7 @@ export async function loadYamlDocument<S extends z.ZodType>(file: string, schema
   const before = errors.length;
   const contentful: Document.Parsed[] = [];
   for (const doc of docs) {
-    for (const e of doc.errors) {
-      const p = at(e.pos[0]);
-      errors.push(new RuleError(file, p.line, p.col, `invalid YAML: ${e.message}`));
-    }
+    errors.push(...syntaxErrors(file, doc, lineCounter));
     const root = doc.contents;
     if (doc.errors.length === 0 && root !== null && !(isScalar(root) && root.value === null)) contentful.push(doc);
   }
@@ -223,12 +205,8 @@ export async function loadYamlDocument<S extends z.ZodType>(file: string, schema
     return null;
   }
   const problems: RuleError[] = [];
-  const value = validate({ schema, noun }, doc, (path, message, target = "node") => {
-    const p = at(offsetOf(doc, path, target));
-    const where = dotted(path);
-    problems.push(new RuleError(file, p.line, p.col, where === "" ? message : `${where}: ${message}`));
-  });
-  errors.push(...problems.sort((a, b) => a.line - b.line || a.col - b.col));
+  const value = validate({ schema, noun }, doc, reportInto(problems, file, doc, lineCounter));
+  errors.push(...problems.sort(byPosition));
   if (value === null || problems.length > 0) return null;
   return { value, positionOf: (path) => at(offsetOf(doc, path, "node")) };
 }
@@ -254,9 +232,6 @@ interface Candidate {
   namePosition: Position;
 }
 
-/** One step of a path into a document: a mapping key or a list index. */
-export type Segment = string | number;
-
 async function loadFile(file: string, errors: RuleError[], options: LoadOptions, warnings: RuleError[]): Promise<Candidate[]> {
   let text: string;
   try {
@@ -281,19 +256,12 @@ async function loadFile(file: string, errors: RuleError[], options: LoadOptions,
   // logLevel error: a warning stays in the document instead of going to stderr as a process warning.
   for (const doc of parseAllDocuments(text, { lineCounter, prettyErrors: false, logLevel: "error" })) {
     if (doc.errors.length > 0) {
-      for (const e of doc.errors) {
-        const p = at(e.pos[0]);
-        errors.push(new RuleError(file, p.line, p.col, `invalid YAML: ${e.message}`));
-      }
+      errors.push(...syntaxErrors(file, doc, lineCounter));
       continue;
     }
     const root = doc.contents;
     if (root === null || (isScalar(root) && root.value === null)) continue; // empty or comment-only
-    const report = (path: readonly Segment[], message: string, target: Target = "node"): void => {
-      const p = at(offsetOf(doc, path, target));
-      const where = dotted(path);
-      errors.push(new RuleError(file, p.line, p.col, where === "" ? message : `${where}: ${message}`));
-    };
+    const report = reportInto(errors, file, doc, lineCounter);
     const rule = validate(RULE_DOCUMENT, doc, report);
     if (rule === null) continue;
     const events = rule.spec.trigger.log?.event;
@@ -331,8 +299,6 @@ async function loadFile(file: string, errors: RuleError[], options: LoadOptions,
   }
   return candidates;
 }
-
-type Report = (path: readonly Segment[], message: string, target?: Target) => void;
 
 /** What a kind of document is, for messages: its schema, and what to call it ("a rule"). */
 interface DocumentKind<S extends z.ZodType> {
@@ -458,56 +424,6 @@ function scalarAt(doc: Document.Parsed, path: readonly Segment[]): YamlNode | nu
   }
   if (isAlias(node)) node = node.resolve(doc);
   return isScalar(node) ? node : null;
-}
-
-/** `node`: the node at the path (or its nearest existing parent); `key`: the mapping key that ends the path. */
-type Target = "node" | "key";
-
-interface Problem {
-  path: Segment[];
-  message: string;
-  target: Target;
-}
-
-/**
- * Where the problem at `path` is, as an offset into the source. A scalar is
- * pointed at itself; a mapping, a list or an empty value at the key that
- * holds it (a block's first line may be far below); a missing node at its
- * nearest existing parent.
- */
-function offsetOf(doc: Document.Parsed, path: readonly Segment[], target: Target): number {
-  let node: YamlNode | null = doc.contents;
-  let key: YamlNode | null = null;
-  for (const segment of path) {
-    if (isAlias(node)) node = node.resolve(doc) ?? null;
-    let next: { node: YamlNode | null; key: YamlNode | null } | null = null;
-    if (isMap(node)) {
-      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
-      if (pair !== undefined) next = { node: isNode(pair.value) ? pair.value : null, key: pair.key as YamlNode };
-    } else if (isSeq(node) && typeof segment === "number") {
-      const item = node.items[segment];
-      if (isNode(item)) next = { node: item, key: null };
-    }
-    if (next === null) break; // missing: stay at the nearest existing parent
-    node = next.node;
-    key = next.key;
-    if (node === null) break; // `key:` with nothing after it: the key is all there is
-  }
-  const start = (n: YamlNode | null): number | undefined => n?.range?.[0];
-  const empty = isScalar(node) && node.range !== undefined && node.range !== null && node.range[0] === node.range[1];
-  if (target === "key" || node === null || !isScalar(node) || empty) return start(key) ?? start(node) ?? 0;
-  return start(node) ?? 0;
-}
-
-/** `spec.ladder[1].rung`; a key that is not a plain name is quoted: `where["bad-key"]`. */
-export function dotted(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const segment of path) {
-    if (typeof segment === "number") out += `[${segment}]`;
-    else if (typeof segment === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(segment)) out += out === "" ? segment : `.${segment}`;
-    else out += `[${JSON.stringify(String(segment))}]`;
-  }
-  return out;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
