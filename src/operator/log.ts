@@ -33,6 +33,11 @@ export const OperatorEvent = {
   termStarted: "operator.term_started",
   termEnded: "operator.term_ended",
   incidentInterrupted: "operator.incident_interrupted",
+  /** A guard held automation back while the factory still refused the user: a `held` record (ADR 25). */
+  incidentHeld: "operator.incident_held",
+  /** A rule's circuit breaker opened or closed. */
+  circuitOpened: "operator.circuit_opened",
+  circuitClosed: "operator.circuit_closed",
   // Silences and the pause (ADR 22): each start and end as the operator sees it, records skipped, reads that failed.
   pauseStarted: "operator.pause_started",
   pauseEnded: "operator.pause_ended",

@@ -37,6 +37,12 @@ export class OperatorMetrics {
   readonly silencesActive: Gauge;
   readonly silencesSkipped: Counter;
   readonly silenceErrors: Counter;
+  /** Admission checks of a user a guard held back (ADR 25), by rule and result: refused, admitted, unknown, capped. */
+  readonly refusalChecks: Counter<"rule" | "result">;
+  /** 1 while a rule's circuit breaker is open, per rule. */
+  readonly circuitOpen: Gauge<"rule">;
+  /** Circuit breakers opening and closing, per rule. */
+  readonly circuitTransitions: Counter<"rule" | "to">;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -159,6 +165,19 @@ export class OperatorMetrics {
     });
     this.paused = new Gauge({ name: "reclaim_operator_paused", help: "1 while automation is paused (reclaim pause), else 0.", registers });
     this.silencesActive = new Gauge({ name: "reclaim_operator_silences_active", help: "Silences in force now (the pause not included).", registers });
+    this.refusalChecks = new Counter({
+      name: "reclaim_operator_refusal_checks_total",
+      help: "Admission checks of users a guard held back, by result: refused (a held record), admitted, unknown (the factory did not answer: held), capped (too many held records this hour).",
+      labelNames: ["rule", "result"],
+      registers,
+    });
+    this.circuitOpen = new Gauge({ name: "reclaim_operator_circuit_open", help: "1 while the rule's circuit breaker is open, else 0.", labelNames: ["rule"], registers });
+    this.circuitTransitions = new Counter({
+      name: "reclaim_operator_circuit_transitions_total",
+      help: "Circuit breakers opening (to=open) and closing (to=closed), per rule.",
+      labelNames: ["rule", "to"],
+      registers,
+    });
     this.silencesSkipped = new Counter({
       name: "reclaim_operator_silences_skipped_total",
       help: "Silence records skipped as unreadable or invalid (each counted once per version seen).",

@@ -35,6 +35,7 @@ import type { IncidentStore } from "./incidents/store.js";
 import { errorText, OperatorEvent, type OperatorLog } from "./log.js";
 import type { OperatorMetrics } from "./metrics.js";
 import type { CompiledRule } from "./rules/compile.js";
+import type { CircuitState } from "./notify/notice.js";
 import type { Scanner } from "./sources/scan.js";
 import type { LineBatch, LogSource } from "./sources/source.js";
 import type { CanaryResult } from "./verify/canary.js";
@@ -87,7 +88,12 @@ export interface TermDeps {
   onBatch?: () => void;
   /** On-call's silences and pause (silence/book.ts; default none). */
   holds?: Holds;
+  /** A rule's circuit breaker opened or closed while this term leads (the operator notifies on-call). */
+  onCircuit?: (state: CircuitState) => void;
 }
+
+/** How often a term looks at its rules' circuit breakers (they also close by themselves, with time). */
+export const CIRCUIT_CHECK_EVERY_MS = 1000;
 
 const DEFAULT_ORPHAN_AFTER_MS = 60_000;
 
@@ -128,6 +134,8 @@ export class Term {
   private readonly ladder: LadderRunner;
   /** The ladders running now, by incident id: the truth behind the open-incidents gauge. */
   private readonly ladders = new Map<string, Promise<void>>();
+  /** Rules whose circuit breaker this term has said is open, with what it said. */
+  private readonly openCircuits = new Map<string, CircuitState>();
   /** Batches and outside triggers being handled now: an incident they record may not have its ladder yet. */
   private readonly handling = new Set<Promise<unknown>>();
   /** Incidents active without a ladder, and since when (see orphanAfterMs). */
@@ -255,6 +263,72 @@ export class Term {
   }
 
   /**
+   * Says when a live rule's circuit breaker opens or closes: a log event, the
+   * `reclaim_operator_circuit_open` gauge, and `onCircuit` (a notification
+   * naming the incidents that opened it and when it closes). A breaker
+   * already open when the term starts is said again: the term before may
+   * have been another replica's. A rule removed while open is said closed.
+   */
+  private checkCircuits(): void {
+    if (!this.acting) return;
+    const now = this.timers.now();
+    const rules = new Map(this.deps.rules().map((r) => [r.name, r]));
+    for (const [name, was] of this.openCircuits) {
+      const rule = rules.get(name);
+      if (rule === undefined || rule.rule.spec.guards.dryRun) {
+        this.circuitChanged({ ...was, open: false, closesAt: null }, rule === undefined ? "its rule was removed" : "its rule is now a dry run");
+      }
+    }
+    for (const rule of rules.values()) {
+      if (rule.rule.spec.guards.dryRun) continue; // a dry-run rule acts on nothing: its breaker holds nothing back
+      const { failures, openFor } = rule.rule.spec.guards.circuitBreaker;
+      const view = this.guards.circuit(rule.name, now, openFor, failures);
+      const was = this.openCircuits.get(rule.name);
+      const { spec } = rule.rule;
+      const state: CircuitState = {
+        rule: rule.name,
+        open: view.open,
+        severity: spec.incident.severity,
+        incidents: view.open ? view.incidents : (was?.incidents ?? []),
+        openedAt: view.openedAt ?? was?.openedAt ?? now,
+        closesAt: view.closesAt,
+        description: spec.description ?? null,
+        runbook: spec.runbook ?? null,
+      };
+      if (view.open && (was === undefined || was.closesAt !== state.closesAt)) this.circuitChanged(state, null);
+      else if (!view.open && was !== undefined) this.circuitChanged(state, null);
+    }
+  }
+
+  private circuitChanged(state: CircuitState, why: string | null): void {
+    const { metrics, log } = this.deps;
+    const was = this.openCircuits.get(state.rule);
+    if (state.open) {
+      this.openCircuits.set(state.rule, state);
+      metrics.circuitOpen.set({ rule: state.rule }, 1);
+      if (was === undefined) {
+        metrics.circuitTransitions.inc({ rule: state.rule, to: "open" });
+        log.error(
+          OperatorEvent.circuitOpened,
+          { rule: state.rule, incidents: state.incidents.join(","), closesAt: new Date(state.closesAt!).toISOString() },
+          `Circuit breaker of rule ${state.rule} is OPEN: ${state.incidents.length} incident(s) failed or escalated in a row ` +
+            `(${state.incidents.join(", ")}); its triggers are not acted on until ${new Date(state.closesAt!).toISOString()} unless another fails`,
+        );
+      }
+    } else {
+      this.openCircuits.delete(state.rule);
+      metrics.circuitOpen.set({ rule: state.rule }, 0);
+      metrics.circuitTransitions.inc({ rule: state.rule, to: "closed" });
+      log.warn(OperatorEvent.circuitClosed, { rule: state.rule }, `Circuit breaker of rule ${state.rule} closed${why === null ? "" : ` (${why})`}: its triggers are acted on again`);
+    }
+    try {
+      this.deps.onCircuit?.(state);
+    } catch (err) {
+      log.error(OperatorEvent.circuitOpened, { rule: state.rule }, `Could not tell on-call about the circuit breaker of rule ${state.rule}: ${errorText(err)}`);
+    }
+  }
+
+  /**
    * Ends the term: nothing more is sent or written; waits until every ladder
    * has stopped at a safe point and the tail has ended. On a requested stop
    * (`stopped`, still the leader) the rollup records are written one last
@@ -270,7 +344,11 @@ export class Term {
       this.resolveTailEnded();
       await this.tail;
       await this.idle();
+      await this.engine.refusalChecksDone(); // each has a deadline, and writes nothing once the term's signal aborted
       this.deps.metrics.openIncidents.set(0);
+      // A follower reports no breaker: the next leader rebuilds them from the records and says again which are open.
+      for (const rule of this.openCircuits.keys()) this.deps.metrics.circuitOpen.remove({ rule });
+      this.openCircuits.clear();
       if (why === "stopped") await this.engine.flush({ all: true });
       this.deps.metrics.terms.inc({ end: why });
       this.deps.log.info(OperatorEvent.termEnded, { why }, `Stopped acting (${detail})`);
@@ -294,6 +372,8 @@ export class Term {
     this.cancels.push(this.timers.every(options.flushEveryMs ?? 1000, () => void this.engine.flush()));
     this.cancels.push(this.timers.every(Math.max(1000, Math.floor((options.orphanAfterMs ?? DEFAULT_ORPHAN_AFTER_MS) / 2)), () => void this.closeOrphans()));
     this.cancels.push(this.timers.every(options.pruneEveryMs ?? 600_000, () => this.prune()));
+    this.checkCircuits();
+    this.cancels.push(this.timers.every(CIRCUIT_CHECK_EVERY_MS, () => this.checkCircuits()));
     if (!this.acting) return;
     this.readyFlag = true;
     this.tail = this.runTail().finally(() => this.resolveTailEnded());

@@ -14,6 +14,7 @@ import type { Detector, Trigger } from "../detect/detector.js";
 import type { LogEvent } from "../sources/event.js";
 import { checkGuards, isDryRun, type GuardState, type Reservation } from "./guards.js";
 import { close, decide, newIncident, noteHold, noteSuppressed } from "../incidents/record.js";
+import type { Admission } from "../../contract/control.js";
 import { FINAL_STATUSES, type Incident, type SuppressReason } from "../incidents/model.js";
 import { ROLLED_UP_REASONS } from "../incidents/rollup.js";
 import { IncidentStoreErrorCode, type IncidentStore } from "../incidents/store.js";
@@ -65,6 +66,30 @@ export type TriggerOutcome = { acted: Incident } | { suppressed: SuppressReason;
  */
 const HOLD_REASONS: ReadonlySet<SuppressReason> = new Set<SuppressReason>(["paused", "silenced"]);
 
+/**
+ * The rule's own guards that hold automation back for a key (ADR 25). A
+ * user the factory still refuses behind one of them is locked out and
+ * nobody is acting: a record with status `held` says so, and pages.
+ */
+export const HOLDING_REASONS: ReadonlySet<SuppressReason> = new Set<SuppressReason>(["cooldown", "max_attempts", "rate_limit", "circuit_open"]);
+/** How long one admission answer about a held-back key is used for the triggers that follow (30 s). */
+export const REFUSAL_CHECK_MEMO_MS = 30_000;
+/** Deadline of that admission call (2 s). */
+export const REFUSAL_CHECK_TIMEOUT_MS = 2000;
+/** While a key's latest record is a `held` one opened less than this ago (1 h), later triggers are counted on it. */
+export const HELD_REUSE_MS = 3_600_000;
+/** Most `held` records one rule opens in an hour; beyond, a trigger is counted as before, and the log says so once a minute. */
+export const MAX_HELD_PER_RULE_HOUR = 50;
+/** Most admission checks of held-back keys running at once. */
+export const MAX_REFUSAL_CHECKS = 8;
+
+/** What the factory said about a held-back user. */
+type RefusalAnswer =
+  | { kind: "refused"; admission: Admission; control: string }
+  | { kind: "admitted"; control: string }
+  | { kind: "unknown"; why: string; control: string }
+  | { kind: "no_target" };
+
 /** Most incidents held in memory while the store cannot record them; beyond it the oldest is dropped (logged). */
 const MAX_HELD = 1000;
 /** At most one "entries older than maxAge" warning per rule per this long. */
@@ -97,6 +122,13 @@ export class Engine {
   private readonly stale = new Map<string, { count: number; oldestAgeMs: number; warnedAt: number }>();
   private retrying = false;
   private rules: readonly CompiledRule[] = [];
+  /** When each held-back key was last checked, oldest first (bounded: pruned as they age past REFUSAL_CHECK_MEMO_MS). */
+  private readonly refusalAsked = new Map<string, number>();
+  /** Admission checks running now, and a promise of their end. */
+  private refusalChecking = 0;
+  private refusalChecks: Promise<void> = Promise.resolve();
+  /** When each rule opened its `held` records in the last hour, and when it last said it stopped opening them. */
+  private readonly heldOpened = new Map<string, { times: number[]; cappedWarnedAt: number }>();
 
   constructor(private readonly deps: EngineDeps) {}
 
@@ -446,6 +478,7 @@ export class Engine {
   private async suppress(trigger: Trigger, reason: SuppressReason, now: number, detail: string | null = null): Promise<TriggerOutcome> {
     const { deps } = this;
     const mode = isDryRun(trigger, deps.dryRun);
+    if (HOLDING_REASONS.has(reason) && !mode && deps.targets !== null) this.checkHeld(trigger, reason, now);
     const latestId = deps.guards.latestIncident(trigger.rule.name, trigger.keyString, mode);
     const hold = HOLD_REASONS.has(reason) ? detail : null;
     if (latestId === null && (ROLLED_UP_REASONS.has(reason) || HOLD_REASONS.has(reason))) {
@@ -489,6 +522,162 @@ export class Engine {
       deps.log.error(OperatorEvent.storeError, { incident: incident.id }, `Cannot record a suppression on ${incident.id}: ${String(err)}`);
     }
     return { suppressed: reason, incident };
+  }
+
+  /**
+   * A rule's guard holds automation back for this key (ADR 25): is the
+   * factory still refusing the user? Asked in the background, so that a
+   * slow factory never stalls the tail: at most one check per key at a
+   * time and per REFUSAL_CHECK_MEMO_MS, MAX_REFUSAL_CHECKS at once, and none
+   * once the rule opened MAX_HELD_PER_RULE_HOUR held records this hour.
+   */
+  private checkHeld(trigger: Trigger, reason: SuppressReason, now: number): void {
+    const key = heldKey(trigger);
+    for (const [k, at] of this.refusalAsked) {
+      if (now - at < REFUSAL_CHECK_MEMO_MS) break; // oldest first: the rest are newer
+      this.refusalAsked.delete(k);
+    }
+    if (this.refusalAsked.has(key)) return;
+    if (this.refusalChecking >= MAX_REFUSAL_CHECKS || this.heldThisHour(trigger.rule.name, now) >= MAX_HELD_PER_RULE_HOUR) {
+      this.deps.metrics.refusalChecks.inc({ rule: trigger.rule.name, result: "capped" });
+      this.warnCapped(trigger.rule.name, now);
+      return;
+    }
+    this.refusalAsked.set(key, now);
+    this.refusalChecking++;
+    const check = this.holdIfRefused(trigger, reason, now)
+      .catch((err: unknown) => {
+        this.deps.log.error(OperatorEvent.incidentHeld, { rule: trigger.rule.name, userId: trigger.userId }, `Could not check whether ${trigger.keyString} is still refused: ${errorText(err)}`);
+      })
+      .finally(() => {
+        this.refusalChecking--;
+      });
+    this.refusalChecks = Promise.all([this.refusalChecks, check]).then(() => undefined);
+  }
+
+  /** Resolves once the admission checks started so far have ended (for `dispose` and tests). */
+  async refusalChecksDone(): Promise<void> {
+    await this.refusalChecks;
+  }
+
+  /**
+   * If the factory still refuses the user (or cannot say), a new record
+   * with status `held` says that nobody is acting while the user is locked
+   * out, and its notice pages; later triggers are counted on it. Nothing
+   * when the user is admitted now, the key's latest record is already a
+   * recent `held` one, or there is no factory to ask.
+   */
+  private async holdIfRefused(trigger: Trigger, reason: SuppressReason, now: number): Promise<void> {
+    const { deps } = this;
+    const latestId = deps.guards.latestIncident(trigger.rule.name, trigger.keyString);
+    const latest = latestId === null ? null : (this.active.get(latestId) ?? (await deps.store.get(latestId).catch(() => null)));
+    if (latest?.status === "held" && now - Date.parse(latest.detectedAt) < HELD_REUSE_MS) return;
+    const answer = await this.askRefusal(trigger);
+    if (answer.kind === "no_target") return;
+    if (answer.kind === "admitted") {
+      deps.metrics.refusalChecks.inc({ rule: trigger.rule.name, result: "admitted" });
+      return;
+    }
+    // The term ended while the factory was asked (this replica no longer writes), or another record came meanwhile.
+    if (deps.signal?.aborted === true || deps.guards.latestIncident(trigger.rule.name, trigger.keyString) !== latestId) return;
+    deps.metrics.refusalChecks.inc({ rule: trigger.rule.name, result: answer.kind });
+    const opened = this.heldOpened.get(trigger.rule.name) ?? { times: [], cappedWarnedAt: Number.NEGATIVE_INFINITY };
+    opened.times.push(now);
+    this.heldOpened.set(trigger.rule.name, opened);
+    const at = deps.clock.now();
+    const incident = newIncident(trigger, { now: at, control: answer.control, dryRun: false, status: "held" });
+    const guard = this.holdingDetail(trigger, reason, at);
+    const earlier = latest === null ? "" : `; the latest incident of this key is ${latest.id} (${latest.status})`;
+    if (answer.kind === "refused") {
+      const a = answer.admission;
+      incident.before = { ...a, at: new Date(at).toISOString() };
+      close(
+        incident,
+        "held",
+        at,
+        `not acted on (${reason}: ${guard}) while the factory still refuses ${trigger.userId} (${a.active}/${a.effectiveLimit} managers, ${a.queued} queued)${earlier}: a person must look`,
+      );
+    } else {
+      close(
+        incident,
+        "held",
+        at,
+        `not acted on (${reason}: ${guard}); whether the factory still refuses ${trigger.userId} is not known (${answer.why})${earlier}: a person must look`,
+      );
+    }
+    noteSuppressed(incident, reason, at);
+    deps.guards.opened(incident, at); // in the same step as the check above: the next trigger for the key counts on this record
+    deps.guards.closed(incident);
+    deps.metrics.incidents.inc({ status: "held" });
+    deps.log.warn(
+      OperatorEvent.incidentHeld,
+      { incident: incident.id, rule: trigger.rule.name, userId: trigger.userId, reason, refused: answer.kind === "refused" },
+      `Incident ${incident.id} held: ${trigger.keyString} is ${answer.kind === "refused" ? "still refused" : "maybe still refused"} and ${reason} holds automation back (${guard})`,
+    );
+    try {
+      await deps.store.save(incident);
+    } catch (err) {
+      deps.metrics.storeErrors.inc();
+      deps.log.error(OperatorEvent.storeError, { incident: incident.id }, `Cannot record the held incident ${incident.id}: ${errorText(err)}`);
+    }
+  }
+
+  /** Never throws: a lookup or a call that fails is an `unknown` answer, with why. */
+  private async askRefusal(trigger: Trigger): Promise<RefusalAnswer> {
+    const { deps } = this;
+    const signal = deps.signal;
+    let target: Target | null;
+    try {
+      target = await deps.targets!.resolve({ userId: trigger.userId, pod: trigger.pod, namespace: trigger.namespace, ...(signal === undefined ? {} : { signal }) });
+    } catch (err) {
+      return { kind: "unknown", why: `the factory could not be found: ${errorText(err)}`, control: "(none)" };
+    }
+    if (target === null) return { kind: "no_target" };
+    const control = target.control.baseUrl;
+    try {
+      const { value } = await target.control.admission(trigger.userId, REFUSAL_CHECK_TIMEOUT_MS, signal);
+      return value.admit ? { kind: "admitted", control } : { kind: "refused", admission: value, control };
+    } catch (err) {
+      return { kind: "unknown", why: `the control API did not answer: ${errorText(err)}`, control };
+    }
+  }
+
+  private heldThisHour(rule: string, now: number): number {
+    const seen = this.heldOpened.get(rule);
+    if (seen === undefined) return 0;
+    seen.times = seen.times.filter((t) => t > now - 3_600_000);
+    return seen.times.length;
+  }
+
+  /** Says, at most once a minute per rule, that held users are no longer checked: the rule needs a person now. */
+  private warnCapped(rule: string, now: number): void {
+    const seen = this.heldOpened.get(rule) ?? { times: [], cappedWarnedAt: Number.NEGATIVE_INFINITY };
+    this.heldOpened.set(rule, seen);
+    if (now - seen.cappedWarnedAt < 60_000) return;
+    seen.cappedWarnedAt = now;
+    this.deps.log.error(
+      OperatorEvent.incidentHeld,
+      { rule, held: seen.times.length, checking: this.refusalChecking },
+      `Rule ${rule}: more users held back than are checked (${seen.times.length} held records this hour, ${this.refusalChecking} checks running); ` +
+        `the rest are counted on their keys' latest records: look at the rule's incidents now`,
+    );
+  }
+
+  /** What the guard that held a key back says, for the held record. */
+  private holdingDetail(trigger: Trigger, reason: SuppressReason, now: number): string {
+    const { guards } = this.deps;
+    const spec = trigger.rule.rule.spec.guards;
+    const name = trigger.rule.name;
+    switch (reason) {
+      case "cooldown":
+        return `within the ${Math.round(spec.cooldown / 1000)} s cooldown after the last incident of this key`;
+      case "max_attempts":
+        return `${guards.attemptsToday(name, trigger.keyString, now)} attempts in the last day, the most the rule allows is ${spec.maxAttemptsPerDay}`;
+      case "rate_limit":
+        return `${guards.actedThisHour(name, now)} incidents of the rule in the last hour, the most it allows is ${spec.maxPerHour}`;
+      default:
+        return `the rule's circuit breaker is open after ${guards.failuresInARow(name)} failed or escalated incidents in a row`;
+    }
   }
 
   /** A key without an incident that a rule-wide guard stopped: listed in the hour's rollup record, written by `flush()`. */

@@ -93,7 +93,23 @@ interface Breaker {
   lastResolvedAt: number;
   /** Closing times of failed or escalated incidents after `lastResolvedAt`, ascending (at most MAX_FAILURES_KEPT). */
   failures: number[];
+  /** The ids of those incidents, in the same order (what opened the breaker, for on-call). */
+  failureIds: string[];
 }
+
+/** A rule's circuit breaker as on-call is told about it. */
+export interface CircuitView {
+  open: boolean;
+  /** The failed or escalated incidents in a row that count now (newest last; at most the last 20). */
+  incidents: string[];
+  /** When it opened: the failure that reached the threshold (ms); null while closed. */
+  openedAt: number | null;
+  /** When it closes by itself unless another failure comes (ms); null while closed. */
+  closesAt: number | null;
+}
+
+/** Most incident ids a CircuitView lists. */
+const MAX_CIRCUIT_IDS = 20;
 
 /** Failures kept per breaker: far above any threshold a rule may set. */
 const MAX_FAILURES_KEPT = 1000;
@@ -145,17 +161,24 @@ class Ledger {
   closed(id: string, incident: Incident, closedAt: number): void {
     const state = this.touch(id, incident.id, closedAt);
     state.lastClosed = Math.max(closedAt, state.lastClosed ?? 0);
-    if (incident.status === "suppressed" || incident.status === "interrupted") return;
-    const b = this.breakers.get(incident.rule) ?? { lastResolvedAt: Number.NEGATIVE_INFINITY, failures: [] };
+    if (incident.status === "suppressed" || incident.status === "interrupted" || incident.status === "held") return;
+    const b = this.breakers.get(incident.rule) ?? { lastResolvedAt: Number.NEGATIVE_INFINITY, failures: [], failureIds: [] };
     if (incident.status === "resolved") {
       b.lastResolvedAt = Math.max(b.lastResolvedAt, closedAt);
-      b.failures = b.failures.filter((t) => t > b.lastResolvedAt);
+      const kept = b.failures.findIndex((t) => t > b.lastResolvedAt);
+      b.failures = kept < 0 ? [] : b.failures.slice(kept);
+      b.failureIds = kept < 0 ? [] : b.failureIds.slice(kept);
     } else if (closedAt > b.lastResolvedAt) {
       // A failure at the very time of a resolution counts as before it: a resolved incident closes the streak.
+      // Ties by id: the same order whatever order the closes are told in.
       let i = b.failures.length;
-      while (i > 0 && b.failures[i - 1]! > closedAt) i--;
+      while (i > 0 && (b.failures[i - 1]! > closedAt || (b.failures[i - 1] === closedAt && b.failureIds[i - 1]! > incident.id))) i--;
       b.failures.splice(i, 0, closedAt);
-      if (b.failures.length > MAX_FAILURES_KEPT) b.failures.shift();
+      b.failureIds.splice(i, 0, incident.id);
+      if (b.failures.length > MAX_FAILURES_KEPT) {
+        b.failures.shift();
+        b.failureIds.shift();
+      }
     }
     this.breakers.set(incident.rule, b);
   }
@@ -194,6 +217,9 @@ class Ledger {
 }
 
 const keyIdOf = (rule: string, keyString: string): string => `${rule}\u0000${keyString}`;
+
+/** A live record of a trigger that was not acted on (suppressed, or held while the user was refused): no attempt, no cooldown. */
+const notActedOn = (incident: Incident): boolean => !incident.dryRun && (incident.status === "suppressed" || incident.status === "held");
 
 /** Is a trigger of this rule decided in dry-run mode? */
 export function isDryRun(trigger: Trigger, globalDryRun: boolean): boolean {
@@ -280,6 +306,26 @@ export class GuardState {
     return failures.length >= failuresToOpen && now < failures[failures.length - 1]! + openForMs;
   }
 
+  /**
+   * A rule's live circuit breaker as on-call is told about it: open or not
+   * (as `circuitOpen` says), which incidents in a row opened it, since when,
+   * and until when it stays open unless another failure comes.
+   */
+  circuit(rule: string, now: number, openForMs: number, failuresToOpen: number): CircuitView {
+    const b = this.live.breaker(rule);
+    const failures = b?.failures ?? [];
+    if (!this.circuitOpen(rule, now, openForMs, failuresToOpen)) return { open: false, incidents: [], openedAt: null, closesAt: null };
+    // It opened at the threshold's failure, or at the first failure after it closed by itself (a gap of openFor).
+    let at = failures.length - 1;
+    while (at > failuresToOpen - 1 && failures[at]! - failures[at - 1]! < openForMs) at--;
+    return {
+      open: true,
+      incidents: (b?.failureIds ?? []).slice(-MAX_CIRCUIT_IDS),
+      openedAt: failures[at]!,
+      closesAt: failures[failures.length - 1]! + openForMs,
+    };
+  }
+
   /** Consecutive failed live incidents of a rule (for the record and the metric). */
   failuresInARow(rule: string): number {
     return this.live.breaker(rule)?.failures.length ?? 0;
@@ -314,7 +360,7 @@ export class GuardState {
     const id = keyIdOf(incident.rule, incident.keyString);
     const ledger = this.ledger(incident.dryRun);
     // A record of a trigger that was NOT acted on counts no attempt: only where later suppressions are counted.
-    if (incident.status === "suppressed" && !incident.dryRun) {
+    if (notActedOn(incident)) {
       ledger.noted(id, incident, openedAt);
       return;
     }
@@ -340,7 +386,7 @@ export class GuardState {
       if (pods.size === 0) this.busyUsers.delete(incident.target.userId);
     }
     // A record of a trigger that was NOT acted on starts no cooldown: the user would wait for nothing.
-    if (incident.status === "suppressed" && !incident.dryRun) return;
+    if (notActedOn(incident)) return;
     this.ledger(incident.dryRun).closed(id, incident, closedAt);
   }
 

@@ -20,11 +20,23 @@ export const MAX_EVIDENCE_MESSAGE = 500;
 export const INCIDENT_ID_PATTERN = /^[0-9]{8}T[0-9]{6}Z-[a-z0-9-]{1,63}-[0-9a-f]{8}$/;
 export const IncidentId = z.string().regex(INCIDENT_ID_PATTERN, "an incident id such as 20261126T120000Z-factory-hard-limit-1a2b3c4d");
 
-export const IncidentStatus = z.enum(["open", "remediating", "resolved", "escalated", "failed", "suppressed", "interrupted"]);
+/**
+ * `held`: a guard of the rule (cooldown, max attempts, rate limit, circuit)
+ * held automation back while the factory was still refusing the user: not
+ * acted on, and a person must look (ADR 25).
+ */
+export const IncidentStatus = z.enum(["open", "remediating", "resolved", "escalated", "failed", "suppressed", "interrupted", "held"]);
 export type IncidentStatus = z.infer<typeof IncidentStatus>;
 
 /** Statuses after which nothing more happens to an incident. */
-export const FINAL_STATUSES: ReadonlySet<IncidentStatus> = new Set(["resolved", "escalated", "failed", "suppressed", "interrupted"]);
+export const FINAL_STATUSES: ReadonlySet<IncidentStatus> = new Set(["resolved", "escalated", "failed", "suppressed", "interrupted", "held"]);
+
+/**
+ * Statuses that need a person: the automation gave up (failed, escalated),
+ * could not know (interrupted), or is held back while the user is still
+ * refused (held). The digest lists them, notices page on them.
+ */
+export const NEEDS_HUMAN: ReadonlySet<IncidentStatus> = new Set<IncidentStatus>(["failed", "escalated", "interrupted", "held"]);
 
 /** Why a trigger was not acted on. A closed set: metric labels stay bounded. */
 export const SuppressReason = z.enum([
@@ -137,6 +149,7 @@ export const Decision = z.object({
     "failed",
     "interrupted",
     "resumed",
+    "held",
   ]),
   detail: z.string(),
 });

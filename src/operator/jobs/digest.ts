@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import type { Clock } from "../../contract/clock.js";
 import { formatDuration, mdCode, mdText } from "../incidents/markdown.js";
-import { IncidentStatus, SuppressReason, type Incident } from "../incidents/model.js";
+import { IncidentStatus, NEEDS_HUMAN, SuppressReason, type Incident } from "../incidents/model.js";
 import type { IncidentStore } from "../incidents/store.js";
 import type { Job } from "./scheduler.js";
 import { writeFileAtomic } from "../atomic-file.js";
@@ -26,8 +26,8 @@ export const DEFAULT_DIGEST_WINDOW_MS = 24 * 3_600_000;
 /** Users listed in "Top users"; the rest are counted. */
 export const DEFAULT_TOP_USERS = 10;
 
-/** Statuses that need a human: the ladder did not fix it, or nobody knows whether it did. */
-export const NEEDS_HUMAN: ReadonlySet<IncidentStatus> = new Set(["escalated", "failed", "interrupted"]);
+/** Statuses that need a human (the record's own set): the ladder did not fix it, nobody knows whether it did, or a guard held it back. */
+export { NEEDS_HUMAN };
 
 /** Longest title or reason shown. */
 const MAX_TEXT = 200;

@@ -11,8 +11,8 @@ import * as k8s from "@kubernetes/client-node";
 import type { Decision, Incident } from "../incidents/model.js";
 import type { IncidentFilter, IncidentStore } from "../incidents/store.js";
 
-const EMITTED: ReadonlySet<Decision["kind"]> = new Set(["rung_finished", "verified", "not_verified", "resolved", "escalated", "failed", "interrupted"]);
-const WARNING: ReadonlySet<Decision["kind"]> = new Set(["not_verified", "escalated", "failed", "interrupted"]);
+const EMITTED: ReadonlySet<Decision["kind"]> = new Set(["rung_finished", "verified", "not_verified", "resolved", "escalated", "failed", "interrupted", "held"]);
+const WARNING: ReadonlySet<Decision["kind"]> = new Set(["not_verified", "escalated", "failed", "interrupted", "held"]);
 
 /** Event reasons are CamelCase from a closed set. */
 function reasonOf(kind: Decision["kind"]): string {

@@ -2,11 +2,11 @@
  * Incident records (and circuit breakers) as `Notice`s: what every receiver
  * is told (ADR 23). Pure functions; the notifier decides when to send.
  */
-import { FINAL_STATUSES, type Incident, type IncidentStatus } from "../incidents/model.js";
+import { FINAL_STATUSES, NEEDS_HUMAN, type Incident } from "../incidents/model.js";
 import type { Notice } from "./types.js";
 
-/** Statuses that need a person: the automation gave up, could not know, or is held back while the user is still refused. */
-export const NEEDS_HUMAN: ReadonlySet<IncidentStatus> = new Set<IncidentStatus>(["failed", "escalated", "interrupted", "held" as IncidentStatus]);
+/** Statuses that need a person (defined with the record, where the digest reads it too). */
+export { NEEDS_HUMAN };
 
 /** Longest description sent (receivers cut further to their own limits). */
 const MAX_DESCRIPTION = 1500;

@@ -93,7 +93,7 @@ describe("digest: numbers", () => {
     const { summary } = await new DigestJob({ store, dir, clock, topUsers: 3 }).build();
 
     expect(summary).toMatchObject({ from: "2026-11-25T06:00:00.000Z", to: "2026-11-26T06:00:00.000Z", incidents: 12, opened: 11, dryRuns: 1, unreadable: 0 });
-    expect(summary.byStatus).toEqual({ open: 1, remediating: 1, resolved: 5, escalated: 1, failed: 1, suppressed: 2, interrupted: 1 });
+    expect(summary.byStatus).toEqual({ open: 1, remediating: 1, resolved: 5, escalated: 1, failed: 1, suppressed: 2, interrupted: 1, held: 0 });
     expect(summary.byRule).toEqual([
       { rule: "factory-lockout", incidents: 8, resolved: 4, needsHuman: 1, suppressed: 2, open: 1 },
       { rule: "factory-users-at-limit", incidents: 3, resolved: 1, needsHuman: 1, suppressed: 0, open: 1 },
