@@ -25,17 +25,16 @@ import { OUTBOX_DIR } from "../operator/notify/setup.js";
 import { Command, Option } from "commander";
 import { assertIncidentId, DEFAULT_INCIDENTS_DIR, FileIncidentStore, type IncidentScan } from "../operator/incidents/file-store.js";
 import { acknowledgement, ackBy, HumanEntryError, humanEntry, type HumanAppend, type HumanTimelineStore } from "../operator/incidents/human.js";
-import { renderMarkdown, renderText, visible } from "../operator/incidents/markdown.js";
+import { renderMarkdown, renderText } from "../operator/incidents/markdown.js";
 import { type HumanEntry, type Incident, IncidentStatus } from "../operator/incidents/model.js";
 import type { IncidentStore } from "../operator/incidents/store.js";
 import { listOf } from "./options.js";
+import { chooseStore, withClusterOptions, type ClusterFlags } from "./store-choice.js";
+import { columns, terminal } from "./terminal.js";
 
 /** Where the records are: a folder, or Incident objects in the cluster. */
-interface StoreFlags {
+interface StoreFlags extends ClusterFlags {
   dir: string;
-  k8s: boolean;
-  kubeconfig?: string;
-  namespace?: string;
 }
 
 interface ListFlags extends StoreFlags {
@@ -77,11 +76,10 @@ function dirOption(): Option {
 
 /** `--dir`, or `--k8s` with its `--kubeconfig` and `--namespace`. */
 function withStoreOptions(command: Command): Command {
-  return command
-    .addOption(dirOption())
-    .addOption(new Option("--k8s", "the Incident objects in the cluster instead of a folder").default(false))
-    .addOption(new Option("--kubeconfig <path>", "with --k8s: kubeconfig (default: KUBECONFIG or ~/.kube/config)"))
-    .addOption(new Option("--namespace <ns>", "with --k8s: namespace of the Incident objects (default: POD_NAMESPACE, else the kubeconfig context's)"));
+  return withClusterOptions(command.addOption(dirOption()), {
+    k8s: "the Incident objects in the cluster instead of a folder",
+    namespace: "namespace of the Incident objects",
+  });
 }
 
 /** The store `flags` select, and how to name it in a message. */
@@ -101,28 +99,16 @@ interface SelectedStore {
  * kubeconfig that cannot be loaded, a folder that does not exist.
  */
 async function openStore(name: string, flags: StoreFlags, command: Command): Promise<SelectedStore> {
-  if (!flags.k8s) {
-    if (flags.kubeconfig !== undefined || flags.namespace !== undefined) usage(name, "--kubeconfig and --namespace go with --k8s");
+  const choice = await chooseStore(flags, command, "dir", (message) => usage(name, message));
+  if (choice.kind === "file") {
     await assertFolder(name, flags.dir);
     const files = new FileIncidentStore({ dir: flags.dir });
     return { store: files, files, where: terminal(files.dir), ref: { kind: "file", dir: files.dir } };
   }
-  if (command.getOptionValueSource("dir") === "cli") usage(name, "give --dir or --k8s, not both");
-  // Imported here: the Kubernetes client is large, and only --k8s needs it.
-  const [{ currentNamespace, loadKubeConfig }, { KubernetesIncidentStore }, k8s] = await Promise.all([
-    import("../operator/k8s/client.js"),
-    import("../operator/k8s/incident-store.js"),
-    import("@kubernetes/client-node"),
-  ]);
-  let kubeConfig;
-  try {
-    kubeConfig = loadKubeConfig(flags.kubeconfig);
-  } catch (err) {
-    usage(name, `cannot load the Kubernetes configuration: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  const namespace = flags.namespace ?? currentNamespace(kubeConfig);
-  const store = new KubernetesIncidentStore(kubeConfig.makeApiClient(k8s.CustomObjectsApi), namespace);
-  return { store, where: `namespace ${terminal(namespace)}`, ref: { kind: "k8s", namespace } };
+  // Imported here, like the Kubernetes client: only --k8s needs it.
+  const { KubernetesIncidentStore } = await import("../operator/k8s/incident-store.js");
+  const { api, namespace } = choice;
+  return { store: new KubernetesIncidentStore(api, namespace), where: `namespace ${terminal(namespace)}`, ref: { kind: "k8s", namespace } };
 }
 
 /** Prints one line and exits 2. */
@@ -334,7 +320,7 @@ export interface AfterHumanEntryOptions {
  */
 export async function afterHumanEntry(incident: Incident, options: AfterHumanEntryOptions): Promise<string | null> {
   if (options.entry.kind !== "ack" || options.state === undefined) return null;
-  if (options.store.kind === "k8s") return null; // the operator tells the receivers when its next term reads the records
+  if (options.store.kind === "k8s") return null; // the leading operator reads it within one sync pass (15 s) and tells the receivers
   const outbox = join(options.state, OUTBOX_DIR);
   if (!(await stat(outbox).then((s) => s.isDirectory(), () => false))) return null; // no outbox: the operator sends no notifications
   const notice = noticeOf(incident, { externalUrl: options.externalUrl ?? null, now: Date.now(), acknowledged: acknowledgement(incident) });
@@ -406,21 +392,4 @@ function fail(command: string, err: unknown): never {
   const message = err instanceof Error ? err.message : String(err);
   console.error(`reclaim incidents ${command}: ${terminal(message)}`);
   process.exit(1);
-}
-
-/** A record's text on a terminal: control characters (escape sequences, newlines) made visible, so a record cannot drive the terminal. */
-function terminal(text: string): string {
-  return visible(text);
-}
-
-/** Left-aligned columns, two spaces apart, header first. Cells are made terminal-safe and cut to 60 characters. */
-function columns(headers: string[], rows: string[][]): string {
-  const fit = (cell: string): string => {
-    const safe = terminal(cell);
-    return safe.length > 60 ? `${safe.slice(0, 59)}…` : safe;
-  };
-  const cells = [headers, ...rows].map((row) => row.map(fit));
-  const widths = headers.map((_, n) => Math.max(...cells.map((row) => row[n]!.length)));
-  const line = (row: string[]): string => row.map((cell, n) => cell.padEnd(widths[n]!)).join("  ").trimEnd();
-  return `${cells.map(line).join("\n")}\n`;
 }

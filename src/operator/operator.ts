@@ -54,9 +54,11 @@ import type { LogSource } from "./sources/source.js";
 import { Scanner } from "./sources/scan.js";
 import { StaticTarget, type Target, type TargetResolver } from "./act/target.js";
 import { SilenceBook } from "./silence/book.js";
+import { createWebView } from "./web/router.js";
 import type { Incident } from "./incidents/model.js";
 import { ObservedStore } from "./notify/notifier.js";
 import { startNotifications, type NotificationsConfig } from "./notify/setup.js";
+import { circuitNotice } from "./notify/notice.js";
 import { FileSilenceStore, silenceDir } from "./silence/file-store.js";
 import { FileSilenceWatch } from "./silence/file-watch.js";
 import type { SilenceObjects } from "./silence/k8s-watch.js";
@@ -227,12 +229,15 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   // Where incidents are kept.
   const stores: IncidentStore[] = [];
   let fileStore: FileIncidentStore | null = null;
+  /** The Incident objects, where notifications also record what was delivered (ADR 23, "In the cluster"). */
+  let incidentObjects: KubernetesIncidentStore | null = null;
   if (deps.store !== undefined) stores.push(deps.store);
   else {
     if (kube?.incidents === true && km !== null) {
+      incidentObjects = new km.KubernetesIncidentStore(kube.kubeConfig.makeApiClient(km.k8s.CustomObjectsApi), kube.namespace, { timers });
       stores.push(
         new km.EventingStore(
-          new km.KubernetesIncidentStore(kube.kubeConfig.makeApiClient(km.k8s.CustomObjectsApi), kube.namespace, { timers }),
+          incidentObjects,
           kube.kubeConfig.makeApiClient(km.k8s.EventsV1Api),
           {
           namespace: kube.namespace,
@@ -258,6 +263,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
           registry: metrics.registry,
           log,
           timers,
+          marks: incidentObjects,
           ...(deps.env === undefined ? {} : { env: deps.env }),
         });
   const onRecorded = deps.onRecorded;
@@ -416,6 +422,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     source,
     onBatch: afterBatch,
     holds: silenceBook,
+    // A breaker opening or closing is a notice of its own (subject circuit:<rule>), routed like an incident's.
+    onCircuit: (state) => notifications?.notifier.notify(circuitNotice(state, { externalUrl: config.notifications?.externalUrl ?? null, now: timers.now() })),
   };
   /**
    * Starts acting: a new term, which starts once the last one has been
@@ -501,6 +509,13 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
           ...(config.controlCheck.intervalMs === undefined ? {} : { intervalMs: config.controlCheck.intervalMs }),
         });
 
+  // The read-only web view for on-call (ADR 24) answers every other path.
+  const webView = createWebView({
+    store,
+    timers,
+    alertmanagerUrl: config.notifications?.alertmanagers[0] ?? null,
+    onError: (err) => log.warn(OperatorEvent.storeError, {}, `Web view: ${errorText(err)}`),
+  });
   // Metrics and health: a follower is ready (to take over), not only the leader.
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -517,6 +532,10 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
           res.end();
         },
       );
+      return;
+    }
+    if (path !== "/healthz" && path !== "/readyz") {
+      webView.handle(req, res);
       return;
     }
     const ok = path === "/healthz" || (path === "/readyz" && !stopped.signal.aborted);

@@ -8,9 +8,16 @@
  * ack|note`, `appendHuman`): every status write carries over the entries it
  * read, under that read's resourceVersion, so an entry added in between makes
  * the write fail with 409 and the next attempt keeps it (human.ts).
+ *
+ * Notifications record on each object what every receiver accepted, in the
+ * annotation `reclaim.dev/notified` (NotifiedMarks, ../notify/notified.ts):
+ * a JSON merge patch of that one annotation, without a resourceVersion, so it
+ * never fails on a conflict; a status write that raced it meets 409 and is
+ * retried as above.
  */
 import * as k8s from "@kubernetes/client-node";
 import { addHumanEntry, humanPartOf, type HumanAppend, type HumanTimelineStore } from "../incidents/human.js";
+import { NOTIFIED_ANNOTATION, type NotifiedIncident, type NotifiedMarks } from "../notify/notified.js";
 import { FINAL_STATUSES, INCIDENT_ID_PATTERN, type HumanEntry, type Incident } from "../incidents/model.js";
 import { IncidentIdError, IncidentStoreError, IncidentStoreErrorCode, type IncidentFilter, type IncidentStore } from "../incidents/store.js";
 import { systemTimers, type Timers } from "../../contract/clock.js";
@@ -38,7 +45,7 @@ export interface KubernetesIncidentStoreOptions {
   callTimeoutMs?: number;
 }
 
-export class KubernetesIncidentStore implements IncidentStore, HumanTimelineStore {
+export class KubernetesIncidentStore implements IncidentStore, HumanTimelineStore, NotifiedMarks {
   /** Objects that exist, by name, with the labels and spec last written (as JSON). */
   private readonly known = new Map<string, { labels: string; spec: string }>();
   /** How many objects the last `list` skipped as invalid. */
@@ -56,9 +63,9 @@ export class KubernetesIncidentStore implements IncidentStore, HumanTimelineStor
     this.callTimeoutMs = options.callTimeoutMs ?? 10_000;
   }
 
-  /** One API call under its deadline: a hung API server fails the write (and the operator holds) instead of hanging it. */
-  private call<T>(what: string, call: (options: k8s.ConfigurationOptions) => Promise<T>): Promise<T> {
-    return withDeadline(call, { timers: this.timers, ms: this.callTimeoutMs, what });
+  /** One API call under its deadline (and `signal`): a hung API server fails the write (and the operator holds) instead of hanging it. */
+  private call<T>(what: string, call: (options: k8s.ConfigurationOptions) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return withDeadline(call, { timers: this.timers, ms: this.callTimeoutMs, what, ...(signal === undefined ? {} : { signal }) });
   }
 
   async save(incident: Incident): Promise<void> {
@@ -187,16 +194,27 @@ export class KubernetesIncidentStore implements IncidentStore, HumanTimelineStor
   }
 
   async list(filter: IncidentFilter = {}): Promise<Incident[]> {
+    return (await this.listNotified(filter)).map((n) => n.incident);
+  }
+
+  /**
+   * `list`, each incident with the fingerprint in its `reclaim.dev/notified`
+   * annotation (NotifiedMarks); `signal` abandons the call.
+   */
+  async listNotified(filter: IncidentFilter = {}, signal?: AbortSignal): Promise<NotifiedIncident[]> {
     const selectors: string[] = [];
     if (filter.rule !== undefined) selectors.push(`${LABEL_RULE}=${filter.rule}`);
     if (filter.status !== undefined && filter.status.length > 0) selectors.push(`${LABEL_STATUS} in (${filter.status.join(",")})`);
-    const response = (await this.call("listing Incidents", (o) =>
-      this.api.listNamespacedCustomObject(
-        { group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural, ...(selectors.length > 0 ? { labelSelector: selectors.join(",") } : {}) },
-        o,
-      ),
-    )) as { items?: IncidentObject[] };
-    const incidents: Incident[] = [];
+    const response = (await this.call(
+      "listing Incidents",
+      (o) =>
+        this.api.listNamespacedCustomObject(
+          { group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural, ...(selectors.length > 0 ? { labelSelector: selectors.join(",") } : {}) },
+          o,
+        ),
+      signal,
+    )) as { items?: (IncidentObject & { metadata: { annotations?: Record<string, string> } })[] };
+    const incidents: NotifiedIncident[] = [];
     let skipped = 0;
     for (const item of response.items ?? []) {
       try {
@@ -204,13 +222,49 @@ export class KubernetesIncidentStore implements IncidentStore, HumanTimelineStor
         this.known.set(item.metadata.name, { labels: JSON.stringify(item.metadata.labels ?? {}), spec: JSON.stringify(item.spec) });
         if (filter.since !== undefined && Date.parse(incident.updatedAt) < filter.since) continue;
         if (filter.status !== undefined && !filter.status.includes(incident.status)) continue;
-        incidents.push(incident);
+        const notified = item.metadata.annotations?.[NOTIFIED_ANNOTATION];
+        incidents.push({ incident, notified: typeof notified === "string" ? notified : null });
       } catch {
         skipped++;
       }
     }
     this.lastListSkipped = skipped;
-    return incidents.sort((a, b) => Date.parse(a.detectedAt) - Date.parse(b.detectedAt) || a.id.localeCompare(b.id));
+    return incidents.sort((a, b) => Date.parse(a.incident.detectedAt) - Date.parse(b.incident.detectedAt) || a.incident.id.localeCompare(b.incident.id));
+  }
+
+  /**
+   * Records `fingerprint` in incident `id`'s `reclaim.dev/notified`
+   * annotation (NotifiedMarks): a merge patch of metadata only, without a
+   * resourceVersion. Resolves false when there is no such object. Throws
+   * IncidentIdError on a malformed id, and an IncidentStoreError
+   * (`ERR_RECLAIM_INCIDENT_WRITE`, the API's error as its cause) otherwise.
+   */
+  async markNotified(id: string, fingerprint: string, signal?: AbortSignal): Promise<boolean> {
+    if (!INCIDENT_ID_PATTERN.test(id)) throw new IncidentIdError(id);
+    const name = incidentObjectName(id);
+    const where = `Incident ${this.namespace}/${name}`;
+    try {
+      await this.call(
+        `recording what was notified on ${where}`,
+        (o) =>
+          this.api.patchNamespacedCustomObject(
+            {
+              group: GROUP,
+              version: VERSION,
+              namespace: this.namespace,
+              plural: INCIDENT.plural,
+              name,
+              body: { metadata: { annotations: { [NOTIFIED_ANNOTATION]: fingerprint } } },
+            },
+            k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch, o),
+          ),
+        signal,
+      );
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 404) return false;
+      throw new IncidentStoreError(IncidentStoreErrorCode.write, `could not annotate ${where}: ${describe(err)}`, name, { cause: err });
+    }
   }
 }
 

@@ -128,6 +128,14 @@ export interface OutboxOptions {
   route?: (notice: Notice) => readonly string[];
   /** How a pending file is written. Default `writeFileAtomic`; tests pass a disk that hangs. */
   writeFile?: (path: string, data: string) => Promise<void>;
+  /**
+   * Told when no receiver has a notice of a subject pending any more: with
+   * the newest notice of it that left, and whether each receiver's last
+   * notice of it was delivered (false when one was dropped). Kubernetes mode
+   * records it on the incident (mark-writer.ts). Runs inside the outbox:
+   * must be quick; what it throws is logged.
+   */
+  onSettled?: (notice: Notice, delivered: boolean) => void;
 }
 
 interface Entry {
@@ -223,6 +231,13 @@ export class Outbox {
   private readonly waiters = new Set<{ done: () => boolean; resolve: () => void }>();
   private readonly diskLog = new Every();
   private readonly problemLog = new Every();
+  private readonly onSettled: ((notice: Notice, delivered: boolean) => void) | null;
+  /**
+   * Subjects that left some lane while another still has them pending, by
+   * hash: the newest notice that left, and how each lane's last one left.
+   * Bounded by what is pending.
+   */
+  private readonly leaving = new Map<string, { notice: Notice; atMs: number; delivered: Map<string, boolean> }>();
 
   constructor(options: OutboxOptions) {
     this.dir = options.dir;
@@ -239,6 +254,7 @@ export class Outbox {
     this.scanMs = positive("scanMs", options.scanMs ?? 2_000);
     this.route = options.route ?? (() => [...this.lanes.keys()]);
     this.writeFile = options.writeFile ?? writeFileAtomic;
+    this.onSettled = options.onSettled ?? null;
     for (const receiver of options.receivers) {
       const name = receiver.name;
       if (!RECEIVER_NAME_PATTERN.test(name) || RESERVED_RECEIVER_NAMES.includes(name)) {
@@ -399,15 +415,37 @@ export class Outbox {
       }
     }
     victim ??= lane.pending.values().next().value!;
-    this.remove(lane, victim);
+    this.remove(lane, victim, false);
     this.count(lane, "dropped_overflow", `more than ${this.maxPending} notices pending`, victim.notice.subject);
   }
 
-  private remove(lane: Lane, entry: Entry): void {
+  private remove(lane: Lane, entry: Entry, delivered: boolean): void {
     lane.pending.delete(entry.hash);
     this.m.pending.set({ receiver: lane.receiver.name }, lane.pending.size);
     this.markDirty(fileKey(lane, entry.hash));
     this.finish(lane, entry.hash, entry.atMs);
+    this.left(lane, entry, delivered);
+  }
+
+  /** An entry left its lane: once no lane has its subject pending, `onSettled` hears of it. */
+  private left(lane: Lane, entry: Entry, delivered: boolean): void {
+    if (this.onSettled === null) return;
+    let leaving = this.leaving.get(entry.hash);
+    if (leaving === undefined) {
+      leaving = { notice: entry.notice, atMs: entry.atMs, delivered: new Map() };
+      this.leaving.set(entry.hash, leaving);
+    } else if (entry.atMs >= leaving.atMs) {
+      leaving.notice = entry.notice;
+      leaving.atMs = entry.atMs;
+    }
+    leaving.delivered.set(lane.receiver.name, delivered);
+    for (const other of this.lanes.values()) if (other.pending.has(entry.hash)) return;
+    this.leaving.delete(entry.hash);
+    try {
+      this.onSettled(leaving.notice, [...leaving.delivered.values()].every(Boolean));
+    } catch (err) {
+      this.problem(`Could not hand on the delivery of notice ${JSON.stringify(short(leaving.notice.subject))}: ${errorText(err)}`);
+    }
   }
 
   private finish(lane: Lane, hash: string, atMs: number): void {
@@ -448,7 +486,7 @@ export class Outbox {
       if (entry.inFlight) continue;
       const expires = entry.atMs + this.maxAgeMs;
       if (now > expires) {
-        this.remove(lane, entry);
+        this.remove(lane, entry, false);
         this.count(lane, "dropped_expired", `older than ${this.maxAgeMs} ms`, entry.notice.subject);
         continue;
       }
@@ -516,11 +554,11 @@ export class Outbox {
         lane.failedSinceDelivery = 0;
         lane.failing.reset();
       }
-      if (latest) this.remove(lane, entry);
+      if (latest) this.remove(lane, entry, true);
       else this.finish(lane, entry.hash, atMs);
     } else if (result.permanent) {
       this.m.up.set({ receiver: name }, 0);
-      if (latest) this.remove(lane, entry);
+      if (latest) this.remove(lane, entry, false);
       this.count(lane, "dropped_permanent", `the receiver refused it: ${result.detail}`, entry.notice.subject);
     } else {
       this.m.up.set({ receiver: name }, 0);

@@ -390,6 +390,33 @@ describe("Outbox", () => {
     expect(await filesUnder(dir)).toEqual([]);
   });
 
+  it("says when a subject has left every receiver: once, with its newest notice, and whether each receiver's last one was delivered", async () => {
+    const dir = await tempDir();
+    const clock = new ManualClock(T0);
+    const a = new FakeReceiver("a", clock);
+    const b = new FakeReceiver("b", clock);
+    b.mode = "down";
+    const settled: { subject: string; status: string; delivered: boolean }[] = [];
+    const h = make(dir, [a, b], clock, { backoffMs: [1000, 1000], onSettled: (n, delivered) => settled.push({ subject: n.subject, status: n.status, delivered }) });
+    await h.outbox.start();
+    h.outbox.enqueue(notice("inc-1", T0, { status: "open" }), ["a", "b"]);
+    await eventually(() => a.got.length === 1 && b.calls.length === 1, 5000, "an attempt at each");
+    await h.outbox.settled();
+    // `a` has it, `b` does not yet: not settled. A newer state replaces it at `b` only.
+    expect(settled).toEqual([]);
+    h.outbox.enqueue(notice("inc-1", T0 + 500, { status: "escalated" }), ["b"]);
+    b.mode = "up";
+    await clock.run(1000);
+    await h.outbox.idle();
+    expect(settled).toEqual([{ subject: "inc-1", status: "escalated", delivered: true }]);
+
+    // A receiver that refuses it for good: settled, not delivered.
+    b.mode = "reject";
+    h.outbox.enqueue(notice("inc-2", clock.now()), ["a", "b"]);
+    await h.outbox.idle();
+    expect(settled.slice(1)).toEqual([{ subject: "inc-2", status: "open", delivered: false }]);
+  });
+
   it("drops notices older than maxAge, without trying a stale one", async () => {
     const dir = await tempDir();
     const clock = new ManualClock(T0);
