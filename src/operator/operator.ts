@@ -538,8 +538,9 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
       webView.handle(req, res);
       return;
     }
-    const ok = path === "/healthz" || (path === "/readyz" && !stopped.signal.aborted);
-    res.writeHead(path === "/healthz" || path === "/readyz" ? (ok ? 200 : 503) : 404, { "Content-Type": "application/json" });
+    // Only /healthz and /readyz are left: a stopping operator is alive but no longer ready.
+    const ok = path === "/healthz" || !stopped.signal.aborted;
+    res.writeHead(ok ? 200 : 503, { "Content-Type": "application/json" });
     // A paused operator is healthy and ready: `paused` says by whom, why and until when (null when not paused).
     const body = ok
       ? {
@@ -548,7 +549,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
           paused: silenceBook.pauseState(timers.now()),
           ...(controlCheck === null ? {} : { control: controlStatus(controlCheck.state) }),
         }
-      : { error: { code: "not_found", message: "not found" } };
+      : { error: { code: "stopping", message: "the operator is stopping" } };
     res.end(JSON.stringify(body));
   });
   let metricsPort: number;

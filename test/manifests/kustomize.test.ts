@@ -117,6 +117,7 @@ for (const [dir, flavour] of [
         "ServiceAccount/reclaim-operator",
         "Role/reclaim-operator",
         "RoleBinding/reclaim-operator",
+        "Role/reclaim-oncall",
         "ConfigMap/reclaim-rules",
         "Deployment/reclaim-operator",
         "ServiceAccount/chat-factory",
