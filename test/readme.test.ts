@@ -70,10 +70,10 @@ async function run(script: string, timeoutMs = 40_000): Promise<{ code: number |
 async function commandsInReadme(): Promise<string[][]> {
   const readme = await readFile(join(ROOT, "README.md"), "utf8");
   const found = new Map<string, string[]>();
-  for (const m of readme.matchAll(/(?:bin\/reclaim|`reclaim) ((?:[a-z]+)(?: [a-z]+)?)/g)) {
+  for (const m of readme.matchAll(/(?:bin\/reclaim|`reclaim) ((?:[a-z]+(?:-[a-z]+)*)(?: [a-z]+)?)/g)) {
     const words = m[1]!.split(" ");
     // Keep the second word only when it is a subcommand of a group.
-    const path = ["rules", "incidents"].includes(words[0]!) && words[1] !== undefined ? words : words.slice(0, 1);
+    const path = ["rules", "incidents", "control-api"].includes(words[0]!) && words[1] !== undefined ? words : words.slice(0, 1);
     found.set(path.join(" "), path);
   }
   return [...found.values()];
@@ -83,7 +83,7 @@ describe("README", () => {
   it("every reclaim command it shows exists and answers --help", async () => {
     const commands = await commandsInReadme();
     expect(commands.map((c) => c.join(" "))).toEqual(
-      expect.arrayContaining(["demo", "up", "factory", "operator", "token", "rules validate", "rules schema", "rules test", "rules replay", "incidents list", "incidents show"]),
+      expect.arrayContaining(["demo", "up", "factory", "operator", "token", "rules validate", "rules schema", "rules test", "rules replay", "incidents list", "incidents show", "control-api openapi", "control-api conformance"]),
     );
     for (const command of commands) {
       const { code, stdout } = await runCli([...command, "--help"]);

@@ -5,6 +5,7 @@
  */
 import { Command } from "commander";
 import { RECLAIM_VERSION } from "../contract/version.js";
+import { controlApiCommand } from "./control-api.js";
 import { demoCommand } from "./demo.js";
 import { factoryCommand } from "./factory.js";
 import { incidentsCommand } from "./incidents.js";
@@ -31,7 +32,8 @@ export function program(): Command {
     .addCommand(pauseCommand())
     .addCommand(resumeCommand())
     .addCommand(manifestsCommand())
-    .addCommand(tokenCommand());
+    .addCommand(tokenCommand())
+    .addCommand(controlApiCommand());
   const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
   for (const command of all(root)) {
     // Bad usage exits 2 (help and --version exit 0), with the help hint after the error.

@@ -12,17 +12,26 @@
  * or the pattern, lacked a key field, were older than maxAge, or counted
  * without reaching the threshold. `--json` always carries these counts as
  * `diagnosis`. The exit code does not change.
+ *
+ * `--logs FILE` (or `-` for stdin) may hold the factory's JSON lines, Cloud
+ * Logging LogEntry NDJSON (a log sink's export), or the JSON array that
+ * `gcloud logging read --format=json` prints (newest first: streamed,
+ * sorted in bounded memory and replayed oldest first). Lines are counted by
+ * shape (sources/shapes.ts: text `Shapes:` line, `lines.shapes` in JSON).
+ * A log in which no line is a log entry it can read exits 1 and says which
+ * shapes were expected and which were seen: a wrong file must not look like
+ * a quiet day.
  */
 import { Command, Option } from "commander";
 import { formatDuration } from "../contract/duration.js";
 import { Replayer, type ReplayReport, type RuleDiagnosis } from "../operator/replay.js";
 import type { CompiledRule } from "../operator/rules/compile.js";
 import { loadRules } from "../operator/rules/load.js";
-import { FileSource } from "../operator/sources/file.js";
 import { CloudLoggingHistorySource } from "../operator/sources/gcp.js";
 import { buildFilter } from "../operator/sources/gcp-filter.js";
-import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
+import { openRecordedLog, parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
 import { Scanner } from "../operator/sources/scan.js";
+import { describeShapes, EXPECTED_SHAPES, nonZeroShapes, UNDERSTOOD_SHAPES, type ShapeCounts } from "../operator/sources/shapes.js";
 import type { LogSource } from "../operator/sources/source.js";
 import { durationIn } from "./options.js";
 
@@ -41,12 +50,17 @@ interface ReplayFlags {
 /** The `rules replay` command. */
 export function rulesReplayCommand(): Command {
   return new Command("replay")
-    .description("dry-run the rules over a recorded log (factory JSON lines or Cloud Logging LogEntry JSON), in event time")
+    .description("dry-run the rules over a recorded log (factory JSON lines, Cloud Logging LogEntry NDJSON or a gcloud logging read --format=json array), in event time")
     .addOption(
       new Option("--rules <path>", "rule file or folder, repeatable (default: rules)")
         .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
     )
-    .addOption(new Option("--logs <file>", "the recorded log (this or --source)"))
+    .addOption(
+      new Option(
+        "--logs <file>",
+        "the recorded log, - for stdin (this or --source): factory JSON lines, Cloud Logging LogEntry NDJSON, or a gcloud logging read --format=json array",
+      ),
+    )
     .addOption(new Option("--source <spec>", "gcp:PROJECT: replay Cloud Logging history instead of a file (plaintext endpoint for tests: RECLAIM_GCP_ENDPOINT)"))
     .addOption(
       new Option("--since <duration>", "with --source gcp:PROJECT, how far back to read (1s to 3650d)")
@@ -87,9 +101,14 @@ export function rulesReplayCommand(): Command {
       try {
         source =
           projectId === null
-            ? new FileSource({ path: flags.logs!, follow: false, fromStart: true })
+            ? await openRecordedLog(flags.logs!)
             : new CloudLoggingHistorySource({ projectId, filter: buildFilter(rules, flags.filter), since: Date.now() - flags.since });
       } catch (err) {
+        if (typeof (err as { code?: unknown } | null)?.code === "string" && !(err instanceof TypeError)) {
+          console.error(`reclaim rules replay: cannot read ${flags.logs ?? flags.source ?? ""}: ${err instanceof Error ? err.message : String(err)}`);
+          process.exitCode = 1;
+          return;
+        }
         return usage(err instanceof Error ? err.message : String(err));
       }
       try {
@@ -102,14 +121,34 @@ export function rulesReplayCommand(): Command {
         return;
       }
       const report = await replayer.report();
-      const lines = { read: scanner.stats.linesRead, malformed: scanner.stats.malformed };
+      const shapes = nonZeroShapes(scanner.stats.shapes);
+      const lines = { read: scanner.stats.linesRead, malformed: scanner.stats.malformed, shapes };
       if (flags.json) process.stdout.write(`${JSON.stringify({ ...report, lines }, null, 2)}\n`);
       else process.stdout.write(text(report, lines, rules));
+      const wrong = notUnderstood(scanner.stats.shapes);
+      if (wrong !== null) {
+        console.error(`reclaim rules replay: ${flags.logs === "-" ? "stdin" : (flags.logs ?? source.name)}: ${wrong}`);
+        process.exitCode = 1;
+      }
     });
 }
 
-function text(report: ReplayReport, lines: { read: number; malformed: number }, rules: readonly CompiledRule[]): string {
+/**
+ * Why a log in which no line was understood cannot be replayed, or null
+ * when some line was (or the log held nothing but blank lines: nothing to
+ * misread).
+ */
+export function notUnderstood(shapes: Readonly<ShapeCounts>): string | null {
+  if (UNDERSTOOD_SHAPES.some((shape) => shapes[shape] > 0)) return null;
+  const { blank: _blank, ...rest } = shapes;
+  const seen = nonZeroShapes({ ...rest, blank: 0 });
+  if (Object.keys(seen).length === 0) return null;
+  return `no line is a log entry it can read. Expected ${EXPECTED_SHAPES}; saw ${describeShapes(seen)}`;
+}
+
+function text(report: ReplayReport, lines: { read: number; malformed: number; shapes: Partial<ShapeCounts> }, rules: readonly CompiledRule[]): string {
   const out = [`Replayed ${lines.read} line(s) (${report.matched} matched, ${lines.malformed} malformed skipped) against ${report.rules.length} rule(s): ${report.rules.join(", ")}`];
+  if (Object.keys(lines.shapes).length > 0) out.push(`Shapes: ${describeShapes(lines.shapes)}`);
   for (const i of report.incidents) {
     const key = Object.entries(i.key)
       .map(([k, v]) => `${k}=${v}`)
@@ -191,7 +230,11 @@ function ruleFunnel(d: RuleDiagnosis, rule: CompiledRule | undefined): string[] 
     const detail = total(d.whereNotMet) > 0 ? ` (${counts(d.whereNotMet)})` : "";
     steps.push(`${total(d.whereNotMet)} where not met${detail}`);
   }
-  if (log?.pattern !== undefined) steps.push(`${d.patternNotFound} pattern not found`);
+  if (log?.pattern !== undefined || log?.text !== undefined) steps.push(`${d.patternNotFound} pattern not found`);
+  if (log?.text !== undefined) {
+    const detail = total(d.untrusted) > 0 ? ` (${counts(d.untrusted)})` : "";
+    steps.push(`${total(d.untrusted)} from a source its trust does not admit${detail}`);
+  }
   out.push(`    of those: ${steps.length > 0 ? `${steps.join(", ")}; ` : ""}${d.matched} matched`);
   if (d.matched === 0) return out;
   const keyed = total(d.unkeyed);

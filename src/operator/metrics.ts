@@ -10,6 +10,10 @@ export class OperatorMetrics {
   readonly registry = new Registry();
   readonly linesRead: Counter<"source">;
   readonly linesMalformed: Counter<"source">;
+  /** Lines read by shape (sources/shapes.ts: a closed set), per source. */
+  readonly linesByShape: Counter<"source" | "shape">;
+  /** Times most of a source's recent lines were not understood (an ERROR logged each time, at most once a minute). */
+  readonly sourceNotUnderstood: Counter<"source">;
   readonly sourceLag: Gauge<"source">;
   readonly ruleMatches: Counter<"rule">;
   readonly entriesDropped: Counter<"rule" | "reason">;
@@ -54,6 +58,18 @@ export class OperatorMetrics {
       labelNames: ["source"],
       registers,
     });
+    this.linesByShape = new Counter({
+      name: "reclaim_operator_lines_by_shape_total",
+      help: "Log lines read by shape (json, log_entry, gcloud_array, json_not_entry, json_fragment, text, blank), per source.",
+      labelNames: ["source", "shape"],
+      registers,
+    });
+    this.sourceNotUnderstood = new Counter({
+      name: "reclaim_operator_source_not_understood_total",
+      help: "Times more than half of a source's last 1000 non-blank lines were not log entries it can read; an ERROR is logged each time, at most once a minute.",
+      labelNames: ["source"],
+      registers,
+    });
     this.sourceLag = new Gauge({
       name: "reclaim_operator_source_lag_seconds",
       help: "Now minus the time of the newest entry read, per source.",
@@ -63,7 +79,7 @@ export class OperatorMetrics {
     this.ruleMatches = new Counter({ name: "reclaim_operator_rule_matches_total", help: "Entries matched, per rule.", labelNames: ["rule"], registers });
     this.entriesDropped = new Counter({
       name: "reclaim_operator_entries_dropped_total",
-      help: "Matched entries that did not count: duplicate, unkeyed (no valid user id), stale (older than maxAge).",
+      help: "Matched entries that did not count: duplicate, unkeyed (no valid user id), stale (older than maxAge), untrusted (a text rule's line from a source its trust does not admit).",
       labelNames: ["rule", "reason"],
       registers,
     });

@@ -59,6 +59,7 @@ import type { Incident } from "./incidents/model.js";
 import { ObservedStore } from "./notify/notifier.js";
 import { startNotifications, type NotificationsConfig } from "./notify/setup.js";
 import { circuitNotice } from "./notify/notice.js";
+import { watchShapes, type ShapeWatch } from "./sources/shapes.js";
 import { FileSilenceStore, silenceDir } from "./silence/file-store.js";
 import { FileSilenceWatch } from "./silence/file-watch.js";
 import type { SilenceObjects } from "./silence/k8s-watch.js";
@@ -312,9 +313,12 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
         });
   let warnedUnevaluated = false;
   let cloudSource: CloudLoggingSource | null = null; // set once the source exists
+  // Counts each batch's lines by shape, and says when most are not log entries: a wrong file never looks like a quiet day.
+  // eslint-disable-next-line prefer-const -- set once the source exists; applyRules may run before (rule objects)
+  let shapeWatch: ShapeWatch | undefined;
   const applyRules = (): void => {
     rules = [...fileRules, ...objectRules];
-    scanner = new Scanner(rules);
+    scanner = new Scanner(rules, shapeWatch === undefined ? {} : { watch: shapeWatch });
     current?.setRules(rules);
     metricEvaluator?.setRules(rules);
     metrics.rulesLoaded.set(rules.length);
@@ -352,6 +356,7 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   };
   const source = makeSource();
   if (source instanceof CloudLoggingSource) cloudSource = source;
+  shapeWatch = watchShapes({ source: source.name, clock: timers, metrics, log });
   applyRules();
   const sourceLabel = { source: source.name };
   // A streaming source's own counters (Cloud Logging), exported as they move; lag keeps rising while nothing arrives.

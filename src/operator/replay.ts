@@ -57,6 +57,8 @@ export interface RuleDiagnosis {
   whereNotMet: Record<string, number>;
   /** Then: its pattern is not in the message. */
   patternNotFound: number;
+  /** Then (a text trigger): its pattern matched a line from a source its `trust` does not admit, by the first field that failed. */
+  untrusted: Record<string, number>;
   /** Entries that matched the rule. */
   matched: number;
   /** Of those: the same entry seen before. */
@@ -108,6 +110,7 @@ function emptyDiagnosis(rule: CompiledRule): RuleDiagnosis {
     belowSeverity: 0,
     whereNotMet: {},
     patternNotFound: 0,
+    untrusted: {},
     matched: 0,
     duplicate: 0,
     unkeyed: {},
@@ -218,21 +221,24 @@ export class Replayer {
       if (reason === "event") d.otherEvent++;
       else if (reason === "severity") d.belowSeverity++;
       else if (reason === "pattern") d.patternNotFound++;
+      else if (reason.startsWith("trust:")) bump(d.untrusted, reason.slice("trust:".length));
       else if (reason !== "metric") bump(d.whereNotMet, reason.slice("where:".length));
+    };
+    const explain = (event: LogEvent): Match | Miss => {
+      const result = rule.explain(event);
+      if (typeof result === "string") miss(result);
+      else d.matched++;
+      return result;
     };
     return {
       name: rule.name,
       rule: rule.rule,
       needles: rule.needles,
-      explain: (event) => rule.explain(event),
+      // The engine asks `explain` (it counts untrusted lines); `match` is the same count, for any other caller.
+      explain,
       match: (event) => {
-        const result = rule.explain(event);
-        if (typeof result !== "string") {
-          d.matched++;
-          return result;
-        }
-        miss(result);
-        return null;
+        const result = explain(event);
+        return typeof result === "string" ? null : result;
       },
     };
   }
@@ -270,7 +276,7 @@ export class Replayer {
         const own: Record<string, number> = {};
         for (const name of eventsOf(rule) ?? []) own[name] = this.eventCounts.get(name)?.n ?? 0;
         // Every rule looks at every entry: its count is the replay's.
-        return { ...d, entries: this.entries, events: own, whereNotMet: { ...d.whereNotMet }, unkeyed: { ...d.unkeyed } };
+        return { ...d, entries: this.entries, events: own, whereNotMet: { ...d.whereNotMet }, untrusted: { ...d.untrusted }, unkeyed: { ...d.unkeyed } };
       }),
     };
   }

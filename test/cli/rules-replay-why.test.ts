@@ -61,6 +61,7 @@ describe("rules replay: a result of 0 explained", () => {
     const lines = stdout.trimEnd().split("\n");
     expect(lines[0]).toBe("Replayed 4 line(s) (1 matched, 0 malformed skipped) against 2 rule(s): factory-lockout, factory-users-at-limit");
     expect(lines.slice(1, -1)).toEqual([
+      "Shapes: 4 json (JSON log lines such as the factory writes)",
       "Why no incident opened:",
       "  3 entries by event: factory.hard_limit 2, factory.error 1",
       '  (only lines naming one of the rules\' events are read as entries: "factory.hard_limit", "factory.error")',

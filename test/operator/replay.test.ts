@@ -70,6 +70,7 @@ describe("replay: why entries did or did not open an incident", () => {
         otherEvent: 2,
         belowSeverity: 1,
         whereNotMet: { managers: 1 },
+        untrusted: {},
         patternNotFound: 1,
         matched: 6,
         duplicate: 1,

@@ -15,17 +15,23 @@
  * The record is saved before each call and after each result. If a save
  * fails, the runner holds without acting further (it never acts without a
  * record) and writes it again until it can, then goes on (see `save`).
+ *
+ * A rule that takes its key from a message's text (`trigger.log.text`) is
+ * only a reason to ask: before its first rung the factory is asked whether
+ * the user is refused now, and unless it says so the incident is closed
+ * `suppressed` (`not_confirmed`) with nothing done (ADR 9).
  */
 import { systemTimers, type Clock, type Timers } from "../../contract/clock.js";
 import type { CanaryResult } from "../verify/canary.js";
 import { ControlCallError } from "./control-client.js";
 import { failpoint } from "../failpoint.js";
 import type { GuardState } from "../decide/guards.js";
-import { close, decide } from "../incidents/record.js";
+import { close, decide, noteSuppressed } from "../incidents/record.js";
 import { FINAL_STATUSES, type Incident, type IncidentStatus, type Json, type RungRun } from "../incidents/model.js";
 import type { IncidentStore } from "../incidents/store.js";
 import { OperatorEvent, type OperatorLog } from "../log.js";
 import type { OperatorMetrics } from "../metrics.js";
+import { takesKeyFromText } from "../rules/compile.js";
 import type { RemediationRule } from "../rules/schema.js";
 import type { Target } from "./target.js";
 import { verifyUser } from "../verify/verify.js";
@@ -54,7 +60,16 @@ export interface LadderOptions {
   canary?: (message: string) => Promise<CanaryResult>;
   /** Time between writes of a record the store refused, while the ladder holds (default 1000 ms). */
   storeRetryMs?: number;
+  /**
+   * Deadline of the admission check before the first rung of a rule whose key
+   * came from text (default 2000 ms). No answer within it means not confirmed:
+   * nothing is done.
+   */
+  confirmTimeoutMs?: number;
 }
+
+/** What the check before a text rule's first rung found. */
+type Confirmation = "refused" | "not_confirmed" | "stopped";
 
 export interface LadderDeps {
   store: IncidentStore;
@@ -70,6 +85,7 @@ export class LadderRunner {
   private readonly attempts: number;
   private readonly backoff: readonly number[];
   private readonly storeRetryMs: number;
+  private readonly confirmTimeoutMs: number;
   private readonly timers: Timers;
   /** The signal of each incident's run: a save that fails holds until it works or this aborts. */
   private readonly signals = new WeakMap<Incident, AbortSignal>();
@@ -83,6 +99,7 @@ export class LadderRunner {
     this.attempts = options.attempts ?? 3;
     this.backoff = options.backoffMs ?? [200, 1000];
     this.storeRetryMs = options.storeRetryMs ?? 1000;
+    this.confirmTimeoutMs = options.confirmTimeoutMs ?? 2000;
     const { clock } = deps;
     this.timers = "sleep" in clock ? clock : { ...systemTimers, now: () => clock.now() };
   }
@@ -101,9 +118,11 @@ export class LadderRunner {
     if (signal !== undefined) this.signals.set(incident, signal);
     // After a restartPod rung the user is verified (and later rungs run) on the replacement pod.
     let current = target;
-    if (incident.status === "open") {
-      incident.status = "remediating";
-      decide(incident, "acting", `acting on user ${incident.target.userId} through ${target.control.baseUrl}`, clock.now());
+    if (incident.status === "open" && takesKeyFromText(rule)) {
+      // Text names the user, and text can be forged: it buys a read, never an action on its own.
+      const confirmation = await this.confirm(incident, rule, target, signal);
+      if (confirmation !== "refused") return incident;
+    } else if (incident.status === "open") {
       // No write of its own: the first rung's write (below, before anything is called) carries this too. The
       // "before" snapshot is taken during that write, and the rung waits for it (ADR 15).
       this.snapshots.set(
@@ -112,6 +131,10 @@ export class LadderRunner {
           incident.before = before;
         }),
       );
+    }
+    if (incident.status === "open") {
+      incident.status = "remediating";
+      decide(incident, "acting", `acting on user ${incident.target.userId} through ${target.control.baseUrl}`, clock.now());
     }
     while (!FINAL_STATUSES.has(incident.status)) {
       if (signal?.aborted === true) return incident;
@@ -409,6 +432,50 @@ export class LadderRunner {
       { incident: incident.id, rule: incident.rule, userId: incident.target.userId, status },
       `Incident ${incident.id} ${status}: ${detail}`,
     );
+  }
+
+  /**
+   * Before the first rung of a rule whose key came from text: asks the
+   * factory, within `confirmTimeoutMs` and the run's signal, whether the user
+   * would be refused now. Refused: the answer is the "before" snapshot and the
+   * ladder goes on. Admitted, or no valid answer: the incident is closed
+   * `suppressed` (`not_confirmed`), saying why, and nothing else is sent.
+   * Stopped (the term ended): nothing is written; the next term asks again.
+   */
+  private async confirm(incident: Incident, rule: RemediationRule, target: Target, signal?: AbortSignal): Promise<Confirmation> {
+    const { clock } = this.deps;
+    const userId = incident.target.userId;
+    let why: string;
+    try {
+      const { value } = await target.control.admission(userId, this.confirmTimeoutMs, signal);
+      if (!value.admit) {
+        incident.before = { ...value, at: new Date(clock.now()).toISOString() };
+        decide(
+          incident,
+          "guards_passed",
+          `the factory confirms user ${userId} is refused now (${value.active}/${value.effectiveLimit}, admit=false): ` +
+            `the key came from the text of a log line, so this was asked before any rung`,
+          clock.now(),
+        );
+        return "refused";
+      }
+      why = `the factory admits user ${userId} now (${value.active}/${value.effectiveLimit}, admit=true)`;
+    } catch (err) {
+      if (!(err instanceof ControlCallError)) throw err;
+      if (err.kind === "aborted" || stopped(signal)) return "stopped";
+      why = `the factory did not say whether user ${userId} is refused (${err.message})`;
+    }
+    if (stopped(signal)) return "stopped";
+    const now = clock.now();
+    noteSuppressed(incident, "not_confirmed", now);
+    decide(incident, "suppressed", `not acted on (not_confirmed): ${why}`, now);
+    await this.finish(
+      incident,
+      rule,
+      "suppressed",
+      `not_confirmed: ${why}; rule ${rule.metadata.name} takes the user from log text, which only acts once the factory confirms the user is refused`,
+    );
+    return "not_confirmed";
   }
 
   /** Waits for the "before" snapshot of an incident this run opened, if it is still being taken (never rejects). */

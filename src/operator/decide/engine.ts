@@ -157,8 +157,12 @@ export class Engine {
   async handle(event: LogEvent): Promise<TriggerOutcome[]> {
     const outcomes: TriggerOutcome[] = [];
     for (const rule of this.rules) {
-      const match = rule.match(event);
-      if (match === null) continue;
+      const match = rule.explain(event); // as cheap as match(), and says why not
+      if (typeof match === "string") {
+        // A text trigger's line from a source its trust does not admit: counted, so that it shows (ADR 9).
+        if (match.startsWith("trust:")) this.deps.metrics.entriesDropped.inc({ rule: rule.name, reason: "untrusted" });
+        continue;
+      }
       this.deps.metrics.ruleMatches.inc({ rule: rule.name });
       const observed = this.deps.detector.observe(rule, event, match);
       if (observed === null) continue;

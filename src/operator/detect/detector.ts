@@ -23,7 +23,7 @@ export interface Trigger {
   key: Record<string, string>;
   /** `userId=…,pod=…`, in the rule's key order. */
   keyString: string;
-  /** Whom to act on: the entry's structured `userId` (validated), never text. */
+  /** Whom to act on: the entry's structured `userId`, or a text rule's anchored `userId` group from a trusted source (ADR 9); validated either way. */
   userId: string;
   pod: string | null;
   /** The namespace of the pod: the entry's `resource.namespace_name`, when it has one. */
@@ -100,7 +100,7 @@ export class Detector {
       this.stats.duplicates++;
       return "duplicate";
     }
-    const keyed = keyOf(rule, event);
+    const keyed = keyOf(rule, event, match);
     if (keyed === null) {
       this.stats.unkeyed++;
       return "unkeyed";
@@ -183,10 +183,11 @@ export class Detector {
 }
 
 /** The key of an entry for a rule, or null when a key field is missing or the user id is not valid. */
-export function keyOf(rule: CompiledRule, event: LogEvent): Pick<Trigger, "key" | "keyString" | "userId" | "pod" | "namespace"> | null {
+export function keyOf(rule: CompiledRule, event: LogEvent, match?: Match): Pick<Trigger, "key" | "keyString" | "userId" | "pod" | "namespace"> | null {
   const key: Record<string, string> = {};
   for (const name of rule.rule.spec.key) {
-    const value = fieldValue(event, name);
+    // A text trigger's key fields come from its match (only from entries its trust admits); no other rule has any.
+    const value = match?.keys?.[name] ?? fieldValue(event, name);
     if (typeof value !== "string" && typeof value !== "number") return null;
     key[name] = String(value);
   }

@@ -54,6 +54,8 @@ export const SuppressReason = z.enum([
   // On-call's holds (ADR 22): `reclaim pause` and `reclaim silence add`.
   "paused",
   "silenced",
+  // A rule that takes the user from log text acts only once the factory confirms the user is refused (ADR 9).
+  "not_confirmed",
 ]);
 export type SuppressReason = z.infer<typeof SuppressReason>;
 
@@ -236,7 +238,7 @@ export const Incident = z.object({
   key: z.record(z.string(), z.string()),
   /** `userId=…,pod=…`: the key as one string. */
   keyString: z.string(),
-  /** Whom the ladder acts on: from the factory's own structured fields only. */
+  /** Whom the ladder acts on: from structured fields, or a text rule's anchored groups from a trusted source (ADR 9), confirmed by the factory before any rung. */
   target: z.object({ userId: UserId, pod: z.string().nullable(), namespace: z.string().nullable().optional(), control: z.string() }),
   severity: z.enum(["critical", "high", "warning", "info"]),
   title: z.string().max(300),

@@ -6,21 +6,33 @@
  */
 import { RE2JS } from "re2js";
 import { severityRank, type LogEvent } from "../sources/event.js";
-import type { FieldCondition, RemediationRule } from "./schema.js";
+import { textPatterns, type FieldCondition, type RemediationRule, type TextTrigger } from "./schema.js";
+import { anchoringProblem, userIdGroupProblem } from "./text-pattern.js";
+import { dotted, type Segment } from "./yaml-position.js";
 
 /** What a matching entry yields besides the fact that it matched. */
 export interface Match {
-  /** Named groups of the trigger's pattern (for the title; never for targeting). */
+  /** Named groups of the trigger's pattern (for the title). */
   groups: Record<string, string>;
+  /**
+   * Key fields taken from the message by a text trigger (`trigger.log.text`):
+   * the named groups that are key fields, from an entry its `trust` admits.
+   * Absent for every other trigger, whose key fields come from the entry's
+   * structured fields only. The detector reads a key field here first.
+   */
+  keys?: Readonly<Record<string, string>>;
 }
 
 /**
  * Why an entry did not match, in the order the trigger checks: `event` (not
  * one of its events), `severity` (below minSeverity), `where:FIELD` (that
  * condition failed; the first failing one), `pattern` (not found in the
- * message), `metric` (a metric rule matches no log entry).
+ * message; for a text trigger, none of its patterns matched the whole
+ * message), `trust:FIELD` (a text trigger's pattern matched, but the entry
+ * came from a source its `trust` does not admit: FIELD is the first source
+ * field that did not hold), `metric` (a metric rule matches no log entry).
  */
-export type Miss = "event" | "severity" | `where:${string}` | "pattern" | "metric";
+export type Miss = "event" | "severity" | `where:${string}` | "pattern" | `trust:${string}` | "metric";
 
 export interface CompiledRule {
   readonly name: string;
@@ -50,6 +62,135 @@ export function compilePattern(pattern: string): RE2JS {
   }
 }
 
+/** A problem of a text trigger found at compile time, with the path of the rule node it is about. */
+export interface TextProblem {
+  path: Segment[];
+  message: string;
+}
+
+const TEXT_PATH: readonly Segment[] = ["spec", "trigger", "log", "text"];
+
+/** Source fields a text entry carries besides its message: set by the logging agent, never parsed from text. */
+function isSourceField(name: string): boolean {
+  return name === "pod" || name.startsWith("resource.");
+}
+
+/** Whether `rule` takes key fields (the user it acts on among them) from a message's text: `trigger.log.text`. */
+export function takesKeyFromText(rule: RemediationRule): boolean {
+  return rule.spec.trigger.log?.text !== undefined;
+}
+
+/**
+ * Everything wrong with `rule`'s text trigger (none without one): a pattern
+ * that is not RE2 or not anchored as a whole, a key field that no pattern's
+ * named group supplies (or only some do), and a user id group that could
+ * capture a character a user id may not hold. `trust` is checked by the schema.
+ */
+export function textProblems(rule: RemediationRule): TextProblem[] {
+  const text = rule.spec.trigger.log?.text;
+  if (text === undefined) return [];
+  const problems: TextProblem[] = [];
+  const patterns = textPatterns(text);
+  const pathOf = (i: number): Segment[] => (typeof text.pattern === "string" ? [...TEXT_PATH, "pattern"] : [...TEXT_PATH, "pattern", i]);
+  // Group names as RE2 reads them: the scanner of text-pattern.ts only judges anchoring and the user id group.
+  const groups: (string[] | null)[] = patterns.map((pattern, i) => {
+    let names: string[];
+    try {
+      names = Object.keys(compilePattern(pattern).namedGroups());
+    } catch (err) {
+      problems.push({ path: pathOf(i), message: (err as Error).message });
+      return null;
+    }
+    const anchoring = anchoringProblem(pattern);
+    if (anchoring !== null) problems.push({ path: pathOf(i), message: anchoring });
+    return names;
+  });
+  rule.spec.key.forEach((field, k) => {
+    const having = groups.map((g) => g?.includes(field) ?? true);
+    if (having.every(Boolean)) return;
+    if (having.some(Boolean)) {
+      having.forEach((has, i) => {
+        if (!has) problems.push({ path: pathOf(i), message: `has no named group (?P<${field}>…), but another pattern takes key field ${field} from the text: every pattern must supply the same key fields` });
+      });
+      return;
+    }
+    if (isSourceField(field)) return;
+    const named = [...new Set(groups.flatMap((g) => g ?? []))];
+    problems.push({
+      path: ["spec", "key", k],
+      message:
+        `key field ${field} is not a named group of ${dotted(TEXT_PATH)}.pattern (its groups: ${named.length === 0 ? "none" : named.join(", ")}), ` +
+        `and a text entry has no other field to take it from (only pod and resource.LABEL come from the source)` +
+        (field === "userId" ? `: name the user with (?P<userId>…)` : ""),
+    });
+  });
+  patterns.forEach((pattern, i) => {
+    if (groups[i]?.includes("userId") !== true) return;
+    const unsafe = userIdGroupProblem(pattern, "userId");
+    if (unsafe !== null) problems.push({ path: pathOf(i), message: unsafe });
+  });
+  return problems;
+}
+
+/** A text trigger compiled: its patterns, the key fields they supply, and its trust selector. */
+interface CompiledText {
+  patterns: { re: RE2JS; groups: string[] }[];
+  keyGroups: string[];
+  trust: { field: string; values: readonly string[]; miss: `trust:${string}` }[];
+}
+
+function compileText(rule: RemediationRule, text: TextTrigger): CompiledText {
+  const problems = textProblems(rule);
+  if (problems.length > 0) throw new PatternError(problems.map((p) => `${dotted(p.path)}: ${p.message}`).join("; "));
+  const patterns = textPatterns(text).map((source) => {
+    const re = compilePattern(source);
+    return { re, groups: Object.keys(re.namedGroups()) };
+  });
+  return {
+    patterns,
+    keyGroups: rule.spec.key.filter((field) => patterns.every((p) => p.groups.includes(field))),
+    trust: Object.entries(text.trust).map(([field, value]) => ({ field, values: typeof value === "string" ? [value] : value, miss: `trust:${field}` as const })),
+  };
+}
+
+/** A message without the one line break that ends it, if it has one (some pipelines keep it; `$` would not match before it). */
+function withoutLineEnd(message: string): string {
+  if (!message.endsWith("\n")) return message;
+  return message.endsWith("\r\n") ? message.slice(0, -2) : message.slice(0, -1);
+}
+
+/**
+ * A text trigger on one entry: the first pattern that matches the whole
+ * message (with every key group captured), then the trust selector. The
+ * pattern is tried first so that an entry from an untrusted source that
+ * looks like the trigger is told apart (`trust:FIELD`) from any other line.
+ */
+function matchText(text: CompiledText, event: LogEvent): Match | Miss {
+  const message = withoutLineEnd(event.message);
+  let found: Match | null = null;
+  for (const { re, groups: names } of text.patterns) {
+    const matcher = re.matcher(message);
+    if (!matcher.find()) continue;
+    const groups: Record<string, string> = {};
+    for (const name of names) {
+      const value = matcher.group(name);
+      if (value !== null) groups[name] = value;
+    }
+    // A key group inside an optional part that did not take part: this line names no complete key.
+    if (!text.keyGroups.every((k) => groups[k] !== undefined)) continue;
+    const keys: Record<string, string> = {};
+    for (const k of text.keyGroups) keys[k] = groups[k]!;
+    found = { groups, keys };
+    break;
+  }
+  if (found === null) return "pattern";
+  for (const { field, values, miss } of text.trust) {
+    const value = fieldValue(event, field);
+    if (typeof value !== "string" || !values.includes(value)) return miss;
+  }
+  return found;
+}
+
 /** The value of a field of the entry: `resource.X` reads a resource label, anything else the structured payload. */
 export function fieldValue(event: LogEvent, name: string): unknown {
   if (name.startsWith("resource.")) return event.resource[name.slice("resource.".length)];
@@ -75,7 +216,11 @@ function holds(condition: FieldCondition, value: unknown): boolean {
   return true;
 }
 
-/** Compiles one validated rule. Throws a `PatternError` for an invalid pattern. */
+/**
+ * Compiles one validated rule. Throws a `PatternError` for an invalid
+ * pattern, and for any of `textProblems` (a text trigger is refused here too,
+ * not only by the loader, so no way of building a rule skips its checks).
+ */
 export function compileRule(rule: RemediationRule): CompiledRule {
   const trigger = rule.spec.trigger.log;
   // A metric rule matches no log line (no needles: no candidate lines either); its evaluator fires it.
@@ -85,16 +230,18 @@ export function compileRule(rule: RemediationRule): CompiledRule {
   // Each condition with its Miss made once, so that explaining a miss allocates nothing.
   const where = Object.entries(trigger.where ?? {}).map(([name, condition]) => ({ name, condition, miss: `where:${name}` as const }));
   const pattern = trigger.pattern === undefined ? null : compilePattern(trigger.pattern);
-  const groupNames = pattern === null ? [] : Object.keys(pattern.namedGroups());
+  const patternGroups = pattern === null ? [] : Object.keys(pattern.namedGroups());
+  const text = trigger.text === undefined ? null : compileText(rule, trigger.text);
   const explain = (event: LogEvent): Match | Miss => {
     if (events !== null && (event.event === null || !events.has(event.event))) return "event";
     if (severityRank(event.severity) < minRank) return "severity";
     for (const { name, condition, miss } of where) if (!holds(condition, fieldValue(event, name))) return miss;
+    if (text !== null) return matchText(text, event);
     if (pattern === null) return { groups: {} };
     const matcher = pattern.matcher(event.message);
     if (!matcher.find()) return "pattern";
     const groups: Record<string, string> = {};
-    for (const name of groupNames) {
+    for (const name of patternGroups) {
       const value = matcher.group(name);
       if (value !== null) groups[name] = value;
     }

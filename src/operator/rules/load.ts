@@ -14,9 +14,9 @@ import { readFile, readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, type Document, type Node as YamlNode } from "yaml";
 import { z } from "zod";
-import { compilePattern, compileRule, PatternError, type CompiledRule } from "./compile.js";
+import { compilePattern, compileRule, PatternError, textProblems, type CompiledRule } from "./compile.js";
 import { FactoryEvent } from "../../contract/events.js";
-import { RemediationRule } from "./schema.js";
+import { RemediationRule, textPatterns } from "./schema.js";
 import { placeholders, titleSources } from "./template.js";
 import { byPosition, dotted, offsetOf, reportInto, RuleError, syntaxErrors, type Problem, type Report, type Segment, type Target } from "./yaml-position.js";
 
@@ -278,7 +278,14 @@ async function loadFile(file: string, errors: RuleError[], options: LoadOptions,
       for (const i of restarts) report(["spec", "ladder", i, "rung"], "restartPod needs Kubernetes mode (--target pod); this operator acts through --control URL");
       if (restarts.length > 0) continue;
     }
-    const compiled = compile(rule, report);
+    // A text trigger's problems, each at its own node; the rule is not compiled (compileRule would refuse it too).
+    const textTrigger = textProblems(rule);
+    for (const problem of textTrigger) report(problem.path, problem.message);
+    if (textTrigger.length === 0) unusedTextGroups(rule, (path, message) => {
+      const p = at(offsetOf(doc, path, "node"));
+      warnings.push(new RuleError(file, p.line, p.col, `warning: ${dotted(path)}: ${message}`));
+    });
+    const compiled = textTrigger.length > 0 ? null : compile(rule, report);
     const titled = checkTitle(rule, doc, text, (offset, message, warning) => {
       const p = at(offset);
       (warning ? warnings : errors).push(new RuleError(file, p.line, p.col, message));
@@ -352,12 +359,16 @@ function compile(rule: RemediationRule, report: Report): CompiledRule | null {
     report(PATTERN_PATH, err.message);
     return null;
   }
-  const pattern = rule.spec.trigger.log?.pattern;
-  const groups = pattern === undefined ? [] : Object.keys(compilePattern(pattern).namedGroups());
+  const log = rule.spec.trigger.log;
+  const pattern = log?.pattern;
+  const groups = [
+    ...(pattern === undefined ? [] : Object.keys(compilePattern(pattern).namedGroups())),
+    ...(log?.text === undefined ? [] : textPatterns(log.text).flatMap(groupNames)),
+  ];
   let ok = true;
   for (const [, group] of rule.spec.incident.title.matchAll(/\{\{\s*match\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g)) {
     if (group !== undefined && !groups.includes(group)) {
-      report(["spec", "incident", "title"], `{{match.${group}}} needs a named group (?P<${group}>…) in ${dotted(PATTERN_PATH)}`);
+      report(["spec", "incident", "title"], `{{match.${group}}} needs a named group (?P<${group}>…) in ${log?.text === undefined ? dotted(PATTERN_PATH) : "spec.trigger.log.text.pattern"}`);
       ok = false;
     }
   }
@@ -365,6 +376,29 @@ function compile(rule: RemediationRule, report: Report): CompiledRule | null {
 }
 
 const TITLE_PATH = ["spec", "incident", "title"];
+
+/** The named groups of a pattern that compiled, as RE2 reads them. */
+function groupNames(pattern: string): string[] {
+  return Object.keys(compilePattern(pattern).namedGroups());
+}
+
+/**
+ * Warns about a named group of a text pattern that nothing reads: not a key
+ * field, not `{{match.NAME}}` in the title. Usually a misspelt key field
+ * (`user_id` for `userId` is an error already: userId is then missing).
+ */
+function unusedTextGroups(rule: RemediationRule, warn: (path: Segment[], message: string) => void): void {
+  const text = rule.spec.trigger.log?.text;
+  if (text === undefined) return;
+  const inTitle = new Set([...rule.spec.incident.title.matchAll(/\{\{\s*match\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g)].map((m) => m[1]));
+  textPatterns(text).forEach((pattern, i) => {
+    for (const name of groupNames(pattern)) {
+      if (rule.spec.key.includes(name) || inTitle.has(name)) continue;
+      const path: Segment[] = typeof text.pattern === "string" ? ["spec", "trigger", "log", "text", "pattern"] : ["spec", "trigger", "log", "text", "pattern", i];
+      warn(path, `the group (?P<${name}>…) is read by nothing: it is not a key field (spec.key: ${rule.spec.key.join(", ")}) and the title has no {{match.${name}}}`);
+    }
+  });
+}
 
 /**
  * Checks that every `{{field}}` of the title is filled in by something

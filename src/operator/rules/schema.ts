@@ -70,6 +70,56 @@ export const FieldCondition = z.union([
 ]);
 export type FieldCondition = z.infer<typeof FieldCondition>;
 
+/**
+ * A source field a text trigger may trust: `resource.LABEL`, a label of the
+ * entry's monitored resource (on GKE: `project_id`, `location`,
+ * `cluster_name`, `namespace_name`, `pod_name`, `container_name`). The logging
+ * agent sets these from where the line was read; the process that wrote it
+ * cannot (ADR 9). The entry's own `labels` (the app can set them through
+ * `logging.googleapis.com/labels`) are not a source field for this reason.
+ */
+export const TrustField = z
+  .string()
+  .regex(/^resource\.[A-Za-z_][A-Za-z0-9_]*$/, "a resource label such as resource.container_name (resource labels are written resource.LABEL, not resource.labels.LABEL)");
+
+/** What a trusted source field must be: one value, or a list (any of). Equality only: a trust selector names sources, it never excludes. */
+export const TrustValue = z.union([z.string().min(1).max(253), z.array(z.string().min(1).max(253)).min(1).max(50)]);
+
+/** Most patterns one text trigger may list. */
+export const MAX_TEXT_PATTERNS = 10;
+
+/**
+ * Key fields taken from a backend's plain-text line (ADR 9, "Backends that
+ * log text"). Each `pattern` is RE2, anchored (`^…$`), and names the key
+ * fields it supplies with named groups, `(?P<userId>[0-9]{1,64})`; a list
+ * matches when any of its patterns does (RE2 does not allow one group name
+ * twice, so several lines need several patterns). Only entries whose source
+ * fields all hold what `trust` says are read at all. Before the first rung
+ * the operator asks the factory whether the user is really refused: text can
+ * cause a read, never an action on its own.
+ *
+ * ```yaml
+ * text:
+ *   pattern: '^HARD LIMIT: User (?P<userId>[0-9]{1,64}) still over limit after cleanup \((?P<managers>\d+)/(?P<limit>\d+)\)$'
+ *   trust: { resource.container_name: chat-backend, resource.namespace_name: chat }
+ * ```
+ */
+export const TextTrigger = z
+  .object({
+    pattern: z.union([z.string().min(1).max(1000), z.array(z.string().min(1).max(1000)).min(1).max(MAX_TEXT_PATTERNS)]),
+    /** The sources whose text is read: every field listed must hold (one of) its value(s). Required, at least one field. */
+    trust: z
+      .record(TrustField, TrustValue)
+      .refine((t) => Object.keys(t).length > 0, "trust needs at least one source field, such as resource.container_name: chat-backend: text from any source could name any user"),
+  })
+  .strict();
+export type TextTrigger = z.infer<typeof TextTrigger>;
+
+/** The patterns of a text trigger, as a list. */
+export function textPatterns(text: TextTrigger): string[] {
+  return typeof text.pattern === "string" ? [text.pattern] : text.pattern;
+}
+
 export const LogTrigger = z
   .object({
     /** The entry's `event`: one name or a list (any of). */
@@ -84,9 +134,21 @@ export const LogTrigger = z
      * incident title as `{{match.name}}`, never to choose whom to act on.
      */
     pattern: z.string().min(1).max(1000).optional(),
+    /**
+     * Key fields (the user id, counts) from a plain-text message, for
+     * backends that do not log structured fields: see `TextTrigger`.
+     */
+    text: TextTrigger.optional(),
   })
   .strict()
-  .refine((t) => t.event !== undefined || t.where !== undefined || t.pattern !== undefined, "a log trigger needs event, where or pattern");
+  .refine(
+    (t) => t.event !== undefined || t.where !== undefined || t.pattern !== undefined || t.text !== undefined,
+    "a log trigger needs event, where, pattern or text",
+  )
+  .refine((t) => t.pattern === undefined || t.text === undefined, {
+    message: "pattern and text both search the message: with text, put the pattern in text.pattern",
+    path: ["pattern"],
+  });
 
 /**
  * A metric trigger: a PromQL query evaluated every `interval` against a

@@ -4,10 +4,13 @@
  * Kubernetes mode: k8s/pod-logs.ts), or `gcp:PROJECT` (Cloud Logging:
  * gcp.ts, with the server-side filter of gcp-filter.ts).
  */
+import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
 import type { CompiledRule } from "../rules/compile.js";
 import { FileSource } from "./file.js";
 import { CloudLoggingSource, PROJECT_ID, type CloudLoggingWarning } from "./gcp.js";
 import { buildFilter } from "./gcp-filter.js";
+import { startsWithArray } from "./gcloud-array.js";
 import type { LogSource } from "./source.js";
 import { StdinSource } from "./stdin.js";
 
@@ -97,4 +100,31 @@ export function openSource(spec: string, options: OpenSourceOptions = {}): LogSo
     ...(options.follow === undefined ? {} : { follow: options.follow }),
     ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
   });
+}
+
+/** How much of a recorded log is looked at to tell lines from a JSON array: 64 KiB. */
+const SNIFF_BYTES = 64 * 1024;
+
+/**
+ * A recorded log to read once (`rules replay --logs`): `-` is stdin; a file
+ * whose first non-blank byte is "[" (a `gcloud logging read --format=json`
+ * export) is streamed through the stdin source, which decodes the array
+ * and hands its entries on oldest first; any other file is read as lines
+ * from its start. Rejects with the file's own error when it cannot be read.
+ */
+export async function openRecordedLog(path: string): Promise<LogSource> {
+  if (path === "-") return new StdinSource();
+  const fh = await open(path, "r");
+  let head: Buffer;
+  try {
+    const buf = Buffer.alloc(SNIFF_BYTES);
+    const { bytesRead } = await fh.read(buf, 0, SNIFF_BYTES, 0);
+    head = buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+  if (startsWithArray(head) === true) {
+    return new StdinSource({ stream: createReadStream(path, { highWaterMark: 1024 * 1024 }), name: `file:${path}` });
+  }
+  return new FileSource({ path, follow: false, fromStart: true });
 }

@@ -12,6 +12,7 @@
 import { normalize, type LogEvent } from "./event.js";
 import { combinedNeedles, type CompiledRule } from "../rules/compile.js";
 import type { LineBatch } from "./source.js";
+import { addShapeCounts, classifyLine, countShapes, newShapeCounts, UNDERSTOOD_SHAPES, type ShapeCounts, type ShapeWatch } from "./shapes.js";
 
 const NL = 0x0a;
 const CR = 0x0d;
@@ -243,6 +244,18 @@ export interface ScannerStats {
   malformed: number;
   /** Blank candidate lines (only seen when every line is a candidate). */
   ignored: number;
+  /**
+   * Lines by shape (shapes.ts), every line read: told from its bytes, and
+   * for a candidate line that turned out malformed, moved from a shape that
+   * reads as an entry to `json_not_entry`.
+   */
+  shapes: ShapeCounts;
+}
+
+/** Options of a Scanner. */
+export interface ScannerOptions {
+  /** Told each batch's lines by shape once the batch has been parsed (the source's watch: metrics, alarm). */
+  watch?: ShapeWatch;
 }
 
 /**
@@ -253,11 +266,13 @@ export interface ScannerStats {
  * is the matcher's business (`CompiledRule.match`), not the scanner's.
  */
 export class Scanner {
-  readonly stats: ScannerStats = { linesRead: 0, candidates: 0, malformed: 0, ignored: 0 };
+  readonly stats: ScannerStats = { linesRead: 0, candidates: 0, malformed: 0, ignored: 0, shapes: newShapeCounts() };
   /** The needles searched, as bytes; null when every line is a candidate. */
   readonly needles: readonly Buffer[] | null;
+  private readonly watch: ShapeWatch | undefined;
 
-  constructor(rules: readonly CompiledRule[]) {
+  constructor(rules: readonly CompiledRule[], options: ScannerOptions = {}) {
+    this.watch = options.watch;
     const needles = combinedNeedles(rules);
     this.needles = needles === null ? null : needles.map((n) => Buffer.from(n, "utf8"));
     if (this.needles !== null) checkNeedles(this.needles);
@@ -271,7 +286,7 @@ export class Scanner {
    * entries at once, so they die young instead of filling the old
    * generation (ADR 12).
    */
-  lazy(batch: Pick<LineBatch, "data" | "lines" | "origin">): Iterable<LogEvent> {
+  lazy(batch: Pick<LineBatch, "data" | "lines" | "origin" | "shape">): Iterable<LogEvent> {
     const stats = this.stats;
     stats.linesRead += batch.lines;
     // Where each candidate line is, as numbers: no object per line lives while the batch is handled.
@@ -279,33 +294,70 @@ export class Scanner {
     const bounds: number[] = [];
     scanBatch(data, this.needles, (line) => bounds.push(line.byteOffset - data.byteOffset, line.length));
     stats.candidates += bounds.length / 2;
+    const shapes = batchShapes(batch);
+    addShapeCounts(stats.shapes, shapes);
     const origin = batch.origin;
+    const watch = this.watch;
     return (function* parse(): Generator<LogEvent> {
-      for (let i = 0; i < bounds.length; i += 2) {
-        const start = bounds[i]!;
-        const event = parseLine(data.subarray(start, start + bounds[i + 1]!));
-        if (event === "malformed") stats.malformed++;
-        else if (event === "ignored") stats.ignored++;
-        else {
-          if (origin !== undefined) event.origin = { path: origin.path, offset: origin.offset + start };
-          yield event;
+      try {
+        for (let i = 0; i < bounds.length; i += 2) {
+          const start = bounds[i]!;
+          const line = data.subarray(start, start + bounds[i + 1]!);
+          const event = parseLine(line);
+          if (event === "malformed") {
+            stats.malformed++;
+            correctShape(line, batch.shape, shapes, stats.shapes);
+          } else if (event === "ignored") stats.ignored++;
+          else {
+            if (origin !== undefined) event.origin = { path: origin.path, offset: origin.offset + start };
+            yield event;
+          }
         }
+      } finally {
+        watch?.record(shapes);
       }
     })();
   }
 
   /** The LogEvents of the batch's candidate lines, in order. */
-  scan(batch: Pick<LineBatch, "data" | "lines">): LogEvent[] {
+  scan(batch: Pick<LineBatch, "data" | "lines" | "shape">): LogEvent[] {
     const events: LogEvent[] = [];
     const stats = this.stats;
     stats.linesRead += batch.lines;
+    const shapes = batchShapes(batch);
+    addShapeCounts(stats.shapes, shapes);
     scanBatch(batch.data, this.needles, (line) => {
       stats.candidates++;
       const event = parseLine(line);
-      if (event === "malformed") stats.malformed++;
-      else if (event === "ignored") stats.ignored++;
+      if (event === "malformed") {
+        stats.malformed++;
+        correctShape(line, batch.shape, shapes, stats.shapes);
+      } else if (event === "ignored") stats.ignored++;
       else events.push(event);
     });
+    this.watch?.record(shapes);
     return events;
   }
+}
+
+/** A batch's lines by shape: what the source says, or told from the bytes. */
+function batchShapes(batch: Pick<LineBatch, "data" | "lines" | "shape">): ShapeCounts {
+  const shapes = newShapeCounts();
+  if (batch.shape !== undefined) shapes[batch.shape] += batch.lines;
+  else countShapes(batch.data, shapes);
+  return shapes;
+}
+
+/**
+ * A candidate line that read as an entry from its bytes but did not parse as
+ * one (broken JSON, no usable time): counted as `json_not_entry` instead,
+ * in the batch's counts and the totals.
+ */
+function correctShape(line: Buffer, known: LineBatch["shape"], batch: ShapeCounts, totals: ShapeCounts): void {
+  const was = known ?? classifyLine(line);
+  if (!UNDERSTOOD_SHAPES.includes(was)) return;
+  batch[was]--;
+  totals[was]--;
+  batch.json_not_entry++;
+  totals.json_not_entry++;
 }

@@ -7,6 +7,7 @@
  * Implementations: `file:PATH` (file.ts), `stdin` (stdin.ts), `gcp:PROJECT`
  * (gcp.ts, Cloud Logging) and `k8s:NAMESPACE/SELECTOR` (../k8s/pod-logs.ts).
  */
+import type { Shape } from "./shapes.js";
 
 /**
  * A batch of complete lines as one buffer, so that candidate lines can be
@@ -26,6 +27,12 @@ export interface LineBatch {
    * streams, and when over-long lines were cut out of the batch.
    */
   origin?: { path: string; offset: number };
+  /**
+   * Set when the source decoded the lines itself and knows their shape
+   * (a gcloud JSON array: `gcloud_array`); otherwise the scanner tells each
+   * line's shape from its bytes (shapes.ts).
+   */
+  shape?: Shape;
 }
 
 /** Counters every source keeps (exported as metrics by the operator). */

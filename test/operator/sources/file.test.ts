@@ -482,7 +482,7 @@ describe("malformed lines", () => {
     await t.done;
     expect(t.error).toBeNull();
     expect(matched).toEqual(["u1", "u2"]);
-    expect(scanner.stats).toEqual({ linesRead: 6, candidates: 4, malformed: 2, ignored: 0 });
+    expect(scanner.stats).toMatchObject({ linesRead: 6, candidates: 4, malformed: 2, ignored: 0 });
   });
 });
 

@@ -261,7 +261,7 @@ describe("Scanner", () => {
     ]);
     // The scanner does not match: the rule does, and rejects the decoy.
     expect(events.filter((e) => hardLimit.match(e) !== null)).toHaveLength(2);
-    expect(scanner.stats).toEqual({ linesRead: 7, candidates: 4, malformed: 2, ignored: 0 });
+    expect(scanner.stats).toMatchObject({ linesRead: 7, candidates: 4, malformed: 2, ignored: 0 });
   });
 
   it("parses every line when a rule names no events, and ignores blank ones", () => {
@@ -269,7 +269,7 @@ describe("Scanner", () => {
     expect(scanner.needles).toBeNull();
     const events = scanner.scan(batch([line("factory.cleanup"), "", "garbage", line("factory.zombie")]));
     expect(events.map((e) => e.event)).toEqual(["factory.cleanup", "factory.zombie"]);
-    expect(scanner.stats).toEqual({ linesRead: 4, candidates: 4, malformed: 1, ignored: 1 });
+    expect(scanner.stats).toMatchObject({ linesRead: 4, candidates: 4, malformed: 1, ignored: 1 });
   });
 
   it("with no rules finds no candidates", () => {
