@@ -99,10 +99,10 @@ describe("reclaim rules replay", () => {
     expect(again.stdout).toBe(first.stdout);
 
     const json = await runCli(["rules", "replay", "--rules", "rules", "--logs", logs, "--json"]);
-    const report = JSON.parse(json.stdout) as { incidents: { key: { userId: string } }[]; lines: { read: number; malformed: number } };
+    const report = JSON.parse(json.stdout) as { incidents: { key: { userId: string } }[]; lines: { read: number; malformed: number; shapes: Record<string, number> } };
     expect(report.incidents.map((i) => i.key.userId)).toEqual(["u1", "u2"]);
     expect(report.lines).toMatchObject({ read: 6, malformed: 0 });
-    expect(Object.values(report.lines.shapes as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(6);
+    expect(Object.values(report.lines.shapes).reduce((a, b) => a + b, 0)).toBe(6);
   });
 
   it("explains a result of 0 before the totals line, which stays the last line", async () => {

@@ -26,6 +26,7 @@ import { z } from "zod";
 import { DEFAULT_MAX_LINE_BYTES, LineFramer, type Framed } from "./lines.js";
 import { newSourceStats, type LineBatch, type LogSource, type SourceStats } from "./source.js";
 import { writeFileAtomic } from "../atomic-file.js";
+import { NL } from "./bytes.js";
 
 /** Default polling interval: 250 ms. */
 export const DEFAULT_POLL_INTERVAL_MS = 250;
@@ -36,7 +37,6 @@ export const MAX_BUFFER_BYTES = 64 * 1024 * 1024;
 const MAX_POLL_INTERVAL_MS = 60_000;
 /** How much of a file's start fingerprints it. */
 const HEAD_BYTES = 4096;
-const NL = 0x0a;
 
 export interface FileSourceOptions {
   /** The file to follow. It need not exist yet (with `follow`). */

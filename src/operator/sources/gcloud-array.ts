@@ -12,6 +12,7 @@
  */
 import type { LineBatch } from "./source.js";
 import { SpillSorter } from "./spill-sort.js";
+import { BACKSLASH, COMMA, LBRACE, LBRACKET, QUOTE, RBRACE, RBRACKET } from "./bytes.js";
 
 /** A fault in the array; `code` says which. */
 export class GcloudArrayError extends Error {
@@ -34,13 +35,6 @@ export interface ArrayEntry {
   time: number;
 }
 
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COMMA = 0x2c;
-const LBRACE = 0x7b;
-const RBRACE = 0x7d;
-const LBRACKET = 0x5b;
-const RBRACKET = 0x5d;
 const TIMESTAMP = Buffer.from("timestamp");
 const RECEIVE_TIMESTAMP = Buffer.from("receiveTimestamp");
 

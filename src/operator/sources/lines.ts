@@ -7,11 +7,11 @@
  * It looks at every newline once (Buffer.indexOf, native memchr) to count the
  * lines and check their length; it never slices, decodes or copies a line.
  */
+import { NL } from "./bytes.js";
 
 /** Default cap on one line, terminator excluded: 1 MiB. */
 export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 
-const NL = 0x0a;
 const EMPTY = Buffer.alloc(0);
 
 /** What one call to `LineFramer.frame` yields. */

@@ -13,9 +13,8 @@ import { normalize, type LogEvent } from "./event.js";
 import { combinedNeedles, type CompiledRule } from "../rules/compile.js";
 import type { LineBatch } from "./source.js";
 import { addShapeCounts, classifyLine, countShapes, newShapeCounts, UNDERSTOOD_SHAPES, type ShapeCounts, type ShapeWatch } from "./shapes.js";
+import { CR, NL } from "./bytes.js";
 
-const NL = 0x0a;
-const CR = 0x0d;
 
 /**
  * A compiled set of needles for a Wu–Manber search: a shift table over

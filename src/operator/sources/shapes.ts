@@ -28,6 +28,7 @@
 import type { Clock } from "../../contract/clock.js";
 import type { OperatorMetrics } from "../metrics.js";
 import { OperatorEvent, type OperatorLog } from "../log.js";
+import { CR, LBRACE, LBRACKET, NL, QUOTE, RBRACE, RBRACKET, SP, TAB } from "./bytes.js";
 
 /** The closed set of shapes (metric label values). */
 export const SHAPES = ["json", "log_entry", "gcloud_array", "json_not_entry", "json_fragment", "text", "blank"] as const;
@@ -83,15 +84,6 @@ export function describeShapes(counts: Readonly<Partial<ShapeCounts>>): string {
     .join(", ");
 }
 
-const NL = 0x0a;
-const CR = 0x0d;
-const SP = 0x20;
-const TAB = 0x09;
-const QUOTE = 0x22;
-const LBRACE = 0x7b;
-const RBRACE = 0x7d;
-const LBRACKET = 0x5b;
-const RBRACKET = 0x5d;
 const PAYLOAD = Buffer.from('Payload"');
 const TIME = Buffer.from('"time');
 const STAMP = Buffer.from('stamp"');

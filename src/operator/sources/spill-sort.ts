@@ -14,6 +14,7 @@
 import { mkdtemp, open, rm, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { NL, TAB } from "./bytes.js";
 
 /** Default memory for lines held before a run is written: 32 MiB (counted with a per-line overhead, so the heap holds about that much). */
 export const DEFAULT_RUN_BYTES = 32 * 1024 * 1024;
@@ -22,8 +23,6 @@ const ITEM_OVERHEAD_BYTES = 160;
 /** Default read size per run while merging: 1 MiB (less when many runs share `runBytes`). */
 const MERGE_CHUNK_BYTES = 1024 * 1024;
 const MIN_MERGE_CHUNK_BYTES = 64 * 1024;
-const NL = 0x0a;
-const TAB = 0x09;
 
 /** Limits of a SpillSorter; each has a default. */
 export interface SpillSorterOptions {
