@@ -12,12 +12,10 @@ import type { ChatClient } from "../../src/demo/clients.js";
 import { ControlClient } from "../../src/operator/act/control-client.js";
 import { LadderRunner, type LadderOptions } from "../../src/operator/act/ladder.js";
 import { GuardState } from "../../src/operator/decide/guards.js";
-import { MemoryIncidentStore } from "../../src/operator/incidents/memory-store.js";
-import type { Incident } from "../../src/operator/incidents/model.js";
 import { createOperatorLog } from "../../src/operator/log.js";
 import { OperatorMetrics } from "../../src/operator/metrics.js";
 import { eventually, startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../support/factory.js";
-import { buildIncident } from "../support/incidents.js";
+import { RecordingStore, buildIncident } from "../support/incidents.js";
 import { rule } from "../support/rules.js";
 
 let factory: TestFactory | undefined;
@@ -31,15 +29,6 @@ afterEach(async () => {
   await new Promise((r) => (hanging === undefined ? r(undefined) : hanging.close(r)));
   hanging = undefined;
 });
-
-/** Keeps a copy of every record written. */
-class RecordingStore extends MemoryIncidentStore {
-  readonly saved: Incident[] = [];
-  override save(incident: Incident): Promise<void> {
-    this.saved.push(structuredClone(incident));
-    return super.save(incident);
-  }
-}
 
 /** Records the control API calls in the order they are made. */
 class WatchedClient extends ControlClient {

@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { OutageMessage } from "../../src/contract/events.js";
+import { MemoryIncidentStore } from "../../src/operator/incidents/memory-store.js";
 import { Incident, type IncidentStatus, type RungRun, type Verification } from "../../src/operator/incidents/model.js";
 
 /** The user of the original outage. */
@@ -212,4 +213,13 @@ export function buildIncident(spec: IncidentSpec = {}, overrides: Partial<Incide
     followUps,
   };
   return Incident.parse({ ...record, ...overrides });
+}
+
+/** An in-memory store that keeps a copy of every record written, in order (what a ladder wrote, step by step). */
+export class RecordingStore extends MemoryIncidentStore {
+  readonly saved: Incident[] = [];
+  override save(incident: Incident): Promise<void> {
+    this.saved.push(structuredClone(incident));
+    return super.save(incident);
+  }
 }

@@ -9,12 +9,11 @@ import type { ChatClient } from "../../../src/demo/clients.js";
 import { ControlClient } from "../../../src/operator/act/control-client.js";
 import { GuardState } from "../../../src/operator/decide/guards.js";
 import type { Incident } from "../../../src/operator/incidents/model.js";
-import { MemoryIncidentStore } from "../../../src/operator/incidents/memory-store.js";
 import { LadderRunner } from "../../../src/operator/act/ladder.js";
 import { createOperatorLog } from "../../../src/operator/log.js";
 import { OperatorMetrics } from "../../../src/operator/metrics.js";
 import { startTestFactory, TEST_CONTROL_TOKEN, type TestFactory } from "../../support/factory.js";
-import { buildIncident } from "../../support/incidents.js";
+import { RecordingStore, buildIncident } from "../../support/incidents.js";
 import { rule } from "../../support/rules.js";
 
 let factory: TestFactory | undefined;
@@ -24,15 +23,6 @@ afterEach(async () => {
   await factory?.close();
   factory = undefined;
 });
-
-/** Keeps a copy of every record written. */
-class RecordingStore extends MemoryIncidentStore {
-  readonly saved: Incident[] = [];
-  override save(incident: Incident): Promise<void> {
-    this.saved.push(structuredClone(incident));
-    return super.save(incident);
-  }
-}
 
 /** Calls `onRung` as each rung call is sent. */
 class WatchedClient extends ControlClient {
