@@ -5,11 +5,11 @@
  * schema's own), and its default from the schema, so the flag, its
  * environment variable and a library caller are refused alike.
  */
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { formatDuration } from "../contract/duration.js";
 import { FactoryRung } from "../contract/events.js";
 import { formatSize } from "../contract/size.js";
-import { ConfigError, FACTORY_BOUNDS, FactoryConfig, originProblem, resolveFactoryConfig, type FactoryConfigInput } from "../factory/config.js";
+import { ConfigError, FACTORY_BOUNDS, FactoryConfig, originProblem, resolveFactoryConfig, upstreamProblem, type FactoryConfigInput } from "../factory/config.js";
 import { startFactory } from "../factory/factory.js";
 import { Fault } from "../factory/faults.js";
 import { checkedList, durationIn, durationOrZeroIn, intIn, listOf, secondsIn, sizeIn } from "./options.js";
@@ -20,6 +20,11 @@ interface FactoryFlags {
   host: string;
   controlPort: number;
   controlHost: string;
+  metricsPort?: number;
+  metricsHost: string;
+  upstream?: string;
+  upstreamForwardAuth: boolean;
+  upstreamConnectTimeout: number;
   limit: number;
   cleanup: "ladder" | "legacy";
   ladder: FactoryRung[];
@@ -53,6 +58,7 @@ interface FactoryFlags {
 const FACTORY_LISTENERS: ListenerFlags = {
   chat: { host: "--host", port: "--port" },
   control: { host: "--control-host", port: "--control-port" },
+  metrics: { host: "--metrics-host", port: "--metrics-port" },
 };
 
 /** The schema's defaults, shown in the help and used when a flag is not given. */
@@ -83,6 +89,11 @@ function configInput(flags: FactoryFlags): FactoryConfigInput {
     host: flags.host,
     controlPort: flags.controlPort,
     controlHost: flags.controlHost,
+    metricsHost: flags.metricsHost,
+    upstreamForwardAuth: flags.upstreamForwardAuth,
+    upstreamConnectTimeoutMs: flags.upstreamConnectTimeout,
+    ...(flags.metricsPort === undefined ? {} : { metricsPort: flags.metricsPort }),
+    ...(flags.upstream === undefined ? {} : { upstream: flags.upstream }),
     limit: flags.limit,
     cleanup: flags.cleanup,
     ladder: flags.ladder,
@@ -121,6 +132,31 @@ export function factoryCommand(): Command {
     .addOption(new Option("--host <addr>", "WebSocket bind address").default("0.0.0.0").env("RECLAIM_HOST"))
     .addOption(new Option("--control-port <n>", "control API port").argParser(intIn(0, 65535)).default(8081).env("RECLAIM_CONTROL_PORT"))
     .addOption(new Option("--control-host <addr>", "control API bind address").default("127.0.0.1").env("RECLAIM_CONTROL_HOST"))
+    .addOption(
+      new Option("--metrics-port <n>", "serve /metrics, /healthz and /readyz on a port of their own (default: on the control port only)")
+        .argParser(intIn(0, 65535))
+        .env("RECLAIM_METRICS_PORT"),
+    )
+    .addOption(new Option("--metrics-host <addr>", "metrics port bind address").default("127.0.0.1").env("RECLAIM_METRICS_HOST"))
+    .addOption(
+      new Option("--upstream <url>", "proxy mode: the chat backend's WebSocket URL (ws:// or wss://); each client gets its own upstream connection")
+        .argParser((value: string) => {
+          const problem = upstreamProblem(value);
+          if (problem !== null) throw new InvalidArgumentError(problem);
+          return value;
+        })
+        .env("RECLAIM_UPSTREAM"),
+    )
+    .addOption(new Option("--upstream-forward-auth", "forward the client's token (as Authorization: Bearer) and Cookie to the upstream").default(false))
+    .addOption(
+      durationOption(
+        "--upstream-connect-timeout <duration>",
+        "RECLAIM_UPSTREAM_CONNECT_TIMEOUT",
+        "most time for the upstream's handshake; then the client gets 504 (close 1014 in a browser)",
+        B.upstreamConnectTimeoutMs,
+        DEFAULTS.upstreamConnectTimeoutMs,
+      ),
+    )
     .addOption(new Option("--limit <n>", "managers per user").argParser(intIn(1, 10_000)).default(20).env("RECLAIM_LIMIT"))
     .addOption(
       new Option("--cleanup <mode>", "ladder (zombie-aware) or legacy (the original, which locks users out)")

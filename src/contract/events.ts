@@ -34,6 +34,8 @@ export const FactoryEvent = {
   heartbeatTerminated: "factory.heartbeat_terminated",
   slowReader: "factory.slow_reader",
   originRefused: "factory.origin_refused",
+  /** `--upstream`: the backend refused, did not answer or could not be reached when a client connected (src/factory/proxy.ts). */
+  upstreamFailed: "factory.upstream_failed",
   /** Refusal-path lines of one user left out by the per-user rate limit, counted once per window (src/factory/refusal-log.ts). */
   refusalsSuppressed: "factory.refusals_suppressed",
 } as const;
@@ -111,6 +113,8 @@ export const FactoryLogFields = z.object({
   /** `factory.started`: the bound ports. */
   port: z.number().int().optional(),
   controlPort: z.number().int().optional(),
+  /** `factory.started`: the metrics port, when it has its own. */
+  metricsPort: z.number().int().optional(),
 });
 export type FactoryLogFields = z.infer<typeof FactoryLogFields>;
 

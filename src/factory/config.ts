@@ -49,6 +49,8 @@ export const FACTORY_BOUNDS = {
   slowReaderTimeoutMs: { min: 1, flagMin: 1000, max: 600_000 },
   /** 0 (all at once) to 10 min. */
   drainMs: { min: 0, max: 600_000 },
+  /** 10 ms to 2 min; the flag from 100 ms. */
+  upstreamConnectTimeoutMs: { min: 10, flagMin: 100, max: 120_000 },
   /** 1 to 20,000 (twice the highest `limit`), and above `limit`. */
   maxDegradeLimit: { min: 1, max: 20_000 },
   /** At most 100 origins. */
@@ -101,6 +103,20 @@ export function originProblem(text: string): string | null {
   return null;
 }
 
+/** Why `text` is not an upstream WebSocket URL, or null when it is one. */
+export function upstreamProblem(text: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return `${JSON.stringify(text)} is not a URL: use ws://host:port/path or wss://host/path`;
+  }
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") return `${JSON.stringify(text)} is not a ws:// or wss:// URL`;
+  if (url.username !== "" || url.password !== "") return "the upstream URL must not carry credentials (use --upstream-forward-auth for the client's token)";
+  if (url.hash !== "") return "the upstream URL must not have a #fragment";
+  return null;
+}
+
 const Origin = z.string().superRefine((value, ctx) => {
   const problem = originProblem(value);
   if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
@@ -119,6 +135,30 @@ export const FactoryConfig = z
     controlPort: port.default(8081),
     /** Control API bind address (default 127.0.0.1: only what runs beside the factory reaches it). */
     controlHost: z.string().min(1).default("127.0.0.1"),
+    /**
+     * A port of its own for `/metrics`, `/healthz` and `/readyz` (default
+     * none: they are served on the control port only), so that Prometheus
+     * and probes need no access to the port that runs rungs.
+     */
+    metricsPort: port.optional(),
+    /** Bind address of the metrics port (default 127.0.0.1). */
+    metricsHost: z.string().min(1).default("127.0.0.1"),
+    /**
+     * Proxy mode (ADR 26): the chat backend's WebSocket URL (`ws://` or
+     * `wss://`). Each admitted client gets its own upstream connection and
+     * frames pass both ways unchanged. Default none: the built-in echo.
+     */
+    upstream: z
+      .string()
+      .superRefine((value, ctx) => {
+        const problem = upstreamProblem(value);
+        if (problem !== null) ctx.addIssue({ code: "custom", message: problem });
+      })
+      .optional(),
+    /** Forward the client's token (as `Authorization: Bearer`) and `Cookie` to the upstream (default false). */
+    upstreamForwardAuth: z.boolean().default(false),
+    /** Most time for the upstream's handshake; then the client gets 504 (default 5000 ms; 10 ms to 2 min). */
+    upstreamConnectTimeoutMs: durationMs(FACTORY_BOUNDS.upstreamConnectTimeoutMs).default(5000),
     /** Managers per user (default 20). */
     limit: z.number().int().min(1).max(10_000).default(20),
     /** `ladder` (default) or `legacy`, the original cleanup that caused the outage. */

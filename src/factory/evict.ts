@@ -41,6 +41,7 @@ export class Evictor {
    */
   evict(manager: Manager, reason: RemovalReason, by: RemovedBy): boolean {
     if (!this.registry.remove(manager)) return false;
+    manager.removal = reason;
     this.metrics.managersRemoved.inc({ rung: by, reason });
     const fields = {
       userId: manager.userId,

@@ -3,10 +3,16 @@
  * joined (registry → admission → chat server; rungs → control API; heartbeat;
  * metrics; log). Read it next to the ladder table in DESIGN.md.
  */
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Clock, Timers } from "../contract/clock.js";
 import { systemClock } from "../contract/clock.js";
 import { FactoryEvent } from "../contract/events.js";
 import { AdmissionControl } from "./admission.js";
+import { toChatApp, type ChatApp, type ConnectHandler } from "./app.js";
+import { echoApp } from "./echo.js";
+import { MetricsServer } from "./metrics-server.js";
+import { proxyApp } from "./proxy.js";
 import { TokenAuth } from "./auth.js";
 import { InProcessCleanup } from "./cleanup.js";
 import { resolveFactoryConfig, type FactoryConfigInput, type ResolvedFactoryConfig } from "./config.js";
@@ -22,8 +28,22 @@ import type { RungContext } from "./rungs/context.js";
 import { RungRunner } from "./rungs/runner.js";
 import { ChatServer } from "./server.js";
 
-/** Parts a caller may supply instead of the defaults (tests swap the clock and the log). */
+/** Parts a caller may supply instead of the defaults: the application and its server (ADR 26); tests swap the clock and the log. */
 export interface FactoryDeps {
+  /**
+   * What the messages mean: a handler called once per admitted connection,
+   * or a `ChatApp` with an `open` step. Default: `config.upstream`'s proxy
+   * when set, else the demo's echo.
+   */
+  app?: ChatApp | ConnectHandler;
+  /**
+   * The application's `http.Server` to attach the WebSocket endpoint to,
+   * instead of listening on `config.port` (then `config.port` and
+   * `config.host` are not used; the application listens and closes it).
+   */
+  server?: Server;
+  /** The WebSocket path (default `/ws`). */
+  path?: string;
   clock?: Clock;
   /** Timers of the shutdown drain and of refusals (default the system's). */
   timers?: Timers;
@@ -37,11 +57,13 @@ export interface FactoryDeps {
 /** A running factory. */
 export interface Factory {
   readonly config: ResolvedFactoryConfig;
-  /** The bound WebSocket port. */
+  /** The bound WebSocket port (attached: the application server's, 0 while it does not listen). */
   readonly port: number;
   /** The bound control API port. */
   readonly controlPort: number;
-  /** `ws://host:port/ws`. */
+  /** The bound metrics port, when `metricsPort` gives it one; else null (`/metrics` is on the control port). */
+  readonly metricsPort: number | null;
+  /** `ws://host:port/ws` (or the attached path). */
   readonly wsUrl: string;
   /** `http://controlHost:controlPort`. */
   readonly controlUrl: string;
@@ -64,12 +86,12 @@ export interface Factory {
 export class ListenError extends Error {
   readonly code = "ERR_RECLAIM_LISTEN";
   constructor(
-    readonly listener: "chat" | "control",
+    readonly listener: "chat" | "control" | "metrics",
     readonly host: string,
     readonly port: number,
     cause: unknown,
   ) {
-    super(`could not start the ${listener === "chat" ? "chat server" : "control API"} on ${host}:${port}`, { cause });
+    super(`could not start the ${listener === "chat" ? "chat server" : listener === "control" ? "control API" : "metrics server"} on ${host}:${port}`, { cause });
     this.name = "ListenError";
   }
 }
@@ -144,7 +166,12 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     keepAliveTimeoutMs: config.httpKeepAliveTimeoutMs,
     maxPendingPerAddress: config.httpMaxPendingPerAddress,
   };
+  const app = deps.app !== undefined ? toChatApp(deps.app) : config.upstream !== undefined ? proxyApp(upstreamOptions(config), metrics, log) : toChatApp(echoApp(metrics));
   const chat = new ChatServer({
+    app,
+    refusedMessage: deps.app === undefined && config.upstream === undefined,
+    ...(deps.server === undefined ? {} : { server: deps.server }),
+    ...(deps.path === undefined ? {} : { path: deps.path }),
     auth,
     admission,
     registry,
@@ -178,6 +205,10 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     httpLimits,
     ...(deps.timers === undefined ? {} : { timers: deps.timers }),
   });
+  const metricsServer =
+    config.metricsPort === undefined
+      ? null
+      : new MetricsServer({ metrics, ready: () => ready, httpLimits, ...(deps.timers === undefined ? {} : { timers: deps.timers }) });
   const heartbeat = new Heartbeat(config.cleanup, config.heartbeatIntervalMs, registry, evictor, metrics);
 
   if (config.dev) {
@@ -190,29 +221,43 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
   for (const fault of config.faults) log.warn(FactoryEvent.faultEnabled, { reason: fault }, `FAULT INJECTION ENABLED: ${fault} (test only)`);
 
   // Not started: give back what was opened (the chat port, a log file of our own) before saying why.
-  const giveBack = async (err: unknown, listening: boolean): Promise<never> => {
-    if (listening) await chat.close(0, 0);
+  const giveBack = async (err: unknown, opened: { chat: boolean; control: boolean }): Promise<never> => {
+    if (opened.chat) await chat.close(0, 0);
+    if (opened.control) await control.close();
     if (deps.log === undefined) await log.close();
     throw err;
   };
-  let port: number;
-  try {
-    port = await chat.listen(config.port, config.host);
-  } catch (err) {
-    return giveBack(new ListenError("chat", config.host, config.port, err), false);
+  let ownPort = 0;
+  if (!chat.attached) {
+    try {
+      ownPort = await chat.listen(config.port, config.host);
+    } catch (err) {
+      return giveBack(new ListenError("chat", config.host, config.port, err), { chat: false, control: false });
+    }
   }
   let controlPort: number;
   try {
     controlPort = await control.listen(config.controlPort, config.controlHost);
   } catch (err) {
-    return giveBack(new ListenError("control", config.controlHost, config.controlPort, err), true);
+    return giveBack(new ListenError("control", config.controlHost, config.controlPort, err), { chat: !chat.attached, control: false });
   }
+  let metricsPort: number | null = null;
+  if (metricsServer !== null && config.metricsPort !== undefined) {
+    try {
+      metricsPort = await metricsServer.listen(config.metricsPort, config.metricsHost);
+    } catch (err) {
+      return giveBack(new ListenError("metrics", config.metricsHost, config.metricsPort, err), { chat: !chat.attached, control: true });
+    }
+  }
+  // Attached, the port is the application server's, whenever it listens.
+  const portNow = (): number => (chat.attached ? ((chat.http.address() as AddressInfo | null)?.port ?? 0) : ownPort);
+  const port = portNow();
   heartbeat.start();
   ready = true;
   log.info(
     FactoryEvent.started,
-    { limit: config.limit, port, controlPort },
-    `Factory listening on ws://${config.host}:${port}/ws, control on http://${config.controlHost}:${controlPort} (cleanup ${config.cleanup}${config.cleanup === "ladder" ? `: ${config.ladder.join(",")}` : ""})`,
+    { limit: config.limit, port, controlPort, ...(metricsPort === null ? {} : { metricsPort }) },
+    `Factory ${chat.attached ? `attached at ${chat.path}` : `listening on ws://${config.host}:${port}${chat.path}`}, control on http://${config.controlHost}:${controlPort}${metricsPort === null ? "" : `, metrics on http://${config.metricsHost}:${metricsPort}`}${config.upstream === undefined ? "" : `, proxying to ${redactUrl(config.upstream)}`} (cleanup ${config.cleanup}${config.cleanup === "ladder" ? `: ${config.ladder.join(",")}` : ""})`,
   );
 
   let closing: Promise<void> | undefined;
@@ -225,16 +270,29 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
       admission.close(); // writes the refusal counts still pending, cancels their timer
       await chat.close(config.drainMs, config.shutdownGraceMs);
       await control.close();
+      await metricsServer?.close();
       log.info(FactoryEvent.stopped, {}, "Factory stopped");
       await log.close();
     })());
 
   const hostFor = (h: string): string => (h === "0.0.0.0" || h === "::" ? "127.0.0.1" : h);
+  const chatHost = (): string => {
+    if (!chat.attached) return hostFor(config.host);
+    const address = chat.http.address() as AddressInfo | null;
+    if (address === null) return "127.0.0.1";
+    const host = hostFor(address.address);
+    return host.includes(":") ? `[${host}]` : host;
+  };
   return {
     config,
-    port,
+    get port(): number {
+      return portNow();
+    },
     controlPort,
-    wsUrl: `ws://${hostFor(config.host)}:${port}/ws`,
+    metricsPort,
+    get wsUrl(): string {
+      return `ws://${chatHost()}:${portNow()}${chat.path}`;
+    },
     controlUrl: `http://${hostFor(config.controlHost)}:${controlPort}`,
     registry,
     refusals,
@@ -244,4 +302,22 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     log,
     close,
   };
+}
+
+/** The proxy's settings from the factory's. */
+function upstreamOptions(config: ResolvedFactoryConfig): Parameters<typeof proxyApp>[0] {
+  return {
+    url: config.upstream!,
+    forwardAuthorization: config.upstreamForwardAuth,
+    connectTimeoutMs: config.upstreamConnectTimeoutMs,
+    maxPayloadBytes: config.maxPayloadBytes,
+    highWaterBytes: config.sendHighWaterBytes,
+    closeGraceMs: config.closeGraceMs,
+  };
+}
+
+/** A URL for a log line: without its query (which may carry anything). */
+function redactUrl(text: string): string {
+  const url = new URL(text);
+  return `${url.protocol}//${url.host}${url.pathname}`;
 }

@@ -46,8 +46,9 @@ export class Heartbeat {
       legacyStatsRead(this.registry.allManagers());
     } else {
       for (const manager of this.registry.allManagers()) {
-        // No pong since the last sweep; but a client that read some of a backlog since then is alive (ADR 21).
-        if (manager.awaitingPong && !manager.drainedSinceMark()) {
+        // No pong since the last sweep; but a client that read some of a backlog since then is alive (ADR 21),
+        // and one the application holds back cannot have its pong read (ADR 26).
+        if (manager.awaitingPong && !manager.drainedSinceMark() && !manager.heldByApp) {
           if (this.evictor.evict(manager, "heartbeat", "heartbeat")) terminated++;
           continue;
         }

@@ -95,7 +95,7 @@ export class HttpLimitsError extends TypeError {
 /** What `hardenServer` takes: any limits to override, and where to count. */
 export interface HardenOptions extends Partial<HttpLimits> {
   /** Which server this is: the `server` label of the metric. */
-  server: "chat" | "control";
+  server: "chat" | "control" | "metrics";
   /** Where refusals are counted (none: not counted). */
   metrics?: FactoryMetrics;
   /** Timers of the linger after an error answer (default the system's). */

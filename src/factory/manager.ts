@@ -23,11 +23,11 @@ import type { Socket } from "node:net";
 import { WebSocket } from "ws";
 import type { Clock } from "../contract/clock.js";
 import type { ManagerInfo, SocketState } from "../contract/control.js";
+import type { RemovalReason } from "../contract/events.js";
 
 const SOCKET_STATES: readonly SocketState[] = ["CONNECTING", "OPEN", "CLOSING", "CLOSED"];
 
 export class Manager {
-  readonly id: string = randomUUID();
   readonly createdAt: number;
   /** Last time anything arrived from the client (a message or a pong): liveness. Null until something does. */
   lastReceivedAt: number | null = null;
@@ -47,8 +47,15 @@ export class Manager {
   /** Set once the registry has let go of this manager. */
   removed = false;
 
+  /** Why the factory took this manager away (set by the evictor before it closes the socket); null: the client closed. */
+  removal: RemovalReason | null = null;
+
   /** Reading from the client is paused: its send buffer is above the high-water mark. */
   paused = false;
+  /** The application asked to stop reading from the client (its own backpressure, e.g. a proxy's upstream is full). */
+  private appPaused = false;
+  /** Called when the send buffer has drained after `send` returned false (`Session.send`'s contract). */
+  onDrain: (() => void) | null = null;
   private slowTimer: NodeJS.Timeout | null = null;
 
   /**
@@ -61,6 +68,8 @@ export class Manager {
     private readonly clock: Clock,
     readonly raw: Socket | null = null,
     private readonly backpressure: Backpressure | null = null,
+    /** Chosen before the handshake when the application needs it early (a proxy names it to its upstream). */
+    readonly id: string = randomUUID(),
   ) {
     this.createdAt = clock.now();
     this.lastActivityAt = this.createdAt;
@@ -89,6 +98,11 @@ export class Manager {
     this.messagesReceived++;
   }
 
+  /** Records use of the tab (an application says a message was chat, not a keepalive). */
+  markUse(): void {
+    this.lastUsedAt = this.clock.now();
+  }
+
   /** Records that the socket closed (the original's close handler). */
   markClosed(): void {
     this.active = false;
@@ -96,16 +110,17 @@ export class Manager {
   }
 
   /**
-   * Sends a text frame. Returns false when the socket is not open. Like the
-   * original, a send — even a failed one — bumps `lastActivityAt`.
+   * Sends a text frame (a binary one with `binary`). Returns false when the
+   * socket is not open. Like the original, a send — even a failed one — bumps
+   * `lastActivityAt`.
    */
-  send(data: string): boolean {
+  send(data: string | Buffer, binary = false): boolean {
     this.lastActivityAt = this.clock.now();
     if (this.socket.readyState !== WebSocket.OPEN) {
       this.sendFailures++;
       return false;
     }
-    this.socket.send(data, (err) => {
+    this.socket.send(data, { binary }, (err) => {
       if (err) this.sendFailures++;
     });
     this.messagesSent++;
@@ -161,12 +176,42 @@ export class Manager {
     }
   }
 
-  /** The socket wrote out everything it held: read from the client again. */
+  /** The socket wrote out everything it held: read from the client again (unless the application holds it), tell the application. */
   private drained(): void {
     if (!this.paused) return;
     this.paused = false;
     this.clearSlowTimer();
-    if (this.socket.readyState === WebSocket.OPEN) this.socket.resume();
+    if (this.socket.readyState === WebSocket.OPEN && !this.appPaused) this.socket.resume();
+    this.onDrain?.();
+  }
+
+  /** The application stops reading from the client (its own backpressure); the send-buffer pause is separate. */
+  pauseReading(): void {
+    if (this.appPaused) return;
+    this.appPaused = true;
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.pause();
+  }
+
+  /** The application reads from the client again; still paused while the send buffer is above the high-water mark. */
+  resumeReading(): void {
+    if (!this.appPaused) return;
+    this.appPaused = false;
+    if (this.socket.readyState === WebSocket.OPEN && !this.paused) this.socket.resume();
+  }
+
+  /**
+   * The application holds this client back (a proxy whose upstream does not
+   * read): its pongs wait unread behind its own frames, so a missing pong
+   * says nothing about it. The heartbeat and the probe do not call it a
+   * zombie for that (ADR 26).
+   */
+  get heldByApp(): boolean {
+    return this.appPaused;
+  }
+
+  /** Reading from the client is paused, for either reason. */
+  get readingPaused(): boolean {
+    return this.paused || this.appPaused;
   }
 
   private clearSlowTimer(): void {

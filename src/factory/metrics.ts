@@ -44,6 +44,12 @@ export class FactoryMetrics {
   readonly upgradesRejected: Counter<"reason">;
   /** Refusal-path log lines left out by the per-user rate limit (src/factory/refusal-log.ts), by event. */
   readonly logLinesSuppressed: Counter<"event">;
+  /** `--upstream`: dials of the backend, by result (src/factory/proxy.ts). */
+  readonly upstreamConnects: Counter<"result">;
+  /** `--upstream`: proxied connections ended, by the side that ended them. */
+  readonly upstreamCloses: Counter<"by">;
+  /** `--upstream`: proxied connections held back because one side does not read, by the side that is slow. */
+  readonly upstreamPaused: Gauge<"slow">;
 
   constructor(sources: GaugeSources, options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -137,6 +143,25 @@ export class FactoryMetrics {
       registers,
     });
     for (const reason of ["bad_handshake", "origin"]) this.upgradesRejected.inc({ reason }, 0);
+    this.upstreamConnects = new Counter({
+      name: "reclaim_factory_upstream_connects_total",
+      help: "With --upstream: dials of the backend for an admitted client, by result (ok, refused, unreachable, timeout, aborted).",
+      labelNames: ["result"],
+      registers,
+    });
+    this.upstreamPaused = new Gauge({
+      name: "reclaim_factory_upstream_paused",
+      help: "With --upstream: proxied connections held back because one side does not read: slow=client (its upstream is not read) or slow=upstream (its client is not read).",
+      labelNames: ["slow"],
+      registers,
+    });
+    for (const slow of ["client", "upstream"]) this.upstreamPaused.set({ slow }, 0);
+    this.upstreamCloses = new Counter({
+      name: "reclaim_factory_upstream_closes_total",
+      help: "With --upstream: proxied connections ended, by the side that ended them (client, upstream, factory).",
+      labelNames: ["by"],
+      registers,
+    });
     // Start every closed-set series at zero so dashboards and rate() see them from the first scrape.
     for (const outcome of ["admitted", "after_cleanup", "degraded", "queued", "refused"]) this.admissions.inc({ outcome }, 0);
     for (const reason of MESSAGE_REJECTIONS) this.messagesRejected.inc({ reason }, 0);

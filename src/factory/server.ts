@@ -1,23 +1,31 @@
 /**
  * The chat endpoint: `GET /ws` upgrades to a WebSocket once the handshake is
- * valid, the origin allowed, the token good and admission says yes — in that
- * order, so nothing is cleaned up (no tab evicted) for a request that could
- * never connect. One manager per accepted connection; chat messages get a
- * stand-in reply. Chat text is never logged.
+ * valid, the origin allowed, the token good, admission says yes and the
+ * application accepts (its `open` step: the proxy dials its upstream there) —
+ * in that order, so nothing is cleaned up (no tab evicted) for a request that
+ * could never connect. One manager per accepted connection; the application
+ * (src/factory/app.ts, ADR 26) gets its messages. Chat text is never logged.
+ *
+ * The endpoint listens on its own port, or is attached to an application's
+ * `http.Server` (then it answers only upgrades to its path, and leaves other
+ * requests and upgrades to the application).
  *
  * A refused upgrade is told in a way the client can read (ADR 21): a client
  * that sends `Origin` (a browser, which cannot read an HTTP status on an
- * upgrade) gets the upgrade, one `refused` message and close 1013; any other
- * client gets HTTP 503 with `Retry-After`.
+ * upgrade) gets the upgrade, (with the built-in protocol) one `refused`
+ * message, and close 1013 with a reason; any other client gets HTTP 503 with
+ * `Retry-After`.
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
-import { CLOSE_GOING_AWAY, CLOSE_REFUSED, ClientMessage, countsAsUse, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, type ServerMessage } from "../contract/client.js";
+import { CLOSE_GOING_AWAY, CLOSE_REFUSED, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, type ServerMessage } from "../contract/client.js";
 import { systemTimers, type Clock, type Timers } from "../contract/clock.js";
 import { FactoryEvent, type RefusalReason } from "../contract/events.js";
+import { randomUUID } from "node:crypto";
 import type { AdmissionControl, Decision } from "./admission.js";
+import type { ChatApp, ConnectHandler, Opening, Session, SessionHandlers, UpgradeInfo } from "./app.js";
 import { tokenOf, type TokenAuth } from "./auth.js";
 import type { Evictor } from "./evict.js";
 import { handshakeProblem } from "./handshake.js";
@@ -29,13 +37,21 @@ import type { FactoryMetrics, MessageRejection } from "./metrics.js";
 import type { AdmissionQueue } from "./queue.js";
 import type { Registry } from "./registry.js";
 
-/** The WebSocket path. */
+/** The WebSocket path (the default of an attached endpoint's `path`). */
 export const WS_PATH = "/ws";
 
 /** Close reason sent with 1001 when the factory shuts down. */
 export const SHUTDOWN_CLOSE_REASON = "server shutting down";
 
 export interface ChatServerDeps {
+  /** What the messages mean (the demo's echo, an application's handler, the proxy). */
+  app: ChatApp;
+  /** Send a refused browser the built-in protocol's `refused` message before close 1013 (only the echo speaks it). */
+  refusedMessage: boolean;
+  /** An application's server to attach to instead of a port of our own. */
+  server?: Server;
+  /** The WebSocket path (default `/ws`). */
+  path?: string;
   auth: TokenAuth;
   admission: AdmissionControl;
   registry: Registry;
@@ -66,8 +82,15 @@ export interface ChatServerDeps {
 
 export class ChatServer {
   readonly http: Server;
+  /** Attached to an application's server: it owns the server, its other requests and its life. */
+  readonly attached: boolean;
+  readonly path: string;
   private readonly wss: WebSocketServer;
   private shuttingDown = false;
+  private readonly shutdown = new AbortController();
+  /** The subprotocol the application chose for an upgrade in flight (read by `handleProtocols`). */
+  private readonly chosenProtocol = new WeakMap<IncomingMessage, string | false>();
+  private readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   private readonly sockets = new Set<WebSocket>();
   private readonly timers: Timers;
   private readonly allowedOrigins: ReadonlySet<string>;
@@ -87,21 +110,33 @@ export class ChatServer {
       clientTracking: false,
       perMessageDeflate: false,
       maxPayload: deps.maxPayloadBytes,
-      handleProtocols: selectProtocol,
+      handleProtocols: (offered, req) => {
+        const chosen = this.chosenProtocol.get(req);
+        return chosen === undefined ? selectProtocol(offered) : chosen;
+      },
     });
-    this.http = createServer((req, res) => {
-      const status = pathOf(req.url) === WS_PATH ? 426 : 404;
-      sendJson(res, status, {
-        error: status === 426 ? { code: "upgrade_required", message: "connect with a WebSocket client" } : { code: "not_found", message: "not found" },
+    this.path = deps.path ?? WS_PATH;
+    this.attached = deps.server !== undefined;
+    if (deps.server !== undefined) {
+      this.http = deps.server;
+    } else {
+      this.http = createServer((req, res) => {
+        const status = pathOf(req.url) === this.path ? 426 : 404;
+        sendJson(res, status, {
+          error: status === 426 ? { code: "upgrade_required", message: "connect with a WebSocket client" } : { code: "not_found", message: "not found" },
+        });
       });
-    });
-    hardenServer(this.http, { ...deps.httpLimits, server: "chat", metrics: deps.metrics, timers: this.timers });
-    this.http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      hardenServer(this.http, { ...deps.httpLimits, server: "chat", metrics: deps.metrics, timers: this.timers });
+    }
+    this.onUpgrade = (req, socket, head): void => {
+      // Attached: an upgrade to another path is the application's, if it listens for upgrades too.
+      if (this.attached && pathOf(req.url) !== this.path && this.http.listenerCount("upgrade") > 1) return;
       this.handleUpgrade(req, socket, head).catch((err: unknown) => {
         this.deps.log.error(FactoryEvent.error, {}, `upgrade failed: ${String(err)}`);
         rejectUpgrade(socket, 500, { error: { code: "internal", message: "internal error" } });
       });
-    });
+    };
+    this.http.on("upgrade", this.onUpgrade);
   }
 
   /** WebSocket connections whose socket is open. */
@@ -109,8 +144,9 @@ export class ChatServer {
     return this.sockets.size;
   }
 
-  /** Starts listening; resolves with the bound port. */
+  /** Starts listening on a port of its own; resolves with the bound port. */
   listen(port: number, host: string): Promise<number> {
+    if (this.attached) throw new Error("an attached chat endpoint listens on its application's server");
     return listen(this.http, port, host);
   }
 
@@ -118,8 +154,8 @@ export class ChatServer {
     const { deps } = this;
     // Closure-free, so it pins nothing of this upgrade for the life of the connection (ws adds its own later).
     socket.on("error", destroyOnError);
-    if (pathOf(req.url) !== WS_PATH) {
-      return rejectUpgrade(socket, 404, { error: { code: "not_found", message: `WebSocket path is ${WS_PATH}` } });
+    if (pathOf(req.url) !== this.path) {
+      return rejectUpgrade(socket, 404, { error: { code: "not_found", message: `WebSocket path is ${this.path}` } });
     }
     // Before anything else: a request that cannot become a WebSocket must not cost anyone a tab.
     const problem = handshakeProblem(req);
@@ -135,7 +171,8 @@ export class ChatServer {
       return rejectUpgrade(socket, 403, { error: { code: "origin_not_allowed", message: "this origin may not connect" } });
     }
     if (this.shuttingDown) return this.refuse(req, socket, head, "shutting_down", 1);
-    const auth = deps.auth.verify(tokenOf(req));
+    const token = tokenOf(req);
+    const auth = deps.auth.verify(token);
     if (!auth.ok) {
       deps.metrics.authFailures.inc({ reason: auth.reason });
       // No user id here: an unverified token names nobody.
@@ -145,33 +182,71 @@ export class ChatServer {
     const userId = auth.userId;
     const held = hold(socket as Socket);
     const decision = await deps.admission.decide(userId, held.gone);
-    const early = held.release();
-    const rest = early.length === 0 ? head : Buffer.concat([head, ...early]);
     if (!decision.admitted) {
+      const rest = withEarly(head, held.release());
       if (held.gone.aborted) return void socket.destroy(); // the client left while it waited
       if (this.shuttingDown) return this.refuse(req, socket, rest, "shutting_down", 1);
       if (decision.reason === "aborted") return void socket.destroy();
       return this.refuse(req, socket, rest, decision.reason, decision.retryAfterSeconds);
     }
-    if (socket.destroyed || held.gone.aborted || this.shuttingDown) {
-      deps.registry.release(userId);
-      return this.shuttingDown ? this.refuse(req, socket, rest, "shutting_down", 1) : void socket.destroy();
-    }
+    // The slot is reserved from here: every way out below either commits a manager or gives it back.
+    const abandon = new AbortController();
     let committed = false;
     try {
+      const managerId = randomUUID();
+      const opening = await this.open(req, token ?? "", userId, managerId, decision.outcome, AbortSignal.any([held.gone, abandon.signal, this.shutdown.signal]));
+      const rest = withEarly(head, held.release());
+      if (socket.destroyed || held.gone.aborted || this.shuttingDown) {
+        return this.shuttingDown ? this.refuse(req, socket, rest, "shutting_down", 1) : void socket.destroy();
+      }
+      if (!opening.accept) return this.refuseForApp(req, socket, rest, opening);
+      if (opening.protocol !== undefined) this.chosenProtocol.set(req, opening.protocol);
       this.wss.handleUpgrade(req, socket, rest, (ws) => {
-        const manager = new Manager(userId, ws, deps.clock, socket as Socket, this.backpressure);
+        const manager = new Manager(userId, ws, deps.clock, socket as Socket, this.backpressure, managerId);
         deps.registry.commit(manager);
         committed = true;
-        this.onConnection(ws, manager, decision);
+        this.onConnection(ws, manager, decision, opening.connect);
       });
     } finally {
       socket.off("error", destroyOnError);
-      // Whatever happened between admission and commit (ws refused the handshake, something threw): give the slot back.
-      if (!committed) deps.registry.release(userId);
+      // Whatever happened between admission and commit (the application refused, ws refused the handshake, something threw): give the slot back, tell the application.
+      if (!committed) {
+        deps.registry.release(userId);
+        abandon.abort();
+      }
     }
   }
 
+  /** The application's `open` step; a throw is a refusal with 500. */
+  private async open(req: IncomingMessage, token: string, userId: string, managerId: string, admission: UpgradeInfo["admission"], signal: AbortSignal): Promise<Opening> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    url.searchParams.delete("token");
+    const info: UpgradeInfo = {
+      userId,
+      managerId,
+      admission,
+      target: url.pathname + url.search,
+      protocols: offeredProtocols(req),
+      headers: req.headers,
+      token,
+      remoteAddress: req.socket.remoteAddress,
+    };
+    try {
+      return await this.deps.app.open(info, signal);
+    } catch (err) {
+      this.deps.log.error(FactoryEvent.error, { userId, managerId }, `the application's open step failed: ${String(err)}`);
+      return { accept: false, status: 500, closeCode: 1011, code: "internal", message: "internal error" };
+    }
+  }
+
+  /** The application refused an admitted upgrade (the proxy's upstream did): its status to a client that reads one, its close code to a browser. */
+  private refuseForApp(req: IncomingMessage, socket: Duplex, head: Buffer, opening: Opening & { accept: false }): void {
+    const headers: Record<string, string> = opening.retryAfterSeconds === undefined ? {} : { "Retry-After": String(opening.retryAfterSeconds) };
+    if (req.headers.origin === undefined || socket.destroyed) {
+      return rejectUpgrade(socket, opening.status, { error: { code: opening.code, message: opening.message } }, headers);
+    }
+    this.closeAfterUpgrade(req, socket, head, opening.closeCode, opening.message, null);
+  }
   /**
    * Refuses an upgrade so that the client can tell why: a browser (it sent
    * `Origin`) gets the upgrade, one `refused` message and close 1013 with a
@@ -188,21 +263,39 @@ export class ChatServer {
         { "Retry-After": String(retryAfterSeconds) },
       );
     }
+    const refused: ServerMessage = { type: "refused", reason, retryAfterMs: retryAfterSeconds * 1000 };
+    this.closeAfterUpgrade(req, socket, head, CLOSE_REFUSED, `${message}; retry after ${retryAfterSeconds} s`, this.deps.refusedMessage ? refused : null);
+  }
+
+  /** Completes the handshake only to send `first` (if any) and close with `code` and `reason` (a browser reads both); destroys the socket after the close grace. */
+  private closeAfterUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, code: number, reason: string, first: ServerMessage | null): void {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const refused: ServerMessage = { type: "refused", reason, retryAfterMs: retryAfterSeconds * 1000 };
-      ws.send(JSON.stringify(refused));
-      ws.close(CLOSE_REFUSED, `${message}; retry after ${retryAfterSeconds} s`.slice(0, 123));
+      if (first !== null) ws.send(JSON.stringify(first));
+      ws.close(code, truncateReason(reason));
       const cancel = this.timers.after(this.deps.closeGraceMs, () => ws.terminate());
       ws.once("close", cancel);
     });
     socket.off("error", destroyOnError);
   }
 
-  private onConnection(ws: WebSocket, manager: Manager, decision: Decision & { admitted: true }): void {
+  private onConnection(ws: WebSocket, manager: Manager, decision: Decision & { admitted: true }, connect: ConnectHandler): void {
     const { deps } = this;
     const userId = manager.userId;
     this.sockets.add(ws);
-    ws.on("message", (data, isBinary) => this.onMessage(manager, data, isBinary));
+    const session = this.session(manager, decision, ws.protocol);
+    let handlers: SessionHandlers;
+    try {
+      handlers = connect(session);
+    } catch (err) {
+      deps.log.error(FactoryEvent.error, { userId, managerId: manager.id }, `the application's connect handler failed: ${String(err)}`);
+      handlers = {};
+      ws.close(1011, "internal error");
+    }
+    if (handlers.drain !== undefined) manager.onDrain = (): void => handlers.drain?.();
+    ws.on("message", (data, isBinary) => {
+      manager.markMessage(false);
+      handlers.message?.(rawToBuffer(data), isBinary);
+    });
     ws.on("pong", () => manager.markPong());
     ws.on("error", (err: Error & { code?: string }) => {
       manager.active = false;
@@ -210,7 +303,7 @@ export class ChatServer {
       const rejected = rejectionOf(err.code);
       if (rejected !== null) deps.metrics.messagesRejected.inc({ reason: rejected });
     });
-    ws.on("close", (code) => {
+    ws.on("close", (code, reason) => {
       this.sockets.delete(ws);
       if (deps.log.debugEnabled) {
         deps.log.debug(
@@ -219,12 +312,16 @@ export class ChatServer {
           `Connection closed for user ${userId} (code ${code})`,
         );
       }
+      manager.onDrain = null;
+      try {
+        handlers.close?.({ code, reason: reason.toString("utf8"), removal: manager.removal });
+      } catch (err) {
+        deps.log.error(FactoryEvent.error, { userId, managerId: manager.id }, `the application's close handler failed: ${String(err)}`);
+      }
       if (deps.leakOnClose) return; // the injected fault: the manager outlives its socket
       manager.markClosed();
       deps.registry.remove(manager);
     });
-    this.send(manager, { type: "welcome", managerId: manager.id, limit: deps.registry.effectiveLimit(userId), active: deps.registry.active(userId) });
-    if (decision.notice !== null) this.send(manager, { type: "notice", code: "resource_constraint", ...decision.notice });
     if (deps.log.debugEnabled) {
       deps.log.debug(
         FactoryEvent.connectionOpened,
@@ -234,36 +331,35 @@ export class ChatServer {
     }
   }
 
-  private onMessage(manager: Manager, data: RawData, isBinary: boolean): void {
-    const { metrics } = this.deps;
-    if (isBinary) {
-      manager.markMessage(false);
-      metrics.messagesRejected.inc({ reason: "binary" });
-      return this.send(manager, { type: "error", code: "binary_not_supported", message: "send JSON text frames" });
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(rawToString(data));
-    } catch {
-      manager.markMessage(false);
-      metrics.messagesRejected.inc({ reason: "invalid_json" });
-      return this.send(manager, { type: "error", code: "invalid_json", message: "messages are JSON objects" });
-    }
-    const message = ClientMessage.safeParse(parsed);
-    if (!message.success) {
-      manager.markMessage(false);
-      metrics.messagesRejected.inc({ reason: "invalid_message" });
-      return this.send(manager, { type: "error", code: "invalid_message", message: "expected {\"type\":\"chat\",\"text\":\"…\"}" });
-    }
-    manager.markMessage(countsAsUse(message.data));
-    if (message.data.type === "ping") return this.send(manager, { type: "pong" });
-    // Stand-in for the AI response. The text goes back to its author and nowhere else (never to a log).
-    const { id, text } = message.data;
-    this.send(manager, { type: "reply", ...(id === undefined ? {} : { id }), text: `echo: ${text}` });
-  }
-
-  private send(manager: Manager, message: ServerMessage): void {
-    manager.send(JSON.stringify(message));
+  /** The application's view of a manager. */
+  private session(manager: Manager, decision: Decision & { admitted: true }, protocol: string): Session {
+    const { registry } = this.deps;
+    const closeGraceMs = this.deps.closeGraceMs;
+    const timers = this.timers;
+    return {
+      userId: manager.userId,
+      managerId: manager.id,
+      admission: decision.outcome,
+      notice: decision.notice,
+      protocol,
+      get limit(): number {
+        return registry.effectiveLimit(manager.userId);
+      },
+      get active(): number {
+        return registry.active(manager.userId);
+      },
+      send: (data, binary = false): boolean => manager.send(data, binary) && !manager.paused,
+      markUse: (): void => manager.markUse(),
+      pauseReading: (): void => manager.pauseReading(),
+      resumeReading: (): void => manager.resumeReading(),
+      close: (code, reason): void => {
+        const ws = manager.socket;
+        if (ws.readyState === ws.CLOSED) return;
+        if (ws.readyState === ws.OPEN) ws.close(code, reason === undefined ? undefined : truncateReason(reason));
+        const cancel = timers.after(closeGraceMs, () => ws.terminate());
+        ws.once("close", cancel);
+      },
+    };
   }
 
   /**
@@ -274,8 +370,11 @@ export class ChatServer {
    */
   async close(drainMs: number, graceMs: number): Promise<void> {
     this.shuttingDown = true;
+    this.shutdown.abort();
     this.deps.queue.abortAll();
-    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    // Attached: the application's server is the application's to close; only our part of it stops.
+    if (this.attached) this.http.off("upgrade", this.onUpgrade);
+    const closed = this.attached ? Promise.resolve() : new Promise<void>((resolve) => this.http.close(() => resolve()));
     const random = this.deps.random ?? Math.random;
     const sockets = [...this.sockets];
     await Promise.all(
@@ -295,7 +394,7 @@ export class ChatServer {
           }),
       ),
     );
-    this.http.closeAllConnections();
+    if (!this.attached) this.http.closeAllConnections();
     await closed;
   }
 }
@@ -357,8 +456,31 @@ function destroyOnError(this: Duplex): void {
   this.destroy();
 }
 
-function rawToString(data: RawData): string {
-  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
-  if (data instanceof ArrayBuffer) return Buffer.from(data).toString("utf8");
-  return data.toString("utf8");
+function rawToBuffer(data: RawData): Buffer {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  return data;
+}
+
+/** The head of an upgrade with the bytes that arrived while it was held. */
+function withEarly(head: Buffer, early: Buffer[]): Buffer {
+  return early.length === 0 ? head : Buffer.concat([head, ...early]);
+}
+
+/** Subprotocols a client offered, without the token carrier. */
+function offeredProtocols(req: IncomingMessage): string[] {
+  const header = req.headers["sec-websocket-protocol"];
+  if (header === undefined) return [];
+  return header
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "" && !p.startsWith(TOKEN_SUBPROTOCOL_PREFIX));
+}
+
+/** A close reason cut to the 123 bytes a close frame carries (at a character boundary). */
+export function truncateReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= 123) return reason;
+  let cut = reason.slice(0, 123);
+  while (Buffer.byteLength(cut) > 123) cut = cut.slice(0, -1);
+  return cut;
 }

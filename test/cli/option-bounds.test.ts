@@ -52,6 +52,11 @@ const FACTORY_ROWS: Row[] = [
   ["--slow-reader-timeout", "500ms", "expected 1s to 10m, got 500ms"],
   ["--allowed-origins", "https://chat.example.com/", 'is not an origin as browsers send it: write "https://chat.example.com"'],
   ["--allowed-origins", "ftp://chat.example.com", "is not an http or https origin"],
+  ["--upstream", "http://backend:9000/chat", "is not a ws:// or wss:// URL"],
+  ["--upstream", "ws://u:p@backend/chat", "must not carry credentials"],
+  ["--upstream-connect-timeout", "3m", "expected 100ms to 2m, got 3m"],
+  ["--upstream-connect-timeout", "50ms", "expected 100ms to 2m, got 50ms"],
+  ["--metrics-port", "65536", "expected 0..65535, got 65536"],
   ["--max-degrade-limit", "20001", "expected 1..20000, got 20001"],
   ["--max-degrade-limit", "0", "expected 1..20000, got 0"],
 ];

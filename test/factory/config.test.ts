@@ -95,6 +95,17 @@ describe("factory configuration: every duration and size has bounds", () => {
     }
   });
 
+  it("accepts an upstream ws:// or wss:// URL and names what is wrong with the others", () => {
+    expect(resolve({ upstream: "ws://backend:9000/chat" })).toMatchObject({ upstream: "ws://backend:9000/chat", upstreamForwardAuth: false, upstreamConnectTimeoutMs: 5000 });
+    expect(resolve({ upstream: "wss://backend.example/ws?x=1" })).toMatchObject({ upstream: "wss://backend.example/ws?x=1" });
+    expect(problem({ upstream: "http://backend:9000/" })).toContain('upstream: "http://backend:9000/" is not a ws:// or wss:// URL');
+    expect(problem({ upstream: "backend:9000" })).toContain("is not a ws:// or wss:// URL");
+    expect(problem({ upstream: "not a url" })).toContain('upstream: "not a url" is not a URL');
+    expect(problem({ upstream: "ws://user:pw@backend/" })).toContain("must not carry credentials");
+    expect(problem({ upstream: "ws://backend/#x" })).toContain("must not have a #fragment");
+    expect(problem({ upstreamConnectTimeoutMs: 5 })).toContain("upstreamConnectTimeoutMs: must be at least");
+  });
+
   it("accepts origins as browsers send them and names what is wrong with the others", () => {
     const origins = ["https://chat.example.com", "http://localhost:3000", "http://[::1]:8080"];
     expect(resolve({ allowedOrigins: origins })).toMatchObject({ allowedOrigins: origins });

@@ -9,7 +9,9 @@
  * - that did not pong within the timeout and did not drain either. A client
  *   catching up on a backlog cannot reach the ping queued behind it in time,
  *   but every byte the socket hands to the kernel while a backlog waits is a
- *   byte the client read (its TCP window opened): that proves it alive.
+ *   byte the client read (its TCP window opened): that proves it alive. Nor
+ *   is one the application holds back (a proxy whose upstream does not read,
+ *   ADR 26): its pong waits unread behind its own frames.
  * Cost: O(this user's connections), independent of everyone else's.
  */
 import type { ProbeParams } from "../../contract/control.js";
@@ -38,7 +40,7 @@ export async function probe(ctx: RungContext, userId: string, params: ProbeParam
     const drained = start.buffered > 0 && manager.bytesSent > start.sent;
     // A reader that stopped reading also cannot pong; "stuck buffer" is the more telling of the two.
     const reason =
-      answered.has(manager) || drained ? null : buffered >= threshold ? "send_buffer_stuck" : "no_pong";
+      answered.has(manager) || drained ? null : buffered >= threshold ? "send_buffer_stuck" : manager.heldByApp ? null : "no_pong";
     if (reason !== null && ctx.evictor.evict(manager, reason, "probe")) removed.push({ managerId: manager.id, reason });
   });
   return removed;

@@ -51,7 +51,7 @@ type FieldName = Exclude<keyof FactoryLogFields, "event">;
  * the lines a real factory writes.
  */
 export const FACTORY_EVENT_FIELDS: Readonly<Record<FactoryEvent, readonly FieldName[]>> = {
-  [FactoryEvent.started]: ["limit", "port", "controlPort"],
+  [FactoryEvent.started]: ["limit", "port", "controlPort", "metricsPort"],
   [FactoryEvent.stopping]: [],
   [FactoryEvent.stopped]: [],
   [FactoryEvent.faultEnabled]: ["reason"],
@@ -61,7 +61,7 @@ export const FACTORY_EVENT_FIELDS: Readonly<Record<FactoryEvent, readonly FieldN
   [FactoryEvent.authFailed]: ["reason"],
   [FactoryEvent.resourceLimit]: ["userId", "managers", "limit"],
   [FactoryEvent.hardLimit]: ["userId", "managers", "limit", "effectiveLimit"],
-  [FactoryEvent.error]: ["userId", "managers", "limit", "effectiveLimit"],
+  [FactoryEvent.error]: ["userId", "managerId", "managers", "limit", "effectiveLimit"],
   [FactoryEvent.cleanup]: ["userId", "rung", "trigger", "removed", "managers", "limit", "effectiveLimit"],
   [FactoryEvent.zombie]: ["userId", "managerId", "reason", "managers", "limit", "kind"],
   [FactoryEvent.evicted]: ["userId", "managerId", "reason", "managers", "limit"],
@@ -73,6 +73,7 @@ export const FACTORY_EVENT_FIELDS: Readonly<Record<FactoryEvent, readonly FieldN
   [FactoryEvent.heartbeatTerminated]: ["userId", "managerId", "reason", "managers", "limit"],
   [FactoryEvent.slowReader]: ["userId", "managerId", "reason", "managers", "limit"],
   [FactoryEvent.originRefused]: ["reason"],
+  [FactoryEvent.upstreamFailed]: ["userId", "managerId", "reason"],
   [FactoryEvent.refusalsSuppressed]: ["userId", "suppressed", "suppressedLines"],
 };
 
