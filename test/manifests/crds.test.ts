@@ -3,18 +3,24 @@
  * rules hold (checked by a validator written from apiextensions-apiserver's
  * rules, since no API server can run here), real incident records and the
  * shipped rules validate against them without anything being pruned, and the
- * committed YAML under manifests/base/crds/ is what `reclaim manifests crds`
- * prints.
+ * committed YAML under manifests/crds/ is what `reclaim manifests crds`
+ * prints. The shipped examples (manifests/examples/incident.yaml and the
+ * rules under manifests/base/rules/) are also checked with ajv, a JSON Schema
+ * validator independent of this file's, against the same schemas.
  */
-import { readdir, readFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { Ajv } from "ajv";
+import addFormatsModule from "ajv-formats";
 import { RE2JS } from "re2js";
 import { parseAllDocuments, parseDocument } from "yaml";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { crdFileName, crdsYaml, crdYaml } from "../../src/cli/manifests.js";
 import { incidentCrd, reclaimCrds, remediationRuleCrd, type StructuralSchema, toStructuralSchema } from "../../src/operator/k8s/crds.js";
-import { GROUP, INCIDENT, RULE, toIncidentObject } from "../../src/operator/k8s/resources.js";
+import { fromIncidentObject, GROUP, INCIDENT, IncidentStatusExtras, RULE, RuleObjectSpec, toIncidentObject } from "../../src/operator/k8s/resources.js";
 import type { IncidentStatus } from "../../src/operator/incidents/model.js";
 import { buildIncident } from "../support/incidents.js";
 import { resourceProblems, valueProblems } from "../support/crd-values.js";
@@ -54,6 +60,8 @@ const ALLOWED_KEYS = new Set([
   "anyOf",
   "x-kubernetes-int-or-string",
   "x-kubernetes-preserve-unknown-fields",
+  "x-kubernetes-list-type",
+  "x-kubernetes-list-map-keys",
 ]);
 const TYPES = new Set(["object", "array", "string", "integer", "number", "boolean"]);
 const FORMATS = new Set(["date-time", "datetime", "date", "duration", "uri", "email", "hostname", "ipv4", "ipv6", "cidr", "mac", "uuid", "byte", "password"]);
@@ -98,6 +106,25 @@ function structuralProblems(schema: unknown, path = "openAPIV3Schema", level: Le
   if (s.type === "array" && (typeof s.items !== "object" || s.items === null || Array.isArray(s.items))) p("an array needs one items schema");
   if (s.type !== "array" && s.items !== undefined) p("items on a non-array");
   if (s.type !== "object" && (s.properties !== undefined || s.additionalProperties !== undefined)) p("properties on a non-object");
+  // List types (the API conventions' map lists, e.g. conditions keyed by type).
+  const listType = s["x-kubernetes-list-type"];
+  const mapKeys = s["x-kubernetes-list-map-keys"];
+  if (listType !== undefined) {
+    if (s.type !== "array") p("x-kubernetes-list-type on a non-array");
+    if (listType !== "atomic" && listType !== "set" && listType !== "map") p(`x-kubernetes-list-type ${JSON.stringify(listType)} is not atomic, set or map`);
+  }
+  if (listType === "map") {
+    const items = s.items as StructuralSchema | undefined;
+    if (!Array.isArray(mapKeys) || mapKeys.length === 0) p("a map list needs x-kubernetes-list-map-keys");
+    else if (items?.type !== "object") p("a map list's items must be objects");
+    else {
+      for (const key of mapKeys as string[]) {
+        const keySchema = items.properties?.[key];
+        if (keySchema === undefined || !["string", "integer", "boolean", "number"].includes(String(keySchema.type))) p(`map key ${key} must be a scalar property of the items`);
+        else if (!(items.required ?? []).includes(key) && keySchema.default === undefined) p(`map key ${key} must be required or have a default`);
+      }
+    }
+  } else if (mapKeys !== undefined) p("x-kubernetes-list-map-keys without x-kubernetes-list-type: map");
 
   if (s.pattern !== undefined) {
     try {
@@ -316,14 +343,27 @@ describe("the Incident CRD", () => {
   const crd = incidentCrd();
   const schema = schemaOf(crd);
 
-  it("prints Status, User, Rule, Rungs and Age", () => {
+  it("prints Status, User, Rule, Rungs, Needs-Human, Acked (wide) and Age, each one value", () => {
     expect(crd.spec.versions[0]!.additionalPrinterColumns.map(({ name, type, jsonPath }) => ({ name, type, jsonPath }))).toEqual([
       { name: "Status", type: "string", jsonPath: ".status.status" },
       { name: "User", type: "string", jsonPath: ".spec.target.userId" },
       { name: "Rule", type: "string", jsonPath: ".spec.rule" },
-      { name: "Rungs", type: "string", jsonPath: ".status.rungs[*].rung" },
+      // A scalar: the API server prints only a JSONPath's first result (test/manifests/incident-status.test.ts).
+      { name: "Rungs", type: "string", jsonPath: ".status.rungSummary" },
+      { name: "Needs-Human", type: "string", jsonPath: '.status.conditions[?(@.type=="NeedsHuman")].status' },
+      { name: "Acked", type: "string", jsonPath: '.status.conditions[?(@.type=="Acknowledged")].status' },
       { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
     ]);
+    // No column fans out over a list.
+    for (const column of crd.spec.versions[0]!.additionalPrinterColumns) expect(column.jsonPath, column.name).not.toContain("[*]");
+  });
+
+  it("keeps status.conditions a map list keyed by type, as the API conventions ask", () => {
+    const conditions = schema.properties!.status!.properties!.conditions!;
+    expect(conditions).toMatchObject({ type: "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] });
+    expect(conditions.items!.required).toEqual(["type", "status", "reason", "message", "lastTransitionTime"]);
+    expect(conditions.items!.properties!.status!.enum).toEqual(["True", "False", "Unknown"]);
+    expect(conditions.items!.properties!.observedGeneration!.type).toBe("integer");
   });
 
   it("leaves only JSON payloads unchecked (a new preserve-unknown-fields node must be added here deliberately)", () => {
@@ -413,12 +453,41 @@ describe("the RemediationRule CRD", () => {
   });
 });
 
-describe("manifests/base/crds", () => {
+describe("manifests/crds", () => {
   it.each(reclaimCrds().map((crd) => [crdFileName(crd), crd] as const))("%s is what `reclaim manifests crds` generates", async (file, crd) => {
-    const committed = await readFile(`${ROOT}manifests/base/crds/${file}`, "utf8");
-    // On failure: npm run build && bin/reclaim manifests crds --out manifests/base/crds
+    const committed = await readFile(`${ROOT}manifests/crds/${file}`, "utf8");
+    // On failure: npm run build && bin/reclaim manifests crds --out manifests/crds
     expect(committed).toBe(crdYaml(crd));
     expect(parseDocument(committed).toJS()).toEqual(plain(crd));
+  });
+
+  it("`reclaim manifests crds --out DIR` writes the whole folder: the three CRDs and the kustomization listing them", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reclaim-crds-"));
+    try {
+      const { code, stdout, stderr } = await runCli(["manifests", "crds", "--out", dir]);
+      expect(stderr).toBe("");
+      expect(code).toBe(0);
+      const written = (await readdir(dir)).sort();
+      expect(written).toEqual((await readdir(`${ROOT}manifests/crds`)).sort());
+      for (const file of written) expect(await readFile(join(dir, file), "utf8"), file).toBe(await readFile(`${ROOT}manifests/crds/${file}`, "utf8"));
+      expect(stdout.trim().split("\n")).toEqual([...reclaimCrds().map(crdFileName), "kustomization.yaml"].map((f) => `wrote ${join(dir, f)}`));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("`reclaim manifests crds --out` onto a file says so and exits 1", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reclaim-crds-"));
+    try {
+      const file = join(dir, "not-a-folder");
+      await writeFile(file, "");
+      const { code, stderr } = await runCli(["manifests", "crds", "--out", file]);
+      expect(code).toBe(1);
+      expect(stderr).toMatch(new RegExp(`^reclaim manifests crds: cannot write the CRDs into "${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}": .*EEXIST`));
+      expect(stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("`reclaim manifests crds` prints all three as one multi-document YAML", async () => {
@@ -432,5 +501,85 @@ describe("manifests/base/crds", () => {
       "CustomResourceDefinition/remediationrules.reclaim.dev",
       "CustomResourceDefinition/silences.reclaim.dev",
     ]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The shipped examples, through ajv (draft-07 semantics) against the same schemas.
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+/**
+ * A CRD schema as ajv reads it: OpenAPI 3.0's boolean exclusiveMinimum/Maximum
+ * become draft-07's numbers, `nullable` stays (ajv knows it) only beside a
+ * type, the x-kubernetes extensions go (int-or-string is already an anyOf),
+ * and an object with properties and no preserve-unknown-fields refuses other
+ * properties: the API server would prune them, which for a shipped example is
+ * a bug.
+ */
+function forAjv(schema: StructuralSchema): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (key.startsWith("x-kubernetes-")) continue;
+    if (key === "properties") out.properties = Object.fromEntries(Object.entries(value as Record<string, StructuralSchema>).map(([k, v]) => [k, forAjv(v)]));
+    else if (key === "items" || key === "additionalProperties") out[key] = forAjv(value as StructuralSchema);
+    else if (key === "anyOf") out.anyOf = (value as StructuralSchema[]).map(forAjv);
+    else if (key === "nullable") {
+      if (schema.type !== undefined) out.nullable = value;
+    } else out[key] = value;
+  }
+  if (schema.exclusiveMinimum === true) Object.assign(out, { exclusiveMinimum: schema.minimum, minimum: undefined });
+  if (schema.exclusiveMinimum === false) delete out.exclusiveMinimum;
+  if (schema.exclusiveMaximum === true) Object.assign(out, { exclusiveMaximum: schema.maximum, maximum: undefined });
+  if (schema.exclusiveMaximum === false) delete out.exclusiveMaximum;
+  if (schema.type === "object" && schema.properties !== undefined && schema["x-kubernetes-preserve-unknown-fields"] !== true) out.additionalProperties = false;
+  return JSON.parse(JSON.stringify(out)) as Record<string, unknown>;
+}
+
+function ajvValidator(crd: ReturnType<typeof incidentCrd>): (value: unknown) => string[] {
+  const ajv = addFormats(new Ajv({ allErrors: true, strict: false }));
+  const validate = ajv.compile(forAjv(schemaOf(crd)));
+  return (value) => (validate(value) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message ?? e.keyword}${e.keyword === "additionalProperties" ? ` (${String(e.params.additionalProperty)})` : ""}`));
+}
+
+describe("the shipped examples, with ajv", () => {
+  const incidentProblems = ajvValidator(incidentCrd());
+  const ruleProblems = ajvValidator(remediationRuleCrd());
+
+  it("manifests/examples/incident.yaml is a valid Incident: the CRD schema accepts it, and it reads back as a record with its conditions", async () => {
+    const example = parseDocument(await readFile(`${ROOT}manifests/examples/incident.yaml`, "utf8")).toJS() as Record<string, Record<string, unknown>>;
+    expect(example.apiVersion).toBe(`${GROUP}/v1`);
+    expect(example.kind).toBe(INCIDENT.kind);
+    expect(incidentProblems(example)).toEqual([]);
+    expect(resourceProblems(example, schemaOf(incidentCrd()), "incident")).toEqual([]);
+    const incident = fromIncidentObject(example);
+    expect(IncidentStatusExtras.parse(example.status)).toMatchObject({ rungSummary: incident.rungs.map((r) => r.rung).join(",") });
+    expect((example.status!.conditions as { type: string }[]).map((c) => c.type)).toEqual(["Resolved", "NeedsHuman", "Acknowledged"]);
+  });
+
+  it("the shipped RemediationRules (manifests/base/rules) are valid: the CRD schema accepts them, and zod too", async () => {
+    const dir = `${ROOT}manifests/base/rules`;
+    const files = (await readdir(dir)).filter((f) => f.endsWith(".yaml"));
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) {
+      const rule = parseDocument(await readFile(`${dir}/${file}`, "utf8")).toJS() as { kind: string; spec: unknown };
+      expect(rule.kind, file).toBe(RULE.kind);
+      expect(ruleProblems(rule), file).toEqual([]);
+      expect(RuleObjectSpec.safeParse(rule.spec).success, file).toBe(true);
+    }
+  });
+
+  it("ajv refuses what the API server would refuse or prune", async () => {
+    const example = parseDocument(await readFile(`${ROOT}manifests/examples/incident.yaml`, "utf8")).toJS() as Record<string, Record<string, unknown>>;
+    const conditions = example.status!.conditions as Record<string, unknown>[];
+    conditions[0]!.status = "Maybe";
+    conditions[1]!.reason = "needs human";
+    example.spec!.surprise = true;
+    expect(incidentProblems(example)).toEqual([
+      "/spec must NOT have additional properties (surprise)",
+      "/status/conditions/0/status must be equal to one of the allowed values",
+      '/status/conditions/1/reason must match pattern "^[A-Z][A-Za-z0-9]*$"',
+    ]);
+    expect(ruleProblems({ apiVersion: `${GROUP}/v1`, kind: RULE.kind, metadata: { name: "r" }, spec: { ladder: "probe" } }).length).toBeGreaterThan(0);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The Dockerfile, checked statically (no Docker engine here to build it):
- * two stages on node:20-bookworm-slim; the build stage installs and builds;
+ * two stages on the same pinned node:20 bookworm-slim (a full version tag and
+ * a digest, the version within package.json's engines); the build stage installs and builds;
  * the runtime stage installs production dependencies only, copies dist/,
  * bin/ and rules/, runs as a non-root user, and starts `node bin/reclaim`;
  * nothing secret goes into the build context or the image.
@@ -50,11 +51,19 @@ describe("Dockerfile", async () => {
   const runs = (stage: Stage | undefined): string[] => (stage?.instructions ?? []).filter((i) => i.op === "RUN").map((i) => i.args);
   const copies = (stage: Stage | undefined): Instruction[] => (stage?.instructions ?? []).filter((i) => i.op === "COPY" || i.op === "ADD");
 
-  it("has a build stage and a runtime stage, both on node:20-bookworm-slim", () => {
+  it("has a build stage and a runtime stage, both on the same pinned node:20 bookworm-slim", async () => {
     expect(stages).toHaveLength(2);
-    expect(build!.from).toBe("node:20-bookworm-slim");
-    expect(runtime!.from).toBe("node:20-bookworm-slim");
     expect(build!.name).toBeDefined();
+    expect(runtime!.from).toBe(build!.from);
+    // A full version tag AND a digest: neither a moving tag (node:20-…, latest) nor an unnamed digest.
+    const pinned = /^node:(\d+)\.(\d+)\.(\d+)-bookworm-slim@sha256:[0-9a-f]{64}$/.exec(build!.from);
+    expect(pinned, build!.from).not.toBeNull();
+    const [major, minor] = [Number(pinned![1]), Number(pinned![2])];
+    // Within the engines range package.json declares (>=20.19), on the major the project supports (20).
+    const engines = (JSON.parse(await readFile(`${ROOT}package.json`, "utf8")) as { engines: { node: string } }).engines.node;
+    const [, wantMajor, wantMinor] = /^>=(\d+)\.(\d+)$/.exec(engines) ?? [];
+    expect(major).toBe(Number(wantMajor));
+    expect(minor).toBeGreaterThanOrEqual(Number(wantMinor));
   });
 
   it("installs everything and builds in the build stage", () => {

@@ -36,6 +36,7 @@ import {
   INCIDENT,
   IncidentResourceSpec,
   IncidentResourceStatus,
+  IncidentStatusExtras,
   RULE,
   RuleObjectSpec,
   RuleObjectStatus,
@@ -72,6 +73,9 @@ export interface StructuralSchema {
   anyOf?: StructuralSchema[];
   "x-kubernetes-int-or-string"?: true;
   "x-kubernetes-preserve-unknown-fields"?: true;
+  /** `map`: a list of objects keyed by `x-kubernetes-list-map-keys` (required properties), such as conditions keyed by `type`. */
+  "x-kubernetes-list-type"?: "atomic" | "set" | "map";
+  "x-kubernetes-list-map-keys"?: string[];
 }
 
 /** One column `kubectl get` prints. */
@@ -509,15 +513,27 @@ export function incidentCrd(): CustomResourceDefinition {
   const spec = toStructuralSchema(z.toJSONSchema(IncidentResourceSpec, { unrepresentable: "any" }));
   // Plus people's acks and notes (`reclaim incidents ack|note`), which only they write into the status: without
   // them in the schema the API server would prune them.
-  const withHuman = IncidentResourceStatus.extend({ human: Incident.shape.human, humanDropped: Incident.shape.humanDropped });
+  // Also the conditions and rungSummary the store writes for `kubectl get` / `kubectl wait` (IncidentStatusExtras).
+  const withHuman = IncidentResourceStatus.extend({
+    human: Incident.shape.human,
+    humanDropped: Incident.shape.humanDropped,
+    ...IncidentStatusExtras.partial().shape,
+  });
   const status = toStructuralSchema(z.toJSONSchema(withHuman, { unrepresentable: "any" }));
+  // API conventions: conditions are a map list keyed by type (one entry per type; server-side apply merges by it).
+  const conditions = status.properties?.conditions;
+  if (conditions === undefined) throw new TypeError("the Incident status schema has no conditions");
+  Object.assign(conditions, { "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] });
   return crd(
     INCIDENT,
     [
       { name: "Status", type: "string", jsonPath: ".status.status" },
       { name: "User", type: "string", jsonPath: ".spec.target.userId" },
       { name: "Rule", type: "string", jsonPath: ".spec.rule" },
-      { name: "Rungs", type: "string", jsonPath: ".status.rungs[*].rung", description: "the rungs run so far, in order" },
+      // One scalar: the API server prints only the first result of a column's JSONPath (`.status.rungs[*].rung` showed one rung).
+      { name: "Rungs", type: "string", jsonPath: ".status.rungSummary", description: "the rungs run so far, in order" },
+      { name: "Needs-Human", type: "string", jsonPath: '.status.conditions[?(@.type=="NeedsHuman")].status', description: "True when a person must look" },
+      { name: "Acked", type: "string", jsonPath: '.status.conditions[?(@.type=="Acknowledged")].status', priority: 1 },
       AGE,
     ],
     resourceSchema(

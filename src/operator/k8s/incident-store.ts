@@ -29,7 +29,9 @@ import {
   LABEL_STATUS,
   VERSION,
   fromIncidentObject,
+  incidentConditions,
   incidentObjectName,
+  rungSummary,
   toIncidentObject,
   type IncidentObject,
 } from "./resources.js";
@@ -95,24 +97,28 @@ export class KubernetesIncidentStore implements IncidentStore, HumanTimelineStor
         );
         this.known.set(name, { labels, spec });
       }
-      await this.writeStatus(name, object);
+      await this.writeStatus(name, object, incident);
     } catch (err) {
       throw new Error(`could not write Incident ${this.namespace}/${name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
 
-  private async writeStatus(name: string, object: IncidentObject): Promise<void> {
+  private async writeStatus(name: string, object: IncidentObject, incident: Incident): Promise<void> {
     const base = { group: GROUP, version: VERSION, namespace: this.namespace, plural: INCIDENT.plural, name };
     for (let attempt = 1; ; attempt++) {
       const current = (await this.call(`reading Incident ${name}`, (o) => this.api.getNamespacedCustomObject(base, o))) as {
-        metadata?: { resourceVersion?: string };
-        status?: unknown;
+        metadata?: { resourceVersion?: string; generation?: number };
+        status?: { conditions?: unknown };
       };
       // People's entries, as read: what the operator holds may be stale (or none), and they are not its to change.
       const status: Record<string, unknown> = { ...object.status };
       delete status.human;
       delete status.humanDropped;
-      Object.assign(status, humanPartOf(current.status));
+      const human = humanPartOf(current.status);
+      Object.assign(status, human);
+      // For `kubectl get` and `kubectl wait`: the conditions (Acknowledged from the entries as read) and the rungs as one string.
+      status.conditions = incidentConditions({ ...incident, ...human }, current.status?.conditions, current.metadata?.generation);
+      status.rungSummary = rungSummary(incident);
       try {
         await this.call(`writing the status of Incident ${name}`, (o) =>
           this.api.replaceNamespacedCustomObjectStatus(
@@ -161,7 +167,13 @@ export class KubernetesIncidentStore implements IncidentStore, HumanTimelineStor
         throw new IncidentStoreError(IncidentStoreErrorCode.corrupt, `${where} is not a valid record`, name, { cause: invalid });
       }
       if (!addHumanEntry(incident, entry)) return { incident, recorded: false };
-      const status = { ...current.status, human: incident.human, humanDropped: incident.humanDropped };
+      const status = {
+        ...current.status,
+        human: incident.human,
+        humanDropped: incident.humanDropped,
+        // An ack changes Acknowledged: the conditions are rewritten with it.
+        conditions: incidentConditions(incident, (current.status as { conditions?: unknown }).conditions, current.metadata.generation),
+      };
       try {
         await this.call(`adding to ${where}`, (o) => this.api.replaceNamespacedCustomObjectStatus({ ...base, body: { ...current, status } }, o));
         return { incident, recorded: true };
