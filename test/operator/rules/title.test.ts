@@ -42,7 +42,7 @@ spec:
     title: ${title}
 `;
 
-const AVAILABLE = "(available: rule, userId, pod, event, managers, limit, effectiveLimit)";
+const AVAILABLE = "(available: rule, userId, pod, event, managers, limit, effectiveLimit, managerId)";
 
 describe("a title placeholder nothing fills in", () => {
   it("is refused at its {, naming what the factory writes on the rule's events and what is available", async () => {
