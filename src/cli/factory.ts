@@ -29,6 +29,8 @@ interface FactoryFlags {
   cleanup: "ladder" | "legacy";
   ladder: FactoryRung[];
   probeTimeout: number;
+  probeDeadline: "phi" | "rfc6298" | "fixed";
+  probeFloor: number;
   probeBufferThreshold: number;
   heartbeatInterval: number;
   queueTimeout: number;
@@ -98,6 +100,8 @@ function configInput(flags: FactoryFlags): FactoryConfigInput {
     cleanup: flags.cleanup,
     ladder: flags.ladder,
     probeTimeoutMs: flags.probeTimeout,
+    probeDeadline: flags.probeDeadline,
+    probeFloorMs: flags.probeFloor,
     probeBufferThresholdBytes: flags.probeBufferThreshold,
     heartbeatIntervalMs: flags.heartbeatInterval,
     queueTimeoutMs: flags.queueTimeout,
@@ -170,7 +174,16 @@ export function factoryCommand(): Command {
         .default(["conservative", "probe"], "conservative,probe")
         .env("RECLAIM_LADDER"),
     )
-    .addOption(durationOption("--probe-timeout <duration>", "RECLAIM_PROBE_TIMEOUT", "how long the probe waits for pongs", B.probeTimeoutMs, DEFAULTS.probeTimeoutMs))
+    .addOption(
+      durationOption("--probe-timeout <duration>", "RECLAIM_PROBE_TIMEOUT", "the longest the probe waits for a pong (a connection with no round trips yet waits this long)", B.probeTimeoutMs, DEFAULTS.probeTimeoutMs),
+    )
+    .addOption(
+      new Option("--probe-deadline <mode>", "how each connection's wait follows its round trips: phi (accrual), rfc6298 (SRTT + 4·RTTVAR) or fixed (--probe-timeout)")
+        .choices(["phi", "rfc6298", "fixed"])
+        .default(DEFAULTS.probeDeadline)
+        .env("RECLAIM_PROBE_DEADLINE"),
+    )
+    .addOption(durationOption("--probe-floor <duration>", "RECLAIM_PROBE_FLOOR", "the shortest the probe waits for a pong", B.probeFloorMs, DEFAULTS.probeFloorMs))
     .addOption(
       sizeOption(
         "--probe-buffer-threshold <size>",

@@ -6,7 +6,6 @@
  * rule problems, and counts as a failure; exit 1 on any failure.
  */
 import { Command } from "commander";
-import { runRuleTests } from "../operator/rules/rule-tests.js";
 
 /** The `rules test` command. */
 export function rulesTestCommand(): Command {
@@ -14,6 +13,8 @@ export function rulesTestCommand(): Command {
     .description("run rule unit tests: input log entries and the incidents they must open (files or folders)")
     .argument("<paths...>", "test files or folders, e.g. rules/tests")
     .action(async (paths: string[]) => {
+      // Loaded here, not at start: the engine (and its logger and metrics) is for this subcommand only.
+      const { runRuleTests } = await import("../operator/rules/rule-tests.js");
       const run = await runRuleTests(paths);
       for (const e of run.errors) process.stdout.write(`✘ ${e.format()}\n`);
       for (const r of run.results) {

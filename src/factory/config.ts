@@ -27,6 +27,8 @@ const MiB = 1024 * KiB;
 export const FACTORY_BOUNDS = {
   /** 10 ms to 60 s; the flag from 100 ms: a pong takes a round trip, a shorter wait evicts live clients as `no_pong`. */
   probeTimeoutMs: { min: 10, flagMin: 100, max: 60_000 },
+  /** 1 ms to 60 s; the flag from 10 ms. */
+  probeFloorMs: { min: 1, flagMin: 10, max: 60_000 },
   /** 1 KiB to 256 MiB (`sendMaxBufferedBytes`' ceiling: a client is closed before its buffer grows past it). */
   probeBufferThresholdBytes: { min: KiB, max: 256 * MiB },
   /** 10 ms to 1 h; the flag from 1 s: a client must answer each ping within one interval. */
@@ -167,6 +169,15 @@ export const FactoryConfig = z
     ladder: z.array(FactoryRung).min(1).default(["conservative", "probe"]),
     /** How long the probe waits for pongs (default 1000 ms; 10 ms to 60 s). */
     probeTimeoutMs: durationMs(FACTORY_BOUNDS.probeTimeoutMs).default(1000),
+    /**
+     * How the probe's wait for each connection follows the round trips it has
+     * shown (ADR 28): `phi` (default: a φ accrual deadline), `rfc6298` (TCP's
+     * SRTT + 4·RTTVAR) or `fixed` (always `probeTimeoutMs`). Never longer than
+     * `probeTimeoutMs`; a connection with no history waits that long.
+     */
+    probeDeadline: z.enum(["phi", "rfc6298", "fixed"]).default("phi"),
+    /** The shortest wait for a pong, however fast a connection's round trips (default 100 ms; 1 ms to 60 s). */
+    probeFloorMs: durationMs(FACTORY_BOUNDS.probeFloorMs).default(100),
     /** A send buffer at or above this that does not drain marks a stuck reader (default 1 MiB; 1 KiB to 256 MiB). */
     probeBufferThresholdBytes: sizeBytes(FACTORY_BOUNDS.probeBufferThresholdBytes).default(MiB),
     /** Time between heartbeat sweeps (default 30000 ms; 10 ms to 1 h). */

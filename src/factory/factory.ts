@@ -142,6 +142,8 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     defaults: {
       idleMs: Math.max(120_000, 3 * config.heartbeatIntervalMs),
       probeTimeoutMs: config.probeTimeoutMs,
+      probeDeadline: config.probeDeadline,
+      probeFloorMs: config.probeFloorMs,
       bufferThresholdBytes: config.probeBufferThresholdBytes,
       degradeLimit: Math.min(config.limit + 5, config.maxDegradeLimit),
       maxDegradeLimit: config.maxDegradeLimit,

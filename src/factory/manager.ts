@@ -24,6 +24,10 @@ import { WebSocket } from "ws";
 import type { Clock } from "../contract/clock.js";
 import type { ManagerInfo, SocketState } from "../contract/control.js";
 import type { RemovalReason } from "../contract/events.js";
+import { RttEstimator } from "./rtt.js";
+
+/** Pings whose pong is still awaited, kept per connection for round-trip samples (older ones are forgotten). */
+const PINGS_KEPT = 4;
 
 const SOCKET_STATES: readonly SocketState[] = ["CONNECTING", "OPEN", "CLOSING", "CLOSED"];
 
@@ -46,6 +50,11 @@ export class Manager {
   awaitingPong = false;
   /** Set once the registry has let go of this manager. */
   removed = false;
+  /** Round trips this client has shown (ping → its pong): the probe's per-connection wait (ADR 28). */
+  readonly rtt = new RttEstimator();
+  private pingSeq = 0;
+  /** Sequence number → when that ping went out (clock ms). */
+  private readonly pingsOut = new Map<number, number>();
 
   /** Why the factory took this manager away (set by the evictor before it closes the socket); null: the client closed. */
   removal: RemovalReason | null = null;
@@ -76,12 +85,31 @@ export class Manager {
     if (raw !== null && backpressure !== null) raw.on("drain", () => this.drained());
   }
 
-  /** Records a pong: the client is alive and reads. */
-  markPong(): void {
+  /**
+   * Sends a ping carrying a sequence number, so that its pong gives a round
+   * trip. Throws when the socket is not open (as `ws` does).
+   */
+  ping(): void {
+    const seq = (this.pingSeq = (this.pingSeq + 1) >>> 0);
+    const payload = Buffer.allocUnsafe(4);
+    payload.writeUInt32BE(seq);
+    this.socket.ping(payload);
+    this.pingsOut.set(seq, this.clock.now());
+    if (this.pingsOut.size > PINGS_KEPT) this.pingsOut.delete(this.pingsOut.keys().next().value!);
+  }
+
+  /** Records a pong: the client is alive and reads. A pong to one of our pings also gives a round trip. */
+  markPong(data?: Buffer): void {
     const now = this.clock.now();
     this.lastReceivedAt = now;
     this.lastActivityAt = now;
     this.awaitingPong = false;
+    if (data === undefined || data.length !== 4) return;
+    const seq = data.readUInt32BE(0);
+    const sentAt = this.pingsOut.get(seq);
+    if (sentAt === undefined) return; // not ours, or too old to remember
+    this.pingsOut.delete(seq);
+    this.rtt.add(now - sentAt);
   }
 
   /**

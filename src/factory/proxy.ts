@@ -21,10 +21,11 @@
  * - The heartbeat and the probe run on the client side; the upstream's pings
  *   are answered (`ws` does it).
  */
+import type { ClientRequest, IncomingMessage } from "node:http";
 import { WebSocket } from "ws";
 import { SUBPROTOCOL } from "../contract/client.js";
 import { FactoryEvent } from "../contract/events.js";
-import type { ChatApp, Opening, SessionHandlers, UpgradeInfo } from "./app.js";
+import type { ChatApp, Opening, Session, SessionEnd, SessionHandlers, UpgradeInfo } from "./app.js";
 import type { EventLog } from "./log.js";
 import type { FactoryMetrics } from "./metrics.js";
 
@@ -60,7 +61,7 @@ export function proxyApp(options: UpstreamOptions, metrics: FactoryMetrics, log:
 /** An upstream connection, open, and what it sent before its client was connected. */
 interface Dialled {
   ws: WebSocket;
-  early: { data: Buffer; isBinary: boolean }[];
+  /** What came before the client was connected; the keeping stops. */
   takeEarly(): { data: Buffer; isBinary: boolean }[];
 }
 
@@ -95,141 +96,165 @@ async function dial(options: UpstreamOptions, base: URL, upgrade: UpgradeInfo, s
 }
 
 /** Joins an admitted client's session to its upstream connection. */
-function relay(session: Parameters<Extract<Opening, { accept: true }>["connect"]>[0], dialled: Dialled, options: UpstreamOptions, metrics: FactoryMetrics): SessionHandlers {
-  const upstream = dialled.ws;
-  let upstreamPaused = true; // paused by `connectUpstream`
-  let readyToRelay = false; // until then, the pause is `dial`'s, not a slow client's
-  let clientPaused = false;
-  let pendingToUpstream = 0;
-  let ended = false;
-  const held = (slow: "client" | "upstream", on: boolean): void => {
-    if (on) metrics.upstreamPaused.inc({ slow });
-    else metrics.upstreamPaused.dec({ slow });
-  };
-  const end = (by: "client" | "upstream" | "factory"): boolean => {
-    if (ended) return false;
-    ended = true;
-    metrics.upstreamCloses.inc({ by });
-    if (upstreamPaused && readyToRelay) held("client", false);
-    if (clientPaused) held("upstream", false);
-    return true;
-  };
-
-  const forward = (buffer: Buffer, isBinary: boolean): void => {
-    if (!session.send(buffer, isBinary) && !upstreamPaused && !ended) {
-      // The client is not reading fast enough: stop reading the upstream until its buffer drains.
-      upstreamPaused = true;
-      held("client", true);
-      upstream.pause();
-    }
-  };
+function relay(session: Session, dialled: Dialled, options: UpstreamOptions, metrics: FactoryMetrics): SessionHandlers {
+  const joined = new Relay(session, dialled.ws, options, metrics);
   // What came with or right after the handshake first, then the rest as it comes.
-  for (const { data, isBinary } of dialled.takeEarly()) forward(data, isBinary);
-  upstream.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => forward(toBuffer(data), isBinary));
-  upstream.on("close", (code: number, reason: Buffer) => {
-    if (!end("upstream")) return;
-    if (code === 1005) session.close();
-    else if (code === 1006 || code === 1015) session.close(CLOSE_BAD_GATEWAY, "upstream connection lost");
-    else session.close(code, reason.toString("utf8"));
-  });
-  if (upstream.readyState !== WebSocket.OPEN) {
-    // It closed between the dial and the handshake: its close event has already gone by.
-    if (end("upstream")) session.close(CLOSE_BAD_GATEWAY, "upstream connection lost");
-    return {};
-  }
-  upstreamPaused = false;
-  readyToRelay = true;
-  upstream.resume();
+  for (const { data, isBinary } of dialled.takeEarly()) joined.forward(data, isBinary);
+  return joined.start();
+}
 
-  return {
-    message: (data, isBinary): void => {
-      session.markUse();
-      if (upstream.readyState !== WebSocket.OPEN) return; // it is closing: the client will be closed with its code
-      pendingToUpstream += data.length;
-      upstream.send(data, { binary: isBinary }, () => {
-        pendingToUpstream -= data.length;
-        if (clientPaused && pendingToUpstream <= options.highWaterBytes / 2 && !ended) {
-          clientPaused = false;
-          held("upstream", false);
-          session.resumeReading();
-        }
-      });
-      if (!clientPaused && pendingToUpstream > options.highWaterBytes) {
-        // The upstream is not reading fast enough: stop reading the client (TCP pushes back on it).
-        clientPaused = true;
-        held("upstream", true);
-        session.pauseReading();
-      }
-    },
-    drain: (): void => {
-      if (!upstreamPaused || ended) return;
-      upstreamPaused = false;
-      held("client", false);
-      upstream.resume();
-    },
-    close: ({ code, reason, removal }): void => {
-      if (!end(removal === null ? "client" : "factory")) return;
-      if (upstream.readyState === WebSocket.CLOSED) return;
-      if (removal !== null) upstream.close(1001, `client removed by reclaim (${removal})`);
-      else if (code === 1005) upstream.close();
-      else if (code === 1006 || code === 1015) upstream.close(1001, "client connection lost");
-      else upstream.close(code, reason);
-      const timer = setTimeout(() => upstream.terminate(), options.closeGraceMs);
-      timer.unref();
-      upstream.once("close", () => clearTimeout(timer));
-    },
-  };
+/**
+ * One proxied connection: the client's session and its upstream socket.
+ * A class (methods on the prototype, state in fields) rather than closures:
+ * it lives as long as the connection, once per connection (BENCHMARKS.md, proxy).
+ */
+class Relay implements SessionHandlers {
+  /** Not read: paused by the dial until `start`, then while the client does not read. */
+  private upstreamPaused = true;
+  private started = false;
+  /** The client is not read: the upstream does not take what it sends. */
+  private clientPaused = false;
+  private pendingToUpstream = 0;
+  private ended = false;
+
+  constructor(
+    private readonly session: Session,
+    private readonly upstream: WebSocket,
+    private readonly options: UpstreamOptions,
+    private readonly metrics: FactoryMetrics,
+  ) {}
+
+  /** Starts relaying; an upstream that already closed closes the client. */
+  start(): SessionHandlers {
+    this.upstream.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => this.forward(toBuffer(data), isBinary));
+    this.upstream.on("close", (code: number, reason: Buffer) => this.upstreamClosed(code, reason));
+    if (this.upstream.readyState !== WebSocket.OPEN) {
+      // It closed between the dial and the handshake: its close event has already gone by.
+      if (this.end("upstream")) this.session.close(CLOSE_BAD_GATEWAY, "upstream connection lost");
+      return {};
+    }
+    this.upstreamPaused = false;
+    this.started = true;
+    this.upstream.resume();
+    return this;
+  }
+
+  /** Upstream → client. */
+  forward(buffer: Buffer, isBinary: boolean): void {
+    if (!this.session.send(buffer, isBinary) && !this.upstreamPaused && !this.ended) {
+      // The client is not reading fast enough: stop reading the upstream until its buffer drains.
+      this.upstreamPaused = true;
+      this.held("client", true);
+      this.upstream.pause();
+    }
+  }
+
+  /** Client → upstream. */
+  message(data: Buffer, isBinary: boolean): void {
+    this.session.markUse();
+    if (this.upstream.readyState !== WebSocket.OPEN) return; // it is closing: the client will be closed with its code
+    this.pendingToUpstream += data.length;
+    this.upstream.send(data, { binary: isBinary }, () => this.written(data.length));
+    if (!this.clientPaused && this.pendingToUpstream > this.options.highWaterBytes) {
+      // The upstream is not reading fast enough: stop reading the client (TCP pushes back on it).
+      this.clientPaused = true;
+      this.held("upstream", true);
+      this.session.pauseReading();
+    }
+  }
+
+  /** The client's buffer drained: read the upstream again. */
+  drain(): void {
+    if (!this.upstreamPaused || this.ended) return;
+    this.upstreamPaused = false;
+    this.held("client", false);
+    this.upstream.resume();
+  }
+
+  /** The client's connection ended: end the upstream's, saying why. */
+  close({ code, reason, removal }: SessionEnd): void {
+    if (!this.end(removal === null ? "client" : "factory")) return;
+    const upstream = this.upstream;
+    if (upstream.readyState === WebSocket.CLOSED) return;
+    if (removal !== null) upstream.close(1001, `client removed by reclaim (${removal})`);
+    else if (code === 1005) upstream.close();
+    else if (code === 1006 || code === 1015) upstream.close(1001, "client connection lost");
+    else upstream.close(code, reason);
+    const timer = setTimeout(() => upstream.terminate(), this.options.closeGraceMs);
+    timer.unref();
+    upstream.once("close", () => clearTimeout(timer));
+  }
+
+  private written(bytes: number): void {
+    this.pendingToUpstream -= bytes;
+    if (this.clientPaused && this.pendingToUpstream <= this.options.highWaterBytes / 2 && !this.ended) {
+      this.clientPaused = false;
+      this.held("upstream", false);
+      this.session.resumeReading();
+    }
+  }
+
+  private upstreamClosed(code: number, reason: Buffer): void {
+    if (!this.end("upstream")) return;
+    if (code === 1005) this.session.close();
+    else if (code === 1006 || code === 1015) this.session.close(CLOSE_BAD_GATEWAY, "upstream connection lost");
+    else this.session.close(code, reason.toString("utf8"));
+  }
+
+  private held(slow: "client" | "upstream", on: boolean): void {
+    if (on) this.metrics.upstreamPaused.inc({ slow });
+    else this.metrics.upstreamPaused.dec({ slow });
+  }
+
+  /** Marks the end once, counted by the side that ended it; lets go of the paused gauges. */
+  private end(by: "client" | "upstream" | "factory"): boolean {
+    if (this.ended) return false;
+    this.ended = true;
+    this.metrics.upstreamCloses.inc({ by });
+    if (this.upstreamPaused && this.started) this.held("client", false);
+    if (this.clientPaused) this.held("upstream", false);
+    return true;
+  }
 }
 
 /** Dials the upstream for `upgrade`; settles on open, refusal, failure, the deadline or `signal`. */
 function connectUpstream(options: UpstreamOptions, base: URL, upgrade: UpgradeInfo, signal: AbortSignal): Promise<DialResult> {
-  const url = upstreamUrl(base, upgrade.target);
-  const headers = upstreamHeaders(upgrade, options.forwardAuthorization);
+  if (signal.aborted) return Promise.resolve(failed("aborted", 502, "client_gone", "the client left"));
+  // Built here, outside the closures below: a proxied connection lives long, and nothing of its upgrade
+  // request (headers, token) may stay reachable from the listeners of its upstream socket.
+  const ws = new WebSocket(upstreamUrl(base, upgrade.target), [...upgrade.protocols], {
+    headers: upstreamHeaders(upgrade, options.forwardAuthorization),
+    handshakeTimeout: options.connectTimeoutMs,
+    maxPayload: options.maxPayloadBytes,
+    perMessageDeflate: false,
+    followRedirects: false,
+    autoPong: true,
+  });
+  // After the dial, a close follows every error; its code says what happened.
+  ws.on("error", ignore);
+  return awaitDial(ws, options.connectTimeoutMs, signal);
+}
+
+/** Waits for `ws`'s handshake; every listener and timer of the wait is removed when it settles. */
+function awaitDial(ws: WebSocket, timeoutMs: number, signal: AbortSignal): Promise<DialResult> {
   return new Promise((resolve) => {
-    if (signal.aborted) return resolve(failed("aborted", 502, "client_gone", "the client left"));
-    const ws = new WebSocket(url, [...upgrade.protocols], {
-      headers,
-      handshakeTimeout: options.connectTimeoutMs,
-      maxPayload: options.maxPayloadBytes,
-      perMessageDeflate: false,
-      followRedirects: false,
-      autoPong: true,
-    });
-    let settled = false;
     const settle = (result: DialResult): void => {
-      if (settled) return;
-      settled = true;
       clearTimeout(deadline);
       signal.removeEventListener("abort", onAbort);
+      ws.off("open", onOpen);
+      ws.off("unexpected-response", onUnexpected);
+      ws.off("error", onError);
       if (!result.ok) ws.terminate();
       resolve(result);
     };
-    const deadline = setTimeout(
-      () => settle(failed("timeout", 504, "upstream_timeout", `the upstream did not complete the handshake within ${options.connectTimeoutMs} ms`)),
-      options.connectTimeoutMs,
-    );
+    const onTimeout = (): void => settle(failed("timeout", 504, "upstream_timeout", `the upstream did not complete the handshake within ${timeoutMs} ms`));
     const onAbort = (): void => settle(failed("aborted", 502, "client_gone", "the client left"));
-    signal.addEventListener("abort", onAbort, { once: true });
-    ws.on("error", () => undefined); // after the dial, a close follows every error; its code says what happened
-    ws.once("open", () => {
+    const onOpen = (): void => {
       // Synchronously, before `ws` reads what came with the handshake: nothing is read, or lost, until the client is connected.
       ws.pause();
-      const early: { data: Buffer; isBinary: boolean }[] = [];
-      const keep = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => void early.push({ data: toBuffer(data), isBinary });
-      ws.on("message", keep);
-      settle({
-        ok: true,
-        dialled: {
-          ws,
-          early,
-          takeEarly: () => {
-            ws.off("message", keep);
-            return early.splice(0);
-          },
-        },
-      });
-    });
-    ws.once("unexpected-response", (request, response) => {
+      settle({ ok: true, dialled: keepEarly(ws) });
+    };
+    const onUnexpected = (request: ClientRequest, response: IncomingMessage): void => {
       const status = response.statusCode ?? 0;
       const retryAfter = Number(response.headers["retry-after"]);
       response.resume();
@@ -244,14 +269,34 @@ function connectUpstream(options: UpstreamOptions, base: URL, upgrade: UpgradeIn
           Number.isInteger(retryAfter) && retryAfter > 0 ? retryAfter : undefined,
         ),
       );
-    });
-    ws.on("error", (err: Error & { code?: string }) => {
-      if (settled) return;
+    };
+    const onError = (err: Error & { code?: string }): void => {
       if (/timed out/i.test(err.message)) settle(failed("timeout", 504, "upstream_timeout", "the upstream did not complete the handshake in time"));
       else settle(failed("unreachable", 502, "upstream_unreachable", `the upstream could not be reached (${err.code ?? err.message})`));
-    });
+    };
+    const deadline = setTimeout(onTimeout, timeoutMs);
+    signal.addEventListener("abort", onAbort, { once: true });
+    ws.once("open", onOpen);
+    ws.once("unexpected-response", onUnexpected);
+    ws.once("error", onError);
   });
 }
+
+/** Keeps what the upstream sends until the client is connected (the socket is paused; this is the rest of a read already done). */
+function keepEarly(ws: WebSocket): Dialled {
+  const early: { data: Buffer; isBinary: boolean }[] = [];
+  const keep = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => void early.push({ data: toBuffer(data), isBinary });
+  ws.on("message", keep);
+  return {
+    ws,
+    takeEarly: () => {
+      ws.off("message", keep);
+      return early.splice(0);
+    },
+  };
+}
+
+function ignore(): void {}
 
 function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
   return Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);

@@ -296,7 +296,7 @@ export class ChatServer {
       manager.markMessage(false);
       handlers.message?.(rawToBuffer(data), isBinary);
     });
-    ws.on("pong", () => manager.markPong());
+    ws.on("pong", (data) => manager.markPong(data));
     ws.on("error", (err: Error & { code?: string }) => {
       manager.active = false;
       // A frame ws refused (it closes the connection itself): count it, by a closed set of reasons.
@@ -333,33 +333,7 @@ export class ChatServer {
 
   /** The application's view of a manager. */
   private session(manager: Manager, decision: Decision & { admitted: true }, protocol: string): Session {
-    const { registry } = this.deps;
-    const closeGraceMs = this.deps.closeGraceMs;
-    const timers = this.timers;
-    return {
-      userId: manager.userId,
-      managerId: manager.id,
-      admission: decision.outcome,
-      notice: decision.notice,
-      protocol,
-      get limit(): number {
-        return registry.effectiveLimit(manager.userId);
-      },
-      get active(): number {
-        return registry.active(manager.userId);
-      },
-      send: (data, binary = false): boolean => manager.send(data, binary) && !manager.paused,
-      markUse: (): void => manager.markUse(),
-      pauseReading: (): void => manager.pauseReading(),
-      resumeReading: (): void => manager.resumeReading(),
-      close: (code, reason): void => {
-        const ws = manager.socket;
-        if (ws.readyState === ws.CLOSED) return;
-        if (ws.readyState === ws.OPEN) ws.close(code, reason === undefined ? undefined : truncateReason(reason));
-        const cancel = timers.after(closeGraceMs, () => ws.terminate());
-        ws.once("close", cancel);
-      },
-    };
+    return new ManagedSession(manager, decision.outcome, decision.notice, protocol, this.deps.registry, this.timers, this.deps.closeGraceMs);
   }
 
   /**
@@ -408,6 +382,59 @@ export function selectProtocol(offered: Set<string>): string | false {
   if (offered.has(SUBPROTOCOL)) return SUBPROTOCOL;
   for (const protocol of offered) if (!protocol.startsWith(TOKEN_SUBPROTOCOL_PREFIX)) return protocol;
   return false;
+}
+
+/** A `Session` over a manager: methods on the prototype, so that a connection costs one small object, not a closure per method. */
+class ManagedSession implements Session {
+  constructor(
+    private readonly manager: Manager,
+    readonly admission: Session["admission"],
+    readonly notice: Session["notice"],
+    readonly protocol: string,
+    private readonly registry: Registry,
+    private readonly timers: Timers,
+    private readonly closeGraceMs: number,
+  ) {}
+
+  get userId(): string {
+    return this.manager.userId;
+  }
+
+  get managerId(): string {
+    return this.manager.id;
+  }
+
+  get limit(): number {
+    return this.registry.effectiveLimit(this.manager.userId);
+  }
+
+  get active(): number {
+    return this.registry.active(this.manager.userId);
+  }
+
+  send(data: string | Buffer, binary = false): boolean {
+    return this.manager.send(data, binary) && !this.manager.paused;
+  }
+
+  markUse(): void {
+    this.manager.markUse();
+  }
+
+  pauseReading(): void {
+    this.manager.pauseReading();
+  }
+
+  resumeReading(): void {
+    this.manager.resumeReading();
+  }
+
+  close(code?: number, reason?: string): void {
+    const ws = this.manager.socket;
+    if (ws.readyState === ws.CLOSED) return;
+    if (ws.readyState === ws.OPEN) ws.close(code, reason === undefined ? undefined : truncateReason(reason));
+    const cancel = this.timers.after(this.closeGraceMs, () => ws.terminate());
+    ws.once("close", cancel);
+  }
 }
 
 /** The socket of an upgrade while it waits for admission: kept reading, so that a client that leaves (FIN) is seen. */

@@ -189,7 +189,7 @@ describe("reclaim control-api conformance", () => {
 
 describe("reclaim control-api (registration)", () => {
   it("is a command of the CLI with openapi and conformance; openapi prints the document", async () => {
-    const command = program().commands.find((c) => c.name() === "control-api");
+    const command = (await program()).commands.find((c) => c.name() === "control-api");
     expect(command?.commands.map((c) => c.name())).toEqual(["openapi", "conformance"]);
     const written: string[] = [];
     const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
@@ -197,7 +197,7 @@ describe("reclaim control-api (registration)", () => {
       return true;
     });
     try {
-      await program().parseAsync(["node", "reclaim", "control-api", "openapi"]);
+      await (await program()).parseAsync(["node", "reclaim", "control-api", "openapi"]);
     } finally {
       spy.mockRestore();
     }

@@ -91,7 +91,7 @@ async function startControl(httpLimits: Partial<HttpLimits>, timers?: Timers): P
     { defaultMetrics: false },
   );
   const evictor = new Evictor(registry, log, metrics, 1000);
-  const defaults = { idleMs: 120_000, probeTimeoutMs: 1000, bufferThresholdBytes: 1 << 20, degradeLimit: 25, maxDegradeLimit: 40 };
+  const defaults = { idleMs: 120_000, probeTimeoutMs: 1000, probeDeadline: "phi" as const, probeFloorMs: 100, bufferThresholdBytes: 1 << 20, degradeLimit: 25, maxDegradeLimit: 40 };
   const runner: RungRunner = new RungRunner({ registry, evictor, clock, metrics, defaults }, log, (userId: string): boolean => admission.wouldAdmit(userId));
   const cleanup = new InProcessCleanup("ladder", ["conservative", "probe"], { registry, evictor, runner, clock, metrics, log });
   const admission = new AdmissionControl(registry, queue, cleanup, clock, log, metrics, { queueTimeoutMs: 0, queueMax: 10, retryAfterSeconds: 5 }, refusals);

@@ -23,9 +23,9 @@ describe("heartbeat sweeps", () => {
     const silent = await factory.open("alice", "no-pong");
     const stuck = await factory.open("bob", "paused");
 
-    factory.heartbeat.sweep(); // pings everyone
+    await factory.heartbeat.sweep(); // pings everyone
     await eventually(() => factory!.registry.managersOf("alice").some((m) => m.lastReceivedAt !== null), 2000, "a pong");
-    expect(factory.heartbeat.sweep()).toBe(2); // the two that did not answer
+    expect(await factory.heartbeat.sweep()).toBe(2); // the two that did not answer
 
     expect(factory.registry.active("alice")).toBe(1);
     expect(factory.registry.active("bob")).toBe(0);
@@ -41,8 +41,8 @@ describe("heartbeat sweeps", () => {
     const tab = await factory.open("carol");
     await tab.close();
     expect(factory.registry.active("carol")).toBe(1);
-    factory.heartbeat.sweep();
-    factory.heartbeat.sweep();
+    await factory.heartbeat.sweep();
+    await factory.heartbeat.sweep();
     expect(factory.registry.active("carol")).toBe(0);
   });
 
@@ -67,9 +67,9 @@ describe("legacy mode", () => {
   it("never pings and never terminates: its sweep is the original stats read", async () => {
     factory = await startTestFactory({ cleanup: "legacy" });
     const silent = await factory.open("frank", "no-pong");
-    factory.heartbeat.sweep();
-    factory.heartbeat.sweep();
-    factory.heartbeat.sweep();
+    await factory.heartbeat.sweep();
+    await factory.heartbeat.sweep();
+    await factory.heartbeat.sweep();
     expect(factory.registry.active("frank")).toBe(1);
     expect(silent.ws.readyState).toBe(silent.ws.OPEN);
     expect(factory.events(FactoryEvent.heartbeatTerminated)).toHaveLength(0);

@@ -134,11 +134,11 @@ describe("only a pong answers a ping", () => {
     factory = await startTestFactory();
     const client = await factory.open(USER, "no-pong");
     const [manager] = factory.registry.managersOf(USER);
-    factory.heartbeat.sweep(); // ping
+    await factory.heartbeat.sweep(); // ping
     const before = manager!.messagesReceived;
     client.ws.send(JSON.stringify({ type: "ping" })); // an application keepalive: it writes, it does not prove it reads
     await eventually(() => manager!.messagesReceived > before, 5000, "the keepalive to arrive");
-    expect(factory.heartbeat.sweep()).toBe(1);
+    expect(await factory.heartbeat.sweep()).toBe(1);
     expect(manager!.removed).toBe(true);
     expect(factory.events(FactoryEvent.heartbeatTerminated, USER)).toHaveLength(1);
   });
@@ -147,9 +147,9 @@ describe("only a pong answers a ping", () => {
     factory = await startTestFactory();
     await factory.open(USER);
     const [manager] = factory.registry.managersOf(USER);
-    factory.heartbeat.sweep();
+    await factory.heartbeat.sweep();
     await eventually(() => !manager!.awaitingPong, 5000, "the pong");
-    expect(factory.heartbeat.sweep()).toBe(0);
+    expect(await factory.heartbeat.sweep()).toBe(0);
     expect(manager!.removed).toBe(false);
   });
 });
@@ -286,7 +286,7 @@ describe("the heartbeat and a client catching up", () => {
       stuckManager!.send(chunk);
     }
     await eventually(() => readerManager!.bufferedBytes > 8 * 1024 * 1024, 10_000, "a backlog to build");
-    factory.heartbeat.sweep(); // pings, queued behind the backlogs
+    await factory.heartbeat.sweep(); // pings, queued behind the backlogs
     const sent = readerManager!.bytesSent;
     // It reads 4 MiB of the 32 MiB (enough for the kernel to take more from the factory), far from the ping.
     let read = 0;
@@ -299,7 +299,7 @@ describe("the heartbeat and a client catching up", () => {
     reader.ws.resume();
     await eventually(() => readerManager!.bytesSent > sent, 10_000, "the reader to take some bytes");
     expect(readerManager!.awaitingPong).toBe(true);
-    expect(factory.heartbeat.sweep()).toBe(1);
+    expect(await factory.heartbeat.sweep()).toBe(1);
     expect(stuckManager!.removed).toBe(true);
     expect(readerManager!.removed).toBe(false);
   });

@@ -47,7 +47,7 @@ describe.each<ZombieKind>(["no-pong", "paused", "leaked"])("zombies of kind %s",
     // Past the original cutoffs: the periodic stats read refreshes "activity",
     // exactly as in the original, so nothing looks dead.
     clock.advance(LEGACY_CUTOFF_MS + 5_000);
-    factory.heartbeat.sweep();
+    await factory.heartbeat.sweep();
     const second = await factory.attempt(USER);
     expect(isRefusal(second) && second.status).toBe(503);
     expect(factory.registry.active(USER)).toBe(20);

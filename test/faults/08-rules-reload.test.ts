@@ -65,10 +65,18 @@ describe("fault matrix 8: rule files become invalid on hot reload", () => {
       { what: "an emptied file", text: "", at: /rules\.yaml:1:1: no RemediationRule in this file/ },
       { what: "a file of comments only", text: "# rules moved elsewhere\n", at: /rules\.yaml:1:1: no RemediationRule in this file/ },
     ];
+    // Each bad version is put in place whole (a temp file, then a rename): one version, one reload. An in-place
+    // write truncates first, and a reload that caught the empty file between would be counted for the wrong step.
+    // (The temp file is outside the watched folder: its creation must not cause a reload of its own.)
+    const replace = async (text: string): Promise<void> => {
+      const temp = join(dir!, "rules.yaml.tmp");
+      await writeFile(temp, text);
+      await rename(temp, ruleFile);
+    };
     let n = 0;
     for (const { what, text, at } of broken) {
       n++;
-      await writeFile(ruleFile, text);
+      await replace(text);
       await eventually(() => invalidReloads(op).length === n, 5000, `the reload of ${what} to be refused`);
       expect(String(invalidReloads(op)[n - 1]!.message), what).toMatch(at);
       expect(String(invalidReloads(op)[n - 1]!.message), what).toContain("keeping the last good set of 1 rule(s)");

@@ -239,8 +239,8 @@ describeNeeding(pythonWebsocketsMissing(), "the proxy in front of a Python webso
     // Held back, its pongs wait unread behind its own frames: that is not a zombie, and the probe leaves it alone.
     const probe = await factory.control("POST", "/v1/users/jane/rungs/probe", { timeoutMs: 200 });
     expect(probe.body.removed).toEqual([]);
-    expect(factory.heartbeat.sweep()).toBe(0);
-    expect(factory.heartbeat.sweep()).toBe(0);
+    expect(await factory.heartbeat.sweep()).toBe(0);
+    expect(await factory.heartbeat.sweep()).toBe(0);
     // Removed by the ladder, it is let go: the gauge comes back to 0.
     const force = await factory.control("POST", "/v1/users/jane/rungs/force", { freeSlots: 20 });
     expect(force.body.removed).toHaveLength(1);

@@ -5,6 +5,7 @@
 import type { Clock } from "../../contract/clock.js";
 import type { Removal } from "../../contract/control.js";
 import type { Evictor } from "../evict.js";
+import type { ProbeDeadline } from "../rtt.js";
 import type { FactoryMetrics } from "../metrics.js";
 import type { Registry } from "../registry.js";
 
@@ -20,8 +21,12 @@ export interface RungContext {
 export interface RungDefaults {
   /** `conservative`: idle cutoff on inbound activity (3 heartbeat intervals, at least 2 min). */
   idleMs: number;
-  /** `probe`: how long to wait for pongs, default 1000 ms (`--probe-timeout`). */
+  /** `probe`: the longest wait for a pong, default 1000 ms (`--probe-timeout`): a connection with no round trips yet waits this long. */
   probeTimeoutMs: number;
+  /** `probe`: how each connection's wait follows its round trips (`--probe-deadline`, ADR 28). */
+  probeDeadline: ProbeDeadline;
+  /** `probe`: the shortest wait for a pong, however fast the connection's round trips (`--probe-floor`). */
+  probeFloorMs: number;
   /** `probe`: a send buffer at or above this, not draining, is stuck; default 1 MiB. */
   bufferThresholdBytes: number;
   /** `degrade`: the raised limit when none is given, default limit + 5. */

@@ -1,7 +1,10 @@
 /**
  * `probe`: find the zombies that look alive. Every connection of the user is
- * pinged at once; the rung returns as soon as all have answered, or after the
- * timeout. A zombie is a manager
+ * pinged at once. Each waits for its pong as long as its own round trips
+ * say (ADR 28: a φ accrual deadline over the pongs it has answered, between
+ * `--probe-floor` and the ceiling `--probe-timeout`; a connection with no
+ * history waits the ceiling); the rung returns as soon as every connection
+ * has answered or passed its own deadline. A zombie is a manager
  * - whose socket is not OPEN although the registry still holds it (a ghost:
  *   the registry/socket consistency check), or
  * - whose send buffer is at or above the threshold and did not drain at all
@@ -19,7 +22,8 @@ import type { Manager } from "../manager.js";
 import type { RungContext, RungRemovals } from "./context.js";
 
 export async function probe(ctx: RungContext, userId: string, params: ProbeParams): Promise<RungRemovals> {
-  const timeoutMs = params.timeoutMs ?? ctx.defaults.probeTimeoutMs;
+  const ceilingMs = params.timeoutMs ?? ctx.defaults.probeTimeoutMs;
+  const floorMs = Math.min(ctx.defaults.probeFloorMs, ceilingMs);
   const threshold = params.bufferThresholdBytes ?? ctx.defaults.bufferThresholdBytes;
   const removed: RungRemovals = [];
   const live: Manager[] = [];
@@ -31,7 +35,8 @@ export async function probe(ctx: RungContext, userId: string, params: ProbeParam
     }
   }
   const before = live.map((m) => ({ buffered: m.bufferedBytes, sent: m.bytesSent }));
-  const answered = await pingAll(live, timeoutMs);
+  const deadlines = live.map((m) => m.rtt.deadline(ctx.defaults.probeDeadline, floorMs, ceilingMs));
+  const answered = await pingAll(live, deadlines);
   live.forEach((manager, i) => {
     if (manager.removed) return;
     const buffered = manager.bufferedBytes;
@@ -46,32 +51,53 @@ export async function probe(ctx: RungContext, userId: string, params: ProbeParam
   return removed;
 }
 
-/** Pings every manager at once; resolves with those that ponged, as soon as all have or at the timeout. */
-function pingAll(managers: Manager[], timeoutMs: number): Promise<Set<Manager>> {
+/**
+ * Pings every manager at once; resolves with those that ponged, as soon as
+ * each has either answered or passed its own deadline (ms from now). A pong
+ * that comes after its own deadline while the rung still waits for others
+ * counts: the deadline ends the wait, it does not refuse an answer.
+ */
+export function pingAll(managers: readonly Manager[], deadlinesMs: readonly number[]): Promise<Set<Manager>> {
   const answered = new Set<Manager>();
   if (managers.length === 0) return Promise.resolve(answered);
   return new Promise((resolve) => {
+    const started = performance.now();
     const listeners = new Map<Manager, () => void>();
-    const done = (): void => {
-      clearTimeout(timer);
+    // Those still waiting, with their deadlines, latest last.
+    const waiting = new Map<Manager, number>(managers.map((m, i) => [m, deadlinesMs[i]!]));
+    let timer: NodeJS.Timeout | null = null;
+    const finish = (): void => {
+      if (timer !== null) clearTimeout(timer);
       for (const [m, listener] of listeners) m.socket.off("pong", listener);
+      listeners.clear();
       resolve(answered);
     };
-    const timer = setTimeout(done, timeoutMs);
+    /** Drops those whose deadline has passed; finishes when nobody waits; else sleeps until the next deadline. */
+    const settle = (): void => {
+      const elapsed = performance.now() - started;
+      for (const [m, deadline] of waiting) if (deadline <= elapsed) waiting.delete(m);
+      if (waiting.size === 0) return finish();
+      if (timer !== null) clearTimeout(timer);
+      const next = Math.min(...waiting.values());
+      timer = setTimeout(settle, Math.max(1, Math.ceil(next - elapsed)));
+    };
     for (const manager of managers) {
       const listener = (): void => {
+        // Past its own deadline but before the rung ends (it waits for others): still an answer, not a zombie.
         answered.add(manager);
+        waiting.delete(manager);
         manager.socket.off("pong", listener);
         listeners.delete(manager);
-        if (answered.size === managers.length) done();
+        if (waiting.size === 0) finish();
       };
       listeners.set(manager, listener);
       manager.socket.on("pong", listener);
       try {
-        manager.socket.ping();
+        manager.ping();
       } catch {
         // The socket closed between the check and the ping: it will not answer.
       }
     }
+    if (waiting.size > 0) settle();
   });
 }

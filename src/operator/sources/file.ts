@@ -62,6 +62,15 @@ export interface FileSourceOptions {
   chunkBytes?: number;
   /** Longest line kept, "\n" excluded; longer ones are skipped and counted (default 1 MiB). */
   maxLineBytes?: number;
+  /**
+   * The consumer keeps nothing of a batch's bytes (`batch.data` or any view
+   * of it) once `onBatch` has resolved, so the source may read the next
+   * chunks into the same two buffers (default false). `rules replay` says so:
+   * its scanner turns the lines it wants into strings. Fresh 1 MiB buffers
+   * per batch cost a mark-compact every few tens of MB (BENCHMARKS.md,
+   * pipeline).
+   */
+  reuseBuffers?: boolean;
 }
 
 /** Stable codes of the file source's errors. */
@@ -215,6 +224,7 @@ export class FileSource implements LogSource {
   private readonly pollIntervalMs: number;
   private readonly chunkBytes: number;
   private readonly maxLineBytes: number;
+  private readonly reuseBuffers: boolean;
   private running = false;
   private current: OpenFile | null = null;
   /** A read buffer no batch refers to, reused by the next read. */
@@ -233,6 +243,7 @@ export class FileSource implements LogSource {
     this.pollIntervalMs = checkInt("pollIntervalMs", options.pollIntervalMs, DEFAULT_POLL_INTERVAL_MS, MAX_POLL_INTERVAL_MS);
     this.chunkBytes = checkInt("chunkBytes", options.chunkBytes, DEFAULT_CHUNK_BYTES, MAX_BUFFER_BYTES);
     this.maxLineBytes = checkInt("maxLineBytes", options.maxLineBytes, DEFAULT_MAX_LINE_BYTES, MAX_BUFFER_BYTES);
+    this.reuseBuffers = options.reuseBuffers ?? false;
   }
 
   /**
@@ -451,12 +462,16 @@ export class FileSource implements LogSource {
           framed.data = Buffer.from(framed.data);
           this.spare = buf;
         }
+        // The batch refers to `buf` (else it is already the spare, or was copied out of).
+        const handedOver = framed.data !== null && framed.data.buffer === buf.buffer;
         if (n === this.chunkBytes) {
           next = this.read(file, framer.carry); // more is likely there
           // Awaited below; until then a failed read must not count as an unhandled rejection.
           next.catch(() => undefined);
         }
         await this.deliver(framed, file, regionStart, onBatch);
+        // The consumer is done with it (its promise): the read after next may fill it again.
+        if (this.reuseBuffers && handedOver && this.spare === null) this.spare = buf;
       }
     } finally {
       // Never leave a read in flight on a file that is about to be closed.
@@ -467,7 +482,8 @@ export class FileSource implements LogSource {
   /** Reads the next chunk at `file.pos` into a buffer that starts with `carry`. */
   private async read(file: OpenFile, carry: Buffer): Promise<Chunk> {
     const need = carry.length + this.chunkBytes;
-    const buf = this.spare !== null && this.spare.length >= need ? this.spare : Buffer.allocUnsafeSlow(need);
+    // Reused buffers get room for a carried partial line too, so that the next carry still fits.
+    const buf = this.spare !== null && this.spare.length >= need ? this.spare : Buffer.allocUnsafeSlow(this.reuseBuffers ? Math.max(need, 2 * this.chunkBytes) : need);
     this.spare = null;
     carry.copy(buf, 0);
     try {

@@ -126,5 +126,6 @@ export async function openRecordedLog(path: string): Promise<LogSource> {
   if (startsWithArray(head) === true) {
     return new StdinSource({ stream: createReadStream(path, { highWaterMark: 1024 * 1024 }), name: `file:${path}` });
   }
-  return new FileSource({ path, follow: false, fromStart: true });
+  // Replay's consumers (the scanner, then the Replayer) keep strings, never the batch's bytes.
+  return new FileSource({ path, follow: false, fromStart: true, reuseBuffers: true });
 }

@@ -503,3 +503,25 @@ describe("options", () => {
     expect(new FileSource({ path: "logs/factory.log" }).name).toBe("file:logs/factory.log");
   });
 });
+
+describe("reuseBuffers (a consumer that keeps no bytes past its batch)", () => {
+  // Reads larger than a line: a carried partial line then always fits beside the next read.
+  it.each([256, 4096])("reads a whole file through two buffers, every line intact (%i-byte reads)", async (chunkBytes) => {
+    const expected = Array.from({ length: 2000 }, (_, i) => `{"n":${i},"pad":"${"x".repeat(i % 97)}"}`);
+    await writeFile(log, `${expected.join("\n")}\n`);
+    for (const reuseBuffers of [false, true]) {
+      const source = new FileSource({ path: log, follow: false, fromStart: true, chunkBytes, reuseBuffers });
+      const buffers = new Set<ArrayBufferLike>();
+      const lines: string[] = [];
+      await source.run(async (batch) => {
+        buffers.add(batch.data.buffer);
+        // Strings only, as rules replay's scanner keeps; then give the loop a turn, as its Replayer does.
+        lines.push(...batch.data.toString("utf8").split("\n").filter((l) => l !== ""));
+        await new Promise((r) => setImmediate(r));
+      }, new AbortController().signal);
+      expect(lines).toEqual(expected);
+      if (reuseBuffers) expect(buffers.size).toBeLessThanOrEqual(2);
+      else expect(buffers.size).toBeGreaterThan(2);
+    }
+  });
+});
