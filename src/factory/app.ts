@@ -116,9 +116,3 @@ export interface ChatApp {
    */
   open(upgrade: UpgradeInfo, signal: AbortSignal): Opening | Promise<Opening>;
 }
-
-/** A `ConnectHandler` as a `ChatApp`. */
-export function toChatApp(app: ChatApp | ConnectHandler): ChatApp {
-  if (typeof app !== "function") return app;
-  return { open: () => ({ accept: true, connect: app }) };
-}

@@ -9,7 +9,7 @@ import type { Clock, Timers } from "../contract/clock.js";
 import { systemClock } from "../contract/clock.js";
 import { FactoryEvent } from "../contract/events.js";
 import { AdmissionControl } from "./admission.js";
-import { toChatApp, type ChatApp, type ConnectHandler } from "./app.js";
+import type { ChatApp, ConnectHandler } from "./app.js";
 import { echoApp } from "./echo.js";
 import { MetricsServer } from "./metrics-server.js";
 import { proxyApp } from "./proxy.js";
@@ -168,7 +168,8 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     keepAliveTimeoutMs: config.httpKeepAliveTimeoutMs,
     maxPendingPerAddress: config.httpMaxPendingPerAddress,
   };
-  const app = deps.app !== undefined ? toChatApp(deps.app) : config.upstream !== undefined ? proxyApp(upstreamOptions(config), metrics, log) : toChatApp(echoApp(metrics));
+  // A plain handler stays a function: the chat server then skips the open step (no await, no abort wiring per upgrade).
+  const app = deps.app ?? (config.upstream !== undefined ? proxyApp(upstreamOptions(config), metrics, log) : echoApp(metrics));
   const chat = new ChatServer({
     app,
     refusedMessage: deps.app === undefined && config.upstream === undefined,

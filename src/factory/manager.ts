@@ -26,8 +26,9 @@ import type { ManagerInfo, SocketState } from "../contract/control.js";
 import type { RemovalReason } from "../contract/events.js";
 import { RttEstimator } from "./rtt.js";
 
-/** Pings whose pong is still awaited, kept per connection for round-trip samples (older ones are forgotten). */
-const PINGS_KEPT = 4;
+/** What a connection with no round trip yet reports: never written to. */
+const NO_HISTORY = new RttEstimator();
+
 
 const SOCKET_STATES: readonly SocketState[] = ["CONNECTING", "OPEN", "CLOSING", "CLOSED"];
 
@@ -50,11 +51,11 @@ export class Manager {
   awaitingPong = false;
   /** Set once the registry has let go of this manager. */
   removed = false;
-  /** Round trips this client has shown (ping → its pong): the probe's per-connection wait (ADR 28). */
-  readonly rtt = new RttEstimator();
+  /** Round trips this client has shown (ping → its pong), from the first pong on: the probe's per-connection wait (ADR 28). */
+  private estimator: RttEstimator | null = null;
+  /** The last ping's sequence number and when it went out (clock ms); a pong to an older one gives no round trip. */
   private pingSeq = 0;
-  /** Sequence number → when that ping went out (clock ms). */
-  private readonly pingsOut = new Map<number, number>();
+  private pingSentAt = -1;
 
   /** Why the factory took this manager away (set by the evictor before it closes the socket); null: the client closed. */
   removal: RemovalReason | null = null;
@@ -85,17 +86,22 @@ export class Manager {
     if (raw !== null && backpressure !== null) raw.on("drain", () => this.drained());
   }
 
+  /** The round trips so far (an empty estimator, which gives the ceiling, before the first pong). */
+  get rtt(): RttEstimator {
+    return this.estimator ?? NO_HISTORY;
+  }
+
   /**
    * Sends a ping carrying a sequence number, so that its pong gives a round
    * trip. Throws when the socket is not open (as `ws` does).
    */
   ping(): void {
-    const seq = (this.pingSeq = (this.pingSeq + 1) >>> 0);
+    const seq = (this.pingSeq + 1) >>> 0;
     const payload = Buffer.allocUnsafe(4);
     payload.writeUInt32BE(seq);
     this.socket.ping(payload);
-    this.pingsOut.set(seq, this.clock.now());
-    if (this.pingsOut.size > PINGS_KEPT) this.pingsOut.delete(this.pingsOut.keys().next().value!);
+    this.pingSeq = seq;
+    this.pingSentAt = this.clock.now();
   }
 
   /** Records a pong: the client is alive and reads. A pong to one of our pings also gives a round trip. */
@@ -104,12 +110,10 @@ export class Manager {
     this.lastReceivedAt = now;
     this.lastActivityAt = now;
     this.awaitingPong = false;
-    if (data === undefined || data.length !== 4) return;
-    const seq = data.readUInt32BE(0);
-    const sentAt = this.pingsOut.get(seq);
-    if (sentAt === undefined) return; // not ours, or too old to remember
-    this.pingsOut.delete(seq);
-    this.rtt.add(now - sentAt);
+    // Only the answer to the last ping, once: not a pong we did not ask for, nor one to an older ping.
+    if (data === undefined || data.length !== 4 || this.pingSentAt < 0 || data.readUInt32BE(0) !== this.pingSeq) return;
+    (this.estimator ??= new RttEstimator()).add(now - this.pingSentAt);
+    this.pingSentAt = -1;
   }
 
   /**

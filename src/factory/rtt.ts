@@ -6,10 +6,14 @@
  *
  * - `rfc6298`: TCP's retransmission timer (RFC 6298): SRTT and RTTVAR
  *   smoothed with α = 1/8, β = 1/4; wait SRTT + 4·RTTVAR.
- * - `phi`: a φ accrual failure detector (Hayashibara et al. 2004) over the
- *   last `WINDOW` round trips, with the exponential model Cassandra uses
- *   (P(RTT > t) = e^(−t/mean)): wait until φ = −log10 P(RTT > t) reaches
- *   `PHI_THRESHOLD`, i.e. t = φ · ln 10 · mean. The exponential tail is
+ * Pings carry a sequence number; only the pong to the last ping counts.
+ *
+ * - `phi`: a φ accrual failure detector (Hayashibara et al. 2004) with the
+ *   exponential model Cassandra uses (P(RTT > t) = e^(−t/mean)), the mean
+ *   being the smoothed round trip (SRTT, which weighs the last ~8 most): wait
+ *   until φ = −log10 P(RTT > t) reaches `PHI_THRESHOLD`, i.e.
+ *   t = φ · ln 10 · SRTT. (A window of recent samples would cost every
+ *   connection a buffer; the smoothed mean costs one number.) The exponential tail is
  *   heavy enough that a pong ten times later than usual is still expected;
  *   that is what keeps live tabs from being evicted (the benchmark measures
  *   it).
@@ -19,8 +23,6 @@
  * trips gets the ceiling.
  */
 
-/** How many recent round trips `phi` looks at. */
-export const WINDOW = 32;
 /** Fewer round trips than this: no history, wait the ceiling. */
 export const MIN_SAMPLES = 3;
 /** φ at which a connection is declared dead (Akka and Cassandra default to 8). */
@@ -29,9 +31,6 @@ export const PHI_THRESHOLD = 8;
 export type ProbeDeadline = "phi" | "rfc6298" | "fixed";
 
 export class RttEstimator {
-  private readonly window: number[] = [];
-  private next = 0;
-  private sum = 0;
   private count = 0;
   /** RFC 6298's smoothed round trip and its variation (ms). */
   srtt = 0;
@@ -48,14 +47,6 @@ export class RttEstimator {
       this.srtt = 0.875 * this.srtt + 0.125 * r;
     }
     this.count++;
-    if (this.window.length < WINDOW) {
-      this.window.push(r);
-    } else {
-      this.sum -= this.window[this.next]!;
-      this.window[this.next] = r;
-      this.next = (this.next + 1) % WINDOW;
-    }
-    this.sum += r;
   }
 
   /** Round trips recorded so far. */
@@ -63,15 +54,10 @@ export class RttEstimator {
     return this.count;
   }
 
-  /** Mean of the recent round trips (ms); 0 with none. */
-  get mean(): number {
-    return this.window.length === 0 ? 0 : this.sum / this.window.length;
-  }
-
   /** How long to wait for the next pong, ms, by `mode`, within [floorMs, ceilingMs]. */
   deadline(mode: ProbeDeadline, floorMs: number, ceilingMs: number): number {
     if (mode === "fixed" || this.count < MIN_SAMPLES) return ceilingMs;
-    const raw = mode === "rfc6298" ? this.srtt + 4 * this.rttvar : PHI_THRESHOLD * Math.LN10 * this.mean;
+    const raw = mode === "rfc6298" ? this.srtt + 4 * this.rttvar : PHI_THRESHOLD * Math.LN10 * this.srtt;
     return Math.min(ceilingMs, Math.max(floorMs, raw));
   }
 }

@@ -44,8 +44,8 @@ export const WS_PATH = "/ws";
 export const SHUTDOWN_CLOSE_REASON = "server shutting down";
 
 export interface ChatServerDeps {
-  /** What the messages mean (the demo's echo, an application's handler, the proxy). */
-  app: ChatApp;
+  /** What the messages mean: a handler per connection (the demo's echo, an application's), or a `ChatApp` with an `open` step (the proxy). */
+  app: ChatApp | ConnectHandler;
   /** Send a refused browser the built-in protocol's `refused` message before close 1013 (only the echo speaks it). */
   refusedMessage: boolean;
   /** An application's server to attach to instead of a port of our own. */
@@ -87,7 +87,8 @@ export class ChatServer {
   readonly path: string;
   private readonly wss: WebSocketServer;
   private shuttingDown = false;
-  private readonly shutdown = new AbortController();
+  /** Upgrades in their application's `open` step: aborted on shutdown. */
+  private readonly opening = new Set<AbortController>();
   /** The subprotocol the application chose for an upgrade in flight (read by `handleProtocols`). */
   private readonly chosenProtocol = new WeakMap<IncomingMessage, string | false>();
   private readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -190,49 +191,101 @@ export class ChatServer {
       return this.refuse(req, socket, rest, decision.reason, decision.retryAfterSeconds);
     }
     // The slot is reserved from here: every way out below either commits a manager or gives it back.
+    const app = deps.app;
+    if (typeof app === "function") return void this.accept(req, socket, userId, decision, head, held, app, undefined);
+    // Aborts when the client leaves, the factory shuts down, or the upgrade is given up before a manager exists.
+    // (Not AbortSignal.any over a long-lived shutdown signal: on Node 20 each call leaves a WeakRef on it.)
     const abandon = new AbortController();
-    let committed = false;
+    const onGone = (): void => abandon.abort();
+    held.gone.addEventListener("abort", onGone, { once: true });
+    this.opening.add(abandon);
+    let opening: Opening;
     try {
-      const managerId = randomUUID();
-      const opening = await this.open(req, token ?? "", userId, managerId, decision.outcome, AbortSignal.any([held.gone, abandon.signal, this.shutdown.signal]));
+      opening = await this.open(app, req, token ?? "", userId, randomUUID(), decision.outcome, abandon.signal);
+    } catch (err) {
+      held.gone.removeEventListener("abort", onGone);
+      this.opening.delete(abandon);
+      deps.registry.release(userId);
+      throw err;
+    }
+    held.gone.removeEventListener("abort", onGone);
+    this.opening.delete(abandon);
+    if (!opening.accept) {
+      deps.registry.release(userId);
+      abandon.abort();
       const rest = withEarly(head, held.release());
       if (socket.destroyed || held.gone.aborted || this.shuttingDown) {
+        socket.off("error", destroyOnError);
         return this.shuttingDown ? this.refuse(req, socket, rest, "shutting_down", 1) : void socket.destroy();
       }
-      if (!opening.accept) return this.refuseForApp(req, socket, rest, opening);
-      if (opening.protocol !== undefined) this.chosenProtocol.set(req, opening.protocol);
+      socket.off("error", destroyOnError);
+      return this.refuseForApp(req, socket, rest, opening);
+    }
+    if (!this.accept(req, socket, userId, decision, head, held, opening.connect, opening)) abandon.abort();
+  }
+
+  /**
+   * Completes an admitted upgrade whose application accepted it: a manager
+   * for it, then the application's `connect`. Returns whether the manager
+   * was committed; if not, the user's slot has been given back.
+   */
+  private accept(
+    req: IncomingMessage,
+    socket: Duplex,
+    userId: string,
+    decision: Decision & { admitted: true },
+    head: Buffer,
+    held: Held,
+    connect: ConnectHandler,
+    opening: (Opening & { accept: true }) | undefined,
+  ): boolean {
+    const { deps } = this;
+    let committed = false;
+    try {
+      const rest = withEarly(head, held.release());
+      if (socket.destroyed || held.gone.aborted || this.shuttingDown) {
+        if (this.shuttingDown) this.refuse(req, socket, rest, "shutting_down", 1);
+        else socket.destroy();
+        return false;
+      }
+      if (opening?.protocol !== undefined) this.chosenProtocol.set(req, opening.protocol);
       this.wss.handleUpgrade(req, socket, rest, (ws) => {
-        const manager = new Manager(userId, ws, deps.clock, socket as Socket, this.backpressure, managerId);
+        const manager = new Manager(userId, ws, deps.clock, socket as Socket, this.backpressure, opening === undefined ? undefined : openingIds.get(opening));
         deps.registry.commit(manager);
         committed = true;
-        this.onConnection(ws, manager, decision, opening.connect);
+        this.onConnection(ws, manager, decision, connect);
       });
     } finally {
       socket.off("error", destroyOnError);
-      // Whatever happened between admission and commit (the application refused, ws refused the handshake, something threw): give the slot back, tell the application.
-      if (!committed) {
-        deps.registry.release(userId);
-        abandon.abort();
-      }
+      // Whatever happened between admission and commit (ws refused the handshake, something threw): give the slot back.
+      if (!committed) deps.registry.release(userId);
     }
+    return committed;
   }
 
   /** The application's `open` step; a throw is a refusal with 500. */
-  private async open(req: IncomingMessage, token: string, userId: string, managerId: string, admission: UpgradeInfo["admission"], signal: AbortSignal): Promise<Opening> {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    url.searchParams.delete("token");
+  private async open(app: ChatApp, req: IncomingMessage, token: string, userId: string, managerId: string, admission: UpgradeInfo["admission"], signal: AbortSignal): Promise<Opening> {
+    // `target` and `protocols` are worked out only if the application reads them (the echo does not).
     const info: UpgradeInfo = {
       userId,
       managerId,
       admission,
-      target: url.pathname + url.search,
-      protocols: offeredProtocols(req),
+      get target(): string {
+        const url = new URL(req.url ?? "/", "http://localhost");
+        url.searchParams.delete("token");
+        return url.pathname + url.search;
+      },
+      get protocols(): readonly string[] {
+        return offeredProtocols(req);
+      },
       headers: req.headers,
       token,
       remoteAddress: req.socket.remoteAddress,
     };
     try {
-      return await this.deps.app.open(info, signal);
+      const opening = await app.open(info, signal);
+      if (opening.accept) openingIds.set(opening, managerId);
+      return opening;
     } catch (err) {
       this.deps.log.error(FactoryEvent.error, { userId, managerId }, `the application's open step failed: ${String(err)}`);
       return { accept: false, status: 500, closeCode: 1011, code: "internal", message: "internal error" };
@@ -344,7 +397,7 @@ export class ChatServer {
    */
   async close(drainMs: number, graceMs: number): Promise<void> {
     this.shuttingDown = true;
-    this.shutdown.abort();
+    for (const upgrade of this.opening) upgrade.abort();
     this.deps.queue.abortAll();
     // Attached: the application's server is the application's to close; only our part of it stops.
     if (this.attached) this.http.off("upgrade", this.onUpgrade);
@@ -383,6 +436,9 @@ export function selectProtocol(offered: Set<string>): string | false {
   for (const protocol of offered) if (!protocol.startsWith(TOKEN_SUBPROTOCOL_PREFIX)) return protocol;
   return false;
 }
+
+/** The manager id chosen before an application's `open` step, for the manager made once it accepts. */
+const openingIds = new WeakMap<Opening, string>();
 
 /** A `Session` over a manager: methods on the prototype, so that a connection costs one small object, not a closure per method. */
 class ManagedSession implements Session {
