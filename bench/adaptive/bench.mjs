@@ -237,7 +237,7 @@ export async function run({ log = () => {}, ...overrides } = {}) {
       row("zombie detection p50 (ms)", (r) => fmt(detection(r, 0.5))),
       row("zombie detection p99 (ms)", (r) => fmt(detection(r, 0.99)), `≤ ${targets.detectionP99Ms} (phi)`, detection(phi, 0.99) <= targets.detectionP99Ms),
       row("live-only probe p50 / p99 (ms)", (r) => `${fmt(quantile(r.liveOnly.map((p) => p.durationMs), 0.5))} / ${fmt(quantile(r.liveOnly.map((p) => p.durationMs), 0.99))}`),
-      row("round trip the factory measured, mean per connection p50 / p99 (ms)", (r) => `${fmt(quantile(r.means, 0.5), 1)} / ${fmt(quantile(r.means, 0.99), 1)}`),
+      row("smoothed round trip (SRTT) the factory measured, per connection p50 / p99 (ms)", (r) => `${fmt(quantile(r.means, 0.5), 1)} / ${fmt(quantile(r.means, 0.99), 1)}`),
       row("deadline per connection p50 / p99 (ms)", (r) => `${fmt(quantile(r.deadlines, 0.5))} / ${fmt(quantile(r.deadlines, 0.99))}`),
     );
   }
@@ -250,7 +250,7 @@ export async function run({ log = () => {}, ...overrides } = {}) {
     "zombies' pongs answered before silence, min / median": `${Math.min(...r.history)} / ${quantile(r.history, 0.5)}`,
     "pongs sent (10× late)": `${r.clients.pongsSent} (${r.clients.latePongs})`,
     "pong delay p50 / p99 / p99.9 / max (ms)": `${fmt(r.clients.delays.p50, 1)} / ${fmt(r.clients.delays.p99, 1)} / ${fmt(r.clients.delays.p999, 1)} / ${fmt(r.clients.delays.max, 1)}`,
-    "pong delay mean (clients) / round trip mean (factory's window, p50 of connections) (ms)": `${fmt(r.clients.delays.mean, 1)} / ${fmt(quantile(r.means, 0.5), 1)}`,
+    "pong delay mean (clients) / smoothed round trip (factory's SRTT, p50 of connections) (ms)": `${fmt(r.clients.delays.mean, 1)} / ${fmt(quantile(r.means, 0.5), 1)}`,
     "event loop delay p99 / max (ms)": `factory ${fmt(r.factoryLoop.p99, 0)} / ${fmt(r.factoryLoop.max, 0)}; clients ${fmt(r.clients.loop.p99, 0)} / ${fmt(r.clients.loop.max, 0)}`,
     "load at start": r.load.toFixed(2),
     "false evictions, close codes": r.falseEvictions === 0 ? "0" : `${r.falseEvictions} ${JSON.stringify(r.clients.liveCloseCodes)}`,

@@ -14,8 +14,8 @@
  * done or up to date, 1 out of date, 2 bad usage or an unreadable or invalid
  * dashboard.
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { generatorMain } from "./generate.mjs";
 
 export const DEFAULT_DASHBOARD = fileURLToPath(new URL("dashboard.json", import.meta.url));
 export const DEFAULT_OUT = fileURLToPath(new URL("dashboard.cloud-monitoring.json", import.meta.url));
@@ -74,40 +74,7 @@ export function renderCloudDashboard(grafanaText) {
 }
 
 function main(argv) {
-  let check = false;
-  let dashboard = DEFAULT_DASHBOARD;
-  let out = DEFAULT_OUT;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--check") check = true;
-    else if ((arg === "--dashboard" || arg === "--out") && i + 1 < argv.length) {
-      if (arg === "--dashboard") dashboard = argv[++i];
-      else out = argv[++i];
-    } else {
-      process.stderr.write(`cloud-dashboard: unknown argument ${JSON.stringify(arg)} (usage: cloud-dashboard.mjs [--check] [--dashboard FILE] [--out FILE])\n`);
-      return 2;
-    }
-  }
-  let text;
-  try {
-    text = renderCloudDashboard(readFileSync(dashboard, "utf8"));
-  } catch (err) {
-    process.stderr.write(`cloud-dashboard: ${dashboard}: ${err.message}\n`);
-    return 2;
-  }
-  if (check) {
-    let current = null;
-    try {
-      current = readFileSync(out, "utf8");
-    } catch {
-      // missing: out of date
-    }
-    if (current === text) return 0;
-    process.stderr.write(`cloud-dashboard: ${out} is out of date with ${dashboard}: run node manifests/monitoring/cloud-dashboard.mjs\n`);
-    return 1;
-  }
-  writeFileSync(out, text);
-  return 0;
+  return generatorMain(argv, { name: "cloud-dashboard", inputFlag: "--dashboard", defaultInput: DEFAULT_DASHBOARD, defaultOut: DEFAULT_OUT, render: renderCloudDashboard });
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) process.exitCode = main(process.argv.slice(2));

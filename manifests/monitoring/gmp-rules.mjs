@@ -12,8 +12,8 @@
  * invalid alerts file. Needs only Node and the `yaml` package the project
  * already depends on (no build, no CLI).
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { generatorMain } from "./generate.mjs";
 import { parse, stringify } from "yaml";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -69,40 +69,7 @@ export function renderGmpRules(alertsText) {
 }
 
 function main(argv) {
-  let check = false;
-  let alerts = DEFAULT_ALERTS;
-  let out = DEFAULT_OUT;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--check") check = true;
-    else if ((arg === "--alerts" || arg === "--out") && i + 1 < argv.length) {
-      if (arg === "--alerts") alerts = argv[++i];
-      else out = argv[++i];
-    } else {
-      process.stderr.write(`gmp-rules: unknown argument ${JSON.stringify(arg)} (usage: gmp-rules.mjs [--check] [--alerts FILE] [--out FILE])\n`);
-      return 2;
-    }
-  }
-  let text;
-  try {
-    text = renderGmpRules(readFileSync(alerts, "utf8"));
-  } catch (err) {
-    process.stderr.write(`gmp-rules: ${alerts}: ${err.message}\n`);
-    return 2;
-  }
-  if (check) {
-    let current = null;
-    try {
-      current = readFileSync(out, "utf8");
-    } catch {
-      // missing: out of date
-    }
-    if (current === text) return 0;
-    process.stderr.write(`gmp-rules: ${out} is out of date with ${alerts}: run node manifests/monitoring/gmp-rules.mjs\n`);
-    return 1;
-  }
-  writeFileSync(out, text);
-  return 0;
+  return generatorMain(argv, { name: "gmp-rules", inputFlag: "--alerts", defaultInput: DEFAULT_ALERTS, defaultOut: DEFAULT_OUT, render: renderGmpRules });
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) process.exitCode = main(process.argv.slice(2));

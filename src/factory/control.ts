@@ -38,7 +38,7 @@ import { FactoryRung } from "../contract/events.js";
 import { isUserId } from "../contract/ids.js";
 import type { AdmissionControl } from "./admission.js";
 import { hardenServer, type HttpGuard, type HttpLimits } from "./http-limits.js";
-import { listen, sendJson } from "./http-util.js";
+import { closeServer, listen, sendJson } from "./http-util.js";
 import type { FactoryMetrics } from "./metrics.js";
 import type { AdmissionQueue } from "./queue.js";
 import type { RefusalTracker } from "./refusals.js";
@@ -132,10 +132,7 @@ export class ControlApi {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.http.close(() => resolve());
-      this.http.closeAllConnections();
-    });
+    return closeServer(this.http);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -56,3 +56,11 @@ export function listen(server: Server, port: number, host: string): Promise<numb
     });
   });
 }
+
+/** Stops `server` accepting, closes every connection it holds (idle or not), and resolves once it has closed. */
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}

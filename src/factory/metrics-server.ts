@@ -7,7 +7,7 @@
 import { createServer, type Server } from "node:http";
 import type { Timers } from "../contract/clock.js";
 import { hardenServer, type HttpLimits } from "./http-limits.js";
-import { listen, pathOf, sendJson } from "./http-util.js";
+import { closeServer, listen, pathOf, sendJson } from "./http-util.js";
 import type { FactoryMetrics } from "./metrics.js";
 
 export interface MetricsServerDeps {
@@ -56,9 +56,6 @@ export class MetricsServer {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.http.close(() => resolve());
-      this.http.closeAllConnections();
-    });
+    return closeServer(this.http);
   }
 }
