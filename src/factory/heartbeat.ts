@@ -37,7 +37,8 @@ const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(res
 export class Heartbeat {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<number> | null = null;
-  private stopped = false;
+  /** Bumped by `stop`: a sweep under way then ends at its next slice; a sweep asked for later runs whole. */
+  private generation = 0;
   private readonly sliceMs: number;
   private readonly maxPerSlice: number;
   private readonly yieldToLoop: () => Promise<void>;
@@ -72,7 +73,7 @@ export class Heartbeat {
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
-    this.stopped = true;
+    this.generation++;
   }
 
   /** A sweep is under way. */
@@ -102,8 +103,9 @@ export class Heartbeat {
     }
     // The connections as the sweep starts; those that come later wait for the next sweep.
     const managers = [...this.registry.allManagers()];
+    const generation = this.generation;
     let i = 0;
-    while (i < managers.length && !this.stopped) {
+    while (i < managers.length && generation === this.generation) {
       const started = performance.now();
       let inSlice = 0;
       for (; i < managers.length; i++) {

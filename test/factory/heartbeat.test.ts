@@ -54,6 +54,15 @@ describe("heartbeat sweeps", () => {
     expect(factory.events(FactoryEvent.heartbeatTerminated, "dave")).toHaveLength(1);
   });
 
+  it("stop the timer without stopping sweeps asked for later", async () => {
+    factory = await startTestFactory();
+    await factory.open("gina", "no-pong");
+    factory.heartbeat.stop();
+    await factory.heartbeat.sweep(); // pings: a sweep asked for after stop runs whole
+    expect(await factory.heartbeat.sweep()).toBe(1);
+    expect(factory.registry.active("gina")).toBe(0);
+  });
+
   it("use one timer for all connections, not one per socket", async () => {
     factory = await startTestFactory({ heartbeatIntervalMs: 1000 });
     await factory.open("erin");
