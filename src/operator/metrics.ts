@@ -79,7 +79,7 @@ export class OperatorMetrics {
     this.ruleMatches = new Counter({ name: "reclaim_operator_rule_matches_total", help: "Entries matched, per rule.", labelNames: ["rule"], registers });
     this.entriesDropped = new Counter({
       name: "reclaim_operator_entries_dropped_total",
-      help: "Matched entries that did not count: duplicate, unkeyed (no valid user id), stale (older than maxAge), untrusted (a text rule's line from a source its trust does not admit).",
+      help: "Matched entries that did not count: duplicate (seen already, or no newer than what an incident of its key acted on), unkeyed (no valid user id), stale (older than maxAge), untrusted (a text rule's line from a source its trust does not admit).",
       labelNames: ["rule", "reason"],
       registers,
     });

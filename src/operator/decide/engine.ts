@@ -171,6 +171,11 @@ export class Engine {
         if (observed === "stale") this.warnStale(rule, event);
         continue;
       }
+      if (this.deps.guards.covered(observed, isDryRun(observed, this.deps.dryRun))) {
+        // A line read again (a new term's look-back) that an incident already acted on: not a new lockout.
+        this.deps.metrics.entriesDropped.inc({ rule: rule.name, reason: "duplicate" });
+        continue;
+      }
       const outcome = await this.triggerUntilHandled(observed);
       if (outcome !== null) outcomes.push(outcome);
     }

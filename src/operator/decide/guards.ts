@@ -122,6 +122,8 @@ interface KeyState {
   lastClosed: number | null;
   /** When its incidents were opened in the last day. */
   attempts: number[];
+  /** Entries of the key up to this time were an incident's to handle: the newest it was opened on, or when it closed; null when none acted. */
+  coveredUntil: number | null;
   /** The newest time this entry changed (for pruning). */
   touched: number;
 }
@@ -148,6 +150,8 @@ class Ledger {
 
   opened(id: string, incident: Incident, openedAt: number): void {
     const state = this.touch(id, incident.id, openedAt);
+    const newest = newestEntryAt(incident);
+    state.coveredUntil = Math.max(newest, state.coveredUntil ?? newest);
     state.attempts = state.attempts.filter((t) => t > openedAt - DAY_MS);
     state.attempts.push(openedAt);
     push(this.hourly, incident.rule, openedAt, openedAt - HOUR_MS);
@@ -161,6 +165,8 @@ class Ledger {
   closed(id: string, incident: Incident, closedAt: number): void {
     const state = this.touch(id, incident.id, closedAt);
     state.lastClosed = Math.max(closedAt, state.lastClosed ?? 0);
+    // What was logged for the key before its incident closed was that incident's to handle (a trigger meanwhile was in_flight).
+    state.coveredUntil = Math.max(closedAt, state.coveredUntil ?? closedAt);
     if (incident.status === "suppressed" || incident.status === "interrupted" || incident.status === "held") return;
     const b = this.breakers.get(incident.rule) ?? { lastResolvedAt: Number.NEGATIVE_INFINITY, failures: [], failureIds: [] };
     if (incident.status === "resolved") {
@@ -206,7 +212,7 @@ class Ledger {
 
   private touch(id: string, incidentId: string, at: number): KeyState {
     let state = this.keys.get(id);
-    if (state === undefined) state = { latest: incidentId, lastClosed: null, attempts: [], touched: at };
+    if (state === undefined) state = { latest: incidentId, lastClosed: null, attempts: [], coveredUntil: null, touched: at };
     else this.keys.delete(id); // re-inserted below: Map order is the order of last change
     state.latest = incidentId;
     state.touched = Math.max(state.touched, at);
@@ -217,6 +223,13 @@ class Ledger {
 }
 
 const keyIdOf = (rule: string, keyString: string): string => `${rule}\u0000${keyString}`;
+
+/** The newest entry an incident was opened on: its newest evidence entry (the detector keeps the newest), else its first. */
+function newestEntryAt(incident: Incident): number {
+  let newest = Date.parse(incident.firstEntryAt);
+  for (const entry of incident.evidence.entries) newest = Math.max(newest, Date.parse(entry.time));
+  return newest;
+}
 
 /** A live record of a trigger that was not acted on (suppressed, or held while the user was refused): no attempt, no cooldown. */
 const notActedOn = (incident: Incident): boolean => !incident.dryRun && (incident.status === "suppressed" || incident.status === "held");
@@ -286,6 +299,22 @@ export class GuardState {
   cooling(rule: string, keyString: string, now: number, cooldownMs: number, dryRun = false): boolean {
     const closed = this.ledger(dryRun).key(keyIdOf(rule, keyString))?.lastClosed;
     return closed !== undefined && closed !== null && now - closed < cooldownMs;
+  }
+
+  /**
+   * Was the entry that fired this trigger already an incident's to handle?
+   * It was when it is no newer than the newest entry an incident of the key
+   * was opened on, or than the time that incident closed: a line logged
+   * while the ladder ran was stopped by `in_flight`, and the verification
+   * came after it. Such a trigger is a line read again, not news: a new
+   * term starts its source a little back (a pod log 60 s, so that nothing
+   * logged during a failover is lost) and would otherwise act a second time
+   * on lines its predecessor handled, once their cooldown is over. A user
+   * still locked out keeps trying, and each refusal logs a newer line.
+   */
+  covered(trigger: Trigger, dryRun = false): boolean {
+    const until = this.ledger(dryRun).key(keyIdOf(trigger.rule.name, trigger.keyString))?.coveredUntil;
+    return until !== undefined && until !== null && trigger.at <= until;
   }
 
   attemptsToday(rule: string, keyString: string, now: number, dryRun = false): number {

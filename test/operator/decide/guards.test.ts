@@ -300,6 +300,52 @@ describe("guards", () => {
     expect(suppressed[0]).toMatchObject({ suppressed: { rate_limit: { count: 2 } }, rollup: { reason: "rate_limit", keys: [{ userId: "b", triggers: 2 }] } });
   });
 
+  it("a new term that reads again entries an incident already had to handle drops them as duplicates, even after the cooldown; a newer entry is acted on", async () => {
+    const h = harness(rule("r", { guards: { cooldown: "1s" } }), { ending: null }); // the ladder stays in flight
+    expect(reasonOf(await h.fire("u", T0))).toBe("acted");
+    expect(reasonOf(await h.fire("u", T0 + 1000))).toBe("in_flight"); // the user tried again while the ladder ran
+    const [open] = await h.store.list();
+    close(open!, "resolved", T0 + 2000, "test");
+    h.guards.closed(open!);
+    await h.store.save(open!);
+    // The next term: guards and detector built afresh, the same store. Its source starts 60 s back.
+    let now = T0 + 30_000;
+    const guards = new GuardState();
+    guards.rebuild(await h.store.list());
+    const metrics = new OperatorMetrics({ defaultMetrics: false });
+    const engine = new Engine({
+      detector: new Detector({ now: () => now }),
+      guards,
+      store: h.store,
+      targets: null,
+      actor: { act: () => undefined },
+      clock: { now: () => now },
+      metrics,
+      log: silent,
+      dryRun: false,
+    });
+    engine.setRules(h.engine.ruleSet);
+    // The entry the incident was opened on, the one its ladder was busy for, and one just before it closed.
+    for (const at of [T0, T0 + 1000, T0 + 2000]) expect(await engine.handle(hardLimit("u", at))).toEqual([]);
+    expect((await metrics.entriesDropped.get()).values).toEqual([expect.objectContaining({ labels: { rule: "r", reason: "duplicate" }, value: 3 })]);
+    expect(await h.store.list()).toHaveLength(1);
+    // Another key is news, and so is a later entry of this one.
+    expect((await engine.handle(hardLimit("v", T0))).map(reasonOf)).toEqual(["acted"]);
+    now += 1000;
+    expect((await engine.handle(hardLimit("u", T0 + 2001))).map(reasonOf)).toEqual(["acted"]);
+  });
+
+  it("an entry covered in the dry-run ledger is not covered live, and the other way round", async () => {
+    const dry = harness(rule("r", { guards: { dryRun: true } }));
+    expect(reasonOf(await dry.fire("u", T0))).toBe("dry_run");
+    const guards = new GuardState();
+    guards.rebuild(await dry.store.list());
+    const trigger = await triggerOf(dry, "u");
+    expect(guards.covered({ ...trigger, at: T0 }, true)).toBe(true);
+    expect(guards.covered({ ...trigger, at: T0 }, false)).toBe(false);
+    expect(guards.covered({ ...trigger, at: T0 + 1 }, true)).toBe(false);
+  });
+
   it("state rebuilt from the store gives the same verdicts", async () => {
     const h = harness(rule("r", { guards: { cooldown: "10m", maxPerHour: 5 } }), { ending: "resolved" });
     await h.fire("u", T0);

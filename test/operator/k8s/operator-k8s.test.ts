@@ -199,6 +199,13 @@ describe("Kubernetes mode: one leader acts, even when the API hangs", () => {
     operators.push(second);
     const heal = api.hang({ user: USER_A, resource: "leases" });
     await eventually(() => !first.leading() && second.leading(), 10_000, "the second operator to lead");
+    // The new leader reads the pod's log 60 s back, so it reads the first lockout again; its cooldown is over, but the
+    // record says an incident acted on that line: counted as a duplicate, not acted on a second time.
+    await eventually(
+      async () => /reclaim_operator_entries_dropped_total\{rule="lockout",reason="duplicate"\} [1-9]/.test(await second.metrics.registry.metrics()),
+      10_000,
+      "the second operator to read the handled lockout again",
+    );
     heal();
     await second.close();
     await eventually(() => first.leading() && first.term()?.ready === true, 10_000, "the first operator to lead again");
@@ -206,7 +213,11 @@ describe("Kubernetes mode: one leader acts, even when the API hangs", () => {
     const key = `userId=${USER},pod=chat-factory-b`;
     expect(first.term()!.guards.attemptsToday("lockout", key, Date.now())).toBe(1);
     await lockOut(b);
-    const all = await first.until((incidents) => incidents.filter((i) => i.status === "resolved").length === 2, "the second lockout to be resolved");
+    // The factory writes one HARD LIMIT per user per minute (refusal-log.ts): the line it writes when that minute is
+    // over, now rather than in a minute. Newer than anything an incident handled, so it is news.
+    const [hardLimit] = b.events("factory.hard_limit", USER);
+    api.appendLog(NS, "chat-factory-b", `${JSON.stringify({ ...hardLimit, time: new Date().toISOString() })}\n`);
+    const all = await first.until((incidents) => incidents.filter((i) => i.status === "resolved").length === 2, "the second lockout to be resolved")
     expect(all.map((i) => i.suppressed.max_attempts)).toEqual([undefined, undefined]);
   });
 });
