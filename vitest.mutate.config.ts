@@ -1,24 +1,13 @@
+import { readFileSync } from "node:fs";
 import { defineConfig } from "vitest/config";
 import base from "./vitest.config.js";
 
-// The tests Stryker runs against the mutated modules (stryker.config.mjs): those that load them in this process.
-// Tests that run bin/reclaim from dist/ never see a mutant, and the model-based lifecycle test (two minutes a run)
-// is left to `npm test`; it would be run once for every mutant it covers.
-export const MUTATION_TESTS = [
-  "test/operator/decide/**/*.test.ts",
-  "test/operator/verify/**/*.test.ts",
-  "test/operator/act/**/*.test.ts",
-  "test/operator/detect/detector.test.ts",
-  "test/operator/incidents/rollup.test.ts",
-  "test/operator/store-hold.test.ts",
-  "test/operator/text-backend-confirm.test.ts",
-  "test/operator/circuit.test.ts",
-  "test/operator/fail-safe.test.ts",
-  "test/operator/operator.test.ts",
-  "test/operator/k8s/leader.test.ts",
-  "test/mutation/**/*.test.ts",
-  "test/factory/**/*.test.ts",
-];
+// The tests Stryker runs against one mutation group's modules (mutation/groups.json, stryker.config.mjs): the group
+// named by RECLAIM_MUTATE_GROUP, which Stryker's test runner processes inherit.
+const file = JSON.parse(readFileSync(new URL("./mutation/groups.json", import.meta.url), "utf8")) as { groups: Record<string, { tests: string[] }> };
+const name = process.env.RECLAIM_MUTATE_GROUP ?? "";
+const group = file.groups[name];
+if (group === undefined) throw new Error(`RECLAIM_MUTATE_GROUP must name a mutation group (${Object.keys(file.groups).join(", ")}), got "${name}"`);
 
 // Replaced, not merged: vitest's mergeConfig would add these to the base include list.
-export default defineConfig({ ...base, test: { ...base.test, include: MUTATION_TESTS, reporters: ["default"] } });
+export default defineConfig({ ...base, test: { ...base.test, include: group.tests, reporters: ["default"] } });

@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 // Per-file mutation scores against the recorded ones (issue 20).
 //
-//   node mutation/check.mjs [--report reports/mutation/mutation.json] [--scores mutation/scores.json] [--write]
+//   node mutation/check.mjs [--report FILE]... [--scores mutation/scores.json] [--only-reported] [--write]
 //
+// The reports default to every reports/mutation/*.json (one per mutation group).
 // A file's score is (killed + timed out) / (killed + timed out + survived + no coverage), in percent. Mutants
 // that did not compile, failed at run time or are ignored (`// Stryker disable …: reason`) count for neither side.
-// Without --write: every file in the scores file must be in the report and score at least its recorded figure
-// (to the hundredth); exit 1 if not, 2 on unreadable input. With --write: the report's scores become the record.
-import { readFileSync, writeFileSync } from "node:fs";
+// Without --write: every file in the scores file must be in a report (with --only-reported, files of groups not
+// run are left out) and score at least its recorded figure (to the hundredth); exit 1 if not, 2 on unreadable
+// input. With --write: the reports' scores are recorded (other files' records are kept).
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -18,9 +21,21 @@ const option = (name, fallback) => {
   return value;
 };
 for (const arg of args) {
-  if (arg.startsWith("--") && !["--report", "--scores", "--write"].includes(arg)) fail(2, `unknown option ${arg}`);
+  if (arg.startsWith("--") && !["--report", "--scores", "--write", "--only-reported"].includes(arg)) fail(2, `unknown option ${arg}`);
 }
-const reportPath = option("--report", "reports/mutation/mutation.json");
+const reportPaths = [];
+args.forEach((arg, i) => {
+  if (arg !== "--report") return;
+  const value = args[i + 1];
+  if (value === undefined || value.startsWith("--")) fail(2, "--report needs a value");
+  reportPaths.push(value);
+});
+if (reportPaths.length === 0) {
+  const dir = "reports/mutation";
+  if (existsSync(dir)) for (const name of readdirSync(dir).sort()) if (name.endsWith(".json")) reportPaths.push(join(dir, name));
+  if (reportPaths.length === 0) fail(2, `no report in ${dir}: run npm run mutate first`);
+}
+const onlyReported = args.includes("--only-reported");
 const scoresPath = option("--scores", "mutation/scores.json");
 const write = args.includes("--write");
 
@@ -43,26 +58,29 @@ function readJson(path, what) {
   }
 }
 
-const report = readJson(reportPath, "report");
-if (typeof report?.files !== "object" || report.files === null) fail(2, `${reportPath} has no "files": not a Stryker JSON report`);
-
 const KILLED = new Set(["Killed", "Timeout"]);
 const COUNTED = new Set(["Killed", "Timeout", "Survived", "NoCoverage"]);
 const now = {};
-for (const [file, { mutants }] of Object.entries(report.files)) {
-  if (!Array.isArray(mutants)) fail(2, `${reportPath}: ${file} has no mutants list`);
-  const counted = mutants.filter((m) => COUNTED.has(m.status));
-  const killed = counted.filter((m) => KILLED.has(m.status)).length;
-  const survived = counted.filter((m) => m.status === "Survived").length;
-  const noCoverage = counted.filter((m) => m.status === "NoCoverage").length;
-  const score = counted.length === 0 ? 100 : Math.floor((killed / counted.length) * 10_000) / 100;
-  now[file] = { score, killed, survived, noCoverage, ignored: mutants.filter((m) => m.status === "Ignored").length };
+for (const reportPath of reportPaths) {
+  const report = readJson(reportPath, "report");
+  if (typeof report?.files !== "object" || report.files === null) fail(2, `${reportPath} has no "files": not a Stryker JSON report`);
+  for (const [file, { mutants }] of Object.entries(report.files)) {
+    if (!Array.isArray(mutants)) fail(2, `${reportPath}: ${file} has no mutants list`);
+    const counted = mutants.filter((m) => COUNTED.has(m.status));
+    const killed = counted.filter((m) => KILLED.has(m.status)).length;
+    const survived = counted.filter((m) => m.status === "Survived").length;
+    const noCoverage = counted.filter((m) => m.status === "NoCoverage").length;
+    const score = counted.length === 0 ? 100 : Math.floor((killed / counted.length) * 10_000) / 100;
+    now[file] = { score, killed, survived, noCoverage, ignored: mutants.filter((m) => m.status === "Ignored").length };
+  }
 }
 
 const files = Object.keys(now).sort();
 if (write) {
-  const record = { note: "Per-file mutation scores (percent, floored to the hundredth); mutation/check.mjs fails when one drops.", files: {} };
+  const kept = existsSync(scoresPath) ? (readJson(scoresPath, "recorded scores").files ?? {}) : {};
+  const record = { note: "Per-file mutation scores (percent, floored to the hundredth); mutation/check.mjs fails when one drops.", files: { ...kept } };
   for (const file of files) record.files[file] = now[file].score;
+  record.files = Object.fromEntries(Object.entries(record.files).sort(([a], [b]) => a.localeCompare(b)));
   writeFileSync(scoresPath, `${JSON.stringify(record, null, 2)}\n`);
   for (const file of files) console.log(`${now[file].score.toFixed(2).padStart(6)} %  ${file}`);
   console.log(`mutation check: wrote ${files.length} scores to ${scoresPath}`);
@@ -75,6 +93,7 @@ const problems = [];
 for (const [file, figure] of Object.entries(recorded.files)) {
   if (typeof figure !== "number") fail(2, `${scoresPath}: the score of ${file} is not a number`);
   const got = now[file];
+  if (got === undefined && onlyReported) continue;
   if (got === undefined) problems.push(`${file}: recorded at ${figure.toFixed(2)} %, missing from the report`);
   else if (got.score < figure) problems.push(`${file}: ${got.score.toFixed(2)} %, below its recorded ${figure.toFixed(2)} % (${got.survived} survived, ${got.noCoverage} without coverage)`);
 }
@@ -88,4 +107,4 @@ if (problems.length > 0) {
   console.error("mutation check: kill the new survivors (or mark an equivalent one with a reason); TESTING.md says how");
   process.exit(1);
 }
-console.log(`mutation check: ${Object.keys(recorded.files).length} files at or above their recorded scores`);
+console.log(`mutation check: ${Object.keys(recorded.files).filter((f) => now[f] !== undefined).length} files at or above their recorded scores`);

