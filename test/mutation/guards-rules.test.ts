@@ -252,13 +252,28 @@ describe("what a re-read entry is covered by (ADR 29)", () => {
     expect(s.covered(trigger("u", T0 + 5 * MIN), false)).toBe(true);
     expect(s.covered(trigger("u", T0 + 5 * MIN + 1), false)).toBe(false);
     // A second, older incident does not move it back; a newer close moves it on.
-    const t = rebuilt(withEvidence("u", T0, [T0 + 4 * MIN], T0 + MIN), withEvidence("u", T0 - 10 * MIN, [T0 - 10 * MIN], T0 - 9 * MIN));
+    const first = withEvidence("u", T0, [T0 + 4 * MIN], T0 + MIN);
+    const t = rebuilt(first, withEvidence("u", T0 - 10 * MIN, [T0 - 10 * MIN], T0 - 9 * MIN));
     expect(t.covered(trigger("u", T0 + 4 * MIN), false)).toBe(true);
     const later = record("u", T0 + 20 * MIN, "resolved", T0 + 30 * MIN);
-    t.opened(later);
-    t.closed(later);
-    expect(t.covered(trigger("u", T0 + 29 * MIN), false)).toBe(true);
-    expect(t.covered(trigger("u", T0 + 30 * MIN + 1), false)).toBe(false);
+    // A later incident whose entries are older (another pod clock) does not move it back either.
+    const skewed = rebuilt(withEvidence("u", T0, [T0 + 5 * MIN], T0 + 2 * MIN), withEvidence("u", T0 + MIN, [T0 + MIN], T0 + 3 * MIN));
+    expect(skewed.covered(trigger("u", T0 + 4 * MIN), false)).toBe(true);
+    const u = rebuilt(first, later);
+    expect(u.covered(trigger("u", T0 + 29 * MIN), false)).toBe(true);
+    expect(u.covered(trigger("u", T0 + 30 * MIN + 1), false)).toBe(false);
+  });
+
+  it("only earlier terms' records cover: within a term the detector and the other guards decide (a line during the ladder counts as in_flight)", () => {
+    const s = rebuilt();
+    const open = record("u", T0, "open");
+    s.opened(open);
+    expect(s.covered(trigger("u", T0), false)).toBe(false);
+    expect(verdict(s, "u", T0)).toBe("in_flight");
+    close(open, "resolved", T0 + MIN, "test");
+    s.closed(open);
+    expect(s.covered(trigger("u", T0 + 30_000), false)).toBe(false);
+    expect(verdict(s, "u", T0 + 2 * MIN)).toBe("cooldown");
   });
 });
 

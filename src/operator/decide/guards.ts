@@ -122,7 +122,7 @@ interface KeyState {
   lastClosed: number | null;
   /** When its incidents were opened in the last day. */
   attempts: number[];
-  /** Entries of the key up to this time were an incident's to handle: the newest it was opened on, or when it closed; null when none acted. */
+  /** Entries of the key up to this time were an earlier term's incident's to handle: the newest it was opened on, or when it closed; null when none acted. */
   coveredUntil: number | null;
   /** The newest time this entry changed (for pruning). */
   touched: number;
@@ -148,10 +148,12 @@ class Ledger {
     return this.keys.get(id);
   }
 
-  opened(id: string, incident: Incident, openedAt: number): void {
+  opened(id: string, incident: Incident, openedAt: number, rebuilding: boolean): void {
     const state = this.touch(id, incident.id, openedAt);
-    const newest = newestEntryAt(incident);
-    state.coveredUntil = Math.max(newest, state.coveredUntil ?? newest);
+    if (rebuilding) {
+      const newest = newestEntryAt(incident);
+      state.coveredUntil = Math.max(newest, state.coveredUntil ?? newest);
+    }
     // Stryker disable next-line all: memory only (attemptsToday counts the last day by time whatever this keeps)
     state.attempts = state.attempts.filter((t) => t > openedAt - DAY_MS);
     state.attempts.push(openedAt);
@@ -163,11 +165,11 @@ class Ledger {
     this.touch(id, incident.id, at);
   }
 
-  closed(id: string, incident: Incident, closedAt: number): void {
+  closed(id: string, incident: Incident, closedAt: number, rebuilding: boolean): void {
     const state = this.touch(id, incident.id, closedAt);
     state.lastClosed = Math.max(closedAt, state.lastClosed ?? 0);
     // What was logged for the key before its incident closed was that incident's to handle (a trigger meanwhile was in_flight).
-    state.coveredUntil = Math.max(closedAt, state.coveredUntil ?? closedAt);
+    if (rebuilding) state.coveredUntil = Math.max(closedAt, state.coveredUntil ?? closedAt);
     // A live suppressed or held record never gets here (GuardState.closed); a dry run's record is always suppressed.
     if (incident.status === "suppressed" || incident.status === "interrupted") return;
     const b = this.breakers.get(incident.rule) ?? { lastResolvedAt: Number.NEGATIVE_INFINITY, failures: [], failureIds: [] };
@@ -264,6 +266,8 @@ export class GuardState {
   private readonly busyUsers = new Map<string, Map<string, string>>();
   /** Rollup records of keys a rule-wide guard stopped (ADR 12): never any key's incident, so kept apart. */
   readonly rollups = new SuppressionRollups();
+  /** True while `rebuild` reads the records: only earlier terms' incidents say which entries were handled (ADR 29). */
+  private rebuilding = false;
 
   constructor(options: { maxKeys?: number } = {}) {
     const maxKeys = options.maxKeys ?? MAX_GUARD_KEYS;
@@ -309,15 +313,17 @@ export class GuardState {
   }
 
   /**
-   * Was the entry that fired this trigger already an incident's to handle?
-   * It was when it is no newer than the newest entry an incident of the key
-   * was opened on, or than the time that incident closed: a line logged
-   * while the ladder ran was stopped by `in_flight`, and the verification
-   * came after it. Such a trigger is a line read again, not news: a new
-   * term starts its source a little back (a pod log 60 s, so that nothing
-   * logged during a failover is lost) and would otherwise act a second time
-   * on lines its predecessor handled, once their cooldown is over. A user
-   * still locked out keeps trying, and each refusal logs a newer line.
+   * Was the entry that fired this trigger already an earlier term's
+   * incident's to handle? It was when it is no newer than the newest entry
+   * an incident of the key (on record when this term started) was opened
+   * on, or than the time that incident closed: a line logged while its
+   * ladder ran was stopped by `in_flight`, and the verification came after
+   * it. Such a trigger is a line read again, not news: a new term starts its
+   * source a little back (a pod log 60 s, so that nothing logged during a
+   * failover is lost) and would otherwise act a second time on lines its
+   * predecessor handled, once their cooldown is over. Within a term the
+   * detector's de-duplication and the other guards decide, as before.
+   * A user still locked out keeps trying, and each refusal logs a newer line.
    */
   covered(trigger: Trigger, dryRun: boolean): boolean {
     const until = this.ledger(dryRun).key(keyIdOf(trigger.rule.name, trigger.keyString))?.coveredUntil;
@@ -404,7 +410,7 @@ export class GuardState {
       ledger.noted(id, incident, openedAt);
       return;
     }
-    ledger.opened(id, incident, openedAt);
+    ledger.opened(id, incident, openedAt, this.rebuilding);
     if (!incident.dryRun && !FINAL_STATUSES.has(incident.status)) {
       this.inFlight.set(id, incident.id);
       const pods = this.busyUsers.get(incident.target.userId) ?? new Map<string, string>();
@@ -428,7 +434,7 @@ export class GuardState {
     }
     // A record of a trigger that was NOT acted on starts no cooldown: the user would wait for nothing.
     if (notActedOn(incident)) return;
-    this.ledger(incident.dryRun).closed(id, incident, closedAt);
+    this.ledger(incident.dryRun).closed(id, incident, closedAt, this.rebuilding);
   }
 
   /**
@@ -451,13 +457,18 @@ export class GuardState {
    */
   rebuild(incidents: readonly Incident[], now?: number): void {
     const ordered = [...incidents].sort((a, b) => Date.parse(a.detectedAt) - Date.parse(b.detectedAt));
-    for (const incident of ordered) {
-      if (incident.rollup !== undefined) {
-        this.rollups.restore(incident, now);
-        continue;
+    this.rebuilding = true;
+    try {
+      for (const incident of ordered) {
+        if (incident.rollup !== undefined) {
+          this.rollups.restore(incident, now);
+          continue;
+        }
+        this.opened(incident);
+        if (FINAL_STATUSES.has(incident.status)) this.closed(incident);
       }
-      this.opened(incident);
-      if (FINAL_STATUSES.has(incident.status)) this.closed(incident);
+    } finally {
+      this.rebuilding = false;
     }
   }
 }
