@@ -166,24 +166,50 @@ export class Manager {
   }
 
   /**
-   * Bytes the kernel has taken from the TCP socket so far (written and
-   * completed). While a backlog waits, it grows only as the client reads.
+   * Bytes of whole writes the kernel has taken from the TCP socket so far.
    * (`net.Socket.bytesWritten` alone also counts what is still buffered.)
+   * Alone it misses a client reading through one large write: see `sendProgress`.
    */
   get bytesSent(): number {
     return this.raw === null ? 0 : this.raw.bytesWritten - this.raw.writableLength;
   }
 
-  private mark: { buffered: number; sent: number } | null = null;
+  /**
+   * Where the backlog to the client stands now: what waits (`buffered`),
+   * the bytes of whole writes the kernel has taken (`completed`), and what
+   * the write under way still holds back from the kernel (`queued`, libuv's
+   * write queue). Node hands all that waits behind a write under way to the
+   * kernel as one batched write, which may be tens of MiB and complete only
+   * when the client has read nearly all of it; while it is under way, the
+   * client's reads show only as `queued` shrinking. (Node's own socket
+   * timeout watches the same queue to tell a slow write from an idle socket.)
+   */
+  sendProgress(): SendProgress {
+    return { buffered: this.bufferedBytes, completed: this.bytesSent, queued: writeQueueSize(this.raw) };
+  }
 
-  /** Remembers how much was waiting and how much had been sent (at a heartbeat ping). */
+  /**
+   * Did the client read some of a backlog that was waiting at `since`? The
+   * kernel took bytes: a write completed, or the write under way gave the
+   * kernel more of itself (while no write completes, no new one starts, so
+   * its queue only shrinks). Then the client is alive, pong or not.
+   */
+  drainedSince(since: SendProgress): boolean {
+    if (since.buffered <= 0) return false;
+    const completed = this.bytesSent;
+    return completed > since.completed || (completed === since.completed && writeQueueSize(this.raw) < since.queued);
+  }
+
+  private mark: SendProgress | null = null;
+
+  /** Remembers where the backlog stood (at a heartbeat ping). */
   markProgress(): void {
-    this.mark = { buffered: this.bufferedBytes, sent: this.bytesSent };
+    this.mark = this.sendProgress();
   }
 
   /** Did the client read some of a backlog that was waiting at `markProgress`? Then it is alive, pong or not. */
   drainedSinceMark(): boolean {
-    return this.mark !== null && this.mark.buffered > 0 && this.bytesSent > this.mark.sent;
+    return this.mark !== null && this.drainedSince(this.mark);
   }
 
   /** Applies the send-buffer bounds after a send. */
@@ -288,6 +314,25 @@ export class Manager {
 }
 
 /** Why a client is closed for not reading: over the hard cap, or above the high-water mark too long. */
+/** A connection's backlog at one moment (`Manager.sendProgress`). */
+export interface SendProgress {
+  readonly buffered: number;
+  readonly completed: number;
+  readonly queued: number;
+}
+
+/**
+ * Bytes a TCP socket's write under way has not yet handed to the kernel:
+ * libuv's write queue, which Node exposes on the socket's handle (its
+ * `writeQueueSize`, live as the kernel takes bytes) and reads itself in
+ * `net.Socket`'s timeout. 0 without a socket or a handle.
+ */
+function writeQueueSize(raw: Socket | null): number {
+  const handle = (raw as { _handle?: { writeQueueSize?: unknown } | null } | null)?._handle;
+  const size = handle?.writeQueueSize;
+  return typeof size === "number" ? size : 0;
+}
+
 export type SlowReader = "over_max" | "stalled";
 
 /** The send-buffer bounds of one connection (ADR 21), from the factory config. */

@@ -24,7 +24,6 @@ import { FactoryEvent, OutageMessage } from "../../src/contract/events.js";
 import { AdmissionControl } from "../../src/factory/admission.js";
 import { InProcessCleanup } from "../../src/factory/cleanup.js";
 import { Evictor } from "../../src/factory/evict.js";
-import type { EventFields, EventLog } from "../../src/factory/log.js";
 import { Manager } from "../../src/factory/manager.js";
 import { FactoryMetrics } from "../../src/factory/metrics.js";
 import { AdmissionQueue } from "../../src/factory/queue.js";
@@ -33,43 +32,13 @@ import { Registry, type Raise } from "../../src/factory/registry.js";
 import type { RungDefaults } from "../../src/factory/rungs/context.js";
 import { RungRunner } from "../../src/factory/rungs/runner.js";
 import { ManualClock } from "../support/clock.js";
+import { RecordingEventLog } from "../support/event-log.js";
 import { eventually } from "../support/factory.js";
 
 const USER = "user-u";
 /** A wait nobody reaches in a test. */
 const NEVER_MS = 600_000;
 const iso = (t: number): string => new Date(t).toISOString();
-
-interface Line {
-  level: "debug" | "info" | "warn" | "error";
-  event: string;
-  fields: EventFields;
-  message: string;
-}
-
-/** An EventLog that keeps every line in memory. */
-class Recorder implements EventLog {
-  readonly lines: Line[] = [];
-  readonly debugEnabled = true;
-  debug(event: FactoryEvent, fields: EventFields, message: string): void {
-    this.lines.push({ level: "debug", event, fields, message });
-  }
-  info(event: FactoryEvent, fields: EventFields, message: string): void {
-    this.lines.push({ level: "info", event, fields, message });
-  }
-  warn(event: FactoryEvent, fields: EventFields, message: string): void {
-    this.lines.push({ level: "warn", event, fields, message });
-  }
-  error(event: FactoryEvent, fields: EventFields, message: string): void {
-    this.lines.push({ level: "error", event, fields, message });
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-  events(): string[] {
-    return this.lines.map((l) => l.event);
-  }
-}
 
 const DEFAULTS: RungDefaults = {
   idleMs: 120_000,
@@ -86,7 +55,7 @@ interface Harness {
   queue: AdmissionQueue;
   admission: AdmissionControl;
   refusals: RefusalTracker;
-  log: Recorder;
+  log: RecordingEventLog;
 }
 
 const harnesses: Harness[] = [];
@@ -100,7 +69,7 @@ afterEach(() => {
 
 /** Admission wired as the factory wires it, on `clock`, with an in-process cleanup that frees nothing. */
 function admissionHarness(clock: Clock, options: { limit?: number; queueTimeoutMs?: number; queueMax?: number; retryAfterSeconds?: number } = {}): Harness {
-  const log = new Recorder();
+  const log = new RecordingEventLog();
   const registry: Registry = new Registry(options.limit ?? 2, clock, { slotFreed: (userId) => queue.wake(userId) });
   const queue = new AdmissionQueue((userId) => {
     if (!registry.hasRoom(userId)) return false;

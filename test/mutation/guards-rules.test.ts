@@ -275,6 +275,17 @@ describe("what a re-read entry is covered by (ADR 29)", () => {
     expect(s.covered(trigger("u", T0 + 30_000), false)).toBe(false);
     expect(verdict(s, "u", T0 + 2 * MIN)).toBe("cooldown");
   });
+
+  it("a state never rebuilt (a term's own incidents) covers nothing either", () => {
+    const s = new GuardState();
+    const own = record("u", T0, "open");
+    s.opened(own);
+    close(own, "resolved", T0 + MIN, "test");
+    s.closed(own);
+    expect(s.covered(trigger("u", T0), false)).toBe(false);
+    expect(s.covered(trigger("u", T0 + MIN), false)).toBe(false);
+    expect(verdict(s, "u", T0 + MIN)).toBe("cooldown");
+  });
 });
 
 describe("closes told out of order", () => {
@@ -381,6 +392,36 @@ describe("who is busy", () => {
     s.closed(record("u", T0 - DAY / 2, "resolved", T0 - DAY / 2 + MIN));
     expect(s.inFlightFor("r", KEY)).toBe(true);
     expect(s.latestIncident("r", KEY)).toBe(open.id);
+  });
+});
+
+describe("what an incident holds while it runs", () => {
+  it("an incident opened live holds its key and its user until it closes, then neither", () => {
+    const s = new GuardState();
+    const open = record("u", T0, "open");
+    s.opened(open);
+    expect(s.size).toEqual({ live: 1, dry: 0, inFlight: 1, users: 1 });
+    expect(s.inFlightFor("r", KEY)).toBe(true);
+    close(open, "escalated", T0 + MIN, "test");
+    s.closed(open);
+    expect(s.inFlightFor("r", KEY)).toBe(false);
+    expect(s.userBusy("u", "factory-0")).toBe(false);
+    expect(s.size).toEqual({ live: 1, dry: 0, inFlight: 0, users: 0 });
+  });
+
+  it("after a resolution that ended every counted failure, the circuit names only the failures since", () => {
+    const s = rebuilt(
+      record("a", T0, "escalated", T0 + MIN),
+      record("b", T0 + 2 * MIN, "escalated", T0 + 3 * MIN),
+      record("c", T0 + 4 * MIN, "resolved", T0 + 5 * MIN),
+    );
+    const d = record("d", T0 + 6 * MIN, "failed", T0 + 7 * MIN);
+    const e = record("e", T0 + 8 * MIN, "failed", T0 + 9 * MIN);
+    s.opened(d);
+    s.closed(d);
+    s.opened(e);
+    s.closed(e);
+    expect(s.circuit("r", T0 + 10 * MIN, 30 * MIN, 2)).toEqual({ open: true, incidents: [d.id, e.id], openedAt: T0 + 9 * MIN, closesAt: T0 + 39 * MIN });
   });
 });
 

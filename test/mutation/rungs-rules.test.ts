@@ -17,7 +17,6 @@ import { WebSocket, WebSocketServer } from "ws";
 import { ZodError } from "zod";
 import { FactoryEvent, type RemovalReason } from "../../src/contract/events.js";
 import { Evictor } from "../../src/factory/evict.js";
-import type { EventFields, EventLog } from "../../src/factory/log.js";
 import { Manager } from "../../src/factory/manager.js";
 import { FactoryMetrics } from "../../src/factory/metrics.js";
 import { Registry } from "../../src/factory/registry.js";
@@ -26,6 +25,7 @@ import { NoConnectionsError, RungParamError } from "../../src/factory/rungs/degr
 import { pingAll, probe } from "../../src/factory/rungs/probe.js";
 import { breakdown, RungRunner } from "../../src/factory/rungs/runner.js";
 import { ManualClock } from "../support/clock.js";
+import { RecordingEventLog } from "../support/event-log.js";
 import { eventually } from "../support/factory.js";
 
 const MiB = 1024 * 1024;
@@ -33,34 +33,6 @@ const MiB = 1024 * 1024;
 const PING_FRAME_BYTES = 6;
 /** A wait nobody reaches in a test: a promise that resolves before the test's own timeout did not wait for it. */
 const NEVER_MS = 600_000;
-
-interface Line {
-  level: "debug" | "info" | "warn" | "error";
-  event: string;
-  fields: EventFields;
-  message: string;
-}
-
-/** An EventLog that keeps every line in memory. */
-class Recorder implements EventLog {
-  readonly lines: Line[] = [];
-  readonly debugEnabled = true;
-  debug(event: FactoryEvent, fields: EventFields, message: string): void {
-    this.lines.push({ level: "debug", event, fields, message });
-  }
-  info(event: FactoryEvent, fields: EventFields, message: string): void {
-    this.lines.push({ level: "info", event, fields, message });
-  }
-  warn(event: FactoryEvent, fields: EventFields, message: string): void {
-    this.lines.push({ level: "warn", event, fields, message });
-  }
-  error(event: FactoryEvent, fields: EventFields, message: string): void {
-    this.lines.push({ level: "error", event, fields, message });
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-}
 
 interface Conn {
   /** The test's client. */
@@ -76,7 +48,7 @@ interface Harness {
   registry: Registry;
   evictor: Evictor;
   metrics: FactoryMetrics;
-  log: Recorder;
+  log: RecordingEventLog;
   ctx: RungContext;
   runner: RungRunner;
   /** userIds `wouldAdmit` was asked about. */
@@ -113,7 +85,7 @@ async function harness(options: { limit?: number; closeGraceMs?: number; default
   });
   const clock = new ManualClock();
   const registry = new Registry(options.limit ?? 5, clock);
-  const log = new Recorder();
+  const log = new RecordingEventLog();
   const metrics = new FactoryMetrics({ managers: () => registry.size, connections: () => 0, usersAtLimit: () => 0, queueLength: () => 0 }, { defaultMetrics: false });
   const evictor = new Evictor(registry, log, metrics, options.closeGraceMs ?? NEVER_MS);
   const ctx: RungContext = { registry, evictor, clock, metrics, defaults: { ...DEFAULTS, ...options.defaults } };
@@ -514,7 +486,7 @@ describe("the rung runner", () => {
     const dead = await h.connect("u");
     const kept = await h.connect("u");
     dead.manager.active = false;
-    const own = new Recorder();
+    const own = new RecordingEventLog();
     const result = await h.runner.run("conservative", "u", {}, "in_process", own);
     expect(result.removed).toEqual([{ managerId: dead.manager.id, reason: "closed" }]);
     expect(result.admit).toBe(false);

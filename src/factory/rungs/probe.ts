@@ -34,16 +34,15 @@ export async function probe(ctx: RungContext, userId: string, params: ProbeParam
       live.push(manager);
     }
   }
-  const before = live.map((m) => ({ buffered: m.bufferedBytes, sent: m.bytesSent }));
+  const before = live.map((m) => m.sendProgress());
   const deadlines = live.map((m) => m.rtt.deadline(ctx.defaults.probeDeadline, floorMs, ceilingMs));
   const answered = await pingAll(live, deadlines);
   live.forEach((manager, i) => {
     // Stryker disable next-line ConditionalExpression: evicting a removed manager returns false and adds nothing
     if (manager.removed) return;
     const buffered = manager.bufferedBytes;
-    const start = before[i]!;
     // Bytes went to the kernel while a backlog waited: the kernel's buffer had room only because the client read.
-    const drained = start.buffered > 0 && manager.bytesSent > start.sent;
+    const drained = manager.drainedSince(before[i]!);
     // A reader that stopped reading also cannot pong; "stuck buffer" is the more telling of the two.
     const reason =
       answered.has(manager) || drained ? null : buffered >= threshold ? "send_buffer_stuck" : manager.heldByApp ? null : "no_pong";
