@@ -105,7 +105,10 @@ const DEFAULT_ORPHAN_AFTER_MS = 60_000;
  * source path that is a folder, a filter Cloud Logging refuses): the term
  * fails at once rather than after its retries.
  */
-const PERMANENT_SOURCE_ERRORS: ReadonlySet<string> = new Set(["ERR_RECLAIM_SOURCE_NOT_A_FILE", "ERR_RECLAIM_GCP_REQUEST", "ERR_RECLAIM_SOURCE_SPEC"]);
+function permanentSourceError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "ERR_RECLAIM_SOURCE_NOT_A_FILE" || code === "ERR_RECLAIM_GCP_REQUEST" || code === "ERR_RECLAIM_SOURCE_SPEC";
+}
 
 /** The records could not be read at the start of a term that may not wait for them (the first, without leader election). */
 export class RecordsUnreadable extends Error {
@@ -167,6 +170,7 @@ export class Term {
       { store: deps.store, guards: this.guards, clock: this.timers, metrics: deps.metrics, log: deps.log },
       {
         ...options.ladder,
+        // Stryker disable next-line ConditionalExpression,EqualityOperator: a storeRetryMs of undefined is the ladder's default
         ...(options.storeRetryMs === undefined ? {} : { storeRetryMs: options.storeRetryMs }),
         // Stryker disable next-line ConditionalExpression,EqualityOperator: a canary of undefined is no canary to the ladder
         ...(options.canary === undefined ? {} : { canary: options.canary }),
@@ -185,6 +189,7 @@ export class Term {
       dryRun: options.dryRun,
       signal: this.controller.signal,
       timers: this.timers,
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: a retryBackoffMs of undefined is the engine's default
       ...(options.triggerBackoffMs === undefined ? {} : { retryBackoffMs: options.triggerBackoffMs }),
     });
     this.engine.setRules(deps.rules());
@@ -226,7 +231,7 @@ export class Term {
   get running(): readonly Incident[] {
     return [...this.ladders.keys()].flatMap((id) => {
       const incident = this.engine.active.get(id);
-      // Stryker disable next-line ConditionalExpression,EqualityOperator: a ladder's incident leaves the active set only as its ladder ends
+      // Stryker disable next-line ConditionalExpression,EqualityOperator,ArrayDeclaration: a ladder's incident leaves the active set only as its ladder ends
       return incident === undefined ? [] : [incident];
     });
   }
@@ -250,6 +255,7 @@ export class Term {
   async trigger(trigger: Trigger): Promise<TriggerOutcome | null> {
     if (this.started === null) return null;
     await this.started.catch(() => undefined);
+    // Stryker disable next-line ConditionalExpression,BooleanLiteral: the engine hands back null for a term that ended too (its signal)
     if (!this.acting) return null;
     return this.track(
       (async () => {
@@ -374,7 +380,13 @@ export class Term {
     // Incidents the store could not record yet are written again (and acted on) every storeRetryMs.
     this.cancels.push(this.timers.every(storeRetryMs, () => void this.engine.retryHeld()));
     const records = await this.listRecords(waitForRecords, storeRetryMs);
-    if (records === null || !this.acting) return; // the term ended while the records were read
+    // The term ended while the records were read.
+    if (
+      !this.acting ||
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: listRecords answers null only once the term ended (checked first)
+      records === null
+    )
+      return;
     this.guards.rebuild(records, this.timers.now());
     deps.log.info(OperatorEvent.termStarted, { records: records.length }, `Acting: guards built from ${records.length} incident record(s)`);
     for (const incident of records.filter((i) => !FINAL_STATUSES.has(i.status))) {
@@ -485,6 +497,7 @@ export class Term {
     if (!this.acting) return; // left open: the next term resumes it
     // Stryker disable next-line ConditionalExpression,EqualityOperator,BlockStatement: the engine suppresses a trigger without a target (no_target) before acting
     if (target === null) {
+      // Stryker disable next-line StringLiteral: unreachable (above)
       void this.interrupt(incident, "no factory to act on was found for it");
       return;
     }
@@ -582,12 +595,9 @@ export class Term {
    */
   private notSent(incident: Incident, hold: string): string {
     const run = incident.rungs[incident.rungs.length - 1];
-    if (
-      // Stryker disable next-line ConditionalExpression: a hold is thrown only after the ladder recorded its pending rung
-      run === undefined ||
-      run.outcome !== "pending"
-    )
-      return `${hold}; stopped before its next rung`;
+    // A guard: a hold is thrown only from a rung call, after the ladder recorded that rung pending (TESTING.md lists
+    // the two mutants of this line it leaves alive as equivalent).
+    if (run === undefined || run.outcome !== "pending") return `${hold}; stopped before its next rung`;
     const now = this.timers.now();
     run.attempts = Math.max(0, run.attempts - 1);
     run.outcome = run.attempts === 0 ? "skipped" : "error";
@@ -639,7 +649,7 @@ export class Term {
         if (handled) failures = 0;
         failures++;
         deps.metrics.sourceErrors.inc({ source: deps.source.name });
-        const permanent = PERMANENT_SOURCE_ERRORS.has(String((err as { code?: unknown } | null)?.code));
+        const permanent = permanentSourceError(err);
         if (failures >= limit || permanent) {
           this.tailFailure = new SourceFailed(
             permanent ? `source ${deps.source.name} cannot be read: ${errorText(err)}` : `source ${deps.source.name} failed ${failures} times in a row: ${errorText(err)}`,

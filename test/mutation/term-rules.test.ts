@@ -1442,6 +1442,27 @@ describe("more edges", () => {
     expect(r.logged("operator.circuit_opened")).toEqual([]);
   });
 
+  it("a term that ends while it resumes its last incident left open says no breaker either", async () => {
+    let answer!: () => void;
+    const r = rig({
+      targets: { resolve: (q) => new Promise((resolve) => (answer = () => resolve({ control: new ControlClient("http://127.0.0.1:9", TEST_CONTROL_TOKEN), pod: q.pod, namespace: null }))) },
+    });
+    for (const [n, ago] of [3, 2, 1].entries()) {
+      await r.store.save(buildIncident({ status: "failed", userId: `f${n}`, rule: "lockout", detectedAt: new Date(T0 - ago * MIN - 20_000).toISOString() }, { closedAt: new Date(T0 - ago * MIN).toISOString() }));
+    }
+    await r.store.save(leftOpen("a", T0 - 1000));
+    const starting = r.term.start(true);
+    await eventually(() => answer !== undefined, 2000, "the lookup");
+    const disposing = r.term.dispose("leadership_lost", "lost");
+    answer();
+    await starting;
+    await disposing;
+    expect(r.term.guards.circuitOpen("lockout", T0, 30 * MIN, 3)).toBe(true); // the records do open it
+    expect(r.circuits).toEqual([]);
+    expect(r.logged("operator.circuit_opened")).toEqual([]);
+    expect(await r.value("reclaim_operator_circuit_open", { rule: "lockout" })).toBeUndefined();
+  });
+
   it("a pod lookup that fails when the term has ended is not tried again", async () => {
     let lookups = 0;
     let fail!: () => void;
@@ -1572,5 +1593,66 @@ describe("more edges", () => {
     await disposing;
     expect((await r.store.get(id))!.status).toBe("remediating");
     expect(r.logged("operator.incident_interrupted").filter((l) => l.severity === "WARNING")).toEqual([]);
+  });
+});
+
+describe("a term that ends while something waits", () => {
+  const sweep = (rl: CompiledRule, userId: string, at: number) =>
+    syntheticTrigger(rl, { userId, pod: "test-factory-0", namespace: null }, at, { kind: "sweep", message: "at the limit", fields: {} })!;
+
+  /** Holds the store's reads until `answer()` is called; resolves once a read waits. */
+  async function heldRead(r: Rig): Promise<() => void> {
+    let answer: (() => void) | undefined;
+    const list = r.store.list.bind(r.store);
+    r.store.list = () => new Promise((resolve) => (answer = () => void list().then(resolve)));
+    const starting = r.term.start(true);
+    await eventually(() => answer !== undefined, 2000, "the read of the records");
+    return () => {
+      r.store.list = list; // later reads are the store's own
+      answer!();
+      void starting;
+    };
+  }
+
+  it("a trigger that waited for the term to start, which ended meanwhile, is not handled: null, nothing recorded", async () => {
+    const r = rig();
+    const answer = await heldRead(r);
+    const triggered = r.term.trigger(sweep(r.rules[0]!, "u1", T0));
+    const disposing = r.term.dispose("leadership_lost", "lost");
+    answer();
+    expect(await triggered).toBe(null);
+    await disposing;
+    expect(await r.store.list()).toEqual([]);
+  });
+
+  it("a batch whose last entry was being handled when the term ended is not counted as handled (no onBatch, no flush after it)", async () => {
+    const { targets } = await startFactory();
+    for (let i = 0; i < 2; i++) await factory!.open("u1", "live");
+    const r = rig({ targets });
+    await started(r);
+    let release: (() => void) | undefined;
+    const save = r.store.save.bind(r.store);
+    r.store.save = (incident) => new Promise((resolve, reject) => (release = () => void save(incident).then(resolve, reject)));
+    r.source.push(hardLimitLine("u1", T0));
+    await eventually(() => release !== undefined, 5000, "the incident's first write");
+    const disposing = r.term.dispose("leadership_lost", "lost");
+    release!();
+    r.store.save = save;
+    await disposing;
+    expect(r.batches.n).toBe(0);
+  });
+
+  it("a target that cannot restart pods gets no restart through the hold check either: restartPod fails as needing pod targeting", async () => {
+    const { targets } = await startFactory();
+    for (let i = 0; i < 2; i++) await factory!.open("u1", "live");
+    const r = rig({ targets, rules: [lockout({ ladder: [{ rung: "restartPod", timeout: "5s", params: { waitReady: "10s" } }] })] });
+    await started(r);
+    r.source.push(hardLimitLine("u1", T0));
+    await eventually(async () => (await r.store.list()).some((i) => i.closedAt !== null), 10_000, "the incident to close");
+    const [incident] = await r.store.list();
+    expect(incident!.status).toBe("failed");
+    expect(incident!.rungs).toMatchObject([
+      { rung: "restartPod", outcome: "error", error: "restartPod needs Kubernetes pod targeting (--target pod) and the pod the entry came from" },
+    ]);
   });
 });
