@@ -43,7 +43,7 @@ spec:
   threshold: { count: 1, window: 1m }
   key: [userId, pod]
   ladder:
-    - { rung: probe, timeout: 5s, params: { timeoutMs: 1000 } }
+    - { rung: probe, timeout: 6s, params: { timeoutMs: 3000 } }
     - { rung: force, timeout: 5s, params: { max: 1 } }
   verify: { settle: 200ms, timeout: 3s }
   guards: { cooldown: 10m }
@@ -152,8 +152,15 @@ describeNeeding(SKIP, ROW, () => {
   it("full in the middle of a ladder: holds after the rung (not run again), goes on once space returns", async () => {
     await lockOut("full-mid");
     await eventually(async () => (await incidentsOf("full-mid"))[0]?.rungs[0]?.outcome === "pending", 10_000, "the probe to be recorded as pending");
-    await fill(); // the probe is running (it waits 1 s for pongs); its result cannot be written
     const [pending] = await incidentsOf("full-mid");
+    // The save before the call writes the JSON, then the Markdown. Only once both are on disk is the call on its way
+    // (filling the disk between the two would hold the ladder before the rung, another case than this one).
+    await eventually(
+      async () => (await readFile(join(seen, `${pending!.id}.md`), "utf8").catch(() => "")).includes("1. probe: pending"),
+      10_000,
+      "the pending probe's record to be whole (JSON and Markdown)",
+    );
+    await fill(); // the probe is running (it waits 3 s for pongs that never come); its result cannot be written
     await eventually(
       () => storeErrorLines().some((l) => l.incident === pending!.id && /no space left on device/i.test(String(l.message))),
       10_000,
