@@ -57,6 +57,8 @@ export const defaults = {
   zombies: 2, // per user with zombies, per round
   warmupSweeps: 8,
   sweepsPerRound: 2,
+  // Each sweep is paced as the factory's timer paces it (ADR 32): over half of a 1 s interval. 0: all at once.
+  sweepSpreadMs: 500,
   tailPermille: 20, // 2 % of pongs 10× late
   capMs: 800,
   seed: 18,
@@ -65,14 +67,15 @@ export const defaults = {
 };
 
 /** Command-line options (`node bench/run.mjs adaptive --rounds N`) and their ranges. */
-export const optionRanges = { users: [2, 500], rounds: [1, 200], zombies: [1, 10], median: [1, 200], seed: [0, 2 ** 31] };
+export const optionRanges = { users: [2, 500], rounds: [1, 200], zombies: [1, 10], median: [1, 200], seed: [0, 2 ** 31], sweepSpreadMs: [0, 5000] };
 
 /** `--smoke`: a quick check that the benchmark works (CI), not a measurement. */
 export const smoke = { profiles: [{ medianMs: 20, users: 4, rounds: 2 }], warmupSweeps: 3, sweepsPerRound: 1 };
 
 export const targets = {
   falseEvictions: 0, // live clients evicted, default mode (phi)
-  detectionP99Ms: 250, // zombie detection p99, default mode (phi)
+  detectionP99Ms: 250, // zombie detection p99, default mode (phi), on loopback (profiles up to loopbackMedianMs)
+  loopbackMedianMs: 5, // a profile whose median pong delay is above this is a wide-area network, not loopback
 };
 
 const profileName = ({ medianMs, users }) => `M = ${medianMs} ms, ${(users * PER_USER).toLocaleString("en")} conns`;
@@ -107,7 +110,7 @@ async function measureMode(mode, { medianMs, users, rounds }, { authSecret, cont
   tokens = Object.fromEntries(userIds.map((userId) => [userId, tokens[userId]]));
   const delay = { seed: opts.seed, medianMs, tailPermille: opts.tailPermille, capMs: opts.capMs };
   const factory = new Child(`factory (${mode})`, "../adaptive/factory.mjs", {
-    env: { RECLAIM_BENCH_AUTH_SECRET: authSecret, RECLAIM_BENCH_CONTROL_TOKEN: controlToken, RECLAIM_BENCH_PROBE_DEADLINE: mode },
+    env: { RECLAIM_BENCH_AUTH_SECRET: authSecret, RECLAIM_BENCH_CONTROL_TOKEN: controlToken, RECLAIM_BENCH_PROBE_DEADLINE: mode, RECLAIM_BENCH_SWEEP_SPREAD_MS: String(opts.sweepSpreadMs) },
   });
   const clients = new Child("clients", "../adaptive/clients.mjs");
   const out = { mode, profile: profileName({ medianMs, users }), liveProbed: 0, zombiesProbed: 0, zombiesDetected: 0, serverExtra: 0, heartbeatTerminated: 0, withZombies: [], liveOnly: [], deadlines: [], means: [], history: [], load: os.loadavg()[0], falseWithZombies: 0, falseLiveOnly: 0 };
@@ -219,7 +222,11 @@ export async function run({ log = () => {}, ...overrides } = {}) {
 
   const fmt = (x, digits = 0) => (Number.isNaN(x) ? "—" : x.toFixed(digits));
   const rows = [];
-  for (const profile of opts.profiles.map(profileName)) {
+  for (const p of opts.profiles) {
+    const profile = profileName(p);
+    // The issue's goal is for loopback; over a wide-area network (M = 20 ms, 2 % of pongs 10× late) a p99 of 250 ms
+    // would be a deadline inside the late pongs' range: the false evictions are what the goal there is.
+    const loopback = p.medianMs <= targets.loopbackMedianMs;
     const byMode = Object.fromEntries(MODES.map((mode) => [mode, results.find((r) => r.mode === mode && r.profile === profile)]));
     const row = (figure, value, target, pass) => ({
       profile,
@@ -235,7 +242,9 @@ export async function run({ log = () => {}, ...overrides } = {}) {
       row("false evictions (live clients closed)", (r) => String(r.falseEvictions), `= ${targets.falseEvictions} (phi)`, phi.falseEvictions <= targets.falseEvictions),
       row("zombies detected / probed", (r) => `${r.zombiesDetected} / ${r.zombiesProbed}`),
       row("zombie detection p50 (ms)", (r) => fmt(detection(r, 0.5))),
-      row("zombie detection p99 (ms)", (r) => fmt(detection(r, 0.99)), `≤ ${targets.detectionP99Ms} (phi)`, detection(phi, 0.99) <= targets.detectionP99Ms),
+      loopback
+        ? row("zombie detection p99 (ms)", (r) => fmt(detection(r, 0.99)), `≤ ${targets.detectionP99Ms} (phi)`, detection(phi, 0.99) <= targets.detectionP99Ms)
+        : row("zombie detection p99 (ms)", (r) => fmt(detection(r, 0.99)), "none (not loopback)"),
       row("live-only probe p50 / p99 (ms)", (r) => `${fmt(quantile(r.liveOnly.map((p) => p.durationMs), 0.5))} / ${fmt(quantile(r.liveOnly.map((p) => p.durationMs), 0.99))}`),
       row("smoothed round trip (SRTT) the factory measured, per connection p50 / p99 (ms)", (r) => `${fmt(quantile(r.means, 0.5), 1)} / ${fmt(quantile(r.means, 0.99), 1)}`),
       row("deadline per connection p50 / p99 (ms)", (r) => `${fmt(quantile(r.deadlines, 0.5))} / ${fmt(quantile(r.deadlines, 0.99))}`),
@@ -277,7 +286,7 @@ export function section(result, m, cmd, table) {
   return [
     ...sectionHeader(m, cmd),
     `- Profiles (M, users × ${PER_USER} connections, the limit, rounds): ${o.profiles.map((p) => `${p.medianMs} ms, ${p.users} users, ${p.rounds} rounds`).join("; ")}`,
-    `- Per profile and mode: ${o.warmupSweeps} warm-up sweeps, then each round ${o.sweepsPerRound} sweeps and one probe of every user at once, ` +
+    `- Per profile and mode: ${o.warmupSweeps} warm-up sweeps, then each round ${o.sweepsPerRound} sweeps (${o.sweepSpreadMs > 0 ? `paced over ${o.sweepSpreadMs} ms, as the factory's timer paces them` : "all at once, not paced"}) and one probe of every user at once, ` +
       `half of the users (alternating) with ${o.zombies} zombies (their connections with the most pongs answered go silent); each mode in fresh processes, same seed (${o.seed})`,
     `- Pong delays: per connection a median m = M·e^(${SHAPE.sigmaConnection}·Z), per pong m·e^(${SHAPE.sigmaJitter}·Z'), ${o.tailPermille / 10} % of pongs ×${SHAPE.tailFactor}, capped at ${o.capMs} ms`,
     `- Factory: ceiling (\`probeTimeoutMs\`) 1000 ms, floor (\`probeFloorMs\`) 100 ms; the figures are the rung's \`durationMs\`; percentiles are nearest-rank`,

@@ -4,7 +4,8 @@
 // 100 ms (`probeFloorMs`, the default), limit 20. The heartbeat's timer is
 // pushed out to 1 h: the parent runs the factory's own sweep
 // (`factory.heartbeat.sweep()`, the code the timer runs) between probes
-// instead, so that a sweep never lands inside a probe (see bench.mjs).
+// instead, so that a sweep never lands inside a probe (see bench.mjs), paced
+// over RECLAIM_BENCH_SWEEP_SPREAD_MS as the timer paces its sweeps (ADR 32).
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { startFactory } from "../../dist/factory/factory.js";
@@ -17,6 +18,8 @@ const mode = process.env.RECLAIM_BENCH_PROBE_DEADLINE;
 if (authSecret === undefined || controlToken === undefined) throw new Error("RECLAIM_BENCH_AUTH_SECRET and RECLAIM_BENCH_CONTROL_TOKEN must be set");
 if (!["fixed", "rfc6298", "phi"].includes(mode)) throw new Error(`RECLAIM_BENCH_PROBE_DEADLINE must be fixed, rfc6298 or phi, not ${mode}`);
 
+const spreadMs = Number(process.env.RECLAIM_BENCH_SWEEP_SPREAD_MS ?? "0");
+if (!Number.isFinite(spreadMs) || spreadMs < 0) throw new Error(`RECLAIM_BENCH_SWEEP_SPREAD_MS must be a number of ms >= 0, not ${process.env.RECLAIM_BENCH_SWEEP_SPREAD_MS}`);
 const CEILING_MS = 1000;
 const FLOOR_MS = 100;
 
@@ -51,7 +54,7 @@ loop.enable();
 
 serve({
   // One heartbeat sweep; resolves with how many connections it terminated (no pong since the last sweep).
-  sweep: async () => ({ terminated: await factory.heartbeat.sweep() }),
+  sweep: async () => ({ terminated: await factory.heartbeat.sweep(spreadMs) }),
   // The deadline each connection of `userIds` would get from a probe now, and how many round trips it has shown.
   deadlines: ({ userIds }) =>
     userIds.flatMap((userId) => factory.registry.managersOf(userId).map((m) => ({ ms: m.rtt.deadline(mode, FLOOR_MS, CEILING_MS), samples: m.rtt.samples, mean: m.rtt.srtt }))),

@@ -13,7 +13,10 @@
 // stopped and replaced by a `Heartbeat` built from the same public parts
 // (dist/factory/heartbeat.js and dist/factory/evict.js, with the factory's
 // registry, metrics, log and config) with `sliceMs: Infinity`, i.e. one
-// sweep in a single slice, as before issue 18. The benchmark must FAIL then.
+// sweep in a single slice, all at once (not paced), as before issue 18. The
+// benchmark must FAIL then. With RECLAIM_BENCH_SWEEP_UNPACED=1 the same
+// replacement keeps the slices and only drops the pacing (`spread: 0`): the
+// sweep as it was before ADR 32, for information.
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { startFactory } from "../../dist/factory/factory.js";
@@ -25,6 +28,7 @@ import { ready, serve } from "../factory/child.mjs";
 const authSecret = process.env.RECLAIM_BENCH_AUTH_SECRET;
 const intervalMs = Number(process.env.RECLAIM_BENCH_HEARTBEAT_MS);
 const unsliced = process.env.RECLAIM_BENCH_SWEEP_UNSLICED === "1";
+const unpaced = unsliced || process.env.RECLAIM_BENCH_SWEEP_UNPACED === "1";
 if (authSecret === undefined) throw new Error("RECLAIM_BENCH_AUTH_SECRET is not set");
 if (!Number.isInteger(intervalMs) || intervalMs < 1) throw new Error("RECLAIM_BENCH_HEARTBEAT_MS must be a whole number of ms");
 
@@ -50,10 +54,13 @@ const factory = await startFactory(
 );
 
 let heartbeat = factory.heartbeat;
-if (unsliced) {
+if (unpaced) {
   heartbeat.stop();
   const evictor = new Evictor(factory.registry, factory.log, factory.metrics, factory.config.closeGraceMs);
-  heartbeat = new Heartbeat(factory.config.cleanup, intervalMs, factory.registry, evictor, factory.metrics, { sliceMs: Number.POSITIVE_INFINITY });
+  heartbeat = new Heartbeat(factory.config.cleanup, intervalMs, factory.registry, evictor, factory.metrics, {
+    spread: 0,
+    ...(unsliced ? { sliceMs: Number.POSITIVE_INFINITY } : {}),
+  });
   heartbeat.start();
 }
 
@@ -62,10 +69,10 @@ const sweeps = [];
 let terminated = 0;
 // The timer calls `this.sweep()`: an own property in front of the prototype's method sees every sweep.
 const sweep = heartbeat.sweep.bind(heartbeat);
-heartbeat.sweep = () => {
+heartbeat.sweep = (spreadMs) => {
   const record = { start: now(), end: null, connections: factory.registry.size };
   sweeps.push(record);
-  const done = sweep();
+  const done = sweep(spreadMs);
   void done.then((n) => {
     record.end = now();
     terminated += n;
@@ -107,8 +114,8 @@ serve({
     };
   },
   stats: () => ({ connections: factory.registry.size, users: factory.registry.userCount }),
-  sweeps: async () => ({ sweeps, terminated, histogram: await histogram(), unsliced }),
+  sweeps: async () => ({ sweeps, terminated, histogram: await histogram(), unsliced, unpaced }),
   exit: () => setImmediate(() => process.exit(0)),
 });
 
-ready({ port: factory.port, unsliced });
+ready({ port: factory.port, unsliced, unpaced });
