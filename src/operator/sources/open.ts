@@ -11,6 +11,7 @@ import { FileSource } from "./file.js";
 import { CloudLoggingSource, PROJECT_ID, type CloudLoggingWarning } from "./gcp.js";
 import { buildFilter } from "./gcp-filter.js";
 import { startsWithArray } from "./gcloud-array.js";
+import { ParallelScan, type ParallelScanOptions } from "./parallel-scan.js";
 import type { LogSource } from "./source.js";
 import { StdinSource } from "./stdin.js";
 
@@ -113,18 +114,33 @@ const SNIFF_BYTES = 64 * 1024;
  * from its start. Rejects with the file's own error when it cannot be read.
  */
 export async function openRecordedLog(path: string): Promise<LogSource> {
+  return (await openRecordedLogScan(path, { workers: 1 })) as LogSource;
+}
+
+/**
+ * `openRecordedLog`, or, for a regular file of lines big enough to pay for
+ * threads, a ParallelScan of it with its workers already starting
+ * (parallel-scan.ts, ADR 32; `parallel` holds its options and defaults).
+ * Never a ParallelScan with `workers: 1`.
+ */
+export async function openRecordedLogScan(path: string, parallel: ParallelScanOptions = {}): Promise<LogSource | ParallelScan> {
   if (path === "-") return new StdinSource();
   const fh = await open(path, "r");
-  let head: Buffer;
+  let kept = false;
   try {
     const buf = Buffer.alloc(SNIFF_BYTES);
     const { bytesRead } = await fh.read(buf, 0, SNIFF_BYTES, 0);
-    head = buf.subarray(0, bytesRead);
+    if (startsWithArray(buf.subarray(0, bytesRead)) === true) {
+      return new StdinSource({ stream: createReadStream(path, { highWaterMark: 1024 * 1024 }), name: `file:${path}` });
+    }
+    if (parallel.workers !== 1) {
+      const st = await fh.stat();
+      const scan = st.isFile() ? await ParallelScan.plan(fh, path, st.size, parallel) : null;
+      kept = scan !== null;
+      if (scan !== null) return scan;
+    }
   } finally {
-    await fh.close();
-  }
-  if (startsWithArray(head) === true) {
-    return new StdinSource({ stream: createReadStream(path, { highWaterMark: 1024 * 1024 }), name: `file:${path}` });
+    if (!kept) await fh.close();
   }
   // Replay's consumers (the scanner, then the Replayer) keep strings, never the batch's bytes.
   return new FileSource({ path, follow: false, fromStart: true, reuseBuffers: true });
