@@ -11,7 +11,6 @@ import { createOperatorLog } from "../operator/log.js";
 import { parseSourceSpec, SourceSpecError } from "../operator/sources/open.js";
 import { durationIn, intIn } from "./options.js";
 import { startFailureLine } from "./start-error.js";
-import { InvalidNotificationsError } from "../operator/notify/setup.js";
 
 /** An http(s) URL flag, or a usage error naming the flag. */
 function httpUrl(flag: string, value: string): string {
@@ -271,6 +270,8 @@ export function operatorCommand(): Command {
           for (const e of err.errors) console.error(e.format());
           return fail(`${err.errors.length} problem(s) in the rules; not starting`);
         }
+        // Imported here, as the operator imports it only when some receiver is configured (ADR 33).
+        const { InvalidNotificationsError } = await import("../operator/notify/setup.js");
         if (err instanceof InvalidNotificationsError) {
           for (const e of err.errors) console.error(e.format());
           return fail(`${err.errors.length} problem(s) in the notifications file; not starting`);

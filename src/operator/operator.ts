@@ -19,7 +19,6 @@ import type { AddressInfo } from "node:net";
 import type * as k8s from "@kubernetes/client-node";
 import { Gauge } from "prom-client";
 import { systemTimers, type Clock, type Timers } from "../contract/clock.js";
-import { runCanary } from "./verify/canary.js";
 import { ControlClient } from "./act/control-client.js";
 import { ControlCheck, type ControlCheckState } from "./act/control-check.js";
 import { FileIncidentStore } from "./incidents/file-store.js";
@@ -56,9 +55,7 @@ import { StaticTarget, type Target, type TargetResolver } from "./act/target.js"
 import { SilenceBook } from "./silence/book.js";
 import { createWebView } from "./web/router.js";
 import type { Incident } from "./incidents/model.js";
-import { ObservedStore } from "./notify/notifier.js";
-import { startNotifications, type NotificationsConfig } from "./notify/setup.js";
-import { circuitNotice } from "./notify/notice.js";
+import type { NotificationsConfig } from "./notify/setup.js";
 import { watchShapes, type ShapeWatch } from "./sources/shapes.js";
 import { FileSilenceStore, silenceDir } from "./silence/file-store.js";
 import { FileSilenceWatch } from "./silence/file-watch.js";
@@ -256,10 +253,14 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   }
   if (stores.length === 0) throw new TypeError("no incident store: give --incidents DIR and/or --incidents k8s");
   // Notifications (ADR 23): an invalid notifications file stops the start here, before anything runs.
+  // Imported only when some receiver is configured (ADR 33): an operator that notifies no one never loads the receivers,
+  // the outbox and the notifications file's schema.
+  const wanted = config.notifications;
+  const setup = wanted !== undefined && (wanted.alertmanagers.length > 0 || wanted.file !== null) ? await import("./notify/setup.js") : null;
   const notifications =
-    config.notifications === undefined
+    setup === null || wanted === undefined
       ? null
-      : await startNotifications(config.notifications, {
+      : await setup.startNotifications(wanted, {
           stateDir: config.stateDir,
           registry: metrics.registry,
           log,
@@ -270,10 +271,12 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
   const onRecorded = deps.onRecorded;
   const baseStore = new OrderedStore(stores.length === 1 ? stores[0]! : new TeeStore(stores as [IncidentStore, ...IncidentStore[]]));
   // Every record written is seen by the notifier (and `reclaim up`), whichever part of the operator wrote it.
+  const observed = notifications === null && onRecorded === undefined ? null : await import("./notify/notifier.js");
+  const notices = notifications === null ? null : await import("./notify/notice.js");
   const store: IncidentStore =
-    notifications === null && onRecorded === undefined
+    observed === null
       ? baseStore
-      : new ObservedStore(baseStore, (incident) => {
+      : new observed.ObservedStore(baseStore, (incident) => {
           notifications?.notifier.incidentChanged(incident);
           onRecorded?.(incident);
         });
@@ -390,13 +393,17 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     resolveDone = resolve;
     rejectDone = reject;
   });
+  // The canary is imported only when one is configured: it brings ws (and with it https, tls and zlib), which an
+  // operator without --canary-url never needs (ADR 33: about 3 MiB of its idle RSS).
+  const canary = config.canary;
+  const canaryModule = canary === undefined ? null : await import("./verify/canary.js");
   const termOptions: TermOptions = {
     dryRun: config.dryRun,
     ...(config.resumeWindowMs === undefined ? {} : { resumeWindowMs: config.resumeWindowMs }),
     ...(config.ladder?.storeRetryMs === undefined ? {} : { storeRetryMs: config.ladder.storeRetryMs }),
     ...config.term,
     ...(config.ladder === undefined ? {} : { ladder: config.ladder }),
-    ...(config.canary === undefined ? {} : { canary: (message: string) => runCanary(config.canary!, message) }),
+    ...(canary === undefined || canaryModule === null ? {} : { canary: (message: string) => canaryModule.runCanary(canary, message) }),
   };
   // On-call's silences and pause (ADR 22): Silence objects in Kubernetes mode, else files in the state folder.
   const silenceFolder = silenceDir(config.stateDir);
@@ -428,7 +435,8 @@ export async function startOperator(config: OperatorConfig, deps: OperatorDeps =
     onBatch: afterBatch,
     holds: silenceBook,
     // A breaker opening or closing is a notice of its own (subject circuit:<rule>), routed like an incident's.
-    onCircuit: (state) => notifications?.notifier.notify(circuitNotice(state, { externalUrl: config.notifications?.externalUrl ?? null, now: timers.now() })),
+    onCircuit: (state) =>
+      notices === null ? undefined : notifications?.notifier.notify(notices.circuitNotice(state, { externalUrl: config.notifications?.externalUrl ?? null, now: timers.now() })),
   };
   /**
    * Starts acting: a new term, which starts once the last one has been

@@ -1,0 +1,350 @@
+// The rss benchmark: the resident memory of an idle `reclaim operator` in file
+// mode, against a bare Node and a "floor" Node in the same run (issue: "the
+// operator's idle RSS in file mode: measure what it holds and cut it").
+//
+// Processes, each started fresh in every round, one at a time (interleaved:
+// the order rotates from one round to the next):
+// - `node` — a bare `node -e` that prints `ready` and idles;
+// - `floor` — `floor.mjs`: Node with the builtins the operator loads (the list
+//   the probe run below reports) and an HTTP server listening on 127.0.0.1;
+// - `floor + one fetch()` and `floor + node-cron` — the floor plus one thing
+//   the operator does in file mode and cannot drop (its control client's
+//   fetch loads Node's undici; its three default jobs run on node-cron, which
+//   reads the time through Intl and so pages in ICU data): their price;
+// - `operator` — `bin/reclaim operator` in file mode (`--source file:` an
+//   empty file in a temp dir, its own `--incidents` and `--state` folders,
+//   `--control` a URL nobody listens on, `--metrics-port 0`), exactly as the
+//   container runs it (no Node flags);
+// - `operator, --max-semi-space-size=1` and `operator, MALLOC_ARENA_MAX=1` —
+//   the same with V8's young generation capped at 1 MiB per semi-space, or
+//   with glibc's malloc limited to one arena: settings weighed for the
+//   container (ADR 33), for information;
+// - `operator + --canary-url --alertmanager` — the same with a canary and an
+//   Alertmanager configured (nobody listens at either; the canary only runs
+//   in a ladder, the outbox has nothing to send): it loads what ADR 33 made
+//   lazy (ws and the canary, the notifications), so against `operator` it is
+//   what that cut saves an operator without them.
+// Each is ready when it prints `ready` (or `operator.started`), then idle once
+// no line arrived for `settleMs`; then /proc/PID/status (VmRSS, RssAnon,
+// RssFile), /proc/PID/smaps_rollup (Pss) and /proc/PID/smaps (the pages of
+// the node binary itself, of other files, anonymous) are read, the process is
+// checked to be still running, and it is stopped with SIGTERM (an operator
+// must exit 0).
+//
+// One more operator, before the rounds, runs with `--import probe.mjs` (a
+// module hook, so it is never one of the measured ones): at idle it reports
+// the V8 heap by space, external memory, the builtins and the package files
+// loaded. That is the breakdown of what the operator holds.
+//
+// Figures: median (min–max) of each process's VmRSS, RssAnon, RssFile and
+// node-binary pages over the rounds. Target: the operator's median VmRSS at
+// most 60 MiB.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { median, sectionHeader } from "../lib.mjs";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const RECLAIM = join(ROOT, "bin", "reclaim");
+const DIST_CLI = join(ROOT, "dist", "bundle", "main.js");
+const FLOOR = fileURLToPath(new URL("./floor.mjs", import.meta.url));
+const PROBE = fileURLToPath(new URL("./probe.mjs", import.meta.url));
+const NODE_BINARY = realpathSync(process.execPath);
+const MiB = 1024 * 1024;
+
+export const name = "rss";
+
+export const defaults = {
+  rounds: 5, // every process started this many times
+  settleMs: 3000, // idle: no output line for this long after ready
+  readyTimeoutMs: 30_000, // ready and settled within this
+};
+
+/** Command-line options (`node bench/run.mjs rss --rounds N`) and their ranges. */
+export const optionRanges = { rounds: [1, 50], settleMs: [500, 60_000] };
+
+/** `--smoke`: a quick check that the benchmark works (CI), not a measurement. */
+export const smoke = { rounds: 1, settleMs: 1000 };
+
+export const targets = {
+  operatorRssMiB: 60, // the operator's median VmRSS at idle
+};
+
+/** The operator's command line in file mode, with its own folders under `dir`. */
+function operatorArgs(dir) {
+  const log = join(dir, "factory.log");
+  if (!existsSync(log)) writeFileSync(log, "");
+  return [
+    RECLAIM,
+    "operator",
+    "--rules",
+    join(ROOT, "rules"),
+    "--source",
+    `file:${log}`,
+    "--incidents",
+    join(dir, "incidents"),
+    "--state",
+    join(dir, "state"),
+    "--control",
+    "http://127.0.0.1:9",
+    "--metrics-port",
+    "0",
+  ];
+}
+
+const OPERATOR_ENV = { RECLAIM_CONTROL_TOKEN: "tok-0123456789abcdef-0123456789" };
+
+/** The measured processes; `builtins` is the list the probe run reported. */
+function processes(dir, builtins) {
+  return [
+    { key: "node", label: "node (bare, idle)", args: ["-e", "process.stdout.write('ready\\n'); setInterval(() => {}, 1 << 30)"], ready: /^ready/ },
+    { key: "floor", label: `floor (${builtins.length} builtins + HTTP server)`, args: [FLOOR, ...builtins], ready: /^ready/ },
+    { key: "fetch", label: "floor + one fetch()", args: [FLOOR, ...builtins, "--fetch"], ready: /^ready/ },
+    { key: "cron", label: "floor + node-cron (3 schedules)", args: [FLOOR, ...builtins, "--cron"], ready: /^ready/ },
+    { key: "operator", label: "operator (file mode, as shipped)", args: operatorArgs(dir), env: OPERATOR_ENV, ready: /"operator\.started"/, operator: true, target: true },
+    {
+      key: "semi",
+      label: "operator, --max-semi-space-size=1",
+      args: ["--max-semi-space-size=1", ...operatorArgs(dir)],
+      env: OPERATOR_ENV,
+      ready: /"operator\.started"/,
+      operator: true,
+    },
+    {
+      key: "arena",
+      label: "operator, MALLOC_ARENA_MAX=1",
+      args: operatorArgs(dir),
+      env: { ...OPERATOR_ENV, MALLOC_ARENA_MAX: "1" },
+      ready: /"operator\.started"/,
+      operator: true,
+    },
+    {
+      key: "lazy",
+      label: "operator + --canary-url --alertmanager (loads what ADR 33 made lazy)",
+      args: [...operatorArgs(dir), "--canary-url", "ws://127.0.0.1:9/chat", "--alertmanager", "http://127.0.0.1:9"],
+      env: { ...OPERATOR_ENV, RECLAIM_CANARY_TOKEN: "canary-token-0123456789" },
+      ready: /"operator\.started"/,
+      operator: true,
+    },
+  ];
+}
+
+/** kB fields of a /proc file (`VmRSS:   1234 kB`) as bytes. */
+function kbFields(text) {
+  const out = {};
+  for (const m of text.matchAll(/^(\w+):\s+(\d+) kB$/gm)) out[m[1]] = Number(m[2]) * 1024;
+  return out;
+}
+
+/** Resident bytes of the node binary's own mappings, of other files, and anonymous, from /proc/PID/smaps. */
+function smapsSplit(pid) {
+  const split = { nodeBinary: 0, otherFiles: 0, anonymous: 0 };
+  let where = "anonymous";
+  for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head !== null) {
+      const path = head[1].trim();
+      where = path === NODE_BINARY ? "nodeBinary" : path.startsWith("/") ? "otherFiles" : "anonymous";
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB$/.exec(line);
+    if (rss !== null) split[where] += Number(rss[1]) * 1024;
+  }
+  return split;
+}
+
+/**
+ * Starts `proc`, waits until it is ready and idle, measures it (or, with
+ * `probe`, asks probe.mjs for its report), stops it. Resolves to
+ * `{ sample, report, problem }`.
+ */
+function measure(proc, opts, { probe = false } = {}) {
+  const args = probe ? ["--import", PROBE, ...proc.args] : proc.args;
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...proc.env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  let lastLineAt = 0;
+  let readyAt = 0;
+  let lines = 0;
+  child.stdout.setEncoding("utf8").on("data", (chunk) => {
+    stdout += chunk;
+    const count = chunk.split("\n").length - 1;
+    lines += count;
+    if (count > 0) lastLineAt = Date.now();
+    if (readyAt === 0 && proc.ready.test(stdout)) readyAt = Date.now();
+  });
+  child.stderr.setEncoding("utf8").on("data", (chunk) => (stderr += chunk));
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const finish = async (result) => {
+      clearInterval(tick);
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const { code, signal } = await exited;
+      if (result.problem === null && proc.operator === true && code !== 0) {
+        result.problem = `${proc.label}: exit ${code ?? signal} after SIGTERM: ${stderr.trim().slice(0, 300)}`;
+      }
+      resolve(result);
+    };
+    const tick = setInterval(() => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        void finish({ problem: `${proc.label}: exited (${child.exitCode ?? child.signalCode}) before it was measured: ${stderr.trim().slice(0, 300)}` });
+        return;
+      }
+      const now = Date.now();
+      if (now - started > opts.readyTimeoutMs) {
+        void finish({ problem: `${proc.label}: not ready and idle within ${opts.readyTimeoutMs} ms (${lines} lines)` });
+        return;
+      }
+      if (readyAt === 0 || now - lastLineAt < opts.settleMs) return;
+      clearInterval(tick);
+      if (probe) {
+        child.kill("SIGUSR2");
+        const wait = setInterval(() => {
+          const m = /^RSS-PROBE (.*)$/m.exec(stderr);
+          if (m === null && Date.now() - started < opts.readyTimeoutMs) return;
+          clearInterval(wait);
+          void finish(m === null ? { problem: `${proc.label}: the probe did not report` } : { problem: null, report: JSON.parse(m[1]) });
+        }, 50);
+        return;
+      }
+      const status = kbFields(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+      const rollup = kbFields(readFileSync(`/proc/${child.pid}/smaps_rollup`, "utf8"));
+      const split = smapsSplit(child.pid);
+      const alive = child.exitCode === null && child.signalCode === null;
+      void finish(
+        alive
+          ? {
+              problem: null,
+              sample: { rss: status.VmRSS, anon: status.RssAnon, file: status.RssFile, pss: rollup.Pss, ...split, lines, idleMs: now - lastLineAt },
+            }
+          : { problem: `${proc.label}: exited while it was measured` },
+      );
+    }, 100);
+  });
+}
+
+/** Runs the benchmark (see the top of the file). */
+export async function run({ log = () => {}, ...overrides } = {}) {
+  const opts = { ...defaults, ...overrides };
+  if (!existsSync(DIST_CLI)) throw new Error("dist/bundle/main.js is missing: run `npm run build` first");
+  if (process.platform !== "linux") throw new Error("the rss benchmark reads /proc: Linux only");
+  const dir = mkdtempSync(join(os.tmpdir(), "reclaim-bench-rss-"));
+  const problems = [];
+  try {
+    // The probe run: what the operator holds, and the builtins the floor loads.
+    const probed = await measure(processes(dir, []).find((p) => p.key === "operator"), opts, { probe: true });
+    if (probed.problem !== null) return { name, opts, rows: [], details: [{ problem: probed.problem }], problems: [probed.problem] };
+    const report = probed.report;
+    const builtins = report.builtins;
+    log(`probe: ${builtins.length} builtins, ${Object.keys(report.packages).length} packages, heapUsed ${(report.memory.heapUsed / MiB).toFixed(1)} MiB`);
+
+    const procs = processes(dir, builtins);
+    const samples = Object.fromEntries(procs.map((p) => [p.key, []]));
+    for (let round = 0; round < opts.rounds && problems.length === 0; round++) {
+      for (let j = 0; j < procs.length; j++) {
+        const proc = procs[(j + round) % procs.length];
+        const r = await measure(proc, opts);
+        if (r.problem !== null) {
+          problems.push(r.problem);
+          break;
+        }
+        samples[proc.key].push(r.sample);
+      }
+      log(`round ${round + 1}/${opts.rounds}: operator VmRSS ${((samples.operator.at(-1)?.rss ?? 0) / MiB).toFixed(1)} MiB`);
+    }
+    if (problems.length > 0) return { name, opts, rows: [], details: [{ problem: problems[0] }], problems };
+
+    const stat = (key, field) => {
+      const xs = samples[key].map((s) => s[field] / MiB);
+      return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
+    };
+    const rows = procs.map((p) => ({
+      key: p.key,
+      process: p.label,
+      rss: stat(p.key, "rss"),
+      anon: stat(p.key, "anon"),
+      file: stat(p.key, "file"),
+      nodeBinary: stat(p.key, "nodeBinary"),
+      pss: stat(p.key, "pss"),
+      target: p.target === true ? `≤ ${targets.operatorRssMiB} MiB` : "",
+      result: p.target === true ? (stat(p.key, "rss").median <= targets.operatorRssMiB ? "PASS" : "FAIL") : p.key === "node" || p.key === "floor" ? "baseline" : "info",
+    }));
+    const details = breakdown(report, rows);
+    return { name, opts, rows, details, problems, report };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** What the operator holds, from the probe's report and the medians: one row per part. */
+function breakdown(report, rows) {
+  const mib = (x) => (x / MiB).toFixed(1);
+  const byKey = Object.fromEntries(rows.map((r) => [r.key, r]));
+  const op = byKey.operator;
+  const floor = byKey.floor;
+  const diff = (a, b) => `RssAnon ${signed(a.anon.median - b.anon.median)}, RssFile ${signed(a.file.median - b.file.median)}`;
+  const out = [
+    { part: "operator − floor (VmRSS medians)", MiB: signed(op.rss.median - floor.rss.median), note: diff(op, floor) },
+    { part: "floor − bare node (VmRSS medians)", MiB: signed(floor.rss.median - byKey.node.rss.median), note: diff(floor, byKey.node) },
+    { part: "one fetch() (floor + fetch − floor)", MiB: signed(byKey.fetch.rss.median - floor.rss.median), note: diff(byKey.fetch, floor) },
+    { part: "node-cron, 3 schedules (floor + node-cron − floor)", MiB: signed(byKey.cron.rss.median - floor.rss.median), note: diff(byKey.cron, floor) },
+    { part: "the lazy imports (operator + canary + Alertmanager − operator)", MiB: signed(byKey.lazy.rss.median - op.rss.median), note: diff(byKey.lazy, op) },
+    { part: "node binary pages (median)", MiB: op.nodeBinary.median.toFixed(1), note: `floor ${floor.nodeBinary.median.toFixed(1)}, bare node ${byKey.node.nodeBinary.median.toFixed(1)}` },
+    { part: "other file pages (median)", MiB: (op.file.median - op.nodeBinary.median).toFixed(1), note: "shared libraries (libc, libstdc++, …)" },
+    { part: "V8 heap committed / used (probe)", MiB: `${mib(report.memory.heapTotal)} / ${mib(report.memory.heapUsed)}`, note: `malloced by V8 ${mib(report.heap.malloced_memory)} (peak ${mib(report.heap.peak_malloced_memory)})` },
+  ];
+  for (const s of report.spaces) {
+    if (s.space_size === 0) continue;
+    out.push({ part: `  ${s.space_name}`, MiB: `${mib(s.space_size)} / ${mib(s.space_used_size)}`, note: "committed / used" });
+  }
+  out.push(
+    { part: "external / arrayBuffers (probe)", MiB: `${mib(report.memory.external)} / ${mib(report.memory.arrayBuffers)}`, note: "Buffers and other memory outside the V8 heap" },
+    { part: "builtins loaded (probe)", MiB: "", note: report.builtins.join(" ") },
+    {
+      part: "package files loaded (probe)",
+      MiB: "",
+      note: `${Object.entries(report.packages)
+        .map(([p, n]) => `${p} ${n}`)
+        .join(", ")}; ${report.ownFiles} of dist/`,
+    },
+  );
+  return out;
+}
+
+const signed = (x) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(1)}`;
+const range = (s) => `${s.median.toFixed(1)} (${s.min.toFixed(1)}–${s.max.toFixed(1)})`;
+
+/** The results table (bench/run.mjs prints it and writes it to BENCHMARKS.md). */
+export function resultsTable(rows, table) {
+  if (rows.length === 0) return "(no valid run)";
+  return table(
+    rows.map((r) => ({
+      process: r.process,
+      "VmRSS MiB": range(r.rss),
+      "RssAnon MiB": range(r.anon),
+      "RssFile MiB": range(r.file),
+      "node binary MiB": r.nodeBinary.median.toFixed(1),
+      "Pss MiB": r.pss.median.toFixed(1),
+      target: r.target,
+      result: r.result,
+    })),
+  );
+}
+
+/** The results section of BENCHMARKS.md. */
+export function section(result, m, cmd, table) {
+  const o = result.opts;
+  return [
+    ...sectionHeader(m, cmd),
+    `- ${o.rounds} rounds, every process started fresh in each (interleaved); measured once idle (ready, then no output line for ${o.settleMs} ms); medians (min–max)`,
+    "",
+    resultsTable(result.rows, table),
+    "",
+    "What the operator holds (the V8 figures from the probe run, `--import bench/rss/probe.mjs`, not a measured process):",
+    "",
+    table(result.details),
+  ].join("\n");
+}

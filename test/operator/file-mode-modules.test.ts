@@ -1,0 +1,123 @@
+/**
+ * What a file-mode operator loads (ADR 33): modules of features it does not
+ * use stay unloaded, since each costs idle memory. The canary (and with it
+ * ws) is imported only when `--canary-url` is given, the notifications
+ * (receivers, outbox, the notifications file's schema) only when some
+ * receiver is configured. Every file the real `reclaim operator` loads is
+ * listed by a module loader hook in the child process; the operator runs
+ * until `operator.started`, then stops on SIGTERM. Which of our modules a
+ * bundle chunk holds is read from the chunk: rolldown heads each module's
+ * code with a `// dist/…/name.js` comment.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { killAll, runCli, startCli, type RunningCli } from "../support/cli.js";
+
+const dir = mkdtempSync(join(tmpdir(), "reclaim-file-mode-modules-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const LOADER = join(dir, "loader.mjs");
+writeFileSync(LOADER, 'export async function load(url, context, next) { process.stderr.write("LOADED " + url + "\\n"); return next(url, context); }\n');
+const running: RunningCli[] = [];
+afterEach(() => killAll(running));
+
+/** Starts a file-mode operator (own folders under `dir/name`) with the loader hook; the files it loaded once started. */
+async function loadedBy(name: string, extraArgs: string[], extraEnv: Record<string, string> = {}): Promise<string[]> {
+  const base = mkdtempSync(join(dir, `${name}-`));
+  writeFileSync(join(base, "factory.log"), "");
+  const op = startCli(
+    [
+      "operator",
+      "--rules",
+      "rules",
+      "--source",
+      `file:${join(base, "factory.log")}`,
+      "--incidents",
+      join(base, "incidents"),
+      "--state",
+      join(base, "state"),
+      "--control",
+      "http://127.0.0.1:9",
+      "--metrics-port",
+      "0",
+      ...extraArgs,
+    ],
+    {
+      RECLAIM_CONTROL_TOKEN: "tok-0123456789abcdef-0123456789",
+      NODE_OPTIONS: `--no-warnings --experimental-loader=${pathToFileURL(LOADER).href}`,
+      ...extraEnv,
+    },
+  );
+  running.push(op);
+  await op.waitFor((l) => l.event === "operator.started", 20_000);
+  op.child.kill("SIGTERM");
+  // It exits 0, or dies of the signal when that comes before the CLI has installed its handler (right after this line).
+  const code = await op.exited;
+  expect(code === 0 || op.child.signalCode === "SIGTERM").toBe(true);
+  return op
+    .stderr()
+    .split("\n")
+    .filter((l) => l.startsWith("LOADED file:"))
+    .map((l) => l.slice("LOADED ".length));
+}
+
+const fromPackage = (files: string[], name: string): string[] => files.filter((f) => f.includes(`/node_modules/${name}/`));
+
+/** Our compiled modules (`dist/operator/notify/setup.js` …) inside the bundle chunks that were loaded. */
+function ownModules(files: string[]): string[] {
+  const chunks = files.filter((f) => f.includes("/dist/bundle/"));
+  return chunks.flatMap((f) => [...readFileSync(fileURLToPath(f), "utf8").matchAll(/^\/\/ (dist\/\S+\.js)$/gm)].map((m) => m[1]!));
+}
+const notifyModules = (files: string[]): string[] => ownModules(files).filter((m) => m.startsWith("dist/operator/notify/"));
+
+describe("a file-mode operator's modules", () => {
+  it("loads neither ws, the canary nor the notifications without --canary-url and receivers", async () => {
+    const files = await loadedBy("plain", []);
+    expect(files.some((f) => f.includes("/dist/bundle/main.js"))).toBe(true); // the hook saw the command's files
+    expect(ownModules(files)).toContain("dist/operator/operator.js"); // and the chunks name their modules
+    expect(fromPackage(files, "ws")).toEqual([]);
+    expect(ownModules(files).filter((m) => m.startsWith("dist/operator/verify/canary"))).toEqual([]);
+    expect(notifyModules(files)).toEqual([]);
+  });
+
+  it("loads ws once --canary-url asks for the canary (the hook does see it)", async () => {
+    const files = await loadedBy("canary", ["--canary-url", "ws://127.0.0.1:9/chat"], { RECLAIM_CANARY_TOKEN: "canary-token-0123456789" });
+    expect(fromPackage(files, "ws").length).toBeGreaterThan(0);
+  });
+});
+
+describe("a file-mode operator that notifies", () => {
+  it("loads the notifications once --alertmanager names a receiver", async () => {
+    const files = await loadedBy("notify", ["--alertmanager", "http://127.0.0.1:9"]);
+    expect(notifyModules(files)).toEqual(expect.arrayContaining(["dist/operator/notify/setup.js", "dist/operator/notify/outbox.js"]));
+  });
+
+  it("still refuses to start with a bad notifications file, listing its problems (the CLI imports the error's class on that path)", async () => {
+    const base = mkdtempSync(join(dir, "bad-notify-"));
+    writeFileSync(join(base, "factory.log"), "");
+    writeFileSync(join(base, "notifications.yaml"), "receivers:\n  - name: x\n    type: nope\n");
+    const r = await runCli(
+      [
+        "operator",
+        "--rules",
+        "rules",
+        "--source",
+        `file:${join(base, "factory.log")}`,
+        "--incidents",
+        join(base, "incidents"),
+        "--state",
+        join(base, "state"),
+        "--metrics-port",
+        "0",
+        "--notifications",
+        join(base, "notifications.yaml"),
+      ],
+      { RECLAIM_CONTROL_TOKEN: "tok-0123456789abcdef-0123456789" },
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/notifications\.yaml:3:5: receivers\[0\]\.type: unknown field/);
+    expect(r.stderr).toMatch(/problem\(s\) in the notifications file; not starting/);
+  });
+});
