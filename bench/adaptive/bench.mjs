@@ -57,7 +57,7 @@ export const defaults = {
   zombies: 2, // per user with zombies, per round
   warmupSweeps: 8,
   sweepsPerRound: 2,
-  // Each sweep is paced as the factory's timer paces it (ADR 32): over half of a 1 s interval. 0: all at once.
+  // Each sweep is paced as the factory's timer paces it (ADR 34): over half of a 1 s interval. 0: all at once.
   sweepSpreadMs: 500,
   tailPermille: 20, // 2 % of pongs 10× late
   capMs: 800,

@@ -5,7 +5,7 @@
 // pushed out to 1 h: the parent runs the factory's own sweep
 // (`factory.heartbeat.sweep()`, the code the timer runs) between probes
 // instead, so that a sweep never lands inside a probe (see bench.mjs), paced
-// over RECLAIM_BENCH_SWEEP_SPREAD_MS as the timer paces its sweeps (ADR 32).
+// over RECLAIM_BENCH_SWEEP_SPREAD_MS as the timer paces its sweeps (ADR 34).
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { startFactory } from "../../dist/factory/factory.js";

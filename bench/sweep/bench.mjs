@@ -54,7 +54,7 @@ export const defaults = {
   heartbeatMs: 3000,
   rounds: 3, // every scenario once per round, fresh processes each time; figures are medians over the rounds
   selfCheck: 1, // 1: also the unsliced sweep, which must fail
-  unpaced: 1, // 1: also the sliced sweep without pacing (before ADR 32), for information
+  unpaced: 1, // 1: also the sliced sweep without pacing (before ADR 34), for information
   niceLoadClient: 0, // 1: the load client at nice 19, so that its answers to 10,000 pings take CPU only when nobody else wants it
   inFlight: 200,
   openTimeoutMs: 120_000,
@@ -228,7 +228,7 @@ export async function run({ log = () => {}, ...overrides } = {}) {
     return xs.length === 0 ? null : median(xs);
   };
   const baseP99 = med("baseline", "p99");
-  const label = { sliced: "heartbeat every", unpaced: "sliced but not paced (before ADR 32), every", unsliced: "self-check, unsliced sweep, every" };
+  const label = { sliced: "heartbeat every", unpaced: "sliced but not paced (before ADR 34), every", unsliced: "self-check, unsliced sweep, every" };
   const rows = [
     { scenario: "heartbeat off (baseline)", p50: med("baseline", "p50"), p99: baseP99, max: med("baseline", "max"), duringSweepP99: null, sweeps: med("baseline", "sweeps"), kind: "baseline" },
   ];

@@ -16,7 +16,7 @@
 // sweep in a single slice, all at once (not paced), as before issue 18. The
 // benchmark must FAIL then. With RECLAIM_BENCH_SWEEP_UNPACED=1 the same
 // replacement keeps the slices and only drops the pacing (`spread: 0`): the
-// sweep as it was before ADR 32, for information.
+// sweep as it was before ADR 34, for information.
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { startFactory } from "../../dist/factory/factory.js";

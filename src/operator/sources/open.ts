@@ -29,6 +29,8 @@ export interface OpenSourceOptions {
   follow?: boolean;
   /** File only: polling interval. */
   pollIntervalMs?: number;
+  /** File only: the consumer keeps nothing of a batch's bytes once it is handled (`FileSourceOptions.reuseBuffers`). */
+  reuseBuffers?: boolean;
   /** Cloud Logging: the loaded rules, whose events and severities make the server-side filter (default none: only `filter`). */
   rules?: readonly CompiledRule[];
   /** Cloud Logging: the user's own filter (`--filter`), AND-ed with the rules'. */
@@ -100,6 +102,7 @@ export function openSource(spec: string, options: OpenSourceOptions = {}): LogSo
     ...(options.fromStart === undefined ? {} : { fromStart: options.fromStart }),
     ...(options.follow === undefined ? {} : { follow: options.follow }),
     ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+    ...(options.reuseBuffers === undefined ? {} : { reuseBuffers: options.reuseBuffers }),
   });
 }
 
