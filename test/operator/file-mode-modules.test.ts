@@ -23,27 +23,20 @@ writeFileSync(LOADER, 'export async function load(url, context, next) { process.
 const running: RunningCli[] = [];
 afterEach(() => killAll(running));
 
+/** A file-mode operator's arguments, its log, incidents and state in `base` (an empty log is written). */
+function fileModeArgs(base: string): string[] {
+  writeFileSync(join(base, "factory.log"), "");
+  return [
+    ...["operator", "--rules", "rules", "--source", `file:${join(base, "factory.log")}`],
+    ...["--incidents", join(base, "incidents"), "--state", join(base, "state"), "--metrics-port", "0"],
+  ];
+}
+
 /** Starts a file-mode operator (own folders under `dir/name`) with the loader hook; the files it loaded once started. */
 async function loadedBy(name: string, extraArgs: string[], extraEnv: Record<string, string> = {}): Promise<string[]> {
   const base = mkdtempSync(join(dir, `${name}-`));
-  writeFileSync(join(base, "factory.log"), "");
   const op = startCli(
-    [
-      "operator",
-      "--rules",
-      "rules",
-      "--source",
-      `file:${join(base, "factory.log")}`,
-      "--incidents",
-      join(base, "incidents"),
-      "--state",
-      join(base, "state"),
-      "--control",
-      "http://127.0.0.1:9",
-      "--metrics-port",
-      "0",
-      ...extraArgs,
-    ],
+    [...fileModeArgs(base), "--control", "http://127.0.0.1:9", ...extraArgs],
     {
       RECLAIM_CONTROL_TOKEN: "tok-0123456789abcdef-0123456789",
       NODE_OPTIONS: `--no-warnings --experimental-loader=${pathToFileURL(LOADER).href}`,
@@ -96,26 +89,10 @@ describe("a file-mode operator that notifies", () => {
 
   it("still refuses to start with a bad notifications file, listing its problems (the CLI imports the error's class on that path)", async () => {
     const base = mkdtempSync(join(dir, "bad-notify-"));
-    writeFileSync(join(base, "factory.log"), "");
     writeFileSync(join(base, "notifications.yaml"), "receivers:\n  - name: x\n    type: nope\n");
-    const r = await runCli(
-      [
-        "operator",
-        "--rules",
-        "rules",
-        "--source",
-        `file:${join(base, "factory.log")}`,
-        "--incidents",
-        join(base, "incidents"),
-        "--state",
-        join(base, "state"),
-        "--metrics-port",
-        "0",
-        "--notifications",
-        join(base, "notifications.yaml"),
-      ],
-      { RECLAIM_CONTROL_TOKEN: "tok-0123456789abcdef-0123456789" },
-    );
+    const r = await runCli([...fileModeArgs(base), "--notifications", join(base, "notifications.yaml")], {
+      RECLAIM_CONTROL_TOKEN: "tok-0123456789abcdef-0123456789",
+    });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/notifications\.yaml:3:5: receivers\[0\]\.type: unknown field/);
     expect(r.stderr).toMatch(/problem\(s\) in the notifications file; not starting/);
