@@ -24,8 +24,8 @@ import { NL } from "./bytes.js";
 import type { LogEvent } from "./event.js";
 import { DEFAULT_CHUNK_BYTES, FileSourceError, MAX_BUFFER_BYTES } from "./file.js";
 import { DEFAULT_MAX_LINE_BYTES } from "./lines.js";
-import { parseLine, type ScannerStats } from "./scan.js";
-import { addShapeCounts, classifyLine, UNDERSTOOD_SHAPES, type ShapeCounts } from "./shapes.js";
+import { correctShape, parseLine, type ScannerStats } from "./scan.js";
+import { addShapeCounts, type ShapeCounts } from "./shapes.js";
 
 /** Smallest file scanned in parallel by default: 64 MiB (below it, starting the threads costs about what they save). */
 export const DEFAULT_PARALLEL_MIN_BYTES = 64 * 1024 * 1024;
@@ -85,7 +85,7 @@ export interface ParallelScanOptions {
   chunkBytes?: number;
   /** Longest line kept, "\n" excluded; longer ones are skipped (default 1 MiB, as the file source). */
   maxLineBytes?: number;
-  /** Bytes of candidate lines per message from a worker (default 1 MiB). */
+  /** Bytes of candidate lines per message from a worker (default 64 KiB). */
   flushBytes?: number;
   /** How long this thread waits for the next message of the worker whose range it is on before giving up (default 60 s). */
   stallMs?: number;
@@ -302,12 +302,7 @@ async function merge(m: Extract<ToMain, { type: "batch" | "done" }>, stats: Scan
     const event = parseLine(line);
     if (event === "malformed") {
       stats.malformed++;
-      // As the scanner does: a line that read as an entry from its bytes but did not parse is json_not_entry.
-      const was = classifyLine(line);
-      if (UNDERSTOOD_SHAPES.includes(was)) {
-        stats.shapes[was]--;
-        stats.shapes.json_not_entry++;
-      }
+      correctShape(line, undefined, stats.shapes);
     } else if (event === "ignored") stats.ignored++;
     else await onEvent(event);
   }

@@ -350,13 +350,13 @@ function batchShapes(batch: Pick<LineBatch, "data" | "lines" | "shape">): ShapeC
 /**
  * A candidate line that read as an entry from its bytes but did not parse as
  * one (broken JSON, no usable time): counted as `json_not_entry` instead,
- * in the batch's counts and the totals.
+ * in each of `counts` (a batch's and the totals).
  */
-function correctShape(line: Buffer, known: LineBatch["shape"], batch: ShapeCounts, totals: ShapeCounts): void {
+export function correctShape(line: Buffer, known: LineBatch["shape"], ...counts: ShapeCounts[]): void {
   const was = known ?? classifyLine(line);
   if (!UNDERSTOOD_SHAPES.includes(was)) return;
-  batch[was]--;
-  totals[was]--;
-  batch.json_not_entry++;
-  totals.json_not_entry++;
+  for (const c of counts) {
+    c[was]--;
+    c.json_not_entry++;
+  }
 }
