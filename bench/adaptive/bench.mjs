@@ -113,7 +113,7 @@ async function measureMode(mode, { medianMs, users, rounds }, { authSecret, cont
     env: { RECLAIM_BENCH_AUTH_SECRET: authSecret, RECLAIM_BENCH_CONTROL_TOKEN: controlToken, RECLAIM_BENCH_PROBE_DEADLINE: mode, RECLAIM_BENCH_SWEEP_SPREAD_MS: String(opts.sweepSpreadMs) },
   });
   const clients = new Child("clients", "../adaptive/clients.mjs");
-  const out = { mode, profile: profileName({ medianMs, users }), liveProbed: 0, zombiesProbed: 0, zombiesDetected: 0, serverExtra: 0, heartbeatTerminated: 0, withZombies: [], liveOnly: [], deadlines: [], means: [], history: [], load: os.loadavg()[0], falseWithZombies: 0, falseLiveOnly: 0 };
+  const out = { mode, profile: profileName({ medianMs, users }), liveProbed: 0, zombiesProbed: 0, zombiesDetected: 0, serverExtra: 0, heartbeatTerminated: 0, withZombies: [], liveOnly: [], deadlines: [], means: [], tails: [], history: [], load: os.loadavg()[0], falseWithZombies: 0, falseLiveOnly: 0 };
   try {
     const { port, controlUrl } = await factory.ready(20_000);
     await clients.ready(20_000);
@@ -139,6 +139,7 @@ async function measureMode(mode, { medianMs, users, rounds }, { authSecret, cont
       const deadlines = await factory.call("deadlines", { userIds });
       out.deadlines.push(...deadlines.map((d) => d.ms));
       out.means.push(...deadlines.map((d) => d.mean));
+      if (deadlines.length > 0) out.tails.push(deadlines[0].tail);
       const zombieUsers = userIds.filter((_, i) => i % 2 === r % 2);
       const { history } = await clients.call("silence", { userIds: zombieUsers, count: opts.zombies });
       out.history.push(...history);
@@ -260,6 +261,7 @@ export async function run({ log = () => {}, ...overrides } = {}) {
     "pongs sent (10× late)": `${r.clients.pongsSent} (${r.clients.latePongs})`,
     "pong delay p50 / p99 / p99.9 / max (ms)": `${fmt(r.clients.delays.p50, 1)} / ${fmt(r.clients.delays.p99, 1)} / ${fmt(r.clients.delays.p999, 1)} / ${fmt(r.clients.delays.max, 1)}`,
     "pong delay mean (clients) / smoothed round trip (factory's SRTT, p50 of connections) (ms)": `${fmt(r.clients.delays.mean, 1)} / ${fmt(quantile(r.means, 0.5), 1)}`,
+    "phi's stretch (ADR 38), min / median / max over rounds": r.mode === "phi" ? `${fmt(Math.min(...r.tails), 2)} / ${fmt(quantile(r.tails, 0.5), 2)} / ${fmt(Math.max(...r.tails), 2)}` : "not used",
     "event loop delay p99 / max (ms)": `factory ${fmt(r.factoryLoop.p99, 0)} / ${fmt(r.factoryLoop.max, 0)}; clients ${fmt(r.clients.loop.p99, 0)} / ${fmt(r.clients.loop.max, 0)}`,
     "load at start": r.load.toFixed(2),
     "false evictions, close codes": r.falseEvictions === 0 ? "0" : `${r.falseEvictions} ${JSON.stringify(r.clients.liveCloseCodes)}`,

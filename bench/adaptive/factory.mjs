@@ -57,7 +57,7 @@ serve({
   sweep: async () => ({ terminated: await factory.heartbeat.sweep(spreadMs) }),
   // The deadline each connection of `userIds` would get from a probe now, and how many round trips it has shown.
   deadlines: ({ userIds }) =>
-    userIds.flatMap((userId) => factory.registry.managersOf(userId).map((m) => ({ ms: m.rtt.deadline(mode, FLOOR_MS, CEILING_MS), samples: m.rtt.samples, mean: m.rtt.srtt }))),
+    userIds.flatMap((userId) => factory.registry.managersOf(userId).map((m) => ({ ms: m.rtt.deadline(mode, FLOOR_MS, CEILING_MS, factory.rttTail.stretch()), tail: factory.rttTail.stretch(), samples: m.rtt.samples, mean: m.rtt.srtt }))),
   // The event loop's delay since the last call (ms): p50, p99, max.
   loop: () => {
     const r = { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 };

@@ -18,6 +18,7 @@ import { InProcessCleanup } from "./cleanup.js";
 import { resolveFactoryConfig, type FactoryConfigInput, type ResolvedFactoryConfig } from "./config.js";
 import { ControlApi } from "./control.js";
 import { Evictor } from "./evict.js";
+import { RttTail } from "./rtt.js";
 import { Heartbeat } from "./heartbeat.js";
 import { createEventLog, type EventLog } from "./log.js";
 import { FactoryMetrics } from "./metrics.js";
@@ -71,6 +72,8 @@ export interface Factory {
   /** Refused upgrades per user (what `lastRefusedAt` and `refusals` of the control API read). */
   readonly refusals: RefusalTracker;
   readonly heartbeat: Heartbeat;
+  /** How late pongs come relative to each client's usual round trip (ADR 38): what `probe`'s `phi` deadlines cover. */
+  readonly rttTail: RttTail;
   readonly metrics: FactoryMetrics;
   readonly auth: TokenAuth;
   readonly log: EventLog;
@@ -130,15 +133,18 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
       connections: (): number => chat.connections,
       usersAtLimit: () => registry.countAtLimit(),
       queueLength: (): number => queue.size,
+      probeStretch: (): number => rttTail.stretch(),
     },
     { defaultMetrics: deps.defaultMetrics ?? true },
   );
   const evictor = new Evictor(registry, log, metrics, config.closeGraceMs);
+  const rttTail = new RttTail(config.probeFloorMs);
   const rungContext: RungContext = {
     registry,
     evictor,
     clock,
     metrics,
+    rttTail,
     defaults: {
       idleMs: Math.max(120_000, 3 * config.heartbeatIntervalMs),
       probeTimeoutMs: config.probeTimeoutMs,
@@ -180,6 +186,7 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     registry,
     queue,
     evictor,
+    rttTail,
     clock,
     ...(deps.timers === undefined ? {} : { timers: deps.timers }),
     ...(deps.random === undefined ? {} : { random: deps.random }),
@@ -300,6 +307,7 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     registry,
     refusals,
     heartbeat,
+    rttTail,
     metrics,
     auth,
     log,

@@ -24,7 +24,7 @@ import { WebSocket } from "ws";
 import type { Clock } from "../contract/clock.js";
 import type { ManagerInfo, SocketState } from "../contract/control.js";
 import type { RemovalReason } from "../contract/events.js";
-import { RttEstimator } from "./rtt.js";
+import { RttEstimator, type RttTail } from "./rtt.js";
 
 /** What a connection with no round trip yet reports: never written to. */
 const NO_HISTORY = new RttEstimator();
@@ -104,15 +104,19 @@ export class Manager {
     this.pingSentAt = this.clock.now();
   }
 
-  /** Records a pong: the client is alive and reads. A pong to one of our pings also gives a round trip. */
-  markPong(data?: Buffer): void {
+  /**
+   * Records a pong: the client is alive and reads. A pong to one of our
+   * pings also gives a round trip, recorded in `tail` too (the factory's,
+   * ADR 38) once the connection has history.
+   */
+  markPong(data?: Buffer, tail?: RttTail): void {
     const now = this.clock.now();
     this.lastReceivedAt = now;
     this.lastActivityAt = now;
     this.awaitingPong = false;
     // Only the answer to the last ping, once: not a pong we did not ask for, nor one to an older ping.
     if (data === undefined || data.length !== 4 || this.pingSentAt < 0 || data.readUInt32BE(0) !== this.pingSeq) return;
-    (this.estimator ??= new RttEstimator()).add(now - this.pingSentAt);
+    (this.estimator ??= new RttEstimator()).add(now - this.pingSentAt, tail);
     this.pingSentAt = -1;
   }
 

@@ -25,6 +25,8 @@ export interface GaugeSources {
   connections(): number;
   usersAtLimit(): number;
   queueLength(): number;
+  /** What `phi` probe waits are multiplied by, from how close live pongs have come to them (ADR 38); none: 1. */
+  probeStretch?(): number;
 }
 
 export class FactoryMetrics {
@@ -70,6 +72,11 @@ export class FactoryMetrics {
       sources.usersAtLimit(),
     );
     gauge("reclaim_factory_queue_length", "Upgrades waiting in the admission queue.", () => sources.queueLength());
+    gauge(
+      "reclaim_factory_probe_stretch",
+      "What phi probe waits are multiplied by (1: not stretched): 1.75 x the share of its wait that 1 in 1,000 recent pongs used.",
+      () => sources.probeStretch?.() ?? 1,
+    );
     this.admissions = new Counter({
       name: "reclaim_factory_admissions_total",
       help: "Upgrade requests by admission outcome.",

@@ -28,6 +28,7 @@ import type { AdmissionControl, Decision } from "./admission.js";
 import type { ChatApp, ConnectHandler, Opening, Session, SessionHandlers, UpgradeInfo } from "./app.js";
 import { tokenOf, type TokenAuth } from "./auth.js";
 import type { Evictor } from "./evict.js";
+import type { RttTail } from "./rtt.js";
 import { handshakeProblem } from "./handshake.js";
 import { hardenServer, type HttpLimits } from "./http-limits.js";
 import { listen, pathOf, rejectUpgrade, sendJson } from "./http-util.js";
@@ -57,6 +58,8 @@ export interface ChatServerDeps {
   registry: Registry;
   queue: AdmissionQueue;
   evictor: Evictor;
+  /** Where pongs' round trips are pooled for the probe's deadlines (ADR 38); none: not pooled. */
+  rttTail?: RttTail;
   /** Managers' timestamps. */
   clock: Clock;
   /** The drain's and refusals' timers (default the system's). */
@@ -349,7 +352,7 @@ export class ChatServer {
       manager.markMessage(false);
       handlers.message?.(rawToBuffer(data), isBinary);
     });
-    ws.on("pong", (data) => manager.markPong(data));
+    ws.on("pong", (data) => manager.markPong(data, deps.rttTail));
     ws.on("error", (err: Error & { code?: string }) => {
       manager.active = false;
       // A frame ws refused (it closes the connection itself): count it, by a closed set of reasons.

@@ -7,7 +7,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { MIN_SAMPLES, PHI_THRESHOLD, RttEstimator } from "../../src/factory/rtt.js";
 import type { FactoryConfigInput } from "../../src/factory/config.js";
-import { eventually, startTestFactory, type TestFactory } from "../support/factory.js";
+import { startTestFactory, type TestFactory } from "../support/factory.js";
+import { buildHistory, slowPonger } from "../support/pongers.js";
 
 describe("RttEstimator", () => {
   it("follows RFC 6298: first sample R gives SRTT R and RTTVAR R/2, then α = 1/8, β = 1/4", () => {
@@ -52,30 +53,6 @@ afterEach(async () => {
   await factory?.close();
   factory = undefined;
 });
-
-/** A client that answers each ping after `delay()` ms (autoPong off), as a tab on a slow network would. */
-async function slowPonger(f: TestFactory, userId: string, delay: () => number): Promise<WebSocket> {
-  const ws = new WebSocket(f.wsUrl, { headers: { Authorization: `Bearer ${await f.token(userId)}` }, autoPong: false, perMessageDeflate: false });
-  ws.on("ping", (data: Buffer) => {
-    const t = setTimeout(() => {
-      if (ws.readyState === WebSocket.OPEN) ws.pong(data);
-    }, delay());
-    t.unref();
-  });
-  await new Promise<void>((resolve, reject) => {
-    ws.once("message", () => resolve()); // the welcome
-    ws.once("error", reject);
-  });
-  return ws;
-}
-
-/** Runs `n` heartbeat sweeps, each waiting for every connection of `userId` to answer: `n` round trips each. */
-async function buildHistory(f: TestFactory, userId: string, n: number): Promise<void> {
-  for (let i = 0; i < n; i++) {
-    await f.heartbeat.sweep();
-    await eventually(() => f.registry.managersOf(userId).every((m) => !m.awaitingPong), 5000, "every pong");
-  }
-}
 
 async function probeWith(config: FactoryConfigInput): Promise<TestFactory> {
   factory = await startTestFactory(config);

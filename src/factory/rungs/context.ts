@@ -5,7 +5,7 @@
 import type { Clock } from "../../contract/clock.js";
 import type { Removal } from "../../contract/control.js";
 import type { Evictor } from "../evict.js";
-import type { ProbeDeadline } from "../rtt.js";
+import type { ProbeDeadline, RttTail } from "../rtt.js";
 import type { FactoryMetrics } from "../metrics.js";
 import type { Registry } from "../registry.js";
 
@@ -14,6 +14,8 @@ export interface RungContext {
   evictor: Evictor;
   clock: Clock;
   metrics: FactoryMetrics;
+  /** How close live pongs have come to their `phi` waits on this factory (ADR 38): `probe` stretches the waits by it. None: φ alone. */
+  rttTail?: RttTail;
   /** Defaults the rungs fall back on when a parameter is not given. */
   defaults: RungDefaults;
 }

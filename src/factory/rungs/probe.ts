@@ -35,7 +35,8 @@ export async function probe(ctx: RungContext, userId: string, params: ProbeParam
     }
   }
   const before = live.map((m) => m.sendProgress());
-  const deadlines = live.map((m) => m.rtt.deadline(ctx.defaults.probeDeadline, floorMs, ceilingMs));
+  const stretch = ctx.rttTail?.stretch() ?? 1;
+  const deadlines = live.map((m) => m.rtt.deadline(ctx.defaults.probeDeadline, floorMs, ceilingMs, stretch));
   const answered = await pingAll(live, deadlines);
   live.forEach((manager, i) => {
     // Stryker disable next-line ConditionalExpression: evicting a removed manager returns false and adds nothing
@@ -55,7 +56,9 @@ export async function probe(ctx: RungContext, userId: string, params: ProbeParam
  * Pings every manager at once; resolves with those that ponged, as soon as
  * each has either answered or passed its own deadline (ms from now). A pong
  * that comes after its own deadline while the rung still waits for others
- * counts: the deadline ends the wait, it does not refuse an answer.
+ * counts: the deadline ends the wait, it does not refuse an answer. Nor
+ * does a late event loop: a pong already received by the kernel when a
+ * deadline passes is read before the deadline is judged.
  */
 export function pingAll(managers: readonly Manager[], deadlinesMs: readonly number[]): Promise<Set<Manager>> {
   const answered = new Set<Manager>();
@@ -73,7 +76,13 @@ export function pingAll(managers: readonly Manager[], deadlinesMs: readonly numb
       listeners.clear();
       resolve(answered);
     };
-    /** Drops those whose deadline has passed; finishes when nobody waits; else sleeps until the next deadline. */
+    /**
+     * Drops those whose deadline has passed; finishes when nobody waits; else
+     * sleeps until the next deadline. The timer wakes it through
+     * `setImmediate`, i.e. after one poll of the sockets: a pong that reached
+     * the kernel by the deadline while this event loop was busy (a GC pause,
+     * a burst of upgrades) is read, and counts, before anyone is judged.
+     */
     const settle = (): void => {
       const elapsed = performance.now() - started;
       // Stryker disable next-line EqualityOperator: a deadline met to the fraction of a millisecond; the next wake-up drops it
@@ -83,7 +92,7 @@ export function pingAll(managers: readonly Manager[], deadlinesMs: readonly numb
       if (timer !== null) clearTimeout(timer);
       const next = Math.min(...waiting.values());
       // Stryker disable next-line ArithmeticOperator: when the wait ends is time alone (bench/probe, bench/adaptive measure it)
-      timer = setTimeout(settle, Math.max(1, Math.ceil(next - elapsed)));
+      timer = setTimeout(() => setImmediate(settle), Math.max(1, Math.ceil(next - elapsed)));
     };
     for (const manager of managers) {
       const listener = (): void => {
