@@ -7,10 +7,11 @@
 // - `node` — a bare `node -e` that prints `ready` and idles;
 // - `floor` — `floor.mjs`: Node with the builtins the operator loads (the list
 //   the probe run below reports) and an HTTP server listening on 127.0.0.1;
-// - `floor + one fetch()` and `floor + node-cron` — the floor plus one thing
-//   the operator does in file mode and cannot drop (its control client's
-//   fetch loads Node's undici; its three default jobs run on node-cron, which
-//   reads the time through Intl and so pages in ICU data): their price;
+// - `floor + one fetch()` and `floor + croner` — the floor plus one thing:
+//   one `fetch()` (Node's undici: what the control client loaded until ADR 36
+//   moved it to node:http), and the operator's three default schedules on
+//   croner in UTC (ADR 36: no Intl, so no ICU data; node-cron, before, cost
+//   8.8 MiB here): their price;
 // - `operator` — `bin/reclaim operator` in file mode (`--source file:` an
 //   empty file in a temp dir, its own `--incidents` and `--state` folders,
 //   `--control` a URL nobody listens on, `--metrics-port 0`), exactly as the
@@ -102,7 +103,7 @@ function processes(dir, builtins) {
     { key: "node", label: "node (bare, idle)", args: ["-e", "process.stdout.write('ready\\n'); setInterval(() => {}, 1 << 30)"], ready: /^ready/ },
     { key: "floor", label: `floor (${builtins.length} builtins + HTTP server)`, args: [FLOOR, ...builtins], ready: /^ready/ },
     { key: "fetch", label: "floor + one fetch()", args: [FLOOR, ...builtins, "--fetch"], ready: /^ready/ },
-    { key: "cron", label: "floor + node-cron (3 schedules)", args: [FLOOR, ...builtins, "--cron"], ready: /^ready/ },
+    { key: "cron", label: "floor + croner (3 schedules, UTC)", args: [FLOOR, ...builtins, "--cron"], ready: /^ready/ },
     { key: "operator", label: "operator (file mode, as shipped)", args: operatorArgs(dir), env: OPERATOR_ENV, ready: /"operator\.started"/, operator: true, target: true },
     {
       key: "semi",
@@ -290,7 +291,7 @@ function breakdown(report, rows) {
     { part: "operator − floor (VmRSS medians)", MiB: signed(op.rss.median - floor.rss.median), note: diff(op, floor) },
     { part: "floor − bare node (VmRSS medians)", MiB: signed(floor.rss.median - byKey.node.rss.median), note: diff(floor, byKey.node) },
     { part: "one fetch() (floor + fetch − floor)", MiB: signed(byKey.fetch.rss.median - floor.rss.median), note: diff(byKey.fetch, floor) },
-    { part: "node-cron, 3 schedules (floor + node-cron − floor)", MiB: signed(byKey.cron.rss.median - floor.rss.median), note: diff(byKey.cron, floor) },
+    { part: "croner, 3 schedules (floor + croner − floor)", MiB: signed(byKey.cron.rss.median - floor.rss.median), note: diff(byKey.cron, floor) },
     { part: "the lazy imports (operator + canary + Alertmanager − operator)", MiB: signed(byKey.lazy.rss.median - op.rss.median), note: diff(byKey.lazy, op) },
     { part: "node binary pages (median)", MiB: op.nodeBinary.median.toFixed(1), note: `floor ${floor.nodeBinary.median.toFixed(1)}, bare node ${byKey.node.nodeBinary.median.toFixed(1)}` },
     { part: "other file pages (median)", MiB: (op.file.median - op.nodeBinary.median).toFixed(1), note: "shared libraries (libc, libstdc++, …)" },

@@ -8,6 +8,11 @@
  * until `operator.started`, then stops on SIGTERM. Which of our modules a
  * bundle chunk holds is read from the chunk: rolldown heads each module's
  * code with a `// dist/…/name.js` comment.
+ *
+ * Two costs are not files of ours (ADR 36): Node's `fetch` (undici, inside
+ * the node binary: no loader hook sees it; `process.moduleLoadList` does) and
+ * ICU's data, paged in by `Intl.DateTimeFormat`. A preload in the child
+ * wraps that constructor, counts its calls and, on SIGUSR2, reports both.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,6 +25,22 @@ const dir = mkdtempSync(join(tmpdir(), "reclaim-file-mode-modules-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const LOADER = join(dir, "loader.mjs");
 writeFileSync(LOADER, 'export async function load(url, context, next) { process.stderr.write("LOADED " + url + "\\n"); return next(url, context); }\n');
+const REPORTER = join(dir, "reporter.mjs");
+writeFileSync(
+  REPORTER,
+  [
+    "let intl = 0;",
+    "Intl.DateTimeFormat = new Proxy(Intl.DateTimeFormat, {",
+    "  construct(target, args, newTarget) { intl++; return Reflect.construct(target, args, newTarget); },",
+    "  apply(target, self, args) { intl++; return Reflect.apply(target, self, args); },",
+    "});",
+    'process.on("SIGUSR2", () => {',
+    '  const undici = process.moduleLoadList.filter((m) => m.includes("undici"));',
+    '  process.stderr.write("REPORT " + JSON.stringify({ intl, undici }) + "\\n");',
+    "});",
+    "",
+  ].join("\n"),
+);
 const running: RunningCli[] = [];
 afterEach(() => killAll(running));
 
@@ -78,6 +99,39 @@ describe("a file-mode operator's modules", () => {
   it("loads ws once --canary-url asks for the canary (the hook does see it)", async () => {
     const files = await loadedBy("canary", ["--canary-url", "ws://127.0.0.1:9/chat"], { RECLAIM_CANARY_TOKEN: "canary-token-0123456789" });
     expect(fromPackage(files, "ws").length).toBeGreaterThan(0);
+  });
+});
+
+/** Starts a file-mode operator with the reporter preloaded, waits for `event`, and returns what the reporter says then. */
+async function reportAt(name: string, extraArgs: string[], event: string): Promise<{ intl: number; undici: string[] }> {
+  const base = mkdtempSync(join(dir, `${name}-`));
+  const op = startCli([...fileModeArgs(base), "--control", "http://127.0.0.1:9", ...extraArgs], {
+    RECLAIM_CONTROL_TOKEN: "tok-0123456789abcdef-0123456789",
+    NODE_OPTIONS: `--no-warnings --import=${pathToFileURL(REPORTER).href}`,
+  });
+  running.push(op);
+  await op.waitFor((l) => l.event === event, 20_000);
+  const report = new Promise<string>((resolve) => {
+    const onData = (): void => {
+      const line = op.stderr().split("\n").find((l) => l.startsWith("REPORT "));
+      if (line === undefined) return;
+      op.child.stderr!.off("data", onData);
+      resolve(line.slice("REPORT ".length));
+    };
+    op.child.stderr!.on("data", onData);
+  });
+  op.child.kill("SIGUSR2");
+  return JSON.parse(await report) as { intl: number; undici: string[] };
+}
+
+describe("a file-mode operator's memory beyond its files (ADR 36)", () => {
+  it("neither loads Node's fetch (undici) nor constructs an Intl.DateTimeFormat, once its jobs are scheduled and its control check has called the factory", async () => {
+    // The control check's first round logs its outcome (nobody listens on port 9): the call has been made.
+    expect(await reportAt("plain-report", [], "operator.control_check")).toEqual({ intl: 0, undici: [] });
+  });
+
+  it("the reporter does see Intl: with --jobs-timezone Europe/Paris the schedules are read through it", async () => {
+    expect((await reportAt("paris-report", ["--jobs-timezone", "Europe/Paris"], "operator.control_check")).intl).toBeGreaterThan(0);
   });
 });
 

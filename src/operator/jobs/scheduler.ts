@@ -1,7 +1,12 @@
 /**
- * The operator's scheduled jobs (the sweep, the digest, retention) on
- * node-cron. Every cron expression is checked when the Scheduler is built, so
- * a typo stops the operator at start instead of silently never running. One
+ * The operator's scheduled jobs (the sweep, the digest, retention). croner
+ * reads the expressions and finds each next run; the timers are this file's
+ * own (ADR 36). In the default time zone, UTC, nothing here touches `Intl`:
+ * croner computes in UTC (`utcOffset: 0`), which keeps ICU's data out of an
+ * idle operator's memory; another zone goes through `Intl`. Every cron
+ * expression is checked when the Scheduler is built, so a typo (or a day
+ * that never comes) stops the operator at start instead of silently never
+ * running. One
  * job never runs twice at once: a tick (or `runNow`) that comes while the
  * previous run is still going is skipped and counted. A run that throws is
  * caught, reported through `onRun` and recorded; the next tick runs as usual.
@@ -10,13 +15,13 @@
  * (metrics.ts here) and may serve on an endpoint: the last run's start and
  * end, its result and one-line message, and run counts.
  */
-import cron, { type ScheduledTask } from "node-cron";
+import { Cron, type CronOptions } from "croner";
 import { systemClock, type Clock } from "../../contract/clock.js";
 import type { JobMetrics } from "./metrics.js";
 
 /** Stable codes of the errors the Scheduler throws. Tests and callers branch on these, not on wording. */
 export const SchedulerErrorCode = {
-  /** A cron expression or time zone that node-cron would not run. A TypeError. */
+  /** A cron expression that is malformed or never matches, or an unknown time zone. A TypeError. */
   schedule: "ERR_RECLAIM_SCHEDULE",
   /** A job without a usable name, a duplicate name, or without a `run` function. A TypeError. */
   invalidJob: "ERR_RECLAIM_JOB_INVALID",
@@ -41,7 +46,14 @@ export class SchedulerError extends TypeError {
 export interface Job {
   /** Names the job in logs, metrics (the `job` label) and `runNow`: lowercase letters, digits, `-` and `_`. */
   readonly name: string;
-  /** A node-cron expression: 5 fields (minute first), or 6 with seconds first; `@daily` style nicknames too. */
+  /**
+   * A cron expression: 5 fields (minute first), or 6 with seconds first;
+   * `@daily` style nicknames too (`@yearly`, `@annually`, `@monthly`,
+   * `@weekly`, `@daily`, `@midnight`, `@hourly`). A day of month and a day of
+   * week must both match (as node-cron did, not Vixie cron's "either").
+   * Also `L`, `W`, `nL` and `n#k` (croner's syntax); unlike node-cron,
+   * ranges that wrap (`22-2`), `L-n` and full day or month names are refused.
+   */
   readonly schedule: string;
   /**
    * Does the work and resolves to a one-line outcome (`removed 12 records
@@ -96,7 +108,7 @@ export interface JobStatus {
   runs: Record<JobResult, number>;
   /** Ticks and `runNow` calls skipped because a run was in progress. */
   skipped: number;
-  /** When node-cron will next run it (null while the Scheduler is stopped). */
+  /** When its schedule will next run it (null while the Scheduler is stopped). */
   nextRunAt: number | null;
 }
 
@@ -110,7 +122,11 @@ export interface SchedulerOptions {
   onRun?: (report: JobReport) => void;
   /** Called for each skipped run. A throw here is ignored. */
   onSkip?: (skip: SkippedRun) => void;
-  /** node-cron's own warnings and errors (a missed tick when the event loop was blocked). Default: dropped. */
+  /**
+   * Warnings of the schedules: a tick missed because the timer fired more
+   * than `MISSED_TOLERANCE_MS` late (the event loop was blocked); that tick
+   * does not run, the next one does. Default: dropped.
+   */
   onWarning?: (message: string) => void;
   /** Metrics to keep up to date (see metrics.ts). Default none. */
   metrics?: JobMetrics;
@@ -121,6 +137,26 @@ export interface SchedulerOptions {
 /** Longest outcome or error message kept (characters). */
 export const MAX_MESSAGE = 500;
 
+/** How late a timer may fire and its tick still run (ms), as node-cron's default. Later, the tick is missed and reported. */
+export const MISSED_TOLERANCE_MS = 1000;
+
+/** Longest single wait of a schedule's timer (ms): a longer wait is cut into these, so a wall clock set back is noticed within it. */
+export const MAX_WAIT_MS = 60_000;
+
+/** Time zones read without `Intl`. Any other name is checked and applied through `Intl` (and so loads ICU's data). */
+const UTC_ZONES: ReadonlySet<string> = new Set(["UTC", "Etc/UTC"]);
+
+/** node-cron's nicknames, resolved here so that they mean what they meant (case-insensitive). */
+const NICKNAMES: Readonly<Record<string, string>> = {
+  "@yearly": "0 0 1 1 *",
+  "@annually": "0 0 1 1 *",
+  "@monthly": "0 0 1 * *",
+  "@weekly": "0 0 * * 0",
+  "@daily": "0 0 * * *",
+  "@midnight": "0 0 * * *",
+  "@hourly": "0 * * * *",
+};
+
 const JOB_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 const DEFAULTS = { timezone: "UTC", stopTimeoutMs: 10_000 } as const;
 
@@ -129,7 +165,11 @@ interface Entry {
   status: Omit<JobStatus, "nextRunAt">;
   /** The run in progress, if any. */
   current: { promise: Promise<JobReport>; abort: AbortController } | null;
-  task: ScheduledTask | null;
+  /** The expression, read (croner without a callback never sets a timer of its own). */
+  cron: Cron;
+  /** While started: the next tick (ms since the epoch) and the timer that waits for it. */
+  due: number | null;
+  timer: NodeJS.Timeout | null;
 }
 
 /**
@@ -157,12 +197,14 @@ export class Scheduler {
     checkTimezone(this.timezone);
     for (const job of jobs) {
       checkJob(job, this.entries);
-      checkSchedule(job.name, job.schedule);
+      const cron = readSchedule(job.name, job.schedule, this.timezone);
       this.entries.set(job.name, {
         job,
         status: { name: job.name, schedule: job.schedule, running: false, lastStartedAt: null, last: null, lastSuccessAt: null, runs: { ok: 0, error: 0 }, skipped: 0 },
         current: null,
-        task: null,
+        cron,
+        due: null,
+        timer: null,
       });
     }
     options.metrics?.register(jobs.map((j) => j.name));
@@ -177,20 +219,7 @@ export class Scheduler {
   start(): void {
     if (this.started) return;
     this.started = true;
-    for (const entry of this.entries.values()) {
-      const task = cron.createTask(entry.job.schedule, () => this.execute(entry, "schedule"), {
-        name: `reclaim-${entry.job.name}`,
-        timezone: this.timezone,
-        noOverlap: true,
-        logger: this.cronLogger(),
-      });
-      // node-cron skipped a tick because its previous scheduled run is still going.
-      task.on("execution:overlap", () => {
-        this.skipped(entry, "schedule");
-      });
-      entry.task = task;
-      void task.start();
-    }
+    for (const entry of this.entries.values()) this.arm(entry, Date.now());
   }
 
   /**
@@ -202,9 +231,9 @@ export class Scheduler {
     this.started = false;
     const running: Promise<JobReport>[] = [];
     for (const entry of this.entries.values()) {
-      const task = entry.task;
-      entry.task = null;
-      if (task !== null) await task.destroy();
+      clearTimeout(entry.timer ?? undefined);
+      entry.timer = null;
+      entry.due = null;
       if (entry.current !== null) {
         entry.current.abort.abort(new Error("the scheduler is stopping"));
         running.push(entry.current.promise);
@@ -236,10 +265,7 @@ export class Scheduler {
   /** One job's status; throws SchedulerError `ERR_RECLAIM_JOB_UNKNOWN` for an unknown name. */
   status(name: string): JobStatus;
   status(name?: string): JobStatus | JobStatus[] {
-    const view = (e: Entry): JobStatus => {
-      const next = e.task?.getNextRun() ?? null;
-      return { ...e.status, runs: { ...e.status.runs }, nextRunAt: next === null ? null : next.getTime() };
-    };
+    const view = (e: Entry): JobStatus => ({ ...e.status, runs: { ...e.status.runs }, nextRunAt: e.due });
     return name === undefined ? [...this.entries.values()].map(view) : view(this.entry(name));
   }
 
@@ -299,38 +325,101 @@ export class Scheduler {
     return skip;
   }
 
-  /** node-cron's logger: its messages go to `onWarning`, never to the console. */
-  private cronLogger(): { info(m: string): void; warn(m: string): void; error(m: string | Error, e?: Error): void; debug(m: string | Error, e?: Error): void } {
-    const forward = (m: string | Error, e?: Error): void => {
-      const text = m instanceof Error ? m.message : e === undefined ? m : `${m}: ${e.message}`;
-      // Overlaps are reported through onSkip; runs never throw into node-cron (runJob catches).
-      if (/task still running/i.test(text)) return;
-      quietly(() => this.options.onWarning?.(`node-cron: ${oneLine(text)}`));
-    };
-    return { info: () => undefined, debug: () => undefined, warn: forward, error: forward };
+  /**
+   * Sets the entry's timer for its next tick after `now` (wall-clock ms).
+   * The schedule is read on the wall clock, not on the injected `clock`
+   * (that one only times the runs). A wait is at most MAX_WAIT_MS.
+   */
+  private arm(entry: Entry, now: number): void {
+    entry.due = nextTick(entry.cron, now);
+    if (entry.due === null) return;
+    const wait = Math.min(Math.max(entry.due - now, 1), MAX_WAIT_MS);
+    entry.timer = setTimeout(() => {
+      this.beat(entry);
+    }, wait);
+  }
+
+  /**
+   * A timer fired. Before the tick (a cut wait, or a clock set back): wait
+   * again. Otherwise run the latest tick at or before now if it is at most
+   * MISSED_TOLERANCE_MS old, report the ticks older than that as missed (as
+   * node-cron did), and wait for the next.
+   */
+  private beat(entry: Entry): void {
+    entry.timer = null;
+    const due = entry.due;
+    if (!this.started || due === null) return;
+    const now = Date.now();
+    if (now >= due) {
+      let latest = due;
+      for (let next = nextTick(entry.cron, latest); next !== null && next <= now; next = nextTick(entry.cron, latest)) latest = next;
+      const run = now - latest <= MISSED_TOLERANCE_MS;
+      const firstMissed = run ? (latest > due ? due : null) : due;
+      if (firstMissed !== null) {
+        const missed = `${entry.job.name}: missed the tick due at ${new Date(firstMissed).toISOString()}${run || latest === firstMissed ? "" : ` (and later ones up to ${new Date(latest).toISOString()})`}: the timer fired ${now - firstMissed} ms late (the event loop was blocked)`;
+        quietly(() => this.options.onWarning?.(missed));
+      }
+      if (run) void this.execute(entry, "schedule");
+    }
+    this.arm(entry, now);
   }
 }
 
-/** Throws SchedulerError `ERR_RECLAIM_SCHEDULE` unless node-cron accepts `expression`. Exported for config checks (CLI flags). */
+/** The first tick of `cron` strictly after `after` (ms), or null when there is none. */
+function nextTick(cron: Cron, after: number): number | null {
+  return cron.nextRun(new Date(after))?.getTime() ?? null;
+}
+
+/**
+ * Throws SchedulerError `ERR_RECLAIM_SCHEDULE` unless `expression` is a cron
+ * expression that runs (read in UTC; a time zone does not change which
+ * expressions run). Exported for config checks (CLI flags).
+ */
 export function checkSchedule(job: string, expression: unknown): asserts expression is string {
+  readSchedule(job, expression, "UTC");
+}
+
+/**
+ * When `expression` runs next, strictly after `after` (ms since the epoch),
+ * read in `timezone` (default UTC): ms since the epoch, or null if it never
+ * runs again. Throws SchedulerError `ERR_RECLAIM_SCHEDULE` for a bad
+ * expression or time zone. The Scheduler's `nextRunAt` is this, from now.
+ */
+export function nextScheduledRun(expression: string, after: number, timezone: string = DEFAULTS.timezone): number | null {
+  checkTimezone(timezone);
+  return nextTick(readSchedule("schedule", expression, timezone), after);
+}
+
+/** Reads `expression` for `timezone` (already checked), or throws SchedulerError `ERR_RECLAIM_SCHEDULE` naming the job. */
+function readSchedule(job: string, expression: unknown, timezone: string): Cron {
   const fail = (why: string): never => {
     throw new SchedulerError(SchedulerErrorCode.schedule, `${job}: invalid cron expression ${JSON.stringify(expression)}${why === "" ? "" : ` (${why})`}`, job);
   };
-  if (typeof expression !== "string" || expression.trim() === "") fail("expected a cron expression such as \"*/5 * * * *\"");
-  let why = "";
+  if (typeof expression !== "string" || expression.trim() === "") return fail("expected a cron expression such as \"*/5 * * * *\"");
+  const pattern = NICKNAMES[expression.trim().toLowerCase()] ?? expression.trim();
+  const fields = pattern.split(/\s+/).length;
+  if (fields !== 5 && fields !== 6) return fail(`expected 5 or 6 fields but got ${fields}`);
+  const options: CronOptions = {
+    mode: "5-or-6-parts",
+    // Both day fields must match, as node-cron read them (croner's default is Vixie cron's "either").
+    domAndDow: true,
+    ...(UTC_ZONES.has(timezone) ? { utcOffset: 0 } : { timezone }),
+  };
+  let cron: Cron;
   try {
-    const checked = cron.validateDetailed(expression as string);
-    if (checked.valid) return;
-    why = checked.errors.map((e) => e.message).join("; ");
+    cron = new Cron(pattern, options);
   } catch (err) {
-    why = err instanceof Error ? err.message : String(err);
+    return fail((err instanceof Error ? err.message : String(err)).replace(/^CronPattern:\s*/, ""));
   }
-  fail(why);
+  // A day that no month has (`0 0 31 2 *`) reads fine but never runs: refused like a typo. From a fixed date, so the check does not depend on today.
+  if (cron.nextRun(new Date(Date.UTC(2000, 0, 1))) === null) fail("it never runs: an impossible day of month for the given month, or days of month and of week that never meet");
+  return cron;
 }
 
 function checkTimezone(timezone: unknown): void {
   try {
     if (typeof timezone !== "string" || timezone === "") throw new RangeError("empty");
+    if (UTC_ZONES.has(timezone)) return;
     new Intl.DateTimeFormat("en-US", { timeZone: timezone });
   } catch {
     throw new SchedulerError(SchedulerErrorCode.schedule, `invalid time zone ${JSON.stringify(timezone)} (expected an IANA name such as "UTC" or "Europe/Paris")`, null);
