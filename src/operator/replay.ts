@@ -8,14 +8,13 @@
 import type { Clock } from "../contract/clock.js";
 import { isUserId } from "../contract/ids.js";
 import { Detector, type Dropped, type Trigger } from "./detect/detector.js";
-import { Engine, type Actor } from "./decide/engine.js";
+import { Engine, type Actor, type EngineMetrics } from "./decide/engine.js";
 import type { LogEvent } from "./sources/event.js";
 import { GuardState } from "./decide/guards.js";
 import { MemoryIncidentStore } from "./incidents/memory-store.js";
 import { close } from "./incidents/record.js";
 import type { Incident } from "./incidents/model.js";
-import type { OperatorLog } from "./log.js";
-import { OperatorMetrics } from "./metrics.js";
+import type { OperatorLog } from "./log-event.js";
 import { fieldValue, type CompiledRule, type Match, type Miss } from "./rules/compile.js";
 
 /** One incident as replay reports it. */
@@ -164,6 +163,21 @@ class DiagnosingDetector extends Detector {
 
 const silent: OperatorLog = { debug() {}, info() {}, warn() {}, error() {}, close: () => Promise.resolve() };
 
+/** Counts nothing: a replay reports no metrics, and loading prom-client for them cost its start-up ~50 ms (ADR 37). */
+const uncounted = { inc(): void {}, dec(): void {} };
+const unmetered: EngineMetrics = {
+  entriesDropped: uncounted,
+  incidents: uncounted,
+  refusalChecks: uncounted,
+  ruleMatches: uncounted,
+  storeErrors: uncounted,
+  storeWaiting: uncounted,
+  suppressedKeys: uncounted,
+  suppressedUnlisted: uncounted,
+  triggerErrors: uncounted,
+  triggers: uncounted,
+};
+
 /**
  * Feeds entries through the pipeline in event time; `report()` says what
  * would have happened.
@@ -207,7 +221,7 @@ export class Replayer {
       targets: null,
       actor,
       clock,
-      metrics: new OperatorMetrics({ defaultMetrics: false }),
+      metrics: unmetered,
       log: silent,
       dryRun: false,
     });
@@ -292,8 +306,9 @@ export class Replayer {
       // A rollup record (ADR 12) is reported as one suppressed incident per key it lists, as each key would be on its own.
       incidents: (await this.store.list())
         .flatMap((i) => (i.rollup === undefined ? [report(i, this.byName.get(i.rule))] : expand(i)))
-        .map((incident, n) => ({ incident, n }))
-        .sort((a, b) => Date.parse(a.incident.at) - Date.parse(b.incident.at) || a.n - b.n)
+        // Each time parsed once, not once per comparison (~80,000 Date.parse for 3,398 incidents: ADR 37).
+        .map((incident, n) => ({ incident, n, at: Date.parse(incident.at) }))
+        .sort((a, b) => a.at - b.at || a.n - b.n)
         .map(({ incident }) => incident),
       diagnosis: this.diagnosis(),
     };

@@ -54,4 +54,12 @@ describe("lazy subcommands", () => {
     const rules = staticPackages("cli/rules.ts");
     for (const name of heavy) expect({ name, loaded: rules.has(name) }).toEqual({ name, loaded: false });
   });
+
+  it("runs `rules replay` without the logger's and the metrics' packages (ADR 37): its log is silent, it counts no metric", () => {
+    // The run and the replay engine it imports when the subcommand runs.
+    for (const entry of ["cli/rules-replay-run.ts", "operator/replay.ts"]) {
+      const packages = staticPackages(entry);
+      for (const name of ["pino", "prom-client"]) expect({ entry, name, loaded: packages.has(name) }).toEqual({ entry, name, loaded: false });
+    }
+  });
 });

@@ -18,7 +18,7 @@ import type { Admission } from "../../contract/control.js";
 import { FINAL_STATUSES, type Incident, type SuppressReason } from "../incidents/model.js";
 import { ROLLED_UP_REASONS } from "../incidents/rollup.js";
 import { IncidentStoreErrorCode, type IncidentStore } from "../incidents/store.js";
-import { errorText, OperatorEvent, type OperatorLog } from "../log.js";
+import { errorText, OperatorEvent, type OperatorLog } from "../log-event.js";
 import type { OperatorMetrics } from "../metrics.js";
 import type { CompiledRule } from "../rules/compile.js";
 import type { Target, TargetResolver } from "../act/target.js";
@@ -43,7 +43,7 @@ export interface EngineDeps {
   actor: Actor;
   /** "Now" for guards and records: the wall clock live, the event-time watermark in replay. */
   clock: Clock;
-  metrics: OperatorMetrics;
+  metrics: EngineMetrics;
   log: OperatorLog;
   /** `--dry-run`: act on nothing, record everything. */
   dryRun: boolean;
@@ -54,6 +54,18 @@ export interface EngineDeps {
   /** Waits between attempts of a trigger whose handling threw: doubling from the first to the last (default 200 ms … 30 s). */
   retryBackoffMs?: readonly [number, number];
 }
+
+/**
+ * The operator's metrics that the engine counts on, and only their `inc` (and
+ * a gauge's `dec`): OperatorMetrics is one; replay passes counters that count
+ * nothing, so that it never loads prom-client (ADR 37).
+ */
+export type EngineMetrics = {
+  readonly [K in "entriesDropped" | "incidents" | "refusalChecks" | "ruleMatches" | "storeErrors" | "suppressedKeys" | "suppressedUnlisted" | "triggerErrors" | "triggers"]: Pick<
+    OperatorMetrics[K],
+    "inc"
+  >;
+} & { readonly storeWaiting: Pick<OperatorMetrics["storeWaiting"], "inc" | "dec"> };
 
 /** How one trigger ended, for tests and replay reports. */
 export type TriggerOutcome = { acted: Incident } | { suppressed: SuppressReason; incident: Incident | null };

@@ -1,6 +1,6 @@
 /**
- * One worker of a parallel scan (parallel-scan.ts, ADR 32): reads one byte
- * range of a file, frames it into lines exactly as the file source does
+ * One worker of a parallel scan (parallel-scan.ts, ADR 32): reads its byte
+ * ranges of a file, one after the other (ADR 37), frames each into lines exactly as the file source does
  * (LineFramer, same chunk size and line cap), counts its lines and their
  * shapes, and finds its candidate lines with `scanBatch`, the scanner's own
  * search. It sends the candidate lines back as bytes, with the counts, in
@@ -16,7 +16,7 @@
 import { readSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { LineFramer } from "./lines.js";
-import type { RangeJob, ToMain, ToWorker } from "./parallel-scan.js";
+import type { JobRange, RangeJob, ToMain, ToWorker } from "./parallel-scan.js";
 import { scanBatch } from "./scan.js";
 import { countShapes, newShapeCounts, SHAPES, type ShapeCounts } from "./shapes.js";
 import { NL } from "./bytes.js";
@@ -139,72 +139,38 @@ class RangeFramer {
   }
 }
 
-async function scanRange(job: RangeJob, port: NonNullable<typeof parentPort>): Promise<void> {
+/** What a worker keeps across its ranges: the needles, and the flow control of its messages. */
+interface Flow {
+  port: NonNullable<typeof parentPort>;
+  /** Batches acknowledged by the main thread, and sent. */
+  acked: number;
+  sent: number;
+  /** Resolves the wait for the next message from the main thread. */
+  wake: (() => void) | null;
+}
+
+/** Waits for the main thread's next message. */
+function nextMessage(flow: Flow): Promise<void> {
+  return new Promise<void>((resolve) => (flow.wake = resolve));
+}
+
+async function scanRanges(job: RangeJob, port: NonNullable<typeof parentPort>): Promise<void> {
   let needles: Buffer[] | null = null;
-  let acked = 0;
-  let sent = 0;
-  let wake: (() => void) | null = null;
+  const flow: Flow = { port, acked: 0, sent: 0, wake: null };
   const onMessage = (m: ToWorker): void => {
     if ("needles" in m) needles = m.needles.map((n) => Buffer.from(n.buffer, n.byteOffset, n.byteLength));
-    else acked = m.acked;
-    wake?.();
+    else flow.acked = m.acked;
+    flow.wake?.();
   };
   port.on("message", onMessage);
   try {
     // Started while the main thread loads the rules: the needles come when they are known. No deadline: the main
     // thread either sends them or terminates this worker, and until then this worker does not keep it alive.
-    while (needles === null) await new Promise<void>((resolve) => (wake = resolve));
-    wake = null;
-    const search: Buffer[] = needles;
-    const framer = new RangeFramer(job.maxLineBytes);
-    const gathered = new Gathered();
-    // Room for the chunk and the longest partial line that can be carried in front of it.
+    while (needles === null) await nextMessage(flow);
+    flow.wake = null;
+    // Room for a chunk and the longest partial line that can be carried in front of it; one buffer for every range.
     const buf = Buffer.allocUnsafeSlow(job.chunkBytes + job.maxLineBytes + 1);
-    const onCandidate = (line: Buffer): void => gathered.add(line);
-    const take = (data: Buffer | null, lines: number | null): void => {
-      if (data === null) return;
-      const shapes = gathered.shapes;
-      const before = lines === null ? totalOf(shapes) : 0;
-      countShapes(data, shapes);
-      gathered.lines += lines ?? totalOf(shapes) - before;
-      scanBatch(data, search, onCandidate);
-    };
-    let pos = job.start;
-    let quiet = 0; // bytes read since the last message
-    while (pos < job.end) {
-      const carry = framer.carry;
-      carry.copy(buf, 0);
-      const want = Math.min(job.chunkBytes, job.end - pos);
-      const n = readFully(job.fd, buf, carry.length, want, pos);
-      if (n < want) {
-        port.postMessage({ type: "error", message: `it shrank while being read (ends at byte ${pos + n}, expected ${job.end})`, code: "ERR_RECLAIM_SOURCE_SHRANK" } satisfies ToMain);
-        return;
-      }
-      pos += n;
-      quiet += n;
-      const framed = framer.frame(buf.subarray(0, carry.length + n), carry.length);
-      take(framed.data, framed.lines);
-      if (gathered.used >= job.flushBytes) {
-        quiet = 0;
-        const { message, transfer } = gathered.take("batch");
-        port.postMessage(message, transfer);
-        sent++;
-        // At most `window` batches unacknowledged: a flood of candidates waits here, not in memory.
-        while (sent - acked >= job.window) await new Promise<void>((resolve) => (wake = resolve));
-        wake = null;
-      } else if (quiet >= job.pingBytes) {
-        // A range with few candidates sends nothing for a long while: say it is alive (the main thread's stall deadline).
-        quiet = 0;
-        port.postMessage({ type: "progress" } satisfies ToMain);
-      }
-    }
-    // The file's last range ends at its end: a last line without "\n" still counts, as in the file source.
-    if (job.last) {
-      const f = framer.finish();
-      take(f.data, f.lines);
-    }
-    const { message, transfer } = gathered.take("done");
-    port.postMessage(message, transfer);
+    for (const range of job.ranges) if (!(await scanRange(job, range, needles, buf, flow))) return;
   } catch (err) {
     port.postMessage(failure(err));
   } finally {
@@ -213,4 +179,57 @@ async function scanRange(job: RangeJob, port: NonNullable<typeof parentPort>): P
   }
 }
 
-if (parentPort !== null) await scanRange(workerData as RangeJob, parentPort);
+/** Scans one range and ends it with a "done" message; false when it failed (and said so). */
+async function scanRange(job: RangeJob, range: JobRange, search: Buffer[], buf: Buffer, flow: Flow): Promise<boolean> {
+  const { port } = flow;
+  const framer = new RangeFramer(job.maxLineBytes);
+  const gathered = new Gathered();
+  const onCandidate = (line: Buffer): void => gathered.add(line);
+  const take = (data: Buffer | null, lines: number | null): void => {
+    if (data === null) return;
+    const shapes = gathered.shapes;
+    const before = lines === null ? totalOf(shapes) : 0;
+    countShapes(data, shapes);
+    gathered.lines += lines ?? totalOf(shapes) - before;
+    scanBatch(data, search, onCandidate);
+  };
+  let pos = range.start;
+  let quiet = 0; // bytes read since the last message
+  while (pos < range.end) {
+    const carry = framer.carry;
+    carry.copy(buf, 0);
+    const want = Math.min(job.chunkBytes, range.end - pos);
+    const n = readFully(job.fd, buf, carry.length, want, pos);
+    if (n < want) {
+      port.postMessage({ type: "error", message: `it shrank while being read (ends at byte ${pos + n}, expected ${range.end})`, code: "ERR_RECLAIM_SOURCE_SHRANK" } satisfies ToMain);
+      return false;
+    }
+    pos += n;
+    quiet += n;
+    const framed = framer.frame(buf.subarray(0, carry.length + n), carry.length);
+    take(framed.data, framed.lines);
+    if (gathered.used >= job.flushBytes) {
+      quiet = 0;
+      const { message, transfer } = gathered.take("batch");
+      port.postMessage(message, transfer);
+      flow.sent++;
+      // At most `window` batches unacknowledged: a flood of candidates waits here, not in memory.
+      while (flow.sent - flow.acked >= job.window) await nextMessage(flow);
+      flow.wake = null;
+    } else if (quiet >= job.pingBytes) {
+      // A range with few candidates sends nothing for a long while: say it is alive (the main thread's stall deadline).
+      quiet = 0;
+      port.postMessage({ type: "progress" } satisfies ToMain);
+    }
+  }
+  // The file's last range ends at its end: a last line without "\n" still counts, as in the file source.
+  if (range.last) {
+    const f = framer.finish();
+    take(f.data, f.lines);
+  }
+  const { message, transfer } = gathered.take("done");
+  port.postMessage(message, transfer);
+  return true;
+}
+
+if (parentPort !== null) await scanRanges(workerData as RangeJob, parentPort);

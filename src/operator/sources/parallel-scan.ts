@@ -4,14 +4,18 @@
  * file is bound by that search, the line and shape counts and the copy out of
  * the page cache, all of which split cleanly by line.
  *
- * The file is cut into ranges at line starts; a worker thread
- * (parallel-scan-worker.ts) reads each range with the file source's framing
+ * The file is cut into ranges at line starts, a few per worker thread, dealt
+ * out in turn (range i to worker i mod N); a worker
+ * (parallel-scan-worker.ts) reads its ranges one after the other, each with the file source's framing
  * (same chunk size, same line cap), counts lines and shapes and finds
  * candidate lines with the scanner's `scanBatch`, and sends back the
  * candidate lines and the counts. This thread parses the candidates and hands
  * their entries on strictly in file order, range after range, counting them
  * as `Scanner.scan` does: the replay's report is the same, byte for byte, as
- * with one thread.
+ * with one thread. Several ranges per worker (ADR 37): this thread replays
+ * the ranges in order while the workers read the later ones, so that when
+ * the last worker ends only its last, small range is left to replay, not
+ * half of the file.
  *
  * Only for a regular file of lines (not stdin, not a gcloud JSON array) of at
  * least `minBytes`, and only when the rules give needles (with none, every
@@ -31,6 +35,12 @@ import { addShapeCounts, type ShapeCounts } from "./shapes.js";
 export const DEFAULT_PARALLEL_MIN_BYTES = 64 * 1024 * 1024;
 /** Most worker threads: 4 (the copy out of the page cache stops scaling before the search does). */
 export const MAX_PARALLEL_WORKERS = 4;
+/**
+ * Ranges per worker by default: 4. This thread replays range after range as they come; with one range per worker,
+ * the last worker's whole range (half the file's candidates, on 2 workers) was left to replay once every worker had
+ * ended, on one CPU while the other idled (ADR 37).
+ */
+export const DEFAULT_RANGES_PER_WORKER = 4;
 /** Default deadline for a worker's next message while this thread waits for it: 60 s. */
 export const DEFAULT_STALL_MS = 60_000;
 /**
@@ -45,14 +55,19 @@ const PING_BYTES = 32 * 1024 * 1024;
 /** Read size when looking for the newline after a cut. */
 const PROBE_BYTES = 64 * 1024;
 
-/** One worker's job (its `workerData`). */
-export interface RangeJob {
-  /** The main thread's descriptor of the file. */
-  fd: number;
+/** One range of a worker's job. */
+export interface JobRange {
   start: number;
   end: number;
   /** The range ends at the end of the file: a last line without "\n" counts. */
   last: boolean;
+}
+
+/** One worker's job (its `workerData`): its ranges, read in this order, each ended by a "done" message. */
+export interface RangeJob {
+  /** The main thread's descriptor of the file. */
+  fd: number;
+  ranges: JobRange[];
   chunkBytes: number;
   maxLineBytes: number;
   flushBytes: number;
@@ -77,8 +92,10 @@ export interface ByteRange {
 
 /** Options of a parallel scan; every one has a default. */
 export interface ParallelScanOptions {
-  /** Worker threads, one per range (default min(os.availableParallelism(), 4)); below 2 the file is not scanned in parallel. */
+  /** Worker threads (default min(os.availableParallelism(), 4)); below 2 the file is not scanned in parallel. */
   workers?: number;
+  /** Ranges per worker, dealt out in turn (default 4; fewer when lines are too long to cut that often). */
+  rangesPerWorker?: number;
   /** Smallest file scanned in parallel (default 64 MiB). */
   minBytes?: number;
   /** Bytes per read (default 1 MiB, as the file source). */
@@ -128,8 +145,12 @@ export async function cutRanges(fh: FileHandle, size: number, parts: number): Pr
 interface RangeWorker {
   worker: Worker;
   queue: ToMain[];
-  /** Its last message ("done") has arrived. */
-  finished: boolean;
+  /** Its ranges; each ends with a "done" message. */
+  ranges: number;
+  /** "done" messages arrived so far. */
+  done: number;
+  /** Its batches handled (acknowledged) so far, over all its ranges. */
+  acked: number;
 }
 
 /**
@@ -152,10 +173,11 @@ export class ParallelScan {
     readonly path: string,
     readonly size: number,
     readonly ranges: readonly ByteRange[],
-    private readonly settings: Required<Omit<ParallelScanOptions, "workers" | "minBytes">>,
+    threads: number,
+    private readonly settings: Required<Omit<ParallelScanOptions, "workers" | "minBytes" | "rangesPerWorker">>,
   ) {
     this.name = `file:${path}`;
-    for (const range of ranges) this.workers.push(this.start(range));
+    for (let k = 0; k < threads; k++) this.workers.push(this.start(ranges.filter((_, i) => i % threads === k)));
   }
 
   /**
@@ -168,6 +190,7 @@ export class ParallelScan {
    */
   static async plan(fh: FileHandle, path: string, size: number, options: ParallelScanOptions = {}): Promise<ParallelScan | null> {
     const workers = checkInt("workers", options.workers, Math.min(availableParallelism(), MAX_PARALLEL_WORKERS), 1, 64);
+    const rangesPerWorker = checkInt("rangesPerWorker", options.rangesPerWorker, DEFAULT_RANGES_PER_WORKER, 1, 64);
     const minBytes = checkInt("minBytes", options.minBytes, DEFAULT_PARALLEL_MIN_BYTES, 0, Number.MAX_SAFE_INTEGER);
     const settings = {
       chunkBytes: checkInt("chunkBytes", options.chunkBytes, DEFAULT_CHUNK_BYTES, 1, MAX_BUFFER_BYTES),
@@ -177,19 +200,17 @@ export class ParallelScan {
       workerUrl: options.workerUrl ?? new URL("./parallel-scan-worker.js", import.meta.url),
     };
     if (workers < 2 || size < minBytes || size === 0) return null;
-    const ranges = await cutRanges(fh, size, workers);
+    const ranges = await cutRanges(fh, size, workers * rangesPerWorker);
     if (ranges.length < 2) return null;
-    return new ParallelScan(fh, path, size, ranges, settings);
+    return new ParallelScan(fh, path, size, ranges, Math.min(workers, ranges.length), settings);
   }
 
-  /** Starts the worker of `range`; it waits for the needles. */
-  private start(range: ByteRange): RangeWorker {
+  /** Starts the worker of `ranges`; it waits for the needles. */
+  private start(ranges: readonly ByteRange[]): RangeWorker {
     const { settings } = this;
     const job: RangeJob = {
       fd: this.fh.fd,
-      start: range.start,
-      end: range.end,
-      last: range.end === this.size,
+      ranges: ranges.map(({ start, end }) => ({ start, end, last: end === this.size })),
       chunkBytes: settings.chunkBytes,
       maxLineBytes: settings.maxLineBytes,
       flushBytes: settings.flushBytes,
@@ -199,17 +220,17 @@ export class ParallelScan {
     const worker = new Worker(settings.workerUrl, { workerData: job });
     // Until run(): a scan never run (the rules did not load) must not keep the process alive.
     worker.unref();
-    const w: RangeWorker = { worker, queue: [], finished: false };
+    const w: RangeWorker = { worker, queue: [], ranges: ranges.length, done: 0, acked: 0 };
     worker.on("message", (m: ToMain) => {
       if (m.type === "error") return this.fail(this.readError(m.message, Object.assign(new Error(m.message), m.code === undefined ? {} : { code: m.code })));
-      if (m.type === "done") w.finished = true;
+      if (m.type === "done") w.done++;
       w.queue.push(m);
       this.poke();
     });
     worker.on("error", (err) => this.fail(this.readError(`its reader thread failed: ${err.message}`, err)));
     worker.on("messageerror", (err) => this.fail(this.readError(`its reader thread sent an unreadable message: ${err.message}`, err)));
     worker.on("exit", (code) => {
-      if (!w.finished) this.fail(this.readError(`its reader thread stopped (exit code ${code})`));
+      if (w.done < w.ranges) this.fail(this.readError(`its reader thread stopped (exit code ${code})`));
     });
     return w;
   }
@@ -264,8 +285,10 @@ export class ParallelScan {
         worker.ref();
         worker.postMessage(start);
       }
-      for (const w of this.workers) {
-        let acked = 0;
+      // Range i is worker i mod N's; a worker's messages come range after range, so its queue's head is always
+      // the earliest of its ranges not yet handled.
+      for (let i = 0; i < this.ranges.length; i++) {
+        const w = this.workers[i % this.workers.length]!;
         for (;;) {
           if (this.failure !== null) throw this.failure;
           const m = w.queue.shift();
@@ -276,7 +299,7 @@ export class ParallelScan {
           if (m.type === "progress" || m.type === "error") continue;
           await merge(m, stats, onEvent);
           if (m.type === "done") break;
-          w.worker.postMessage({ acked: ++acked } satisfies ToWorker);
+          w.worker.postMessage({ acked: ++w.acked } satisfies ToWorker);
         }
       }
     } finally {

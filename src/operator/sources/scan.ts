@@ -75,40 +75,83 @@ function needleSet(needles: readonly Buffer[]): NeedleSet | null {
   return set;
 }
 
+/** Independent walks of `shiftZeroSpots`, over consecutive quarters of the batch. */
+const LANES = 4;
+
 /**
- * Where the window may end on a needle (shift 0), in order. Two independent
- * walks, over the first and the second half: one walk is bound by the
- * latency of its load → table → add chain, and two overlap on the CPU
- * (measured: ~1.8× faster than one).
+ * Where the window may end on a needle (shift 0), in order. Four independent
+ * walks, one over each quarter of the batch: one walk is bound by the latency
+ * of its load → table → add chain, and four overlap on the CPU (measured on
+ * the 1 GiB replay log: ~1.6× faster than two, ~2.9× faster than one). Each
+ * block is read as one big-endian 16-bit load (`DataView.getUint16`), ~1.2×
+ * faster than two byte loads. A walk may start anywhere: a shift never
+ * passes the end of a needle's window, so every needle is still found (the
+ * spots that are no needle may differ, and are checked and dropped anyway).
  */
 function shiftZeroSpots(data: Buffer, set: NeedleSet): number[] {
   const { window, shift } = set;
   const len = data.length;
-  const spotsA: number[] = [];
-  const spotsB: number[] = [];
-  const endA = Math.max(window - 1, Math.min(len, len >> 1));
-  let i = window - 1; // lane A: windows ending in [window - 1, endA)
-  let j = endA; // lane B: windows ending in [endA, len)
-  while (i < endA && j < len) {
-    const si = shift[(data[i - 1]! << 8) | data[i]!]!;
-    const sj = shift[(data[j - 1]! << 8) | data[j]!]!;
-    if (si === 0) spotsA.push(i++);
-    else i += si;
-    if (sj === 0) spotsB.push(j++);
-    else j += sj;
+  const view = new DataView(data.buffer, data.byteOffset, len);
+  // Lane k's walk covers the windows ending in [lanes[2k], lanes[2k + 1]); it may step past its end into the next lane's.
+  const quarter = Math.floor(len / LANES);
+  const bound = (k: number): number => (k === LANES ? len : Math.max(window - 1, Math.min(len, quarter * k)));
+  const lanes = [window - 1, bound(1), bound(1), bound(2), bound(2), bound(3), bound(3), len];
+  const spots: number[][] = [[], [], [], []];
+  walkFour(view, shift, lanes, spots);
+  for (let k = 0; k < LANES; k++) walk(view, shift, lanes[2 * k]!, lanes[2 * k + 1]!, spots[k]!);
+  const all = spots[0]!;
+  for (let k = 1; k < LANES; k++) for (const spot of spots[k]!) all.push(spot);
+  return all;
+}
+
+/**
+ * The four walks in step, until one of them reaches its end; leaves each
+ * walk's position in `lanes[2k]`. A function of its own, so that the hot loop
+ * is compiled on its own: compiled inside `shiftZeroSpots`, its first
+ * optimization (on the stack, mid-loop) knew nothing yet of the code after
+ * the loop and was thrown away there, and the compile took several times
+ * longer, while the loop ran unoptimized.
+ */
+function walkFour(view: DataView, shift: Uint8Array, lanes: number[], spots: number[][]): void {
+  let i0 = lanes[0]!;
+  let i1 = lanes[2]!;
+  let i2 = lanes[4]!;
+  let i3 = lanes[6]!;
+  const e0 = lanes[1]!;
+  const e1 = lanes[3]!;
+  const e2 = lanes[5]!;
+  const e3 = lanes[7]!;
+  const s0 = spots[0]!;
+  const s1 = spots[1]!;
+  const s2 = spots[2]!;
+  const s3 = spots[3]!;
+  while (i0 < e0 && i1 < e1 && i2 < e2 && i3 < e3) {
+    const h0 = shift[view.getUint16(i0 - 1)]!;
+    const h1 = shift[view.getUint16(i1 - 1)]!;
+    const h2 = shift[view.getUint16(i2 - 1)]!;
+    const h3 = shift[view.getUint16(i3 - 1)]!;
+    if (h0 === 0) s0.push(i0++);
+    else i0 += h0;
+    if (h1 === 0) s1.push(i1++);
+    else i1 += h1;
+    if (h2 === 0) s2.push(i2++);
+    else i2 += h2;
+    if (h3 === 0) s3.push(i3++);
+    else i3 += h3;
   }
-  while (i < endA) {
-    const si = shift[(data[i - 1]! << 8) | data[i]!]!;
-    if (si === 0) spotsA.push(i++);
-    else i += si;
+  lanes[0] = i0;
+  lanes[2] = i1;
+  lanes[4] = i2;
+  lanes[6] = i3;
+}
+
+/** One walk from window end `i` up to `end`, adding its shift-0 spots to `spots`. */
+function walk(view: DataView, shift: Uint8Array, i: number, end: number, spots: number[]): void {
+  while (i < end) {
+    const h = shift[view.getUint16(i - 1)]!;
+    if (h === 0) spots.push(i++);
+    else i += h;
   }
-  while (j < len) {
-    const sj = shift[(data[j - 1]! << 8) | data[j]!]!;
-    if (sj === 0) spotsB.push(j++);
-    else j += sj;
-  }
-  for (const spot of spotsB) spotsA.push(spot);
-  return spotsA;
 }
 
 function matchesAt(data: Buffer, start: number, needle: Buffer): boolean {

@@ -27,7 +27,7 @@
  */
 import type { Clock } from "../../contract/clock.js";
 import type { OperatorMetrics } from "../metrics.js";
-import { OperatorEvent, type OperatorLog } from "../log.js";
+import { OperatorEvent, type OperatorLog } from "../log-event.js";
 import { CR, LBRACE, LBRACKET, NL, QUOTE, RBRACE, RBRACKET, SP, TAB } from "./bytes.js";
 
 /** The closed set of shapes (metric label values). */

@@ -18,7 +18,7 @@ import { Replayer } from "../../../src/operator/replay.js";
 import type { CompiledRule } from "../../../src/operator/rules/compile.js";
 import { loadRules } from "../../../src/operator/rules/load.js";
 import { FileSource, FileSourceError } from "../../../src/operator/sources/file.js";
-import { cutRanges, ParallelScan, type ParallelScanOptions } from "../../../src/operator/sources/parallel-scan.js";
+import { cutRanges, DEFAULT_RANGES_PER_WORKER, ParallelScan, type ParallelScanOptions } from "../../../src/operator/sources/parallel-scan.js";
 import { Scanner } from "../../../src/operator/sources/scan.js";
 
 const WORKER = new URL("../../../dist/bundle/parallel-scan-worker.js", import.meta.url);
@@ -112,17 +112,19 @@ async function writeLog(name: string, lines: string[], end = "\n"): Promise<stri
 }
 
 describe("a parallel scan", () => {
-  it("gives the one-thread report and counts on a log of every kind of line, in 2, 3 and 4 ranges", async () => {
+  it("gives the one-thread report and counts on a log of every kind of line, in 2, 3 and 4 workers of one or more ranges each", async () => {
     const path = await writeLog("mixed.log", mixedLog(3000));
     const expected = await oneThread(path);
     // Not a quiet log: incidents open, some are suppressed by cooldown, lines of each shape are counted.
     expect((expected.report as { incidents: unknown[] }).incidents.length).toBeGreaterThan(5);
     expect((expected.stats as { malformed: number }).malformed).toBeGreaterThan(100);
-    for (const workers of [2, 3, 4]) {
-      const got = await parallel(path, { workers });
-      expect(got.ranges).toHaveLength(workers);
-      expect({ workers, report: got.report, stats: got.stats }).toEqual({ workers, report: expected.report, stats: expected.stats });
+    for (const [workers, rangesPerWorker] of [[2, 1], [3, 1], [4, 1], [2, 4], [3, 3], [4, 5]] as const) {
+      const got = await parallel(path, { workers, rangesPerWorker });
+      expect(got.ranges).toHaveLength(workers * rangesPerWorker);
+      expect({ workers, rangesPerWorker, report: got.report, stats: got.stats }).toEqual({ workers, rangesPerWorker, report: expected.report, stats: expected.stats });
     }
+    // The default: several ranges per worker (ADR 37).
+    expect((await parallel(path, { workers: 2 })).ranges.length).toBe(2 * DEFAULT_RANGES_PER_WORKER);
     // The worker as tsc wrote it (dist/), not bundled: the same.
     const fromDist = await parallel(path, { workers: 2, workerUrl: DIST_WORKER });
     expect(fromDist).toMatchObject({ report: expected.report, stats: expected.stats });

@@ -144,6 +144,36 @@ describe("scanBatch", () => {
     }
   });
 
+  it("finds needles that straddle each quarter of the batch, where the four walks meet (ADR 37)", () => {
+    // Batches of 4 × 50 + 60 bytes or so: each quarter boundary falls at every offset inside the needle in turn.
+    for (const size of [200, 203, 257]) {
+      for (let at = 0; at + HARD.length <= size; at++) {
+        const data = `${"x".repeat(at)}${HARD}${"y".repeat(size - at - HARD.length)}\n${"z".repeat(10)}\n`;
+        expect({ size, at, got: scan(data, [HARD, ERROR]) }).toEqual({ size, at, got: [data.slice(0, size)] });
+      }
+    }
+  });
+
+  it("agrees with splitting every line on long batches read through views at any offset (one 16-bit load per step)", () => {
+    // Long enough that each of the four walks covers many lines; the batch is a view into a bigger buffer, at an odd
+    // offset, as the file source hands it over (`subarray` of its read buffer).
+    const piece = fc.constantFrom("a", "b", "\n", "\r", '"', "é", HARD, ERROR, '"factory.', "hard_limit", "xxxxxxxxxxxxxxxx");
+    const text = fc.array(piece, { maxLength: 300 }).map((parts) => parts.join(""));
+    const needle = fc.constantFrom(HARD, ERROR, '"factory.hard', "ab\"é", "xxxxx");
+    fc.assert(
+      fc.property(text, fc.array(needle, { minLength: 1, maxLength: 3 }), fc.nat(7), (data, needles, offset) => {
+        const bytes = Buffer.from(data);
+        const padded = Buffer.alloc(offset + bytes.length + 5, "\n");
+        bytes.copy(padded, offset);
+        const view = padded.subarray(offset, offset + bytes.length);
+        const out: string[] = [];
+        scanBatch(view, needles.map((n) => Buffer.from(n)), (l) => out.push(l.toString()));
+        expect(out).toEqual(reference(data, needles));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it("agrees with splitting every line, for any input and short needles (one indexOf pass each)", () => {
     const text = fc.string({ unit: fc.constantFrom("a", "b", "c", "\n", "\r", "é", '"'), maxLength: 80 });
     const needle = fc.string({ unit: fc.constantFrom("a", "b", "c", "\r", "é", '"'), minLength: 1, maxLength: 3 });
