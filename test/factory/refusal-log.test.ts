@@ -150,12 +150,15 @@ describe("one user's refused attempts", () => {
     await factory.open(FLOODER, "no-pong");
     const before = factory.lines.length;
     await factory.open(FLOODER);
+    // The evicted zombie's socket closes after its close handshake, before or after the new tab's welcome: wait for it.
+    await eventually(() => since(factory!, before).some((l) => l.userId === FLOODER && l.event === FactoryEvent.connectionClosed), 5000, "the zombie's close");
 
     const written = since(factory, before).filter((l) => l.userId === FLOODER && l.event !== FactoryEvent.connectionOpened);
-    // Not written: resource_limit and the conservative rung that removed nothing. Written: the probe's removal.
+    // Not written: resource_limit and the conservative rung that removed nothing. Written: the probe's removal (and the close it caused).
     expect(written.map((l) => [l.event, l.rung, l.removed])).toEqual([
       [FactoryEvent.zombie, undefined, undefined],
       [FactoryEvent.cleanup, "probe", 1],
+      [FactoryEvent.connectionClosed, undefined, undefined],
     ]);
     clock.advance(60_000);
     await eventually(() => factory!.events(FactoryEvent.refusalsSuppressed).length === 1, 5000, "the count");
