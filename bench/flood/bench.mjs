@@ -27,7 +27,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { median, sectionHeader } from "../lib.mjs";
+import { deployedNodeOptions, median, sectionHeader } from "../lib.mjs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BIN = join(ROOT, "bin/reclaim");
@@ -79,17 +79,6 @@ function writeRule(dir, matchNothing) {
   const file = join(dir, "rule.yaml");
   writeFileSync(file, yaml);
   return { file, maxPerHour: Number(/maxPerHour:\s*(\d+)/.exec(yaml)?.[1] ?? "NaN") };
-}
-
-/**
- * The operator container's NODE_OPTIONS in manifests/base/operator/deployment.yaml
- * (its V8 heap cap): the operator is measured as it is deployed.
- */
-export function deployedNodeOptions() {
-  const text = readFileSync(join(ROOT, "manifests/base/operator/deployment.yaml"), "utf8");
-  const match = /- name: NODE_OPTIONS\s*\n\s*value:\s*(\S[^\n]*)/.exec(text);
-  if (match === null) throw new Error("manifests/base/operator/deployment.yaml sets no NODE_OPTIONS for the operator");
-  return match[1].trim().replace(/^["']|["']$/g, "");
 }
 
 function start(args, out, extraEnv = {}) {

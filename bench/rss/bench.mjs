@@ -14,12 +14,14 @@
 //   8.8 MiB here): their price;
 // - `operator` — `bin/reclaim operator` in file mode (`--source file:` an
 //   empty file in a temp dir, its own `--incidents` and `--state` folders,
-//   `--control` a URL nobody listens on, `--metrics-port 0`), exactly as the
-//   container runs it (no Node flags);
-// - `operator, --max-semi-space-size=1` and `operator, MALLOC_ARENA_MAX=1` —
-//   the same with V8's young generation capped at 1 MiB per semi-space, or
-//   with glibc's malloc limited to one arena: settings weighed for the
-//   container (ADR 33), for information;
+//   `--control` a URL nobody listens on, `--metrics-port 0`), as its
+//   Deployment runs it: with the NODE_OPTIONS of
+//   manifests/base/operator/deployment.yaml (ADR 39: the old space capped,
+//   the young generation's semi-spaces at 1 MiB);
+// - `operator, no Node flags` — the same as `node bin/reclaim operator` runs
+//   it anywhere else, for information;
+// - `operator as deployed, MALLOC_ARENA_MAX=1` — with glibc's malloc limited
+//   to one arena (weighed in ADR 33), for information;
 // - `operator + --canary-url --alertmanager` — the same with a canary and an
 //   Alertmanager configured (nobody listens at either; the canary only runs
 //   in a ladder, the outbox has nothing to send): it loads what ADR 33 made
@@ -45,7 +47,7 @@ import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileS
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { median, sectionHeader } from "../lib.mjs";
+import { deployedNodeOptions, median, sectionHeader } from "../lib.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const RECLAIM = join(ROOT, "bin", "reclaim");
@@ -96,6 +98,8 @@ function operatorArgs(dir) {
 }
 
 const OPERATOR_ENV = { RECLAIM_CONTROL_TOKEN: "tok-0123456789abcdef-0123456789" };
+/** The operator's Node options as its Deployment sets them (ADR 39). */
+const DEPLOYED = deployedNodeOptions();
 
 /** The measured processes; `builtins` is the list the probe run reported. */
 function processes(dir, builtins) {
@@ -104,20 +108,21 @@ function processes(dir, builtins) {
     { key: "floor", label: `floor (${builtins.length} builtins + HTTP server)`, args: [FLOOR, ...builtins], ready: /^ready/ },
     { key: "fetch", label: "floor + one fetch()", args: [FLOOR, ...builtins, "--fetch"], ready: /^ready/ },
     { key: "cron", label: "floor + croner (3 schedules, UTC)", args: [FLOOR, ...builtins, "--cron"], ready: /^ready/ },
-    { key: "operator", label: "operator (file mode, as shipped)", args: operatorArgs(dir), env: OPERATOR_ENV, ready: /"operator\.started"/, operator: true, target: true },
     {
-      key: "semi",
-      label: "operator, --max-semi-space-size=1",
-      args: ["--max-semi-space-size=1", ...operatorArgs(dir)],
-      env: OPERATOR_ENV,
+      key: "operator",
+      label: `operator (file mode, as deployed: NODE_OPTIONS=${DEPLOYED})`,
+      args: operatorArgs(dir),
+      env: { ...OPERATOR_ENV, NODE_OPTIONS: DEPLOYED },
       ready: /"operator\.started"/,
       operator: true,
+      target: true,
     },
+    { key: "bare", label: "operator, no Node flags (`node bin/reclaim operator`)", args: operatorArgs(dir), env: OPERATOR_ENV, ready: /"operator\.started"/, operator: true },
     {
       key: "arena",
-      label: "operator, MALLOC_ARENA_MAX=1",
+      label: "operator as deployed, MALLOC_ARENA_MAX=1",
       args: operatorArgs(dir),
-      env: { ...OPERATOR_ENV, MALLOC_ARENA_MAX: "1" },
+      env: { ...OPERATOR_ENV, NODE_OPTIONS: DEPLOYED, MALLOC_ARENA_MAX: "1" },
       ready: /"operator\.started"/,
       operator: true,
     },
@@ -125,7 +130,7 @@ function processes(dir, builtins) {
       key: "lazy",
       label: "operator + --canary-url --alertmanager (loads what ADR 33 made lazy)",
       args: [...operatorArgs(dir), "--canary-url", "ws://127.0.0.1:9/chat", "--alertmanager", "http://127.0.0.1:9"],
-      env: { ...OPERATOR_ENV, RECLAIM_CANARY_TOKEN: "canary-token-0123456789" },
+      env: { ...OPERATOR_ENV, NODE_OPTIONS: DEPLOYED, RECLAIM_CANARY_TOKEN: "canary-token-0123456789" },
       ready: /"operator\.started"/,
       operator: true,
     },
