@@ -26,7 +26,7 @@ import { fork } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { deployedNodeOptions } from "../flood/bench.mjs";
+import { deployedNodeOptions } from "../lib.mjs";
 import { sectionHeader } from "../lib.mjs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
