@@ -13,7 +13,7 @@ export default [
     input: { main: "dist/cli/main.js" },
     platform: "node",
     external: (id) => !id.startsWith(".") && !id.startsWith("/") && (id.startsWith("node:") || !BUNDLED.has(packageOf(id))),
-    output: { dir: "dist/bundle", format: "esm", cleanDir: true, minify: process.env.RECLAIM_BUNDLE_MINIFY === "1" },
+    output: { dir: "dist/bundle", format: "esm", cleanDir: true, charset: "ascii", comments: { legal: true, annotation: false, jsdoc: false }, minify: process.env.RECLAIM_BUNDLE_MINIFY === "1" },
   },
   // The worker of a parallel replay scan (ADR 32), built after the command (the builds run in order, so the first one's
   // cleanDir does not remove it) into one file beside the command's chunks: parallel-scan.js starts it as
@@ -25,6 +25,6 @@ export default [
     platform: "node",
     external: (id) => id.startsWith("node:"),
     treeshake: { moduleSideEffects: false },
-    output: { dir: "dist/bundle", format: "esm", cleanDir: false, minify: process.env.RECLAIM_BUNDLE_MINIFY === "1" },
+    output: { dir: "dist/bundle", format: "esm", cleanDir: false, charset: "ascii", comments: { legal: true, annotation: false, jsdoc: false }, minify: process.env.RECLAIM_BUNDLE_MINIFY === "1" },
   },
 ];

@@ -13,6 +13,11 @@
  * the node binary: no loader hook sees it; `process.moduleLoadList` does) and
  * ICU's data, paged in by `Intl.DateTimeFormat`. A preload in the child
  * wraps that constructor, counts its calls and, on SIGUSR2, reports both.
+ *
+ * The pattern engine, re2js (ADR 40), is required (its CommonJS build) the
+ * first time a rule's pattern is compiled: the shipped rules have none, so
+ * neither build may load; the reporter lists CommonJS files from Node's
+ * require cache, which the ES module hook does not see.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,6 +34,8 @@ const REPORTER = join(dir, "reporter.mjs");
 writeFileSync(
   REPORTER,
   [
+    'import { createRequire } from "node:module";',
+    "const cache = createRequire(import.meta.url).cache;",
     "let intl = 0;",
     "Intl.DateTimeFormat = new Proxy(Intl.DateTimeFormat, {",
     "  construct(target, args, newTarget) { intl++; return Reflect.construct(target, args, newTarget); },",
@@ -36,7 +43,8 @@ writeFileSync(
     "});",
     'process.on("SIGUSR2", () => {',
     '  const undici = process.moduleLoadList.filter((m) => m.includes("undici"));',
-    '  process.stderr.write("REPORT " + JSON.stringify({ intl, undici }) + "\\n");',
+    '  const re2js = Object.keys(cache).filter((f) => f.includes("/node_modules/re2js/"));',
+    '  process.stderr.write("REPORT " + JSON.stringify({ intl, undici, re2js }) + "\\n");',
     "});",
     "",
   ].join("\n"),
@@ -92,6 +100,7 @@ describe("a file-mode operator's modules", () => {
     expect(files.some((f) => f.includes("/dist/bundle/main.js"))).toBe(true); // the hook saw the command's files
     expect(ownModules(files)).toContain("dist/operator/operator.js"); // and the chunks name their modules
     expect(fromPackage(files, "ws")).toEqual([]);
+    expect(fromPackage(files, "re2js")).toEqual([]); // the shipped rules have no pattern (ADR 40)
     expect(ownModules(files).filter((m) => m.startsWith("dist/operator/verify/canary"))).toEqual([]);
     expect(notifyModules(files)).toEqual([]);
   });
@@ -103,9 +112,17 @@ describe("a file-mode operator's modules", () => {
 });
 
 /** Starts a file-mode operator with the reporter preloaded, waits for `event`, and returns what the reporter says then. */
-async function reportAt(name: string, extraArgs: string[], event: string): Promise<{ intl: number; undici: string[] }> {
+interface Report {
+  intl: number;
+  undici: string[];
+  re2js: string[];
+}
+
+async function reportAt(name: string, extraArgs: string[], event: string, rules = "rules"): Promise<Report> {
   const base = mkdtempSync(join(dir, `${name}-`));
-  const op = startCli([...fileModeArgs(base), "--control", "http://127.0.0.1:9", ...extraArgs], {
+  const args = fileModeArgs(base);
+  args[args.indexOf("--rules") + 1] = rules;
+  const op = startCli([...args, "--control", "http://127.0.0.1:9", ...extraArgs], {
     RECLAIM_CONTROL_TOKEN: "tok-0123456789abcdef-0123456789",
     NODE_OPTIONS: `--no-warnings --import=${pathToFileURL(REPORTER).href}`,
   });
@@ -121,13 +138,18 @@ async function reportAt(name: string, extraArgs: string[], event: string): Promi
     op.child.stderr!.on("data", onData);
   });
   op.child.kill("SIGUSR2");
-  return JSON.parse(await report) as { intl: number; undici: string[] };
+  return JSON.parse(await report) as Report;
 }
 
 describe("a file-mode operator's memory beyond its files (ADR 36)", () => {
   it("neither loads Node's fetch (undici) nor constructs an Intl.DateTimeFormat, once its jobs are scheduled and its control check has called the factory", async () => {
     // The control check's first round logs its outcome (nobody listens on port 9): the call has been made.
-    expect(await reportAt("plain-report", [], "operator.control_check")).toEqual({ intl: 0, undici: [] });
+    expect(await reportAt("plain-report", [], "operator.control_check")).toEqual({ intl: 0, undici: [], re2js: [] });
+  });
+
+  it("requires re2js once a rule has a pattern (ADR 40): the example text rule's patterns are compiled with it", async () => {
+    const report = await reportAt("pattern-report", [], "operator.started", "rules/examples");
+    expect(report.re2js.length).toBeGreaterThan(0);
   });
 
   it("the reporter does see Intl: with --jobs-timezone Europe/Paris the schedules are read through it", async () => {

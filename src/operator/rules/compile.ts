@@ -3,8 +3,12 @@
  * needles a raw line must contain to be worth parsing at all (scan.ts finds
  * them in the bytes before any JSON is decoded). Patterns run on RE2 (re2js):
  * linear time on any input, because log text is attacker-influenced.
+ * re2js (263 KB of source and its Unicode tables: ~3 MiB of an operator's
+ * memory) is loaded the first time a pattern is compiled, so an operator
+ * whose rules have none never holds it (ADR 40).
  */
-import { RE2JS } from "re2js";
+import { createRequire } from "node:module";
+import type { RE2JS } from "re2js";
 import { severityRank, type LogEvent } from "../sources/event.js";
 import { textPatterns, type FieldCondition, type RemediationRule, type TextTrigger } from "./schema.js";
 import { anchoringProblem, userIdGroupProblem } from "./text-pattern.js";
@@ -53,10 +57,23 @@ export class PatternError extends Error {
   readonly code = "ERR_RECLAIM_PATTERN";
 }
 
+let engine: typeof RE2JS | null = null;
+
+/**
+ * re2js's RE2JS, required on first use: its CommonJS build, so that this
+ * stays synchronous (no caller has to load it first). Nothing else in the
+ * operator loads re2js (crds.ts, which imports its ES build, runs only for
+ * `reclaim manifests`), so its objects never meet those of the other build.
+ */
+function re2(): typeof RE2JS {
+  engine ??= (createRequire(import.meta.url)("re2js") as { RE2JS: typeof RE2JS }).RE2JS;
+  return engine;
+}
+
 /** Compiles a trigger pattern with RE2, or throws a `PatternError` naming the problem. */
 export function compilePattern(pattern: string): RE2JS {
   try {
-    return RE2JS.compile(pattern);
+    return re2().compile(pattern);
   } catch (err) {
     throw new PatternError(`invalid RE2 pattern: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
