@@ -22,6 +22,14 @@
 //   it anywhere else, for information;
 // - `operator as deployed, MALLOC_ARENA_MAX=1` — with glibc's malloc limited
 //   to one arena (weighed in ADR 33), for information;
+// - `operator as deployed, after 5,000 log lines` — the target operator once
+//   it has read some everyday traffic: when it is idle, `feedLines` lines of
+//   the pipeline benchmark's generator (no candidate among them: nothing to
+//   act on) are appended to its log; once its metrics count them read
+//   (`reclaim_operator_lines_read_total`) and no line came for `settleMs`, it
+//   is measured. What a quiet operator holds after start-up is the target;
+//   this row says what reading brings on top (its read buffers touched, the
+//   hot functions compiled by the optimising compiler), for information;
 // - `operator + --canary-url --alertmanager` — the same with a canary and an
 //   Alertmanager configured (nobody listens at either; the canary only runs
 //   in a ladder, the outbox has nothing to send): it loads what ADR 33 made
@@ -43,11 +51,12 @@
 // node-binary pages over the rounds. Target: the operator's median VmRSS at
 // most 60 MiB.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { deployedNodeOptions, median, sectionHeader } from "../lib.mjs";
+import { generateLog } from "../pipeline/generate.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const RECLAIM = join(ROOT, "bin", "reclaim");
@@ -63,21 +72,22 @@ export const defaults = {
   rounds: 5, // every process started this many times
   settleMs: 3000, // idle: no output line for this long after ready
   readyTimeoutMs: 30_000, // ready and settled within this
+  feedLines: 5000, // the lines the `fed` operator reads before it is measured
 };
 
 /** Command-line options (`node bench/run.mjs rss --rounds N`) and their ranges. */
-export const optionRanges = { rounds: [1, 50], settleMs: [500, 60_000] };
+export const optionRanges = { rounds: [1, 50], settleMs: [500, 60_000], feedLines: [100, 1_000_000] };
 
 /** `--smoke`: a quick check that the benchmark works (CI), not a measurement. */
-export const smoke = { rounds: 1, settleMs: 1000 };
+export const smoke = { rounds: 1, settleMs: 1000, feedLines: 500 };
 
 export const targets = {
   operatorRssMiB: 60, // the operator's median VmRSS at idle
 };
 
-/** The operator's command line in file mode, with its own folders under `dir`. */
-function operatorArgs(dir) {
-  const log = join(dir, "factory.log");
+/** The operator's command line in file mode, with its own folders under `dir`, tailing `dir/logName`. */
+function operatorArgs(dir, logName = "factory.log") {
+  const log = join(dir, logName);
   if (!existsSync(log)) writeFileSync(log, "");
   return [
     RECLAIM,
@@ -101,6 +111,10 @@ const OPERATOR_ENV = { RECLAIM_CONTROL_TOKEN: "tok-0123456789abcdef-0123456789" 
 /** The operator's Node options as its Deployment sets them (ADR 39). */
 const DEPLOYED = deployedNodeOptions();
 
+/** How many lines `run` wrote to `dir/feed-lines.log` for the `fed` operator. */
+const fedCounts = new Map();
+const feedLines = (dir) => (fedCounts.get(dir) ?? 0).toLocaleString("en-US");
+
 /** The measured processes; `builtins` is the list the probe run reported. */
 function processes(dir, builtins) {
   return [
@@ -116,6 +130,15 @@ function processes(dir, builtins) {
       ready: /"operator\.started"/,
       operator: true,
       target: true,
+    },
+    {
+      key: "fed",
+      label: `operator as deployed, after reading ${feedLines(dir)} log lines`,
+      args: operatorArgs(dir, "fed.log"),
+      env: { ...OPERATOR_ENV, NODE_OPTIONS: DEPLOYED },
+      ready: /"operator\.started"/,
+      operator: true,
+      feed: { log: join(dir, "fed.log"), lines: join(dir, "feed-lines.log") },
     },
     { key: "bare", label: "operator, no Node flags (`node bin/reclaim operator`)", args: operatorArgs(dir), env: OPERATOR_ENV, ready: /"operator\.started"/, operator: true },
     {
@@ -168,6 +191,7 @@ function smapsSplit(pid) {
  */
 function measure(proc, opts, { probe = false } = {}) {
   const args = probe ? ["--import", PROBE, ...proc.args] : proc.args;
+  if (proc.feed !== undefined) writeFileSync(proc.feed.log, ""); // it tails from the end; empty, so each round appends the same
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...proc.env }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
@@ -184,6 +208,8 @@ function measure(proc, opts, { probe = false } = {}) {
   child.stderr.setEncoding("utf8").on("data", (chunk) => (stderr += chunk));
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   const started = Date.now();
+  let feeding = "no"; // "no" → "reading" → "read"
+  let fedLines = 0;
   return new Promise((resolve) => {
     const finish = async (result) => {
       clearInterval(tick);
@@ -205,6 +231,20 @@ function measure(proc, opts, { probe = false } = {}) {
         return;
       }
       if (readyAt === 0 || now - lastLineAt < opts.settleMs) return;
+      if (proc.feed !== undefined && feeding !== "read") {
+        if (feeding === "no") {
+          feeding = "reading";
+          void feed(proc.feed, stdout).then(
+            (n) => {
+              feeding = "read";
+              fedLines = n;
+              lastLineAt = Date.now(); // idle again from now on
+            },
+            (err) => void finish({ problem: `${proc.label}: ${err.message}` }),
+          );
+        }
+        return;
+      }
       clearInterval(tick);
       if (probe) {
         child.kill("SIGUSR2");
@@ -224,12 +264,48 @@ function measure(proc, opts, { probe = false } = {}) {
         alive
           ? {
               problem: null,
-              sample: { rss: status.VmRSS, anon: status.RssAnon, file: status.RssFile, pss: rollup.Pss, ...split, lines, idleMs: now - lastLineAt },
+              sample: { rss: status.VmRSS, anon: status.RssAnon, file: status.RssFile, pss: rollup.Pss, ...split, lines, idleMs: now - lastLineAt, fedLines },
             }
           : { problem: `${proc.label}: exited while it was measured` },
       );
     }, 100);
   });
+}
+
+/** The lines an operator's metrics count read, over every source; null when it does not answer. */
+async function linesRead(port) {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) });
+    const text = await res.text();
+    let n = 0;
+    for (const m of text.matchAll(/^reclaim_operator_lines_read_total(?:\{[^}]*\})? (\d+)$/gm)) n += Number(m[1]);
+    return n;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Appends `feed.lines` to the operator's log (`feed.log`) and resolves, with
+ * their count, once its metrics (its port from the `operator.started` line in
+ * `stdout`) say it has read them all; rejects after 20 s.
+ */
+async function feed(feed, stdout) {
+  const started = /"event":"operator\.started".*"metricsPort":(\d+)/.exec(stdout);
+  if (started === null) throw new Error("no metricsPort in its operator.started line");
+  const port = Number(started[1]);
+  const before = await linesRead(port);
+  if (before === null) throw new Error(`its metrics on port ${port} did not answer`);
+  const text = readFileSync(feed.lines, "utf8");
+  const count = text.split("\n").length - 1;
+  appendFileSync(feed.log, text);
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const read = await linesRead(port);
+    if (read !== null && read - before >= count) return read - before;
+    if (Date.now() > deadline) throw new Error(`read ${read === null ? "?" : read - before} of the ${count} lines appended within 20 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** Runs the benchmark (see the top of the file). */
@@ -245,6 +321,10 @@ export async function run({ log = () => {}, ...overrides } = {}) {
     if (probed.problem !== null) return { name, opts, rows: [], details: [{ problem: probed.problem }], problems: [probed.problem] };
     const report = probed.report;
     const builtins = report.builtins;
+    // The fed operator's lines: everyday traffic only (one candidate block larger than the file: none in it).
+    const fed = generateLog(join(dir, "feed-lines.log"), { lines: opts.feedLines, candidateEvery: 1e9 });
+    if (fed.candidates !== 0) throw new Error(`the feed holds ${fed.candidates} candidate lines; it must hold none`);
+    fedCounts.set(dir, fed.lines);
     log(`probe: ${builtins.length} builtins, ${Object.keys(report.packages).length} packages, heapUsed ${(report.memory.heapUsed / MiB).toFixed(1)} MiB`);
 
     const procs = processes(dir, builtins);
@@ -275,6 +355,7 @@ export async function run({ log = () => {}, ...overrides } = {}) {
       file: stat(p.key, "file"),
       nodeBinary: stat(p.key, "nodeBinary"),
       pss: stat(p.key, "pss"),
+      fedLines: Math.max(...samples[p.key].map((s) => s.fedLines)),
       target: p.target === true ? `≤ ${targets.operatorRssMiB} MiB` : "",
       result: p.target === true ? (stat(p.key, "rss").median <= targets.operatorRssMiB ? "PASS" : "FAIL") : p.key === "node" || p.key === "floor" ? "baseline" : "info",
     }));
@@ -297,6 +378,7 @@ function breakdown(report, rows) {
     { part: "floor − bare node (VmRSS medians)", MiB: signed(floor.rss.median - byKey.node.rss.median), note: diff(floor, byKey.node) },
     { part: "one fetch() (floor + fetch − floor)", MiB: signed(byKey.fetch.rss.median - floor.rss.median), note: diff(byKey.fetch, floor) },
     { part: "croner, 3 schedules (floor + croner − floor)", MiB: signed(byKey.cron.rss.median - floor.rss.median), note: diff(byKey.cron, floor) },
+    { part: `reading everyday lines (operator after ${feedLinesOf(byKey.fed)} lines − operator)`, MiB: signed(byKey.fed.rss.median - op.rss.median), note: diff(byKey.fed, op) },
     { part: "the lazy imports (operator + canary + Alertmanager − operator)", MiB: signed(byKey.lazy.rss.median - op.rss.median), note: diff(byKey.lazy, op) },
     { part: "node binary pages (median)", MiB: op.nodeBinary.median.toFixed(1), note: `floor ${floor.nodeBinary.median.toFixed(1)}, bare node ${byKey.node.nodeBinary.median.toFixed(1)}` },
     { part: "other file pages (median)", MiB: (op.file.median - op.nodeBinary.median).toFixed(1), note: "shared libraries (libc, libstdc++, …)" },
@@ -319,6 +401,9 @@ function breakdown(report, rows) {
   );
   return out;
 }
+
+/** The lines the fed operator read (the same in every round). */
+const feedLinesOf = (row) => row.fedLines.toLocaleString("en-US");
 
 const signed = (x) => `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(1)}`;
 const range = (s) => `${s.median.toFixed(1)} (${s.min.toFixed(1)}–${s.max.toFixed(1)})`;
