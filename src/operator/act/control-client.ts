@@ -43,6 +43,18 @@ export class ControlCallError extends Error {
   }
 }
 
+/**
+ * The largest answer read: 16 MiB, ~60,000 users at their limit in one
+ * `GET /v1/users?atLimit=true`. Anything larger is not a factory's answer
+ * (a wrong `--control` URL, say), and reading it whole could take the
+ * operator's memory (256 MiB in its Deployment): the call fails as an
+ * invalid response instead, and the answer is not read further.
+ */
+export const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
+
+/** An answer longer than `MAX_ANSWER_BYTES` (its Content-Length said so, or its bytes did). */
+class AnswerTooLargeError extends Error {}
+
 /** A request as recorded in an incident. */
 export interface RecordedRequest {
   method: string;
@@ -166,6 +178,9 @@ export class ControlClient {
       text = await readText(res, call.signal);
     } catch (err) {
       if (stopped()) throw new ControlCallError(`${method} ${request.url} stopped before the whole answer`, "aborted", status, null, { cause: err });
+      if (err instanceof AnswerTooLargeError) {
+        throw new ControlCallError(`${method} ${request.url} answered ${status} with ${err.message}; not a factory's answer`, "invalid_response", status, null, { cause: err });
+      }
       if (call.timedOut) throw new ControlCallError(`${method} ${request.url} timed out after ${timeoutMs} ms (answer cut off)`, "timeout", status, null, { cause: err });
       throw new ControlCallError(`${method} ${request.url}: the answer was cut off (${causeText(err)})`, "network", status, null, { cause: err });
     }
@@ -221,18 +236,32 @@ function send(url: string, method: string, headers: OutgoingHttpHeaders, payload
 /**
  * Reads the whole body as UTF-8 (a leading byte order mark dropped, as
  * `fetch`'s `text()` does). Rejects when the connection ends before the body
- * did, or with `signal`'s reason once it aborts (the answer is then destroyed).
+ * did, with an `AnswerTooLargeError` once it is longer than
+ * `MAX_ANSWER_BYTES` (or its Content-Length says it will be), or with
+ * `signal`'s reason once it aborts (the answer is destroyed in both cases).
  */
 function readText(res: IncomingMessage, signal: AbortSignal): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     const chunks: Buffer[] = [];
+    let bytes = 0;
     const onAbort = (): void => {
       res.destroy();
       reject(abortReason(signal));
     };
     if (signal.aborted) return onAbort();
+    const tooLarge = (what: string): void => {
+      signal.removeEventListener("abort", onAbort);
+      res.destroy();
+      reject(new AnswerTooLargeError(`${what}, more than the ${MAX_ANSWER_BYTES} bytes read of an answer`));
+    };
+    const declared = Number(res.headers["content-length"]);
+    if (declared > MAX_ANSWER_BYTES) return tooLarge(`a body of ${declared} bytes`);
     signal.addEventListener("abort", onAbort, { once: true });
-    res.on("data", (chunk: Buffer) => chunks.push(chunk));
+    res.on("data", (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > MAX_ANSWER_BYTES) return tooLarge(`a body of ${bytes} bytes so far`);
+      chunks.push(chunk);
+    });
     res.once("end", () => {
       signal.removeEventListener("abort", onAbort);
       const text = Buffer.concat(chunks).toString("utf8");

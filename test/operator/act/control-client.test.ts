@@ -4,7 +4,8 @@
  * failure is classified — the deadline (on a ManualClock: the call ends when
  * its time is up, not before), the caller's signal, a refused connection, a
  * connection closed before or during the answer, and bodies that are not the
- * control API's. Every wait is for an event (a request arriving, a socket
+ * control API's, or too long to be one (more than MAX_ANSWER_BYTES: not
+ * read whole). Every wait is for an event (a request arriving, a socket
  * closing), never a fixed time.
  */
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
@@ -13,7 +14,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { ManualClock } from "../../../src/contract/clock.js";
-import { ControlCallError, ControlClient, type CallFailureKind } from "../../../src/operator/act/control-client.js";
+import { ControlCallError, ControlClient, MAX_ANSWER_BYTES, type CallFailureKind } from "../../../src/operator/act/control-client.js";
 
 const TOKEN = "token-0123456789abcdef";
 const USER = "alice";
@@ -53,7 +54,8 @@ async function serve(handler: Handler): Promise<{ url: string; requests: Receive
         headers: req.headers,
         body: Buffer.concat(chunks).toString("utf8"),
         remotePort: req.socket.remotePort,
-        closed: req.socket.destroyed ? Promise.resolve() : once(req.socket, "close").then(() => undefined),
+        // Closed, after an error or not (a client that cuts an answer off resets the connection).
+        closed: req.socket.destroyed ? Promise.resolve() : new Promise<void>((resolve) => req.socket.once("close", () => resolve())),
       };
       requests.push(received);
       waiting.shift()?.(received);
@@ -215,6 +217,71 @@ describe("ControlClient: answers that are not a success", () => {
     expect(shape(err)).toMatchObject({ kind: "invalid_response", status: 200 });
     expect(err.message).toMatch(/answered 200 with an unexpected body$/);
     expect(err.body).toEqual({ admit: "yes" });
+  });
+});
+
+/** JSON of another shape than an admission, exactly `bytes` long: `{"admit":"yes","pad":"xxx…"}`. */
+function paddedJson(bytes: number): string {
+  const head = '{"admit":"yes","pad":"';
+  return `${head}${"x".repeat(bytes - head.length - 2)}"}`;
+}
+
+describe("ControlClient: answers too long to be a factory's (MAX_ANSWER_BYTES)", () => {
+  it("an answer of exactly MAX_ANSWER_BYTES is read whole (here: JSON of another shape, so invalid_response for its shape)", async () => {
+    const body = paddedJson(MAX_ANSWER_BYTES);
+    expect(Buffer.byteLength(body)).toBe(MAX_ANSWER_BYTES);
+    const server = await serve((_req, res) => json(res, 200, body));
+    const err = await failure(new ControlClient(server.url, TOKEN).admission(USER, 30_000));
+    expect(shape(err)).toMatchObject({ kind: "invalid_response", status: 200, recoverable: false });
+    expect(err.message).toMatch(/answered 200 with an unexpected body$/);
+  });
+
+  it("one byte more: invalid_response, not recoverable, nothing of it kept, the connection closed", async () => {
+    // json() writes the head first, so the body goes chunked: only its bytes tell.
+    const server = await serve((_req, res) => json(res, 200, paddedJson(MAX_ANSWER_BYTES + 1)));
+    const err = await failure(new ControlClient(server.url, TOKEN).admission(USER, 30_000));
+    expect(shape(err)).toEqual({ kind: "invalid_response", status: 200, recoverable: false, code: "ERR_RECLAIM_CONTROL_CALL" });
+    expect(err.message).toBe(
+      `GET ${server.url}/v1/users/${USER}/admission answered 200 with a body of ${MAX_ANSWER_BYTES + 1} bytes so far, more than the ${MAX_ANSWER_BYTES} bytes read of an answer; not a factory's answer`,
+    );
+    expect(err.body).toBeNull();
+    await (await server.request()).closed;
+  });
+
+  it("a Content-Length over the limit: refused at the head, before any of the body (which never comes)", async () => {
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { "Content-Type": "application/json", "Content-Length": String(MAX_ANSWER_BYTES + 1) });
+      res.flushHeaders(); // and nothing more: only the head tells
+    });
+    const err = await failure(new ControlClient(server.url, TOKEN).admission(USER, 30_000));
+    expect(shape(err)).toMatchObject({ kind: "invalid_response", status: 200, recoverable: false });
+    expect(err.message).toContain(`answered 200 with a body of ${MAX_ANSWER_BYTES + 1} bytes, more than the ${MAX_ANSWER_BYTES} bytes read of an answer`);
+    expect(err.message).not.toContain("so far");
+    await (await server.request()).closed;
+  });
+
+  it("an endless chunked answer: cut off once past the limit, long before the deadline", async () => {
+    let sent = 0;
+    const server = await serve((req, res) => {
+      res.on("error", () => undefined); // the client cuts it off mid-write: expected here
+      res.writeHead(200, { "Content-Type": "application/json" }); // chunked: no length to judge by
+      const chunk = Buffer.alloc(64 * 1024, "x");
+      const more = (): void => {
+        while (!req.socket.destroyed) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once("drain", more);
+        }
+      };
+      more();
+    });
+    const err = await failure(new ControlClient(server.url, TOKEN).admission(USER, 30_000));
+    expect(shape(err)).toMatchObject({ kind: "invalid_response", status: 200, recoverable: false });
+    expect(err.message).toMatch(new RegExp(`answered 200 with a body of \\d+ bytes so far, more than the ${MAX_ANSWER_BYTES} bytes read of an answer`));
+    const read = Number(/a body of (\d+) bytes so far/.exec(err.message)![1]);
+    expect(read).toBeGreaterThan(MAX_ANSWER_BYTES);
+    expect(read).toBeLessThanOrEqual(MAX_ANSWER_BYTES + 64 * 1024);
+    await (await server.request()).closed;
+    expect(sent).toBeGreaterThan(MAX_ANSWER_BYTES);
   });
 });
 
