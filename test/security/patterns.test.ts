@@ -14,8 +14,9 @@
  *   for which a backtracking engine would need more than 2^100000 steps.
  */
 import { rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { join } from "node:path";
-import { RE2JS } from "re2js";
+import type { RE2JS as RE2JSClass } from "re2js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OutageMessage } from "../../src/contract/events.js";
 import type { LogEvent } from "../../src/operator/sources/event.js";
@@ -23,6 +24,9 @@ import { compilePattern, type CompiledRule } from "../../src/operator/rules/comp
 import { loadRules, type LoadedRule } from "../../src/operator/rules/load.js";
 import { scanBatch, Scanner } from "../../src/operator/sources/scan.js";
 import { tempDir } from "../support/operator.js";
+
+/** re2js's class as compile.ts loads it: its CommonJS build, required on the first pattern (ADR 40). */
+const { RE2JS } = createRequire(import.meta.url)("re2js") as { RE2JS: typeof RE2JSClass };
 
 const MiB = 1024 * 1024;
 let shipped: LoadedRule[];
