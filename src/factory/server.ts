@@ -95,7 +95,10 @@ export class ChatServer {
   /** The subprotocol the application chose for an upgrade in flight (read by `handleProtocols`). */
   private readonly chosenProtocol = new WeakMap<IncomingMessage, string | false>();
   private readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
-  private readonly sockets = new Set<WebSocket>();
+  /** Open connections and what their listeners need; one entry each, so that the listeners can be shared. */
+  private readonly sockets = new Map<WebSocket, Connection>();
+  /** The listeners of every connection's socket, shared: ws calls each with `this` = the socket. */
+  private readonly socketListeners: SocketListeners;
   private readonly timers: Timers;
   private readonly allowedOrigins: ReadonlySet<string>;
   private readonly backpressure: Backpressure;
@@ -141,6 +144,7 @@ export class ChatServer {
       });
     };
     this.http.on("upgrade", this.onUpgrade);
+    this.socketListeners = socketListeners(this.sockets, deps);
   }
 
   /** WebSocket connections whose socket is open. */
@@ -337,47 +341,22 @@ export class ChatServer {
   private onConnection(ws: WebSocket, manager: Manager, decision: Decision & { admitted: true }, connect: ConnectHandler): void {
     const { deps } = this;
     const userId = manager.userId;
-    this.sockets.add(ws);
+    const connection: Connection = { manager, handlers: {} };
+    this.sockets.set(ws, connection);
     const session = this.session(manager, decision, ws.protocol);
-    let handlers: SessionHandlers;
     try {
-      handlers = connect(session);
+      connection.handlers = connect(session);
     } catch (err) {
       deps.log.error(FactoryEvent.error, { userId, managerId: manager.id }, `the application's connect handler failed: ${String(err)}`);
-      handlers = {};
       ws.close(1011, "internal error");
     }
+    const { handlers } = connection;
     if (handlers.drain !== undefined) manager.onDrain = (): void => handlers.drain?.();
-    ws.on("message", (data, isBinary) => {
-      manager.markMessage(false);
-      handlers.message?.(rawToBuffer(data), isBinary);
-    });
-    ws.on("pong", (data) => manager.markPong(data, deps.rttTail));
-    ws.on("error", (err: Error & { code?: string }) => {
-      manager.active = false;
-      // A frame ws refused (it closes the connection itself): count it, by a closed set of reasons.
-      const rejected = rejectionOf(err.code);
-      if (rejected !== null) deps.metrics.messagesRejected.inc({ reason: rejected });
-    });
-    ws.on("close", (code, reason) => {
-      this.sockets.delete(ws);
-      if (deps.log.debugEnabled) {
-        deps.log.debug(
-          FactoryEvent.connectionClosed,
-          { userId, managerId: manager.id, reason: String(code) },
-          `Connection closed for user ${userId} (code ${code})`,
-        );
-      }
-      manager.onDrain = null;
-      try {
-        handlers.close?.({ code, reason: reason.toString("utf8"), removal: manager.removal });
-      } catch (err) {
-        deps.log.error(FactoryEvent.error, { userId, managerId: manager.id }, `the application's close handler failed: ${String(err)}`);
-      }
-      if (deps.leakOnClose) return; // the injected fault: the manager outlives its socket
-      manager.markClosed();
-      deps.registry.remove(manager);
-    });
+    const on = this.socketListeners;
+    ws.on("message", on.message);
+    ws.on("pong", on.pong);
+    ws.on("error", on.error);
+    ws.on("close", on.close);
     if (deps.log.debugEnabled) {
       deps.log.debug(
         FactoryEvent.connectionOpened,
@@ -406,7 +385,7 @@ export class ChatServer {
     if (this.attached) this.http.off("upgrade", this.onUpgrade);
     const closed = this.attached ? Promise.resolve() : new Promise<void>((resolve) => this.http.close(() => resolve()));
     const random = this.deps.random ?? Math.random;
-    const sockets = [...this.sockets];
+    const sockets = [...this.sockets.keys()];
     await Promise.all(
       sockets.map(
         (ws) =>
@@ -531,6 +510,66 @@ function hold(socket: Socket): Held {
 }
 
 /** The rejection a `ws` receiver error stands for; null for errors that are not about a frame (a reset socket). */
+/** One open connection, as its socket's shared listeners see it. */
+interface Connection {
+  manager: Manager;
+  /** What the application's connect handler returned. */
+  handlers: SessionHandlers;
+}
+
+/** The listeners of a connection's socket; ws calls each with `this` = the socket. */
+interface SocketListeners {
+  message: (this: WebSocket, data: RawData, isBinary: boolean) => void;
+  pong: (this: WebSocket, data: Buffer) => void;
+  error: (this: WebSocket, err: Error & { code?: string }) => void;
+  close: (this: WebSocket, code: number, reason: Buffer) => void;
+}
+
+/**
+ * The listeners every connection of one server shares, each finding its
+ * connection in `sockets`: four closures and their context per connection
+ * were about 0.3 KB of heap each (BENCHMARKS.md, factory).
+ */
+function socketListeners(sockets: Map<WebSocket, Connection>, deps: ChatServerDeps): SocketListeners {
+  return {
+    message(data, isBinary) {
+      const c = sockets.get(this);
+      if (c === undefined) return;
+      c.manager.markMessage(false);
+      c.handlers.message?.(rawToBuffer(data), isBinary);
+    },
+    pong(data) {
+      sockets.get(this)?.manager.markPong(data, deps.rttTail);
+    },
+    error(err) {
+      const c = sockets.get(this);
+      if (c !== undefined) c.manager.active = false;
+      // A frame ws refused (it closes the connection itself): count it, by a closed set of reasons.
+      const rejected = rejectionOf(err.code);
+      if (rejected !== null) deps.metrics.messagesRejected.inc({ reason: rejected });
+    },
+    close(code, reason) {
+      const c = sockets.get(this);
+      if (c === undefined) return;
+      sockets.delete(this);
+      const { manager, handlers } = c;
+      const userId = manager.userId;
+      if (deps.log.debugEnabled) {
+        deps.log.debug(FactoryEvent.connectionClosed, { userId, managerId: manager.id, reason: String(code) }, `Connection closed for user ${userId} (code ${code})`);
+      }
+      manager.onDrain = null;
+      try {
+        handlers.close?.({ code, reason: reason.toString("utf8"), removal: manager.removal });
+      } catch (err) {
+        deps.log.error(FactoryEvent.error, { userId, managerId: manager.id }, `the application's close handler failed: ${String(err)}`);
+      }
+      if (deps.leakOnClose) return; // the injected fault: the manager outlives its socket
+      manager.markClosed();
+      deps.registry.remove(manager);
+    },
+  };
+}
+
 function rejectionOf(code: string | undefined): MessageRejection | null {
   if (code === undefined || !code.startsWith("WS_ERR_")) return null;
   if (code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH" || code === "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH") return "too_large";
