@@ -62,6 +62,22 @@ export const systemTimers: Timers = {
   },
 };
 
+/**
+ * The timers that go with `clock`: the clock itself when it keeps time for
+ * waits too (a ManualClock in tests and simulations), so that its timers
+ * fire when it is moved; otherwise the real timers, reading the time from
+ * `clock`. For parts that are handed a `Clock` and also wait (the factory's
+ * admission: its refusal-log windows, its queue's timeouts and its raises'
+ * ends).
+ */
+export function timersOf(clock: Clock): Timers {
+  const maybe = clock as Partial<Timers>;
+  if (typeof maybe.after === "function" && typeof maybe.every === "function" && typeof maybe.sleep === "function" && typeof maybe.timeout === "function") {
+    return clock as Timers;
+  }
+  return { ...systemTimers, now: () => clock.now() };
+}
+
 /** The signal of one call, and how to let go of it once the call is over. */
 export interface CallDeadline {
   /** Aborts when `ms` pass on the timers, or when the caller's signal aborts. */

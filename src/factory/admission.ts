@@ -9,7 +9,7 @@
  * refusal go through the per-user rate limit of `refusal-log.ts`: the first
  * of each per user per minute word for word, a count for the rest.
  */
-import { systemTimers, type Clock, type Timers } from "../contract/clock.js";
+import { timersOf, type Clock } from "../contract/clock.js";
 import { FactoryEvent, OutageMessage, type RefusalReason } from "../contract/events.js";
 import type { InProcessCleanup } from "./cleanup.js";
 import type { EventLog } from "./log.js";
@@ -158,17 +158,4 @@ export class AdmissionControl {
     );
     return { admitted: false, reason, retryAfterSeconds };
   }
-}
-
-/**
- * The factory hands admission a `Clock`. When it is also `Timers` (tests pass
- * a ManualClock), the rate limit's windows end on it, so a test moves them;
- * otherwise time comes from the clock and the timer is a real one.
- */
-function timersOf(clock: Clock): Timers {
-  const maybe = clock as Partial<Timers>;
-  if (typeof maybe.after === "function" && typeof maybe.every === "function" && typeof maybe.sleep === "function" && typeof maybe.timeout === "function") {
-    return clock as Timers;
-  }
-  return { ...systemTimers, now: () => clock.now() };
 }

@@ -6,7 +6,7 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Clock, Timers } from "../contract/clock.js";
-import { systemClock } from "../contract/clock.js";
+import { systemClock, timersOf } from "../contract/clock.js";
 import { FactoryEvent } from "../contract/events.js";
 import { AdmissionControl } from "./admission.js";
 import type { ChatApp, ConnectHandler } from "./app.js";
@@ -126,7 +126,7 @@ export async function startFactory(input: FactoryConfigInput, deps: FactoryDeps 
     if (!registry.hasRoom(userId)) return false;
     registry.reserve(userId);
     return true;
-  });
+  }, timersOf(clock));
   const metrics = new FactoryMetrics(
     {
       managers: () => registry.size,

@@ -3,13 +3,15 @@
  * at their limit wait here (when queueing is on for that user) until a slot
  * frees or their timeout passes. First come, first served.
  */
+import { systemTimers, type Timers } from "../contract/clock.js";
 
 /** How a wait ended. `admitted` means a slot was reserved for the waiter. */
 export type WaitOutcome = "admitted" | "timeout" | "full" | "aborted";
 
 interface Waiter {
   resolve(outcome: WaitOutcome): void;
-  timer: NodeJS.Timeout;
+  /** Cancels the wait's timeout. */
+  cancel: () => void;
 }
 
 /** Asks the registry whether it can reserve a slot for this user, and does so if it can. */
@@ -19,7 +21,14 @@ export class AdmissionQueue {
   private readonly queues = new Map<string, Waiter[]>();
   private total = 0;
 
-  constructor(private readonly tryReserve: TryReserve) {}
+  /**
+   * @param timers where the waits' timeouts run (default: the real timers; the
+   *   factory passes its clock's, so a test's clock ends them: timersOf)
+   */
+  constructor(
+    private readonly tryReserve: TryReserve,
+    private readonly timers: Timers = systemTimers,
+  ) {}
 
   /** Waiters across all users. */
   get size(): number {
@@ -44,10 +53,10 @@ export class AdmissionQueue {
       const onAbort = (): void => finish("aborted");
       const waiter: Waiter = {
         resolve: (outcome) => finish(outcome),
-        timer: setTimeout(() => finish("timeout"), timeoutMs),
+        cancel: this.timers.after(timeoutMs, () => finish("timeout")),
       };
       const finish = (outcome: WaitOutcome): void => {
-        clearTimeout(waiter.timer);
+        waiter.cancel();
         signal?.removeEventListener("abort", onAbort);
         if (this.drop(userId, waiter)) resolve(outcome);
         else if (outcome === "admitted") resolve(outcome);

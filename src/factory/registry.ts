@@ -11,7 +11,7 @@
  * may keep 20 live tabs and never ask for a 21st), but how long they have
  * been there is what an incident about them should say.
  */
-import type { Clock } from "../contract/clock.js";
+import { timersOf, type Clock, type Timers } from "../contract/clock.js";
 import type { UserSummary } from "../contract/control.js";
 import type { Manager } from "./manager.js";
 
@@ -26,7 +26,8 @@ interface UserEntry {
   managers: Map<string, Manager>;
   pending: number;
   raise: Raise | null;
-  raiseTimer: NodeJS.Timeout | null;
+  /** Cancels the timer that ends the raise. */
+  raiseTimer: (() => void) | null;
   /** When `managers.size` last reached the effective limit; null while below it. */
   atLimitSince: number | null;
 }
@@ -44,6 +45,8 @@ export interface RegistryHooks {
 export class Registry {
   private readonly users = new Map<string, UserEntry>();
   private managerTotal = 0;
+  /** Where raises end: the clock's own timers when it has them (timersOf), so a test's clock ends them. */
+  private readonly timers: Timers;
 
   /**
    * @param limit the normal per-user limit (default in the factory config: 20)
@@ -52,7 +55,9 @@ export class Registry {
     readonly limit: number,
     private readonly clock: Clock,
     private readonly hooks: RegistryHooks = {},
-  ) {}
+  ) {
+    this.timers = timersOf(clock);
+  }
 
   /** Managers across all users. */
   get size(): number {
@@ -186,11 +191,10 @@ export class Registry {
    */
   setRaise(userId: string, raise: Raise): void {
     const entry = this.entry(userId);
-    // Stryker disable next-line ConditionalExpression: clearTimeout(null) does nothing
-    if (entry.raiseTimer !== null) clearTimeout(entry.raiseTimer);
+    entry.raiseTimer?.();
     entry.raise = raise;
-    entry.raiseTimer = setTimeout(() => this.endRaise(userId), Math.max(0, raise.until - this.clock.now()));
-    entry.raiseTimer.unref();
+    // Does not keep the process alive (Timers.after).
+    entry.raiseTimer = this.timers.after(Math.max(0, raise.until - this.clock.now()), () => this.endRaise(userId));
     this.settle(userId, entry);
     this.hooks.slotFreed?.(userId);
   }
@@ -198,8 +202,7 @@ export class Registry {
   /** Drops every raise timer (shutdown). */
   clearTimers(): void {
     for (const entry of this.users.values()) {
-      // Stryker disable next-line ConditionalExpression: clearTimeout(null) does nothing
-      if (entry.raiseTimer !== null) clearTimeout(entry.raiseTimer);
+      entry.raiseTimer?.();
       entry.raiseTimer = null;
     }
   }

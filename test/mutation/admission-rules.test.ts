@@ -7,13 +7,13 @@
  * the registry's reservations and counts, its listing of users, its raise
  * timers (replaced, cleared, ended without a hook) and when it forgets a user.
  *
- * The parts are real and built by hand: Registry, AdmissionQueue,
- * InProcessCleanup (with an empty ladder: it frees nothing), RefusalTracker,
- * FactoryMetrics and AdmissionControl on a ManualClock. Only the log is an
- * in-memory recorder. A registry's managers are real Managers on one real
- * `ws` connection on 127.0.0.1 (the registry only keys them by id). The
- * registry's raise timers are Node timers, not the clock's, so the tests of
- * those drive `setTimeout` with vitest's fake timers.
+ * The parts are real and built by hand (test/support/admission.ts):
+ * Registry, AdmissionQueue, InProcessCleanup (with an empty ladder: it frees
+ * nothing), RefusalTracker, FactoryMetrics and AdmissionControl on a
+ * ManualClock. Only the log is an in-memory recorder. A registry's managers
+ * are real Managers on one real `ws` connection on 127.0.0.1 (the registry
+ * only keys them by id). Raises and queue timeouts end on the clock's timers
+ * when it has them (a ManualClock: the tests move it), on Node's otherwise.
  */
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
@@ -21,77 +21,23 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import { WebSocket, WebSocketServer } from "ws";
 import type { Clock, Timers } from "../../src/contract/clock.js";
 import { FactoryEvent, OutageMessage } from "../../src/contract/events.js";
-import { AdmissionControl } from "../../src/factory/admission.js";
-import { InProcessCleanup } from "../../src/factory/cleanup.js";
-import { Evictor } from "../../src/factory/evict.js";
 import { Manager } from "../../src/factory/manager.js";
-import { FactoryMetrics } from "../../src/factory/metrics.js";
-import { AdmissionQueue } from "../../src/factory/queue.js";
-import { RefusalTracker } from "../../src/factory/refusals.js";
 import { Registry, type Raise } from "../../src/factory/registry.js";
-import type { RungDefaults } from "../../src/factory/rungs/context.js";
-import { RungRunner } from "../../src/factory/rungs/runner.js";
 import { ManualClock } from "../support/clock.js";
-import { RecordingEventLog } from "../support/event-log.js";
+import { admissionHarness as buildHarness, NEVER_MS, type Harness, type HarnessOptions } from "../support/admission.js";
 import { eventually } from "../support/factory.js";
 
 const USER = "user-u";
-/** A wait nobody reaches in a test. */
-const NEVER_MS = 600_000;
 const iso = (t: number): string => new Date(t).toISOString();
-
-const DEFAULTS: RungDefaults = {
-  idleMs: 120_000,
-  probeTimeoutMs: NEVER_MS,
-  probeDeadline: "phi",
-  probeFloorMs: 100,
-  bufferThresholdBytes: 1 << 30,
-  degradeLimit: 10,
-  maxDegradeLimit: 10,
-};
-
-interface Harness {
-  registry: Registry;
-  queue: AdmissionQueue;
-  admission: AdmissionControl;
-  refusals: RefusalTracker;
-  log: RecordingEventLog;
-}
 
 const harnesses: Harness[] = [];
 afterEach(() => {
-  for (const h of harnesses.splice(0)) {
-    h.queue.abortAll();
-    h.registry.clearTimers();
-    h.admission.close();
-  }
+  for (const h of harnesses.splice(0)) h.close();
 });
 
-/** Admission wired as the factory wires it, on `clock`, with an in-process cleanup that frees nothing. */
-function admissionHarness(clock: Clock, options: { limit?: number; queueTimeoutMs?: number; queueMax?: number; retryAfterSeconds?: number } = {}): Harness {
-  const log = new RecordingEventLog();
-  const registry: Registry = new Registry(options.limit ?? 2, clock, { slotFreed: (userId) => queue.wake(userId) });
-  const queue = new AdmissionQueue((userId) => {
-    if (!registry.hasRoom(userId)) return false;
-    registry.reserve(userId);
-    return true;
-  });
-  const metrics = new FactoryMetrics({ managers: () => registry.size, connections: () => 0, usersAtLimit: () => 0, queueLength: () => queue.size }, { defaultMetrics: false });
-  const refusals = new RefusalTracker(clock, (userId) => registry.holds(userId));
-  const evictor = new Evictor(registry, log, metrics, NEVER_MS);
-  const runner: RungRunner = new RungRunner({ registry, evictor, clock, metrics, defaults: DEFAULTS }, log, (userId) => admission.wouldAdmit(userId));
-  const cleanup = new InProcessCleanup("ladder", [], { registry, evictor, runner, clock, metrics, log });
-  const admission = new AdmissionControl(
-    registry,
-    queue,
-    cleanup,
-    clock,
-    log,
-    metrics,
-    { queueTimeoutMs: options.queueTimeoutMs ?? 0, queueMax: options.queueMax ?? 10, retryAfterSeconds: options.retryAfterSeconds ?? 5 },
-    refusals,
-  );
-  const h = { registry, queue, admission, refusals, log };
+/** `admissionHarness` of test/support/admission.ts, closed after the test. */
+function admissionHarness(clock: Clock, options?: HarnessOptions): Harness {
+  const h = buildHarness(clock, options);
   harnesses.push(h);
   return h;
 }
@@ -385,8 +331,8 @@ describe("Registry", () => {
     expect([...r.allManagers()]).toHaveLength(3);
   });
 
+  // A raise ends on the timers of the registry's clock (timersOf): a ManualClock's own, moved by the test.
   it("a raise that replaces an earlier one is not ended by the earlier one's timer", () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const clock = new ManualClock();
     const t0 = clock.now();
     const ended: [string, Raise][] = [];
@@ -394,37 +340,52 @@ describe("Registry", () => {
     r.setRaise(USER, { limit: 3, until: t0 + 1000, queueTimeoutMs: 0 });
     const later = { limit: 4, until: t0 + 10_000, queueTimeoutMs: 0 };
     r.setRaise(USER, later);
-    vi.advanceTimersByTime(5000);
+    expect(clock.timers).toBe(1);
+    clock.advance(5000);
     expect(ended).toEqual([]);
     expect(r.raiseOf(USER)).toEqual(later);
-    vi.advanceTimersByTime(5000);
+    clock.advance(4999);
+    expect(ended).toEqual([]);
+    clock.advance(1);
     expect(ended).toEqual([[USER, later]]);
     expect(r.holds(USER)).toBe(false);
   });
 
   it("clearTimers stops every raise from ending by its timer", () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const clock = new ManualClock();
     const t0 = clock.now();
     const ended: string[] = [];
     const r = new Registry(2, clock, { raiseEnded: (u) => ended.push(u) });
     r.setRaise("a", { limit: 3, until: t0 + 1000, queueTimeoutMs: 0 });
     r.setRaise("b", { limit: 3, until: t0 + 2000, queueTimeoutMs: 0 });
-    expect(vi.getTimerCount()).toBe(2);
+    expect(clock.timers).toBe(2);
     r.clearTimers();
-    expect(vi.getTimerCount()).toBe(0);
-    vi.advanceTimersByTime(5000);
+    expect(clock.timers).toBe(0);
+    clock.advance(5000);
     expect(ended).toEqual([]);
     expect([r.holds("a"), r.holds("b")]).toEqual([true, true]);
   });
 
   it("a raise ends without a raiseEnded hook, and the user it alone kept is forgotten", () => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const clock = new ManualClock();
     const r = new Registry(2, clock);
     r.setRaise(USER, { limit: 3, until: clock.now() + 1000, queueTimeoutMs: 0 });
     expect(r.userCount).toBe(1);
-    expect(() => vi.advanceTimersByTime(1000)).not.toThrow();
+    expect(() => clock.advance(1000)).not.toThrow();
     expect(r.userCount).toBe(0);
+  });
+
+  it("with a clock that keeps no time for waits, a raise ends on the real timers", () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    let now = Date.parse("2026-11-26T12:00:00Z");
+    const ended: string[] = [];
+    const r = new Registry(2, { now: () => now }, { raiseEnded: (u) => ended.push(u) });
+    r.setRaise(USER, { limit: 3, until: now + 1000, queueTimeoutMs: 0 });
+    expect(vi.getTimerCount()).toBe(1);
+    now += 1000;
+    vi.advanceTimersByTime(999);
+    expect(ended).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(ended).toEqual([USER]);
   });
 });
