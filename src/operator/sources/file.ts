@@ -450,6 +450,9 @@ export class FileSource implements LogSource {
           this.spare = buf;
           return;
         }
+        // Awaited before anything of this read is handed over; the framing and the next read go on meanwhile.
+        const rewritten = this.rewritten(file, buf.subarray(carried, carried + n), file.pos);
+        rewritten.catch(() => undefined);
         const regionStart = file.pos - carried;
         file.pos += n;
         this.stats.bytesRead += n;
@@ -468,6 +471,16 @@ export class FileSource implements LogSource {
           next = this.read(file, framer.carry); // more is likely there
           // Awaited below; until then a failed read must not count as an unhandled rejection.
           next.catch(() => undefined);
+        }
+        if (await rewritten) {
+          // Truncated and written again past our position since the last look (copytruncate under a busy writer):
+          // these bytes are the new content at the old offset. Drop them, and the read after them, and read the
+          // file again from its start.
+          if (next !== null) await next.catch(() => undefined);
+          next = null;
+          this.spare = buf;
+          await this.readAgainFromStart(file, framer);
+          continue;
         }
         await this.deliver(framed, file, regionStart, onBatch);
         // The consumer is done with it (its promise): the read after next may fill it again.
@@ -539,6 +552,23 @@ export class FileSource implements LogSource {
   }
 
   /**
+   * Whether `data`, just read at offset `at`, came from a file rewritten since
+   * it was last looked at: its first bytes are no longer the ones seen. Also
+   * keeps the first bytes as read, up to HEAD_BYTES, for the next looks (a
+   * file opened empty has none to compare until then).
+   */
+  private async rewritten(file: OpenFile, data: Buffer, at: number): Promise<boolean> {
+    const seen = file.head;
+    try {
+      if (seen.length > 0 && !(await readAt(file.fh, seen.length, 0)).equals(seen)) return true;
+    } catch (err) {
+      throw new FileSourceError("ERR_RECLAIM_SOURCE_READ", `${this.name}: could not read it`, { cause: err });
+    }
+    if (at === seen.length && at < HEAD_BYTES) file.head = Buffer.concat([seen, data.subarray(0, HEAD_BYTES - at)]);
+    return false;
+  }
+
+  /**
    * Truncation: the file is shorter than what was read, or its first bytes
    * changed (truncated and written again past our position between two
    * looks). Then it is read again from its start.
@@ -553,13 +583,23 @@ export class FileSource implements LogSource {
         file.head = head;
       }
       if (!truncated) return;
-      this.stats.truncations++;
-      file.pos = 0;
-      file.head = await readAt(file.fh, Math.min(size, HEAD_BYTES), 0);
-      framer.reset();
     } catch (err) {
       throw new FileSourceError("ERR_RECLAIM_SOURCE_READ", `${this.name}: could not read it`, { cause: err });
     }
+    await this.readAgainFromStart(file, framer);
+  }
+
+  /** A truncated file: counted, and read again from its start with nothing carried. */
+  private async readAgainFromStart(file: OpenFile, framer: LineFramer): Promise<void> {
+    this.stats.truncations++;
+    file.pos = 0;
+    try {
+      const size = Number((await file.fh.stat({ bigint: true })).size);
+      file.head = await readAt(file.fh, Math.min(size, HEAD_BYTES), 0);
+    } catch (err) {
+      throw new FileSourceError("ERR_RECLAIM_SOURCE_READ", `${this.name}: could not read it`, { cause: err });
+    }
+    framer.reset();
   }
 
   /** A different file now at the path (rotated, or deleted and created again), opened; null when it is still the same or absent. */

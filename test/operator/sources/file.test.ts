@@ -14,6 +14,7 @@ import { RemediationRule } from "../../../src/operator/rules/schema.js";
 import { FileSource, type FileSourceOptions } from "../../../src/operator/sources/file.js";
 import { Scanner, scanBatch } from "../../../src/operator/sources/scan.js";
 import type { LineBatch } from "../../../src/operator/sources/source.js";
+import { Tail } from "../../support/file-tail.js";
 
 const POLL = 10;
 let dir: string;
@@ -32,72 +33,14 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** A running source and what it handed over. */
-class Tail {
-  readonly lines: string[] = [];
-  readonly batches: LineBatch[] = [];
-  error: Error | null = null;
-  private readonly controller = new AbortController();
-  readonly done: Promise<void>;
-
-  constructor(
-    readonly source: FileSource,
-    onBatch: (batch: LineBatch, tail: Tail) => Promise<void> = (batch) => batch.commit(),
-  ) {
-    this.done = source
-      .run(async (batch) => {
-        const text = batch.data.toString();
-        expect(text.endsWith("\n")).toBe(true);
-        const lines = text.slice(0, -1).split("\n");
-        expect(lines).toHaveLength(batch.lines);
-        this.lines.push(...lines);
-        this.batches.push(batch);
-        await onBatch(batch, this);
-      }, this.controller.signal)
-      .catch((err: unknown) => {
-        this.error = err instanceof Error ? err : new Error(String(err));
-      });
-    running.push(this);
-  }
-
-  abort(): void {
-    this.controller.abort();
-  }
-
-  async stop(): Promise<void> {
-    this.controller.abort();
-    await this.done;
-  }
-
-  /** Waits until the lines handed over are `want` (fails fast if the run failed). */
-  async until(want: string[]): Promise<void> {
-    await vi.waitFor(
-      () => {
-        if (this.error !== null) throw new Error("the source failed", { cause: this.error });
-        expect(this.lines).toEqual(want);
-      },
-      { timeout: 5000, interval: 5 },
-    );
-  }
-
-  /** Waits until the source has opened the file and reads at its end. */
-  async caughtUp(): Promise<void> {
-    await vi.waitFor(
-      () => {
-        if (this.error !== null) throw new Error("the source failed", { cause: this.error });
-        expect(this.source.position?.offset).toBe(statSync(this.source.path).size);
-      },
-      { timeout: 5000, interval: 5 },
-    );
-  }
-}
-
 function source(options: Partial<FileSourceOptions> = {}): FileSource {
   return new FileSource({ path: log, pollIntervalMs: POLL, ...options });
 }
 
 function tail(options: Partial<FileSourceOptions> = {}, onBatch?: (batch: LineBatch, tail: Tail) => Promise<void>): Tail {
-  return new Tail(source(options), onBatch);
+  const t = new Tail(source(options), onBatch);
+  running.push(t);
+  return t;
 }
 
 const text = (lines: string[]): string => lines.map((l) => `${l}\n`).join("");
