@@ -240,6 +240,23 @@ describe("following (follow: true)", () => {
     expect(t.source.stats.truncations).toBe(1);
   });
 
+  it("notices a truncation between two reads of one catch-up: no fragment, no line twice (ADR 43)", async () => {
+    writeFileSync(log, "old line 1\nold line 2\nold line 3\nold line 4\n");
+    let rewritten = false;
+    // 16-byte reads: the first batch holds "old line 1" alone. While it is handed over, the file is truncated and
+    // written again, longer than before, so the next read (with no look in between) is at an offset of new content.
+    const t = tail({ fromStart: true, chunkBytes: 16 }, async (batch) => {
+      if (!rewritten) {
+        rewritten = true;
+        truncateSync(log, 0);
+        appendFileSync(log, "new line one is longer\nnew line two is longer\nnew line three is longer\n");
+      }
+      await batch.commit();
+    });
+    await t.until(["old line 1", "new line one is longer", "new line two is longer", "new line three is longer"]);
+    expect(t.source.stats.truncations).toBe(1);
+  });
+
   it("survives deletion, keeps waiting, and reads the recreated file from its start", async () => {
     writeFileSync(log, "a\n");
     const t = tail({ fromStart: true });
