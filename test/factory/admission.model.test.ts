@@ -27,17 +27,16 @@
  * RECLAIM_MODEL_RUNS (default 300) sequences from RECLAIM_MODEL_SEED
  * (default fixed); a failure prints the seed and path to replay it.
  */
-import { once } from "node:events";
-import type { AddressInfo } from "node:net";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WebSocket, WebSocketServer } from "ws";
+import type { WebSocket } from "ws";
 import { timersOf } from "../../src/contract/clock.js";
 import type { Decision, Notice } from "../../src/factory/admission.js";
 import { Manager } from "../../src/factory/manager.js";
 import { AdmissionQueue, type TryReserve } from "../../src/factory/queue.js";
 import { admissionHarness, type Harness } from "../support/admission.js";
 import { ManualClock } from "../support/clock.js";
+import { wsPair, type WsPair } from "../support/ws-pair.js";
 
 const LIMIT = 3;
 const QUEUE_MAX = 2;
@@ -104,23 +103,14 @@ async function settle(): Promise<void> {
 const admitted = (outcome: "admitted" | "degraded" | "queued", notice: Notice | null): Decision => ({ admitted: true, outcome, notice });
 const refused = (reason: "limit" | "queue_full" | "queue_timeout" | "aborted"): Decision => ({ admitted: false, reason, retryAfterSeconds: 5 });
 
-/** The server side of one real `ws` connection on 127.0.0.1: every Manager of the model is on it (the registry keys them by id). */
+/** Every Manager of the model is on one real `ws` connection on 127.0.0.1 (the registry keys them by id). */
+let pair: WsPair;
 let socket: WebSocket;
-let client: WebSocket;
-let wss: WebSocketServer;
 beforeAll(async () => {
-  wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
-  await once(wss, "listening");
-  const arrived = new Promise<WebSocket>((resolve) => wss.once("connection", (ws) => resolve(ws)));
-  client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`, { perMessageDeflate: false });
-  client.on("error", () => undefined);
-  socket = await arrived;
+  pair = await wsPair();
+  socket = pair.socket;
 });
-afterAll(async () => {
-  client.terminate();
-  socket.terminate();
-  await new Promise<void>((resolve) => wss.close(() => resolve()));
-});
+afterAll(() => pair.close());
 
 /**
  * Runs `steps` against a fresh harness and the model, checking the invariants

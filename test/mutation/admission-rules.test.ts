@@ -15,10 +15,8 @@
  * only keys them by id). Raises and queue timeouts end on the clock's timers
  * when it has them (a ManualClock: the tests move it), on Node's otherwise.
  */
-import { once } from "node:events";
-import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { WebSocket, WebSocketServer } from "ws";
+import type { WebSocket } from "ws";
 import type { Clock, Timers } from "../../src/contract/clock.js";
 import { FactoryEvent, OutageMessage } from "../../src/contract/events.js";
 import { Manager } from "../../src/factory/manager.js";
@@ -26,6 +24,7 @@ import { Registry, type Raise } from "../../src/factory/registry.js";
 import { ManualClock } from "../support/clock.js";
 import { admissionHarness as buildHarness, NEVER_MS, type Harness, type HarnessOptions } from "../support/admission.js";
 import { eventually } from "../support/factory.js";
+import { wsPair, type WsPair } from "../support/ws-pair.js";
 
 const USER = "user-u";
 const iso = (t: number): string => new Date(t).toISOString();
@@ -216,24 +215,14 @@ describe("admission's clock: also its timers only when it has all four timer met
 });
 
 describe("Registry", () => {
-  let wss: WebSocketServer;
-  let client: WebSocket;
+  let pair: WsPair;
   let socket: WebSocket;
 
   beforeAll(async () => {
-    wss = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false });
-    await once(wss, "listening");
-    const arrived = new Promise<WebSocket>((resolve) => wss.once("connection", (ws) => resolve(ws)));
-    client = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`, { perMessageDeflate: false });
-    client.on("error", () => undefined);
-    socket = await arrived;
-    socket.on("error", () => undefined);
+    pair = await wsPair();
+    socket = pair.socket;
   });
-  afterAll(async () => {
-    client.terminate();
-    socket.terminate();
-    await new Promise<void>((resolve) => wss.close(() => resolve()));
-  });
+  afterAll(() => pair.close());
   afterEach(() => {
     vi.useRealTimers();
   });

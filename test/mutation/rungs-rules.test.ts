@@ -24,6 +24,7 @@ import type { RungContext, RungDefaults } from "../../src/factory/rungs/context.
 import { NoConnectionsError, RungParamError } from "../../src/factory/rungs/degrade.js";
 import { pingAll, probe } from "../../src/factory/rungs/probe.js";
 import { breakdown, RungRunner } from "../../src/factory/rungs/runner.js";
+import { DEFAULTS, NEVER_MS } from "../support/admission.js";
 import { ManualClock } from "../support/clock.js";
 import { RecordingEventLog } from "../support/event-log.js";
 import { eventually } from "../support/factory.js";
@@ -31,8 +32,6 @@ import { eventually } from "../support/factory.js";
 const MiB = 1024 * 1024;
 /** A server ping carrying the manager's 4-byte sequence number: 2 bytes of header (unmasked) + 4. */
 const PING_FRAME_BYTES = 6;
-/** A wait nobody reaches in a test: a promise that resolves before the test's own timeout did not wait for it. */
-const NEVER_MS = 600_000;
 
 interface Conn {
   /** The test's client. */
@@ -58,15 +57,6 @@ interface Harness {
   close(): Promise<void>;
 }
 
-const DEFAULTS: RungDefaults = {
-  idleMs: 120_000,
-  probeTimeoutMs: NEVER_MS,
-  probeDeadline: "phi",
-  probeFloorMs: 100,
-  bufferThresholdBytes: 1 << 30,
-  degradeLimit: 10,
-  maxDegradeLimit: 10,
-};
 
 let current: Harness | undefined;
 afterEach(async () => {
