@@ -44,7 +44,10 @@ export interface FileSourceOptions {
   /**
    * Folder for the position file (created if missing). The file's name is a
    * sha256 of the absolute path, never the path itself. Default: none, the
-   * position is not kept and `commit()` does nothing.
+   * position is not kept and `commit()` does nothing. A run that finds no
+   * saved position and starts at the end (not `fromStart`, following) saves
+   * where it starts at once, so that a restart before its first commit
+   * neither skips what was written meanwhile nor starts at the end again.
    */
   stateDir?: string;
   /**
@@ -140,6 +143,12 @@ interface Position {
   offset: number;
   head: Buffer;
 }
+
+/**
+ * The position of a file that is not there yet: no file has inode 0, so the
+ * file that appears is "another file" and is read from its start.
+ */
+const NOT_THERE_YET: Position = { dev: "0", ino: "0", offset: 0, head: Buffer.alloc(0) };
 
 function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | null)?.code;
@@ -280,6 +289,12 @@ export class FileSource implements LogSource {
       if (this.follow) watcher = this.watch(wakeup);
       file = this.current = await this.openFirst(saved, framer, end);
       if (file === null && !this.follow) throw new FileSourceError("ERR_RECLAIM_SOURCE_NOT_FOUND", `${this.name}: no such file`);
+      // A first run that starts at the end saves where it starts: a restart before its first batch is committed
+      // then reads what was written meanwhile, instead of starting at the end again (a file not there yet is read
+      // from its start, whenever it appears).
+      if (saved === null && !this.fromStart && this.follow) {
+        await this.save(file === null ? NOT_THERE_YET : { dev: file.dev, ino: file.ino, offset: file.pos, head: file.head });
+      }
       while (file === null) {
         await wakeup.wait(this.pollIntervalMs, signal);
         if (signal.aborted) return;
@@ -397,7 +412,8 @@ export class FileSource implements LogSource {
     if (file === null) return null;
     if (saved !== null) {
       if (saved.dev !== file.dev || saved.ino !== file.ino) {
-        this.stats.rotations++; // replaced while we were not running: read the new one from its start
+        // Replaced while we were not running, or not there yet when we started: read it from its start.
+        if (saved.ino !== NOT_THERE_YET.ino) this.stats.rotations++;
       } else if (
         file.size < saved.offset ||
         file.head.length < saved.head.bytes ||
@@ -527,10 +543,15 @@ export class FileSource implements LogSource {
    * the last saved is dropped, so the position never goes back.
    */
   private commit(position: Position, seq: number): Promise<void> {
+    return this.save(position, seq);
+  }
+
+  /** Saves `position` after the saves before it; with `seq`, only if no later batch's was saved. */
+  private save(position: Position, seq = 0): Promise<void> {
     const file = this.checkpointFile;
     if (file === null) return Promise.resolve();
     const save = async (): Promise<void> => {
-      if (seq <= this.savedBatch) return;
+      if (seq > 0 && seq <= this.savedBatch) return;
       const checkpoint: Checkpoint = {
         version: 1,
         path: this.path,
@@ -544,7 +565,7 @@ export class FileSource implements LogSource {
       } catch (err) {
         throw new FileSourceError("ERR_RECLAIM_CHECKPOINT", `${this.name}: could not save its position to ${file}`, { cause: err });
       }
-      this.savedBatch = seq;
+      this.savedBatch = Math.max(this.savedBatch, seq);
     };
     const saved = this.saving.then(save);
     this.saving = saved.catch(() => undefined);

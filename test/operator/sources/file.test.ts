@@ -4,7 +4,7 @@
  * the saved position (no loss, no repeat), long lines, CRLF.
  */
 import { createHash } from "node:crypto";
-import { appendFileSync, renameSync, statSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, readFileSync, renameSync, statSync, truncateSync, unlinkSync, writeFileSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -365,6 +365,49 @@ describe("the saved position", () => {
     const saved = JSON.parse(await readFile(checkpointFile(), "utf8"));
     const st = statSync(log, { bigint: true });
     expect(saved).toMatchObject({ version: 1, path: log, dev: String(st.dev), ino: String(st.ino), offset: 9, head: { bytes: 9 } });
+  });
+
+  it("a first run from the end saves where it started: a restart before any commit reads what was written meanwhile", async () => {
+    writeFileSync(log, "before the start\n");
+    const first = tail({ stateDir: state });
+    await first.caughtUp();
+    await first.stop();
+    expect(first.lines).toEqual([]);
+    const saved = JSON.parse(await readFile(checkpointFile(), "utf8"));
+    expect(saved).toMatchObject({ offset: statSync(log).size, head: { bytes: statSync(log).size } });
+    appendFileSync(log, "while it was down\n");
+    const second = tail({ stateDir: state });
+    await second.until(["while it was down"]);
+  });
+
+  it("a first run before the file exists saves that: a restart reads the file that appeared meanwhile from its start", async () => {
+    const first = tail({ stateDir: state });
+    await vi.waitFor(() => expect(JSON.parse(readFileSync(checkpointFile(), "utf8"))).toMatchObject({ dev: "0", ino: "0", offset: 0 }));
+    await first.stop();
+    writeFileSync(log, "written while it was down\n");
+    const second = tail({ stateDir: state });
+    await second.until(["written while it was down"]);
+    expect(second.source.stats).toMatchObject({ rotations: 0, truncations: 0 });
+  });
+
+  it("fails at its start with ERR_RECLAIM_CHECKPOINT when it cannot save where it starts", async () => {
+    writeFileSync(log, "a\n");
+    // procfs takes no new file, not even from root: the one folder every Linux test machine cannot write to.
+    const t = tail({ stateDir: "/proc/self" });
+    await t.done;
+    expect(t.error).toMatchObject({ code: "ERR_RECLAIM_CHECKPOINT", message: expect.stringContaining("could not save its position to /proc/self/file-") as unknown });
+    expect(t.lines).toEqual([]);
+  });
+
+  it("rejects a batch's commit with ERR_RECLAIM_CHECKPOINT when it cannot save the position", async () => {
+    writeFileSync(log, "a\n");
+    const commits: unknown[] = [];
+    const t = tail({ stateDir: "/proc/self", fromStart: true, follow: false }, async (batch) => {
+      commits.push(await batch.commit().catch((err: unknown) => err));
+    });
+    await t.done;
+    expect(t.lines).toEqual(["a"]);
+    expect(commits).toEqual([expect.objectContaining({ code: "ERR_RECLAIM_CHECKPOINT" })]);
   });
 
   it("reads the new file from its start when the file was rotated while stopped", async () => {
