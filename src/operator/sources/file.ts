@@ -535,18 +535,14 @@ export class FileSource implements LogSource {
     const seq = ++this.batches;
     this.stats.linesRead += framed.lines;
     const origin = framed.cut === true || framed.start === undefined ? {} : { origin: { path: this.path, offset: regionStart + framed.start } };
-    await onBatch({ data: framed.data, lines: framed.lines, commit: () => this.commit(position, seq), ...origin });
+    await onBatch({ data: framed.data, lines: framed.lines, commit: () => this.save(position, seq), ...origin });
   }
 
   /**
-   * Saves a batch's position. Saves run one at a time, and one older than
-   * the last saved is dropped, so the position never goes back.
+   * Saves a position: a batch's (its `seq`, from 1), or where a first run
+   * starts (0). Saves run one at a time, and a batch's older than the last
+   * batch's saved is dropped, so the position never goes back.
    */
-  private commit(position: Position, seq: number): Promise<void> {
-    return this.save(position, seq);
-  }
-
-  /** Saves `position` after the saves before it; with `seq`, only if no later batch's was saved. */
   private save(position: Position, seq = 0): Promise<void> {
     const file = this.checkpointFile;
     if (file === null) return Promise.resolve();
