@@ -13,9 +13,9 @@ import { AdmissionControl } from "../../src/factory/admission.js";
 import { InProcessCleanup } from "../../src/factory/cleanup.js";
 import { Evictor } from "../../src/factory/evict.js";
 import { FactoryMetrics } from "../../src/factory/metrics.js";
-import { AdmissionQueue } from "../../src/factory/queue.js";
+import { AdmissionQueue, type TryReserve } from "../../src/factory/queue.js";
 import { RefusalTracker } from "../../src/factory/refusals.js";
-import { Registry, type RegistryHooks } from "../../src/factory/registry.js";
+import { Registry } from "../../src/factory/registry.js";
 import type { RungDefaults } from "../../src/factory/rungs/context.js";
 import { RungRunner } from "../../src/factory/rungs/runner.js";
 import { RecordingEventLog } from "./event-log.js";
@@ -50,10 +50,8 @@ export interface HarnessOptions {
   queueTimeoutMs?: number;
   queueMax?: number;
   retryAfterSeconds?: number;
-  /** More registry hooks (the queue's wake on `slotFreed` is always there, as in the factory). */
-  hooks?: Omit<RegistryHooks, "slotFreed">;
   /** The queue to use, given how it reserves a slot (default: an AdmissionQueue on the clock's timers, as in the factory). */
-  makeQueue?: (tryReserve: (userId: string) => boolean) => AdmissionQueue;
+  makeQueue?: (tryReserve: TryReserve) => AdmissionQueue;
 }
 
 /**
@@ -63,8 +61,8 @@ export interface HarnessOptions {
  */
 export function admissionHarness(clock: Clock, options: HarnessOptions = {}): Harness {
   const log = new RecordingEventLog();
-  const registry: Registry = new Registry(options.limit ?? 2, clock, { ...options.hooks, slotFreed: (userId) => queue.wake(userId) });
-  const tryReserve = (userId: string): boolean => {
+  const registry: Registry = new Registry(options.limit ?? 2, clock, { slotFreed: (userId) => queue.wake(userId) });
+  const tryReserve: TryReserve = (userId) => {
     if (!registry.hasRoom(userId)) return false;
     registry.reserve(userId);
     return true;
