@@ -22,6 +22,7 @@ import { errorText, OperatorEvent, type OperatorLog } from "../log-event.js";
 import type { OperatorMetrics } from "../metrics.js";
 import type { CompiledRule } from "../rules/compile.js";
 import type { Target, TargetResolver } from "../act/target.js";
+import { OldestFirst } from "../oldest-first.js";
 
 /** The key an incident is held under while the store cannot record it. */
 function heldKey(trigger: Trigger): string {
@@ -135,7 +136,7 @@ export class Engine {
   private retrying = false;
   private rules: readonly CompiledRule[] = [];
   /** When each held-back key was last checked, oldest first (bounded: pruned as they age past REFUSAL_CHECK_MEMO_MS). */
-  private readonly refusalAsked = new Map<string, number>();
+  private readonly refusalAsked = new OldestFirst<string, number>();
   /** Admission checks running now, and a promise of their end. */
   private refusalChecking = 0;
   private refusalChecks: Promise<void> = Promise.resolve();
@@ -554,9 +555,9 @@ export class Engine {
    */
   private checkHeld(trigger: Trigger, reason: SuppressReason, now: number): void {
     const key = heldKey(trigger);
-    for (const [k, at] of this.refusalAsked) {
+    for (let at = this.refusalAsked.oldestValue(); at !== undefined; at = this.refusalAsked.oldestValue()) {
       if (now - at < REFUSAL_CHECK_MEMO_MS) break; // oldest first: the rest are newer
-      this.refusalAsked.delete(k);
+      this.refusalAsked.dropOldest();
     }
     if (this.refusalAsked.has(key)) return;
     if (this.refusalChecking >= MAX_REFUSAL_CHECKS || this.heldThisHour(trigger.rule.name, now) >= MAX_HELD_PER_RULE_HOUR) {
@@ -564,7 +565,7 @@ export class Engine {
       this.warnCapped(trigger.rule.name, now);
       return;
     }
-    this.refusalAsked.set(key, now);
+    this.refusalAsked.add(key, now);
     this.refusalChecking++;
     const check = this.holdIfRefused(trigger, reason, now)
       .catch((err: unknown) => {
