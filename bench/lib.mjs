@@ -1,7 +1,9 @@
 // What every benchmark shares: the median, the opening lines of a results
 // section in BENCHMARKS.md (who wrote it, the command, the machine, the date),
-// and the operator's Node options as its Deployment sets them.
-import { readFileSync } from "node:fs";
+// the operator's Node options and CPU limit as its Deployment sets them, and a
+// cgroup that applies such a limit to a process.
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 
 /** The median of numbers (the mean of the middle two for an even count). */
 export function median(xs) {
@@ -31,3 +33,55 @@ export function deployedNodeOptions() {
   if (match === null) throw new Error("manifests/base/operator/deployment.yaml sets no NODE_OPTIONS for the operator");
   return match[1].trim().replace(/^["']|["']$/g, "");
 }
+
+/** The operator's CPU limit in its Deployment (`resources.limits.cpu`), in millicores. */
+export function deployedCpuLimit() {
+  const text = readFileSync(new URL("../manifests/base/operator/deployment.yaml", import.meta.url), "utf8");
+  const match = /limits:\s*\n\s*cpu:\s*["']?(\d+(?:\.\d+)?)(m?)["']?/.exec(text);
+  if (match === null) throw new Error("manifests/base/operator/deployment.yaml sets no CPU limit for the operator");
+  return match[2] === "m" ? Number(match[1]) : Number(match[1]) * 1000;
+}
+
+/**
+ * A CPU limit for processes, as Kubernetes sets one: a CFS quota of
+ * `millicores` per 100 ms period, in a cgroup of its own (cgroup v1's `cpu`
+ * controller, or v2 where it has the `cpu` controller). `add(pid)` moves a
+ * process (all its threads) in; `remove()` takes the group away once its
+ * processes have exited. Null where no CPU controller can be written (not
+ * root, or a container without one): the caller says it did not measure.
+ */
+export function cpuLimitGroup(millicores, name) {
+  const quota = Math.round((millicores / 1000) * 100_000);
+  const candidates = [
+    { dir: `/sys/fs/cgroup/cpu/${name}`, write: (dir) => { writeFileSync(join(dir, "cpu.cfs_period_us"), "100000"); writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quota)); } },
+    { dir: `/sys/fs/cgroup/${name}`, write: (dir) => writeFileSync(join(dir, "cpu.max"), `${quota} 100000`) },
+  ];
+  for (const c of candidates) {
+    try {
+      mkdirSync(c.dir);
+    } catch {
+      continue;
+    }
+    try {
+      c.write(c.dir);
+      return {
+        dir: c.dir,
+        add: (pid) => writeFileSync(join(c.dir, "cgroup.procs"), String(pid)),
+        throttled: () => {
+          const stat = readFileSync(join(c.dir, "cpu.stat"), "utf8");
+          const v = (k) => Number(new RegExp(`^${k} (\\d+)`, "m").exec(stat)?.[1] ?? NaN);
+          return { periods: v("nr_periods"), throttled: v("nr_throttled") };
+        },
+        remove: () => rmdirSync(c.dir),
+      };
+    } catch {
+      try {
+        rmdirSync(c.dir);
+      } catch {
+        // not ours to clean
+      }
+    }
+  }
+  return null;
+}
+

@@ -27,7 +27,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { deployedNodeOptions, median, sectionHeader } from "../lib.mjs";
+import { cpuLimitGroup, deployedCpuLimit, deployedNodeOptions, median, sectionHeader } from "../lib.mjs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const BIN = join(ROOT, "bin/reclaim");
@@ -50,6 +50,7 @@ export const smoke = { users: 500, linesPerUser: 4, seconds: 2, rounds: 1 };
 
 export const targets = {
   peakRssMb: 200, // the flood's peak RSS
+  limitedDrainAfterLastS: 1, // under the Deployment's CPU limit, the backlog when the flood ends
 };
 
 /** Most keys one rollup record lists (src/operator/incidents/model.ts, MAX_ROLLUP_KEYS). */
@@ -161,8 +162,13 @@ function linesFor(opts, start, end) {
   return text;
 }
 
-/** One side of a round: a factory and an operator, the lines appended on schedule, until drained. */
-async function side(opts, matchNothing, log) {
+/**
+ * One side of a round: a factory and an operator, the lines appended on
+ * schedule, until drained. `limit`: a CPU limit group (bench/lib.mjs
+ * cpuLimitGroup) the operator runs in, as its Deployment's limit would hold it.
+ */
+async function side(opts, matchNothing, log, limit = null) {
+  const what = matchNothing ? "baseline" : limit === null ? "flood" : "flood, limited";
   const dir = mkdtempSync(join(tmpdir(), `reclaim-bench-flood-${matchNothing ? "baseline" : "flood"}-`));
   const procs = [];
   try {
@@ -185,6 +191,8 @@ async function side(opts, matchNothing, log) {
       { NODE_OPTIONS: opts.nodeOptions },
     );
     procs.push(operator);
+    // Before it reads a line: its start-up may run unthrottled, the flood does not.
+    limit?.add(operator.child.pid);
     const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     await waitHttp(`http://127.0.0.1:${metricsPort}/readyz`, "the operator");
     await sleep(500); // let it settle (JIT, first poll) before the idle figure
@@ -220,7 +228,7 @@ async function side(opts, matchNothing, log) {
     }
     const appendMs = lastWrite - t0;
     const size = statSync(logFile).size;
-    log(`  ${matchNothing ? "baseline" : "flood"}: ${opts.users * opts.linesPerUser} lines, ${(size / 1e6).toFixed(1)} MB appended in ${(appendMs / 1000).toFixed(2)} s`);
+    log(`  ${what}: ${opts.users * opts.linesPerUser} lines, ${(size / 1e6).toFixed(1)} MB appended in ${(appendMs / 1000).toFixed(2)} s`);
 
     // Drained: the saved position is the end of the file and no incident is open.
     const stateDir = join(dir, "state");
@@ -240,9 +248,10 @@ async function side(opts, matchNothing, log) {
       await sleep(20);
     }
     clearInterval(sampler);
-    if (drainedAt === null) throw new Error(`${matchNothing ? "baseline" : "flood"}: the operator did not drain within 180 s`);
+    if (drainedAt === null) throw new Error(`${what}: the operator did not drain within 180 s`);
     const final = memoryOf(pid);
     const cpuMs = cpuOf(pid) - cpu0;
+    const throttled = limit?.throttled() ?? null;
     const m = await metrics(metricsUrl);
     const factoryMetrics = await metrics(`http://127.0.0.1:${controlPort}/metrics`);
     const exit = await stop(operator);
@@ -265,6 +274,7 @@ async function side(opts, matchNothing, log) {
       drainMs: drainedAt - t0,
       drainAfterLastMs: drainedAt - lastWrite,
       cpuMs,
+      throttled,
       bytes: size,
       linesRead: m.sum("reclaim_operator_lines_read_total"),
       matches: m.sum("reclaim_operator_rule_matches_total"),
@@ -285,10 +295,45 @@ async function side(opts, matchNothing, log) {
     };
   } finally {
     for (const p of procs) await stop(p).catch(() => undefined);
+    try {
+      limit?.remove();
+    } catch (err) {
+      log(`  could not remove the CPU limit group ${limit?.dir}: ${String(err)}`);
+    }
     // RECLAIM_BENCH_KEEP=1 keeps the folder (the operator's log, its records) to look into a run.
     if (process.env.RECLAIM_BENCH_KEEP === "1") log(`  kept ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The flood under the Deployment's CPU limit: does the operator keep up
+ * with it there? Its backlog when the last line is appended is the drain
+ * after it; target ≤ targets.limitedDrainAfterLastS in the worst round.
+ */
+function limitedRows(opts, rounds, { sec, med, perRound, worst }) {
+  const limit = `${opts.cpuLimit}m`;
+  const worstDrain = worst((r) => r.limited.drainAfterLastMs);
+  return [
+    {
+      metric: `Drain under the Deployment's CPU limit (${limit}): last line appended → processed, nothing open`,
+      base: `${sec(med((r) => r.flood.drainAfterLastMs))} (no limit)`,
+      test: sec(med((r) => r.limited.drainAfterLastMs)),
+      ratio: `${(med((r) => r.limited.drainAfterLastMs) / med((r) => r.flood.drainAfterLastMs)).toFixed(2)}×`,
+      perRound: perRound((r) => r.limited.drainAfterLastMs / r.flood.drainAfterLastMs),
+      target: `≤ ${targets.limitedDrainAfterLastS} s (worst round: ${sec(worstDrain)})`,
+      result: worstDrain <= targets.limitedDrainAfterLastS * 1000 ? "PASS" : "FAIL",
+    },
+    {
+      metric: `Operator CPU time under the limit (${limit}), and periods throttled`,
+      base: `${sec(med((r) => r.flood.cpuMs))} (no limit)`,
+      test: `${sec(med((r) => r.limited.cpuMs))}; ${med((r) => r.limited.throttled.throttled)} of ${med((r) => r.limited.throttled.periods)} periods`,
+      ratio: `${(med((r) => r.limited.cpuMs) / med((r) => r.flood.cpuMs)).toFixed(2)}×`,
+      perRound: perRound((r) => r.limited.cpuMs / r.flood.cpuMs),
+      target: "none",
+      result: "info",
+    },
+  ];
 }
 
 export async function run(options = {}) {
@@ -297,22 +342,32 @@ export async function run(options = {}) {
   opts.nodeOptions = deployedNodeOptions();
   const log = options.log ?? (() => {});
   log(`operator NODE_OPTIONS as deployed (manifests/base/operator/deployment.yaml): ${opts.nodeOptions}`);
+  opts.cpuLimit = deployedCpuLimit();
+  // A third side per round: the flood with the operator held to its Deployment's CPU limit (needs a writable cgroup).
+  const limitName = (i) => `reclaim-bench-flood-${process.pid}-${i}`;
+  const probe = cpuLimitGroup(opts.cpuLimit, limitName("probe"));
+  probe?.remove();
+  opts.limited = probe !== null;
+  log(opts.limited ? `the limited flood runs in a cgroup with the Deployment's CPU limit: ${opts.cpuLimit}m` : "no writable cgroup CPU controller here: the limited flood is not measured");
   if (!existsSync(join(ROOT, "dist/cli/main.js"))) throw new Error("dist/ is missing: run `npm run build` first");
   const total = opts.users * opts.linesPerUser;
   const problems = [];
   const rounds = [];
   for (let i = 0; i < opts.rounds; i++) {
-    log(`round ${i + 1}/${opts.rounds}: baseline (a rule that matches nothing), then the flood`);
+    log(`round ${i + 1}/${opts.rounds}: baseline (a rule that matches nothing), then the flood${opts.limited ? ", then the flood under the CPU limit" : ""}`);
     const base = await side(opts, true, log);
     const flood = await side(opts, false, log);
+    const limited = opts.limited ? await side(opts, false, log, cpuLimitGroup(opts.cpuLimit, limitName(i))) : null;
     log(
       `  baseline: peak ${(base.peakRss / 2 ** 20).toFixed(0)} MiB, drained ${(base.drainAfterLastMs / 1000).toFixed(2)} s after the last line; ` +
         `flood: peak ${(flood.peakRss / 2 ** 20).toFixed(0)} MiB, drained ${(flood.drainAfterLastMs / 1000).toFixed(2)} s after, ` +
-        `${flood.acted} acted, ${flood.records} records, ${flood.accounted} users accounted for`,
+        `${flood.acted} acted, ${flood.records} records, ${flood.accounted} users accounted for` +
+        (limited === null ? "" : `; under ${opts.cpuLimit}m: drained ${(limited.drainAfterLastMs / 1000).toFixed(2)} s after, ${(limited.cpuMs / 1000).toFixed(1)} s of CPU`),
     );
     for (const [what, s] of [
       ["baseline", base],
       ["flood", flood],
+      ...(limited === null ? [] : [["flood, limited", limited]]),
     ]) {
       if (s.linesRead !== total) problems.push(`round ${i + 1}, ${what}: the operator read ${s.linesRead} lines, ${total} written`);
       if (s.storeErrors !== 0) problems.push(`round ${i + 1}, ${what}: ${s.storeErrors} store errors`);
@@ -320,9 +375,10 @@ export async function run(options = {}) {
     }
     if (base.matches !== 0 || base.records !== 0) problems.push(`round ${i + 1}: the baseline rule matched ${base.matches} lines and wrote ${base.records} records`);
     if (flood.matches !== total) problems.push(`round ${i + 1}: the flood rule matched ${flood.matches} lines, ${total} written`);
+    if (limited !== null && limited.matches !== total) problems.push(`round ${i + 1}: under the CPU limit the flood rule matched ${limited.matches} lines, ${total} written`);
     if (flood.appendMs > opts.seconds * 1000 + 1000) problems.push(`round ${i + 1}: appending took ${(flood.appendMs / 1000).toFixed(1)} s, more than ${opts.seconds} s`);
     if (flood.rungCalls !== flood.rungsRun) problems.push(`round ${i + 1}: the factory received ${flood.rungCalls} rung calls, the records show ${flood.rungsRun}`);
-    rounds.push({ base, flood });
+    rounds.push({ base, flood, limited });
   }
 
   const mib = (b) => `${(b / 2 ** 20).toFixed(0)} MiB`;
@@ -386,6 +442,7 @@ export async function run(options = {}) {
       target: "none",
       result: "info",
     },
+    ...(opts.limited ? limitedRows(opts, rounds, { sec, med, perRound, worst }) : []),
     {
       metric: "Ladders started (acted on)",
       base: "0",
@@ -427,6 +484,7 @@ export async function run(options = {}) {
     [
       ["baseline", r.base],
       ["flood", r.flood],
+      ...(r.limited === null ? [] : [[`flood, ${opts.cpuLimit}m`, r.limited]]),
     ].map(([what, s]) => ({
       round: String(i + 1),
       side: what,
@@ -436,6 +494,7 @@ export async function run(options = {}) {
       "append (s)": (s.appendMs / 1000).toFixed(2),
       "drain after last (s)": (s.drainAfterLastMs / 1000).toFixed(2),
       "CPU (s)": (s.cpuMs / 1000).toFixed(1),
+      "throttled periods": s.throttled === null ? "—" : `${s.throttled.throttled} / ${s.throttled.periods}`,
       "lines read": String(s.linesRead),
       matched: String(s.matches),
       acted: String(s.acted),
@@ -448,7 +507,7 @@ export async function run(options = {}) {
       files: String(s.files),
     })),
   );
-  for (const r of rounds) for (const s of [r.base, r.flood]) delete s.perKey;
+  for (const r of rounds) for (const s of [r.base, r.flood, r.limited]) if (s !== null) delete s.perKey;
   return { name, opts, rows, details, problems, rounds, total };
 }
 
@@ -474,7 +533,10 @@ export function section(result, m, cmd, table) {
     ...sectionHeader(m, cmd),
     `- Flood: ${result.total.toLocaleString("en")} HARD LIMIT lines for ${o.users.toLocaleString("en")} users (${o.linesPerUser} each), appended in 100 slices within ${o.seconds} s; ` +
       `the shipped rule \`rules/factory-lockout.yaml\` (maxPerHour ${result.rounds[0].flood.maxPerHour}); ${o.rounds} round(s), baseline first in each`,
-    `- Operator as deployed: \`NODE_OPTIONS=${o.nodeOptions}\` (from manifests/base/operator/deployment.yaml), on both sides`,
+    `- Operator as deployed: \`NODE_OPTIONS=${o.nodeOptions}\` (from manifests/base/operator/deployment.yaml), on every side`,
+    o.limited
+      ? `- Third side per round: the flood again, the operator in a cgroup with a CFS quota of its Deployment's CPU limit (${o.cpuLimit}m per 100 ms period), as Kubernetes holds it`
+      : `- The flood under the Deployment's CPU limit (${o.cpuLimit}m) was not measured: no writable cgroup CPU controller on this machine`,
     `- Each figure is the median over the rounds; "per round" is the lowest and highest ratio (or value) of a single round. Targets are checked against the worst round.`,
     "",
     resultsTable(result.rows, table),
