@@ -4,6 +4,7 @@
 // cgroup that applies such a limit to a process.
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { parseAllDocuments } from "yaml";
 
 /** The median of numbers (the mean of the middle two for an even count). */
 export function median(xs) {
@@ -34,11 +35,15 @@ export function deployedNodeOptions() {
   return match[1].trim().replace(/^["']|["']$/g, "");
 }
 
-/** The operator's CPU limit in its Deployment (`resources.limits.cpu`), in millicores. */
+/** The operator container's CPU limit in its Deployment (`resources.limits.cpu`), in millicores. */
 export function deployedCpuLimit() {
-  const text = readFileSync(new URL("../manifests/base/operator/deployment.yaml", import.meta.url), "utf8");
-  const match = /limits:\s*\n\s*cpu:\s*["']?(\d+(?:\.\d+)?)(m?)["']?/.exec(text);
-  if (match === null) throw new Error("manifests/base/operator/deployment.yaml sets no CPU limit for the operator");
+  const file = new URL("../manifests/base/operator/deployment.yaml", import.meta.url);
+  const docs = parseAllDocuments(readFileSync(file, "utf8")).map((d) => d.toJS());
+  const deployment = docs.find((d) => d?.kind === "Deployment");
+  const container = deployment?.spec?.template?.spec?.containers?.find((c) => c.name === "operator");
+  const cpu = container?.resources?.limits?.cpu;
+  const match = /^(\d+(?:\.\d+)?)(m?)$/.exec(String(cpu ?? ""));
+  if (match === null) throw new Error(`manifests/base/operator/deployment.yaml: the operator container has no CPU limit this bench reads (${JSON.stringify(cpu)})`);
   return match[2] === "m" ? Number(match[1]) : Number(match[1]) * 1000;
 }
 
