@@ -2,7 +2,7 @@
 // section in BENCHMARKS.md (who wrote it, the command, the machine, the date),
 // the operator's Node options and CPU limit as its Deployment sets them, and a
 // cgroup that applies such a limit to a process.
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 
@@ -57,18 +57,37 @@ export function deployedCpuLimit() {
  */
 export function cpuLimitGroup(millicores, name) {
   const quota = Math.round((millicores / 1000) * 100_000);
+  const v2Controllers = "/sys/fs/cgroup/cgroup.controllers";
   const candidates = [
-    { dir: `/sys/fs/cgroup/cpu/${name}`, write: (dir) => { writeFileSync(join(dir, "cpu.cfs_period_us"), "100000"); writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quota)); } },
-    { dir: `/sys/fs/cgroup/${name}`, write: (dir) => writeFileSync(join(dir, "cpu.max"), `${quota} 100000`) },
+    {
+      // cgroup v1: a mounted `cpu` hierarchy (its root has the quota file).
+      usable: () => existsSync("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+      dir: `/sys/fs/cgroup/cpu/${name}`,
+      write: (dir) => {
+        writeFileSync(join(dir, "cpu.cfs_period_us"), "100000");
+        writeFileSync(join(dir, "cpu.cfs_quota_us"), String(quota));
+        return readFileSync(join(dir, "cpu.cfs_quota_us"), "utf8").trim() === String(quota);
+      },
+    },
+    {
+      // cgroup v2, unified at /sys/fs/cgroup with the `cpu` controller (a plain tmpfs there is not one).
+      usable: () => existsSync(v2Controllers) && readFileSync(v2Controllers, "utf8").split(/\s+/).includes("cpu"),
+      dir: `/sys/fs/cgroup/${name}`,
+      write: (dir) => {
+        writeFileSync(join(dir, "cpu.max"), `${quota} 100000`);
+        return readFileSync(join(dir, "cpu.max"), "utf8").trim() === `${quota} 100000`;
+      },
+    },
   ];
   for (const c of candidates) {
+    if (!c.usable()) continue;
     try {
       mkdirSync(c.dir);
     } catch {
       continue;
     }
     try {
-      c.write(c.dir);
+      if (!c.write(c.dir)) throw new Error("the quota did not read back");
       return {
         dir: c.dir,
         add: (pid) => writeFileSync(join(c.dir, "cgroup.procs"), String(pid)),

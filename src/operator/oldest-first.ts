@@ -13,7 +13,7 @@
  * one index away, and the array is cut down once half of it is behind the
  * head.
  */
-export class OldestFirst<K, V> {
+export class OldestFirst<K, V extends NonNullable<unknown>> {
   private readonly values = new Map<K, V>();
   /** Keys in the order added; those before `head` are forgotten. */
   private order: K[] = [];
@@ -39,7 +39,7 @@ export class OldestFirst<K, V> {
     this.order.push(key);
   }
 
-  /** The oldest entry's value, or undefined when empty. */
+  /** The oldest entry's value, or undefined when empty (values are never undefined). */
   oldestValue(): V | undefined {
     return this.head < this.order.length ? this.values.get(this.order[this.head]!) : undefined;
   }
