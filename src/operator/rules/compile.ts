@@ -211,9 +211,14 @@ function matchText(text: CompiledText, event: LogEvent): Match | Miss {
 
 /** The value of a field of the entry: `resource.X` reads a resource label, anything else the structured payload. */
 export function fieldValue(event: LogEvent, name: string): unknown {
-  if (name.startsWith("resource.")) return event.resource[name.slice("resource.".length)];
+  if (name.startsWith("resource.")) return own(event.resource, name.slice("resource.".length));
   if (name === "event") return event.event ?? undefined;
-  return event.fields[name];
+  return own(event.fields, name);
+}
+
+/** `record[name]` when the record itself has it: never an inherited property (`toString`, `constructor`) as a field's value. */
+function own(record: Readonly<Record<string, unknown>>, name: string): unknown {
+  return Object.hasOwn(record, name) ? record[name] : undefined;
 }
 
 function holds(condition: FieldCondition, value: unknown): boolean {

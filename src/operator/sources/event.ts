@@ -4,6 +4,7 @@
  * and replay never care where an entry came from.
  */
 import { Severity } from "../../contract/events.js";
+import { setOwn } from "./own.js";
 
 /** Cloud Logging severities including `DEFAULT` (no severity), lowest first. */
 export const SEVERITY_ORDER = ["DEFAULT", ...Severity.options] as const;
@@ -94,7 +95,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 function stringLabels(value: unknown): Record<string, string> {
   if (!isRecord(value)) return {};
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(value)) if (typeof v === "string") out[k] = v;
+  for (const k of Object.keys(value)) {
+    const v = value[k];
+    if (typeof v === "string") setOwn(out, k, v);
+  }
   return out;
 }
 
@@ -176,6 +180,6 @@ export function normalize(entry: unknown): LogEvent | null {
 
 function payloadFields(payload: Record<string, unknown>): Record<string, unknown> {
   const fields: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(payload)) if (!STRUCTURED_KEYS.has(k)) fields[k] = v;
+  for (const k of Object.keys(payload)) if (!STRUCTURED_KEYS.has(k)) setOwn(fields, k, payload[k]);
   return fields;
 }

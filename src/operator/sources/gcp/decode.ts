@@ -7,6 +7,7 @@
  * `normalize()` read it exactly as they read an exported log file. Also the
  * nanosecond times that the tail's position and de-duplication work in.
  */
+import { setOwn } from "../own.js";
 
 /** A protobuf Timestamp or Duration as the client decodes it (int64 as a string; numbers and Longs tolerated). */
 export interface WireTime {
@@ -139,7 +140,7 @@ function valueToJson(value: WireValue | null | undefined): unknown {
 /** A protobuf Struct as a plain JSON object. */
 export function structToJson(struct: WireStruct | null | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(struct?.fields ?? {})) out[key] = valueToJson(value);
+  for (const [key, value] of Object.entries(struct?.fields ?? {})) setOwn(out, key, valueToJson(value));
   return out;
 }
 
@@ -153,7 +154,7 @@ function plainMessage(value: unknown): unknown {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       const plain = plainMessage(v);
-      if (plain !== undefined) out[k] = plain;
+      if (plain !== undefined) setOwn(out, k, plain);
     }
     return Object.keys(out).length === 0 ? undefined : out;
   }
