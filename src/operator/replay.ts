@@ -16,6 +16,7 @@ import { close } from "./incidents/record.js";
 import type { Incident } from "./incidents/model.js";
 import type { OperatorLog } from "./log-event.js";
 import { fieldValue, type CompiledRule, type Match, type Miss } from "./rules/compile.js";
+import { setOwn } from "./sources/own.js";
 
 /** One incident as replay reports it. */
 export interface ReplayIncident {
@@ -282,7 +283,8 @@ export class Replayer {
   diagnosis(): ReplayDiagnosis {
     const events: Record<string, number> = {};
     const sorted = [...this.eventCounts].sort(([a, x], [b, y]) => y.n - x.n || (a < b ? -1 : a > b ? 1 : 0));
-    for (const [name, count] of sorted) events[name] = count.n;
+    // Event names are the log's text: an own property each, "__proto__" too.
+    for (const [name, count] of sorted) setOwn(events, name, count.n);
     return {
       events,
       rules: this.rules.map((rule) => {

@@ -8,6 +8,7 @@ import type { LogEvent } from "../sources/event.js";
 import type { Trigger } from "../detect/detector.js";
 import { renderTitle } from "../rules/template.js";
 import { RECLAIM_VERSION } from "../../contract/version.js";
+import { setOwn } from "../sources/own.js";
 import {
   FINAL_STATUSES,
   MAX_DECISIONS,
@@ -41,8 +42,9 @@ export function incidentId(rule: string, keyString: string, firstAt: number, det
 export function evidenceOf(event: LogEvent): EvidenceEntry {
   const fields: EvidenceEntry["fields"] = {};
   for (const [k, v] of Object.entries(event.fields).slice(0, MAX_FIELDS)) {
-    if (typeof v === "string") fields[k] = v.length > MAX_FIELD_VALUE ? `${v.slice(0, MAX_FIELD_VALUE)}…` : v;
-    else if (typeof v === "number" || typeof v === "boolean" || v === null) fields[k] = v;
+    // As own properties: a field named __proto__ stays evidence (an assignment of null would strip the object's prototype).
+    if (typeof v === "string") setOwn(fields, k, v.length > MAX_FIELD_VALUE ? `${v.slice(0, MAX_FIELD_VALUE)}…` : v);
+    else if (typeof v === "number" || typeof v === "boolean" || v === null) setOwn(fields, k, v);
   }
   for (const [k, v] of Object.entries(event.resource)) fields[`resource.${k}`] = v;
   return {

@@ -11,6 +11,8 @@ import { describe, expect, it } from "vitest";
 import { keyOf } from "../../../src/operator/detect/detector.js";
 import { compileRule, fieldValue } from "../../../src/operator/rules/compile.js";
 import { RemediationRule } from "../../../src/operator/rules/schema.js";
+import { evidenceOf } from "../../../src/operator/incidents/record.js";
+import { replay } from "../../../src/operator/replay.js";
 import { structToJson } from "../../../src/operator/sources/gcp/decode.js";
 import { parseLine } from "../../../src/operator/sources/scan.js";
 import type { LogEvent } from "../../../src/operator/sources/event.js";
@@ -76,5 +78,21 @@ describe("a log line's keys", () => {
     expect(Object.getPrototypeOf(payload)).toBe(Object.prototype);
     expect(Object.keys(payload)).toEqual(["event", "__proto__"]);
     expect((payload as { userId?: unknown }).userId).toBeUndefined();
+  });
+
+  it("an incident's evidence keeps a field named __proto__, even null, as a field", () => {
+    const evidence = evidenceOf(parsed(`{"time":"2026-12-05T08:00:00Z","event":"factory.hard_limit","__proto__":null,"userId":"${USER}","message":"x"}`));
+    expect(Object.getPrototypeOf(evidence.fields)).toBe(Object.prototype);
+    expect(Object.entries(evidence.fields)).toEqual([
+      ["event", "factory.hard_limit"],
+      ["__proto__", null],
+      ["userId", USER],
+    ]);
+  });
+
+  it("replay counts entries whose event is named __proto__ under that name", async () => {
+    const line = '{"time":"2026-12-05T08:00:00Z","event":"__proto__","message":"x"}';
+    const report = await replay([rule], [parsed(line), parsed(line)]);
+    expect(Object.entries(report.diagnosis.events)).toContainEqual(["__proto__", 2]);
   });
 });
