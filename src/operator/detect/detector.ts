@@ -16,6 +16,7 @@ import type { LogEvent } from "../sources/event.js";
 import { MAX_EVIDENCE } from "../incidents/model.js";
 import { fieldValue, type CompiledRule, type Match } from "../rules/compile.js";
 import { OldestFirst } from "../oldest-first.js";
+import { setOwn } from "../sources/own.js";
 
 /** A threshold reached: the detector's output. */
 export interface Trigger {
@@ -191,11 +192,15 @@ export class Detector {
 /** The key of an entry for a rule, or null when a key field is missing or the user id is not valid. */
 export function keyOf(rule: CompiledRule, event: LogEvent, match?: Match): Pick<Trigger, "key" | "keyString" | "userId" | "pod" | "namespace"> | null {
   const key: Record<string, string> = {};
+  // `name=value,…` in the rule's key order, built as the key is (no entries, map and join per line).
+  let keyString = "";
   for (const name of rule.rule.spec.key) {
     // A text trigger's key fields come from its match (only from entries its trust admits); no other rule has any.
     const value = match?.keys?.[name] ?? fieldValue(event, name);
     if (typeof value !== "string" && typeof value !== "number") return null;
-    key[name] = String(value);
+    const text = String(value);
+    setOwn(key, name, text);
+    keyString = keyString === "" ? `${name}=${text}` : `${keyString},${name}=${text}`;
   }
   const userId = key.userId;
   // Stryker disable next-line ConditionalExpression: isUserId(undefined) is false too
@@ -203,9 +208,7 @@ export function keyOf(rule: CompiledRule, event: LogEvent, match?: Match): Pick<
   const pod = fieldValue(event, "pod");
   return {
     key,
-    keyString: Object.entries(key)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(","),
+    keyString,
     userId,
     pod: typeof pod === "string" ? pod : null,
     namespace: event.resource.namespace_name ?? null,

@@ -30,7 +30,12 @@ const HOUR_MS = 3_600_000;
 /** How often a rollup record whose only change is trigger counts is written. */
 export const ROLLUP_COUNTS_EVERY_MS = 5000;
 
-const iso = (ms: number): string => new Date(ms).toISOString();
+/** The last time written and its text: a flood's repeats note many triggers in the same millisecond. */
+let lastIso = { ms: Number.NaN, text: "" };
+const iso = (ms: number): string => {
+  if (ms !== lastIso.ms) lastIso = { ms, text: new Date(ms).toISOString() };
+  return lastIso.text;
+};
 
 /** What `note` did with a suppressed trigger. */
 export interface RollupNote {
