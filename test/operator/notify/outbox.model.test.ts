@@ -39,6 +39,7 @@ import { createOperatorLog } from "../../../src/operator/log.js";
 import { Outbox } from "../../../src/operator/notify/outbox.js";
 import type { Delivery, Notice, Receiver } from "../../../src/operator/notify/types.js";
 import { ManualClock } from "../../support/clock.js";
+import { notice } from "../../support/notice.js";
 
 const T0 = Date.parse("2026-12-05T09:00:00Z");
 const SUBJECTS = ["inc-a", "inc-b", "inc-c"] as const;
@@ -96,29 +97,6 @@ class Steered implements Receiver {
     if (mode === "deaf") return new Promise(() => undefined); // not even the abort: the outbox's own deadline ends it
     return new Promise((resolve) => signal.addEventListener("abort", () => resolve({ ok: false, permanent: false, retryAfterMs: null, detail: "no answer" }), { once: true }));
   }
-}
-
-function notice(subject: string, atMs: number): Notice {
-  return {
-    subject,
-    kind: "incident",
-    rule: "lockout",
-    userId: "105945141827451681156",
-    pod: "factory-0",
-    namespace: "chat",
-    severity: "high",
-    status: "open",
-    needsHuman: false,
-    firing: true,
-    acknowledged: null,
-    summary: `Chat lockout (${subject})`,
-    description: "A user is at the manager limit.",
-    runbookUrl: "https://runbooks.example/lockout",
-    link: null,
-    startsAt: new Date(T0).toISOString(),
-    endsAt: null,
-    at: new Date(atMs).toISOString(),
-  };
 }
 
 const silentLog = (): ReturnType<typeof createOperatorLog> =>

@@ -25,34 +25,11 @@ import { dropNotice, InvalidNoticeError, Outbox, OutboxOptionError, type OutboxO
 import type { Delivery, Notice, Receiver } from "../../../src/operator/notify/types.js";
 import { createOperatorLog } from "../../../src/operator/log.js";
 import { ManualClock } from "../../support/clock.js";
+import { notice, NOTICE_T0 } from "../../support/notice.js";
 import { eventually } from "../../support/factory.js";
 import { describeNeeding } from "../../support/needs.js";
 
-const T0 = Date.parse("2026-11-26T12:00:00Z");
-
-function notice(subject: string, atMs: number, over: Partial<Notice> = {}): Notice {
-  return {
-    subject,
-    kind: "incident",
-    rule: "lockout",
-    userId: "105945141827451681156",
-    pod: "factory-0",
-    namespace: "chat",
-    severity: "high",
-    status: "open",
-    needsHuman: false,
-    firing: true,
-    acknowledged: null,
-    summary: `Chat lockout (${subject.slice(0, 40)})`,
-    description: "A user is at the manager limit.",
-    runbookUrl: "https://runbooks.example/lockout",
-    link: null,
-    startsAt: new Date(T0).toISOString(),
-    endsAt: null,
-    at: new Date(atMs).toISOString(),
-    ...over,
-  };
-}
+const T0 = NOTICE_T0;
 
 type Mode = "up" | "down" | "reject" | "hang" | "deaf" | { retryAfterMs: number };
 
