@@ -24,7 +24,7 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 
-const NAMES = ["factory", "pipeline", "latency", "flood", "probe", "soak", "slowreader", "proxy", "sweep", "startup", "adaptive", "rss"];
+const NAMES = ["factory", "pipeline", "latency", "flood", "engine", "probe", "soak", "slowreader", "proxy", "sweep", "startup", "adaptive", "rss"];
 const BENCHMARKS = Object.fromEntries(NAMES.map((name) => [name, () => import(`./${name}/bench.mjs`)]));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DOC = `${ROOT}BENCHMARKS.md`;
