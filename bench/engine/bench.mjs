@@ -20,15 +20,15 @@
 // (PerformanceObserver "gc"), per side and as flood / baseline. No target: a
 // figure to watch when the engine changes.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { resultsTable, writeRule } from "../flood/bench.mjs";
 import { deployedNodeOptions, median, sectionHeader } from "../lib.mjs";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
-const SHIPPED_RULE = join(ROOT, "rules/factory-lockout.yaml");
 
 export const name = "engine";
 
@@ -109,18 +109,6 @@ async function child(side, users, perUser, ruleFile) {
   );
 }
 
-function writeRule(dir, matchNothing) {
-  let yaml = readFileSync(SHIPPED_RULE, "utf8");
-  if (matchNothing) {
-    const before = yaml;
-    yaml = yaml.replace("event: [factory.hard_limit, factory.error]", "event: [factory.never_logged]");
-    if (yaml === before) throw new Error("rules/factory-lockout.yaml changed: the baseline cannot rename its trigger event");
-  }
-  const file = join(dir, matchNothing ? "baseline.yaml" : "flood.yaml");
-  writeFileSync(file, yaml);
-  return { file, maxPerHour: Number(/maxPerHour:\s*(\d+)/.exec(yaml)?.[1] ?? "NaN") };
-}
-
 function runSide(side, opts, ruleFile) {
   const out = execFileSync(process.execPath, [...opts.nodeOptions.split(/\s+/).filter(Boolean), SELF, "--child", side, String(opts.users), String(opts.linesPerUser), ruleFile], {
     cwd: ROOT,
@@ -140,8 +128,10 @@ export async function run(options = {}) {
   const total = opts.users * opts.linesPerUser;
   const dir = mkdtempSync(join(tmpdir(), "reclaim-bench-engine-"));
   try {
-    const baselineRule = writeRule(dir, true);
-    const floodRule = writeRule(dir, false);
+    mkdirSync(join(dir, "baseline"));
+    mkdirSync(join(dir, "flood"));
+    const baselineRule = writeRule(join(dir, "baseline"), true);
+    const floodRule = writeRule(join(dir, "flood"), false);
     const expectedActing = Math.min(opts.users, floodRule.maxPerHour);
     log(`${total} lines (${opts.users} users × ${opts.linesPerUser}), ${opts.rounds} round(s), each side in a fresh process with NODE_OPTIONS ${opts.nodeOptions}`);
     const problems = [];
@@ -203,20 +193,8 @@ export async function run(options = {}) {
   }
 }
 
-/** The results table (bench/run.mjs prints it and writes it to BENCHMARKS.md). */
-export function resultsTable(rows, table) {
-  return table(
-    rows.map((r) => ({
-      figure: r.metric,
-      "baseline (matches nothing)": r.base,
-      flood: r.test,
-      "flood / baseline": r.ratio,
-      "per round": r.perRound,
-      target: r.target,
-      result: r.result,
-    })),
-  );
-}
+/** The results table: the flood benchmark's columns (baseline matching nothing, flood, their ratio). */
+export { resultsTable };
 
 /** The results section of BENCHMARKS.md. */
 export function section(result, m, cmd, table) {

@@ -70,7 +70,8 @@ function freePort() {
 }
 
 /** The shipped rule (maxPerHour 20, probe → force → degrade); for the baseline with an event nothing logs. */
-function writeRule(dir, matchNothing) {
+/** The shipped rule in `dir/rule.yaml`; with `matchNothing`, its trigger event renamed to one nothing logs (the baseline). */
+export function writeRule(dir, matchNothing) {
   let yaml = readFileSync(SHIPPED_RULE, "utf8");
   if (matchNothing) {
     const before = yaml;
